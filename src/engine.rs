@@ -1,0 +1,221 @@
+//! Generation: batches of sequences, chunked prefill, then token-by-token
+//! decoding. Every sequence's logits are bit-identical however it is batched
+//! or chunked, because every op computes each row on its own (see kernels).
+
+use crate::error::{Error, Result};
+use crate::model::llama::{Llama, Logits, SeqStep};
+use crate::sampling::{sequence_key, Sampler, SamplingParams};
+use sha2::{Digest, Sha256};
+use std::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub id: String,
+    pub prompt_ids: Vec<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GenOptions {
+    pub sampling: SamplingParams,
+    /// Sequences run together.
+    pub batch_size: usize,
+    /// Prompt tokens fed per forward call and sequence.
+    pub prefill_chunk: usize,
+    /// Keep every step's logits in the output (tests, log-likelihoods).
+    pub keep_logits: bool,
+}
+
+impl Default for GenOptions {
+    fn default() -> Self {
+        GenOptions { sampling: SamplingParams::default(), batch_size: 1, prefill_chunk: 512, keep_logits: false }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StopReason {
+    Eos,
+    Length,
+    Context,
+}
+
+#[derive(Debug, Clone)]
+pub struct SeqOutput {
+    pub id: String,
+    pub prompt_ids: Vec<u32>,
+    pub output_ids: Vec<u32>,
+    pub stop: StopReason,
+    /// sha256 over the f32 bits (little-endian) of the logits of each step.
+    pub logits_digest: String,
+    pub step_logits: Vec<Vec<f32>>,
+    /// Seconds from the start of the sequence's batch to its first token.
+    pub ttft_s: f64,
+    /// Seconds between consecutive output tokens.
+    pub token_times_s: Vec<f64>,
+}
+
+struct Live<'a> {
+    req: &'a Request,
+    cache: crate::model::layers::KvCache,
+    fed: usize,
+    out: Vec<u32>,
+    last: Option<Vec<f32>>,
+    hasher: Sha256,
+    logits: Vec<Vec<f32>>,
+    done: Option<StopReason>,
+    t_last: Instant,
+    ttft: f64,
+    times: Vec<f64>,
+    key: u64,
+}
+
+/// Run all requests; `on_token(done_tokens)` reports progress.
+pub fn generate(
+    model: &Llama,
+    eos: &[u32],
+    requests: &[Request],
+    opts: &GenOptions,
+    mut on_progress: impl FnMut(usize),
+) -> Result<Vec<SeqOutput>> {
+    opts.sampling.validate().map_err(Error::Input)?;
+    if opts.batch_size == 0 || opts.prefill_chunk == 0 {
+        return Err(Error::Input("batch size and prefill chunk must be at least 1".into()));
+    }
+    let ctx = model.config.max_position_embeddings;
+    for r in requests {
+        if r.prompt_ids.is_empty() {
+            return Err(Error::Input(format!("prompt '{}' has no tokens", r.id)));
+        }
+        if r.prompt_ids.len() >= ctx {
+            return Err(Error::Input(format!(
+                "prompt '{}' has {} tokens; the model's context is {} positions",
+                r.id,
+                r.prompt_ids.len(),
+                ctx
+            )));
+        }
+    }
+    let sampler = Sampler { params: &opts.sampling };
+    let max_new = opts.sampling.max_tokens;
+    let mut results = Vec::with_capacity(requests.len());
+    let mut produced = 0usize;
+    for group in requests.chunks(opts.batch_size) {
+        let t0 = Instant::now();
+        let mut live: Vec<Live> = group
+            .iter()
+            .map(|req| {
+                let cap = (req.prompt_ids.len() + max_new).min(ctx);
+                Ok(Live {
+                    req,
+                    cache: model.new_cache(cap)?,
+                    fed: 0,
+                    out: Vec::new(),
+                    last: None,
+                    hasher: Sha256::new(),
+                    logits: Vec::new(),
+                    done: if max_new == 0 { Some(StopReason::Length) } else { None },
+                    t_last: t0,
+                    ttft: 0.0,
+                    times: Vec::new(),
+                    key: sequence_key(&req.id),
+                })
+            })
+            .collect::<Result<_>>()?;
+        loop {
+            // Pick each live sequence's next tokens: a prompt chunk, or the token just sampled.
+            let mut pending: Vec<(usize, Vec<u32>, Logits)> = Vec::new();
+            for (i, s) in live.iter_mut().enumerate() {
+                if s.done.is_some() {
+                    continue;
+                }
+                let n = s.req.prompt_ids.len();
+                if s.fed < n {
+                    let end = (s.fed + opts.prefill_chunk).min(n);
+                    let want = if end == n { Logits::Last } else { Logits::None };
+                    pending.push((i, s.req.prompt_ids[s.fed..end].to_vec(), want));
+                    s.fed = end;
+                    continue;
+                }
+                let logits = s.last.take().expect("logits after the prompt");
+                let mut history = s.req.prompt_ids.clone();
+                history.extend_from_slice(&s.out);
+                let tok = sampler.sample(&logits, &history, s.key, s.out.len() as u64);
+                s.out.push(tok);
+                produced += 1;
+                let now = Instant::now();
+                if s.out.len() == 1 {
+                    s.ttft = (now - t0).as_secs_f64();
+                } else {
+                    s.times.push((now - s.t_last).as_secs_f64());
+                }
+                s.t_last = now;
+                if eos.contains(&tok) {
+                    s.done = Some(StopReason::Eos);
+                } else if s.out.len() >= max_new {
+                    s.done = Some(StopReason::Length);
+                } else if s.cache.len + 1 > s.cache.capacity {
+                    s.done = Some(StopReason::Context);
+                } else {
+                    pending.push((i, vec![tok], Logits::Last));
+                }
+            }
+            on_progress(produced);
+            if pending.is_empty() {
+                break;
+            }
+            let outs = {
+                let mut by_index: Vec<Option<&mut Live>> = live.iter_mut().map(Some).collect();
+                let mut steps: Vec<SeqStep> = Vec::with_capacity(pending.len());
+                for (i, toks, want) in &pending {
+                    let s = by_index[*i].take().expect("one step per sequence");
+                    steps.push(SeqStep { tokens: toks, cache: &mut s.cache, logits: *want });
+                }
+                model.forward(&mut steps)?
+            };
+            for ((i, _, _), o) in pending.iter().zip(outs) {
+                if let Some(t) = o {
+                    let v: Vec<f32> = t.flatten_all()?.to_vec1()?;
+                    let s = &mut live[*i];
+                    for x in &v {
+                        s.hasher.update(x.to_bits().to_le_bytes());
+                    }
+                    if opts.keep_logits {
+                        s.logits.push(v.clone());
+                    }
+                    s.last = Some(v);
+                }
+            }
+        }
+        for s in live {
+            results.push(SeqOutput {
+                id: s.req.id.clone(),
+                prompt_ids: s.req.prompt_ids.clone(),
+                output_ids: s.out,
+                stop: s.done.unwrap_or(StopReason::Length),
+                logits_digest: hex::encode(s.hasher.finalize()),
+                step_logits: s.logits,
+                ttft_s: s.ttft,
+                token_times_s: s.times,
+            });
+        }
+    }
+    Ok(results)
+}
+
+/// sha256 of token ids as little-endian u32.
+pub fn ids_digest(ids: &[u32]) -> String {
+    let mut h = Sha256::new();
+    for i in ids {
+        h.update(i.to_le_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// sha256 over hex digests in order (the run digest).
+pub fn combine_digests<'a>(digests: impl IntoIterator<Item = &'a str>) -> String {
+    let mut h = Sha256::new();
+    for d in digests {
+        h.update(d.as_bytes());
+    }
+    hex::encode(h.finalize())
+}

@@ -1,0 +1,123 @@
+//! CPU kernels: the canonical arithmetic of docs/DETERMINISM.md over plain
+//! slices. They know nothing of tensors, models or devices.
+//!
+//! Each kernel body is written once, generic over nothing, and compiled twice:
+//! as portable code, and inside a `#[target_feature(enable = "avx2,fma")]`
+//! wrapper where LLVM vectorises the 32 independent lanes. Both compute every
+//! lane with the same correctly rounded operations in the same order, so the
+//! bits are the same; `Isa` only picks the speed.
+
+pub mod attention;
+pub mod dot;
+pub mod elementwise;
+pub mod matmul;
+pub mod norm;
+pub mod quant;
+pub mod rope;
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// Instruction set the kernels are compiled for at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isa {
+    Scalar,
+    Avx2,
+}
+
+impl Isa {
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+        }
+    }
+
+    /// The best ISA this machine supports.
+    pub fn detect() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Scalar
+    }
+
+    pub fn available() -> Vec<Isa> {
+        let mut v = vec![Isa::Scalar];
+        if Isa::detect() == Isa::Avx2 {
+            v.push(Isa::Avx2);
+        }
+        v
+    }
+
+    pub fn parse(s: &str) -> Option<Isa> {
+        match s {
+            "scalar" => Some(Isa::Scalar),
+            "avx2" => Some(Isa::Avx2),
+            _ => None,
+        }
+    }
+}
+
+// 0 = not chosen yet, 1 = scalar, 2 = avx2.
+static ISA: AtomicU8 = AtomicU8::new(0);
+
+/// The ISA in use: forced by `set_isa` or `INFER_EVAL_ISA`, else detected.
+pub fn isa() -> Isa {
+    match ISA.load(Ordering::Relaxed) {
+        1 => Isa::Scalar,
+        2 => Isa::Avx2,
+        _ => {
+            let chosen = std::env::var("INFER_EVAL_ISA")
+                .ok()
+                .and_then(|s| Isa::parse(&s))
+                .filter(|i| Isa::available().contains(i))
+                .unwrap_or_else(Isa::detect);
+            set_isa(chosen).expect("detected ISA is available");
+            chosen
+        }
+    }
+}
+
+/// Force an ISA; an error if this machine lacks it.
+pub fn set_isa(isa: Isa) -> Result<(), String> {
+    if !Isa::available().contains(&isa) {
+        return Err(format!(
+            "ISA '{}' is not available on this CPU (available: {})",
+            isa.name(),
+            Isa::available().iter().map(|i| i.name()).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    ISA.store(
+        match isa {
+            Isa::Scalar => 1,
+            Isa::Avx2 => 2,
+        },
+        Ordering::Relaxed,
+    );
+    Ok(())
+}
+
+/// Defines `pub fn $name(args) -> ret` that runs `$body` compiled for the ISA
+/// in use. The body must be pure arithmetic over its arguments.
+macro_rules! multiversion {
+    ($(#[$m:meta])* pub fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$m])*
+        pub fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
+            match $crate::kernels::isa() {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: isa() returns Avx2 only when the CPU has avx2 and fma.
+                $crate::kernels::Isa::Avx2 => unsafe { avx2($($arg),*) },
+                _ => body($($arg),*),
+            }
+        }
+    };
+}
+pub(crate) use multiversion;

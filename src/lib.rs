@@ -1,0 +1,33 @@
+//! infer-eval: deterministic, bit-reproducible inference for open-weight language models.
+//!
+//! Dependencies point one way, top to bottom:
+//!
+//! ```text
+//! cli (main.rs) ─► engine ─► model ─► ops ─► kernels ─► numerics
+//!                   │          └─► gguf / safetensors loading
+//!                   ├─► sampling ─► numerics
+//!                   └─► tokenizer
+//! fetch (model manifests, downloads) and record (JSON outputs) sit beside the engine.
+//! ```
+//!
+//! `kernels` are plain functions over slices: the canonical arithmetic of
+//! `docs/DETERMINISM.md`. `ops` wraps them as Candle custom ops, the boundary a
+//! CUDA backend implements. `model` knows nothing of sampling or evaluation.
+
+pub mod engine;
+pub mod error;
+pub mod fetch;
+pub mod kernels;
+pub mod model;
+pub mod numerics;
+pub mod prompts;
+pub mod ops;
+pub mod record;
+pub mod sampling;
+pub mod tokenizer;
+
+pub use error::{Error, Result};
+
+/// Bumped whenever any change alters output bits (logits or tokens) for the
+/// same model, prompt and parameters. Golden digests are tied to it.
+pub const DETERMINISM_VERSION: u32 = 1;

@@ -1,0 +1,73 @@
+//! The JSON record of a generation run (`--out`), written atomically.
+
+use crate::error::{Error, Result};
+use crate::sampling::SamplingParams;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::Path;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelRecord {
+    pub name: String,
+    pub path: String,
+    pub format: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunOptions {
+    pub threads: usize,
+    pub batch_size: usize,
+    pub prefill_chunk: usize,
+    pub isa: String,
+    pub chat: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SequenceRecord {
+    pub id: String,
+    pub prompt: String,
+    pub prompt_ids: Vec<u32>,
+    pub output_ids: Vec<u32>,
+    pub text: String,
+    /// sha256 of output_ids as little-endian u32.
+    pub digest: String,
+    /// sha256 of the f32 bits of every step's logits.
+    pub logits_digest: String,
+    pub stop: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GenerationRecord {
+    pub infer_eval_version: String,
+    pub determinism_version: u32,
+    pub model: ModelRecord,
+    pub tokenizer_sha256: String,
+    pub sampling: SamplingParams,
+    pub options: RunOptions,
+    pub sequences: Vec<SequenceRecord>,
+    /// sha256 over the sequence digests in order.
+    pub digest: String,
+}
+
+/// Write `bytes` to `path` atomically: a temporary file in the same folder,
+/// flushed to disk, then renamed over the target.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let name = path.file_name().ok_or_else(|| Error::Input(format!("{}: not a file path", path.display())))?;
+    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| Error::io(&tmp, e))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
+}
+
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let mut s = serde_json::to_string_pretty(value).expect("records serialize");
+    s.push('\n');
+    write_atomic(path, s.as_bytes())
+}

@@ -1,0 +1,245 @@
+//! Tokenizers: from a Hugging Face tokenizer.json, or built from GGUF
+//! metadata (`tokenizer.ggml.*`) so that a GGUF gives llama.cpp's token ids.
+//!
+//! Special tokens follow llama.cpp: user-defined tokens are always matched in
+//! the text; control tokens only when `parse_special` is set (chat prompts).
+
+use crate::error::{Error, Result};
+use crate::model::gguf::GgufFile;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::models::bpe::BPE;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::digits::Digits;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+
+#[derive(Debug, Clone)]
+struct Special {
+    text: String,
+    id: u32,
+    /// Control tokens are matched only when parsing specials; user-defined always.
+    control: bool,
+}
+
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    specials: Vec<Special>,
+    /// true: `inner` already matches added tokens itself (tokenizer.json).
+    inner_handles_specials: bool,
+    pub bos: Option<u32>,
+    pub eos: Vec<u32>,
+    pub add_bos: bool,
+    pub chat_template: Option<String>,
+    /// sha256 of the tokenizer definition (tokenizer.json bytes, or the GGUF
+    /// tokenizer metadata in key order).
+    pub sha256: String,
+    pub vocab_size: usize,
+}
+
+fn terr(path: &Path, msg: impl std::fmt::Display) -> Error {
+    Error::bad_file(path, format!("tokenizer: {msg}"))
+}
+
+impl Tokenizer {
+    pub fn from_gguf(g: &GgufFile) -> Result<Self> {
+        let p = g.path.as_path();
+        let model = g.get_str("tokenizer.ggml.model")?;
+        if model != "gpt2" {
+            return Err(terr(
+                p,
+                format!("tokenizer model '{model}' is not supported from GGUF metadata (supported: gpt2 byte-level BPE); put a tokenizer.json beside the model"),
+            ));
+        }
+        let pre = g.metadata.get("tokenizer.ggml.pre").and_then(|v| v.as_str()).unwrap_or("default");
+        let tokens = g
+            .get("tokenizer.ggml.tokens")?
+            .as_array()
+            .ok_or_else(|| terr(p, "tokenizer.ggml.tokens is not an array"))?;
+        let types = g.metadata.get("tokenizer.ggml.token_type").and_then(|v| v.as_array());
+        let merges = g
+            .get("tokenizer.ggml.merges")?
+            .as_array()
+            .ok_or_else(|| terr(p, "tokenizer.ggml.merges is not an array"))?;
+        let mut vocab = tokenizers::models::bpe::Vocab::with_capacity(tokens.len());
+        let mut specials = Vec::new();
+        for (i, t) in tokens.iter().enumerate() {
+            let s = t.as_str().ok_or_else(|| terr(p, format!("token {i} is not a string")))?;
+            vocab.insert(s.to_string(), i as u32);
+            let ty = types.and_then(|ty| ty.get(i)).and_then(|v| v.as_u64()).unwrap_or(1);
+            // 3 = control, 4 = user-defined (llama.cpp's llama_token_type)
+            if ty == 3 || ty == 4 {
+                specials.push(Special { text: s.to_string(), id: i as u32, control: ty == 3 });
+            }
+        }
+        let mut merge_pairs = Vec::with_capacity(merges.len());
+        for (i, m) in merges.iter().enumerate() {
+            let s = m.as_str().ok_or_else(|| terr(p, format!("merge {i} is not a string")))?;
+            let (a, b) = s.split_once(' ').ok_or_else(|| terr(p, format!("merge {i} '{s}' is not two tokens")))?;
+            if !vocab.contains_key(a) || !vocab.contains_key(b) {
+                return Err(terr(p, format!("merge {i} '{s}' names a token not in the vocabulary")));
+            }
+            merge_pairs.push((a.to_string(), b.to_string()));
+        }
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab, merge_pairs)
+            .build()
+            .map_err(|e| terr(p, format!("cannot build BPE: {e}")))?;
+        let byte_level = PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, true));
+        let pre_tok = match pre {
+            // llama.cpp's smollm and gpt2-style pre-tokenizers: digits one by one, then the GPT-2 split.
+            "smollm" | "starcoder" | "refact" | "default" | "gpt-2" => Sequence::new(vec![
+                PreTokenizerWrapper::Digits(Digits::new(pre != "gpt-2" && pre != "default")),
+                byte_level,
+            ]),
+            other => {
+                return Err(terr(p, format!("pre-tokenizer '{other}' is not supported (supported: smollm, starcoder, refact, gpt-2, default)")));
+            }
+        };
+        let mut inner = tokenizers::Tokenizer::new(bpe);
+        inner.with_pre_tokenizer(Some(pre_tok));
+        inner.with_decoder(Some(ByteLevelDecoder::default()));
+        specials.sort_by(|a, b| b.text.len().cmp(&a.text.len()).then(a.id.cmp(&b.id)));
+
+        let mut h = Sha256::new();
+        for (k, v) in g.metadata.range("tokenizer.".to_string()..) {
+            if !k.starts_with("tokenizer.") {
+                break;
+            }
+            h.update(k.as_bytes());
+            v.hash_into(&mut h);
+        }
+        let id = |k: &str| g.metadata.get(k).and_then(|v| v.as_u64()).map(|v| v as u32);
+        let n = tokens.len();
+        let check = |name: &str, v: Option<u32>| -> Result<Option<u32>> {
+            match v {
+                Some(i) if i as usize >= n => Err(terr(p, format!("{name} {i} is outside the vocabulary ({n} tokens)"))),
+                _ => Ok(v),
+            }
+        };
+        Ok(Tokenizer {
+            inner,
+            specials,
+            inner_handles_specials: false,
+            bos: check("bos_token_id", id("tokenizer.ggml.bos_token_id"))?,
+            eos: check("eos_token_id", id("tokenizer.ggml.eos_token_id"))?.into_iter().collect(),
+            add_bos: g.metadata.get("tokenizer.ggml.add_bos_token").and_then(|v| v.as_bool()).unwrap_or(false),
+            chat_template: g.metadata.get("tokenizer.chat_template").and_then(|v| v.as_str()).map(String::from),
+            sha256: hex::encode(h.finalize()),
+            vocab_size: n,
+        })
+    }
+
+    /// A Hugging Face model folder: tokenizer.json, with BOS/EOS from
+    /// config.json and the chat template from tokenizer_config.json if present.
+    pub fn from_hf_dir(dir: &Path) -> Result<Self> {
+        let path = dir.join("tokenizer.json");
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let inner = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| terr(&path, format!("invalid tokenizer.json: {e}")))?;
+        let cfg_path = dir.join("config.json");
+        let cfg: serde_json::Value = std::fs::read(&cfg_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(serde_json::Value::Null);
+        let ids = |v: &serde_json::Value| -> Vec<u32> {
+            match v {
+                serde_json::Value::Number(n) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
+                serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_u64()).map(|x| x as u32).collect(),
+                _ => vec![],
+            }
+        };
+        let tc: serde_json::Value = std::fs::read(dir.join("tokenizer_config.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(serde_json::Value::Null);
+        let vocab_size = inner.get_vocab_size(true);
+        Ok(Tokenizer {
+            inner,
+            specials: Vec::new(),
+            inner_handles_specials: true,
+            bos: ids(&cfg["bos_token_id"]).first().copied(),
+            eos: ids(&cfg["eos_token_id"]),
+            add_bos: false, // tokenizer.json's post-processor adds what the model wants
+            chat_template: tc["chat_template"].as_str().map(String::from),
+            sha256: hex::encode(Sha256::digest(&bytes)),
+            vocab_size,
+        })
+    }
+
+    /// Token ids of `text`. `parse_special`: match control tokens such as
+    /// `<|im_start|>` written in the text (chat prompts), as llama.cpp does.
+    pub fn encode(&self, text: &str, parse_special: bool) -> Result<Vec<u32>> {
+        let mut ids = Vec::new();
+        if self.inner_handles_specials {
+            let enc = self.inner.encode(text, true).map_err(|e| Error::Tokenizer(e.to_string()))?;
+            return Ok(enc.get_ids().to_vec());
+        }
+        if self.add_bos {
+            ids.extend(self.bos);
+        }
+        let mut rest = text;
+        while !rest.is_empty() {
+            // leftmost match; among matches at one place, the longest (specials are sorted so)
+            let found = self
+                .specials
+                .iter()
+                .filter(|s| parse_special || !s.control)
+                .filter_map(|s| rest.find(&s.text).map(|at| (at, s)))
+                .min_by_key(|(at, _)| *at);
+            let (plain, special) = match found {
+                Some((at, s)) => (&rest[..at], Some(s)),
+                None => (rest, None),
+            };
+            if !plain.is_empty() {
+                let enc = self.inner.encode(plain, false).map_err(|e| Error::Tokenizer(e.to_string()))?;
+                ids.extend_from_slice(enc.get_ids());
+            }
+            match special {
+                Some(s) => {
+                    ids.push(s.id);
+                    rest = &rest[plain.len() + s.text.len()..];
+                }
+                None => break,
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Text of `ids`; special tokens are left out.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        if self.inner_handles_specials {
+            return self.inner.decode(ids, true).map_err(|e| Error::Tokenizer(e.to_string()));
+        }
+        let plain: Vec<u32> = ids.iter().copied().filter(|i| !self.specials.iter().any(|s| s.id == *i)).collect();
+        self.inner.decode(&plain, false).map_err(|e| Error::Tokenizer(e.to_string()))
+    }
+
+    pub fn token_text(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    /// The prompt wrapped in the model's chat template as one user turn.
+    pub fn apply_chat_template(&self, user: &str) -> Result<String> {
+        let tpl = self
+            .chat_template
+            .as_deref()
+            .ok_or_else(|| Error::Input("--chat: this model has no chat template".into()))?;
+        let mut env = minijinja::Environment::new();
+        env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
+            Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
+        });
+        env.add_template("chat", tpl)
+            .map_err(|e| Error::Tokenizer(format!("chat template does not parse: {e}")))?;
+        let tok = |id: Option<u32>| id.and_then(|i| self.token_text(i)).unwrap_or_default();
+        let ctx = minijinja::context! {
+            messages => vec![minijinja::context!{ role => "user", content => user }],
+            add_generation_prompt => true,
+            bos_token => tok(self.bos),
+            eos_token => tok(self.eos.first().copied()),
+        };
+        env.get_template("chat")
+            .and_then(|t| t.render(ctx))
+            .map_err(|e| Error::Tokenizer(format!("chat template failed: {e}")))
+    }
+}

@@ -1,0 +1,289 @@
+//! Shared test helpers: a tiny random Llama written as a Hugging Face folder
+//! (config.json, model.safetensors, tokenizer.json), an independent f64
+//! reference forward pass, and helpers to run generation under a thread pool.
+#![allow(dead_code)]
+
+use infer_eval::engine::{self, GenOptions, Request, SeqOutput};
+use infer_eval::model::{self, LoadedModel};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const VOCAB: usize = 64;
+pub const HIDDEN: usize = 64;
+pub const INTER: usize = 128;
+pub const LAYERS: usize = 2;
+pub const HEADS: usize = 4;
+pub const KV_HEADS: usize = 2;
+pub const HEAD_DIM: usize = 16;
+pub const MAX_POS: usize = 256;
+pub const EPS: f64 = 1e-5;
+pub const THETA: f64 = 10000.0;
+
+#[derive(Clone, Copy, PartialEq)]
+pub enum Dtype {
+    F32,
+    F16,
+    BF16,
+}
+
+pub struct Tiny {
+    pub dir: tempfile::TempDir,
+    /// Every tensor's values as stored (after rounding to the dtype), row-major.
+    pub weights: BTreeMap<String, (Vec<usize>, Vec<f64>)>,
+}
+
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+pub fn words() -> Vec<String> {
+    let mut w: Vec<String> = ["[UNK]", "<s>", "</s>"].iter().map(|s| s.to_string()).collect();
+    for i in 0..VOCAB - 3 {
+        w.push(format!("w{i}"));
+    }
+    w
+}
+
+/// Write the tiny model. Norm weights are near 1, matrices small and random.
+pub fn tiny_model(dtype: Dtype, seed: u64) -> Tiny {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Lcg(seed);
+    let mut weights = BTreeMap::new();
+    let kv = KV_HEADS * HEAD_DIM;
+    let mut add = |name: String, shape: Vec<usize>, norm: bool, rng: &mut Lcg| {
+        let n: usize = shape.iter().product();
+        let scale = 1.0 / (shape[shape.len() - 1] as f64).sqrt();
+        let vals: Vec<f64> = (0..n)
+            .map(|_| {
+                let u = rng.next() * 2.0 - 1.0;
+                let v = if norm { 1.0 + 0.2 * u } else { 2.0 * u * scale };
+                round(v, dtype)
+            })
+            .collect();
+        weights.insert(name, (shape, vals));
+    };
+    add("model.embed_tokens.weight".into(), vec![VOCAB, HIDDEN], false, &mut rng);
+    for l in 0..LAYERS {
+        let p = |s: &str| format!("model.layers.{l}.{s}.weight");
+        add(p("input_layernorm"), vec![HIDDEN], true, &mut rng);
+        add(p("self_attn.q_proj"), vec![HEADS * HEAD_DIM, HIDDEN], false, &mut rng);
+        add(p("self_attn.k_proj"), vec![kv, HIDDEN], false, &mut rng);
+        add(p("self_attn.v_proj"), vec![kv, HIDDEN], false, &mut rng);
+        add(p("self_attn.o_proj"), vec![HIDDEN, HEADS * HEAD_DIM], false, &mut rng);
+        add(p("post_attention_layernorm"), vec![HIDDEN], true, &mut rng);
+        add(p("mlp.gate_proj"), vec![INTER, HIDDEN], false, &mut rng);
+        add(p("mlp.up_proj"), vec![INTER, HIDDEN], false, &mut rng);
+        add(p("mlp.down_proj"), vec![HIDDEN, INTER], false, &mut rng);
+    }
+    add("model.norm.weight".into(), vec![HIDDEN], true, &mut rng);
+    add("lm_head.weight".into(), vec![VOCAB, HIDDEN], false, &mut rng);
+
+    write_safetensors(&dir.path().join("model.safetensors"), &weights, dtype);
+    std::fs::write(dir.path().join("config.json"), config_json().to_string()).unwrap();
+    write_tokenizer(&dir.path().join("tokenizer.json"));
+    Tiny { dir, weights }
+}
+
+pub fn config_json() -> serde_json::Value {
+    serde_json::json!({
+        "architectures": ["LlamaForCausalLM"],
+        "vocab_size": VOCAB,
+        "hidden_size": HIDDEN,
+        "intermediate_size": INTER,
+        "num_hidden_layers": LAYERS,
+        "num_attention_heads": HEADS,
+        "num_key_value_heads": KV_HEADS,
+        "rms_norm_eps": EPS,
+        "rope_theta": THETA,
+        "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                         "high_freq_factor": 4.0, "original_max_position_embeddings": 64},
+        "max_position_embeddings": MAX_POS,
+        "tie_word_embeddings": false,
+        "bos_token_id": 1,
+        "eos_token_id": 2
+    })
+}
+
+fn round(v: f64, d: Dtype) -> f64 {
+    match d {
+        Dtype::F32 => v as f32 as f64,
+        Dtype::F16 => half::f16::from_f64(v).to_f64(),
+        Dtype::BF16 => half::bf16::from_f64(v).to_f64(),
+    }
+}
+
+pub fn write_safetensors(path: &Path, weights: &BTreeMap<String, (Vec<usize>, Vec<f64>)>, dtype: Dtype) {
+    let (name, size) = match dtype {
+        Dtype::F32 => ("F32", 4),
+        Dtype::F16 => ("F16", 2),
+        Dtype::BF16 => ("BF16", 2),
+    };
+    let mut header = serde_json::Map::new();
+    let mut data = Vec::new();
+    for (k, (shape, vals)) in weights {
+        let start = data.len();
+        for &v in vals {
+            match dtype {
+                Dtype::F32 => data.extend_from_slice(&(v as f32).to_le_bytes()),
+                Dtype::F16 => data.extend_from_slice(&half::f16::from_f64(v).to_le_bytes()),
+                Dtype::BF16 => data.extend_from_slice(&half::bf16::from_f64(v).to_le_bytes()),
+            }
+        }
+        assert_eq!(data.len() - start, vals.len() * size);
+        header.insert(
+            k.clone(),
+            serde_json::json!({"dtype": name, "shape": shape, "data_offsets": [start, data.len()]}),
+        );
+    }
+    let mut h = serde_json::Value::Object(header).to_string().into_bytes();
+    while h.len() % 8 != 0 {
+        h.push(b' ');
+    }
+    let mut out = (h.len() as u64).to_le_bytes().to_vec();
+    out.extend(h);
+    out.extend(data);
+    std::fs::write(path, out).unwrap();
+}
+
+fn write_tokenizer(path: &Path) {
+    use tokenizers::models::wordlevel::WordLevel;
+    use tokenizers::pre_tokenizers::whitespace::WhitespaceSplit;
+    let vocab: std::collections::HashMap<String, u32> =
+        words().into_iter().enumerate().map(|(i, w)| (w, i as u32)).collect();
+    let wl = WordLevel::builder().vocab(vocab.into_iter().collect()).unk_token("[UNK]".into()).build().unwrap();
+    let mut t = tokenizers::Tokenizer::new(wl);
+    t.with_pre_tokenizer(Some(WhitespaceSplit));
+    t.save(path, false).unwrap();
+}
+
+pub fn load(path: &Path) -> LoadedModel {
+    model::load(path, &candle_core::Device::Cpu).unwrap_or_else(|e| panic!("load {}: {e}", path.display()))
+}
+
+pub fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap()
+}
+
+pub fn run(m: &LoadedModel, reqs: &[Request], opts: &GenOptions, threads: usize) -> Vec<SeqOutput> {
+    pool(threads).install(|| engine::generate(&m.model, &m.tokenizer.eos, reqs, opts, |_| {}).unwrap())
+}
+
+/// Bits of every step's logits, for exact comparison.
+pub fn logit_bits(o: &SeqOutput) -> Vec<Vec<u32>> {
+    o.step_logits.iter().map(|v| v.iter().map(|x| x.to_bits()).collect()).collect()
+}
+
+pub fn assert_same_bits(a: &[SeqOutput], b: &[SeqOutput], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: sequence count");
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(x.id, y.id);
+        assert!(!x.step_logits.is_empty(), "{what}: run with keep_logits");
+        assert_eq!(x.output_ids, y.output_ids, "{what}: tokens of {}", x.id);
+        assert!(logit_bits(x) == logit_bits(y), "{what}: logits bits of {} differ", x.id);
+        assert_eq!(x.logits_digest, y.logits_digest, "{what}: logits digest of {}", x.id);
+    }
+}
+
+/// Plain f64 Llama forward over a whole token sequence, written from the
+/// Hugging Face modeling code; returns logits for every position.
+pub fn reference_logits(t: &Tiny, ids: &[u32]) -> Vec<Vec<f64>> {
+    let w = |n: &str| &t.weights[n].1;
+    let (h, hd, nh, nkv) = (HIDDEN, HEAD_DIM, HEADS, KV_HEADS);
+    let n = ids.len();
+    let matvec = |m: &[f64], rows: usize, x: &[f64]| -> Vec<f64> {
+        let cols = x.len();
+        (0..rows).map(|r| (0..cols).map(|c| m[r * cols + c] * x[c]).sum()).collect()
+    };
+    let rms = |x: &[f64], g: &[f64]| -> Vec<f64> {
+        let ms = x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64;
+        let r = 1.0 / (ms + EPS).sqrt();
+        x.iter().zip(g).map(|(v, g)| g * v * r).collect()
+    };
+    // inverse frequencies with llama3 scaling (factor 8, low 1, high 4, original 64)
+    let inv: Vec<f64> = (0..hd / 2)
+        .map(|i| {
+            let f = THETA.powf(-((2 * i) as f64) / hd as f64);
+            let (factor, low, high, orig) = (8.0, 1.0, 4.0, 64.0);
+            let wl = 2.0 * std::f64::consts::PI / f;
+            if wl < orig / high {
+                f
+            } else if wl > orig / low {
+                f / factor
+            } else {
+                let s = (orig / wl - low) / (high - low);
+                (1.0 - s) * f / factor + s * f
+            }
+        })
+        .collect();
+    let rope = |v: &mut [f64], pos: usize| {
+        for head in v.chunks_mut(hd) {
+            for i in 0..hd / 2 {
+                let a = pos as f64 * inv[i];
+                let (x0, x1) = (head[i], head[i + hd / 2]);
+                head[i] = x0 * a.cos() - x1 * a.sin();
+                head[i + hd / 2] = x0 * a.sin() + x1 * a.cos();
+            }
+        }
+    };
+    let emb = w("model.embed_tokens.weight");
+    let mut xs: Vec<Vec<f64>> = ids.iter().map(|&i| emb[i as usize * h..(i as usize + 1) * h].to_vec()).collect();
+    for l in 0..LAYERS {
+        let p = |s: &str| format!("model.layers.{l}.{s}.weight");
+        let mut ks = Vec::new();
+        let mut vs = Vec::new();
+        let mut qs = Vec::new();
+        for (pos, x) in xs.iter().enumerate() {
+            let hn = rms(x, w(&p("input_layernorm")));
+            let mut q = matvec(w(&p("self_attn.q_proj")), nh * hd, &hn);
+            let mut k = matvec(w(&p("self_attn.k_proj")), nkv * hd, &hn);
+            let v = matvec(w(&p("self_attn.v_proj")), nkv * hd, &hn);
+            rope(&mut q, pos);
+            rope(&mut k, pos);
+            qs.push(q);
+            ks.push(k);
+            vs.push(v);
+        }
+        for pos in 0..n {
+            let mut att = vec![0f64; nh * hd];
+            for head in 0..nh {
+                let g = head / (nh / nkv);
+                let q = &qs[pos][head * hd..(head + 1) * hd];
+                let s: Vec<f64> = (0..=pos)
+                    .map(|i| q.iter().zip(&ks[i][g * hd..(g + 1) * hd]).map(|(a, b)| a * b).sum::<f64>() / (hd as f64).sqrt())
+                    .collect();
+                let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
+                let z: f64 = e.iter().sum();
+                for i in 0..=pos {
+                    for d in 0..hd {
+                        att[head * hd + d] += e[i] / z * vs[i][g * hd + d];
+                    }
+                }
+            }
+            let o = matvec(w(&p("self_attn.o_proj")), h, &att);
+            for (x, y) in xs[pos].iter_mut().zip(o) {
+                *x += y;
+            }
+            let hn = rms(&xs[pos], w(&p("post_attention_layernorm")));
+            let g = matvec(w(&p("mlp.gate_proj")), INTER, &hn);
+            let u = matvec(w(&p("mlp.up_proj")), INTER, &hn);
+            let a: Vec<f64> = g.iter().zip(&u).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect();
+            let d = matvec(w(&p("mlp.down_proj")), h, &a);
+            for (x, y) in xs[pos].iter_mut().zip(d) {
+                *x += y;
+            }
+        }
+    }
+    xs.iter()
+        .map(|x| matvec(w("lm_head.weight"), VOCAB, &rms(x, w("model.norm.weight"))))
+        .collect()
+}
+
+/// The default model (SmolLM2 GGUF), fetched into the cache if needed.
+pub fn smollm2_path() -> PathBuf {
+    infer_eval::fetch::resolve("llama", &mut |s| eprintln!("{s}")).expect("fetch the default model (SmolLM2)")
+}
