@@ -106,7 +106,7 @@ mod tests {
         let (c, s) = tables(&f, 100);
         for p in 0..100 {
             for i in 0..32 {
-                let a = p as f64 * 10000f64.powf(-(2 * i) as f64 / 64.0);
+                let a = p as f64 * 10000f64.powf(-((2 * i) as f64) / 64.0);
                 assert!((c[p * 32 + i] as f64 - a.cos()).abs() < 1e-6);
                 assert!((s[p * 32 + i] as f64 - a.sin()).abs() < 1e-6);
             }
