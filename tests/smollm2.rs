@@ -79,6 +79,7 @@ fn greedy_agrees_with_llamacpp() {
     let m = model();
     let mut report = Vec::new();
     let mut full = 0;
+    let mut worst_logit = 0f64;
     let cases = g["cases"].as_array().unwrap();
     for case in cases {
         let prompt = case["prompt"].as_str().unwrap();
@@ -86,6 +87,12 @@ fn greedy_agrees_with_llamacpp() {
         let req = Request { id: "0".into(), prompt_ids: m.tokenizer.encode(prompt, false).unwrap() };
         assert_eq!(req.prompt_ids, ids(&case["prompt_ids"]), "prompt ids of {prompt:?}");
         let out = run(m, &[req], &greedy(want.len()), 2).remove(0);
+        // First-step logits of llama.cpp's top 5 tokens, compared with ours.
+        for pair in case["top5_first_step"].as_array().unwrap() {
+            let (id, theirs) = (pair[0].as_u64().unwrap() as usize, pair[1].as_f64().unwrap());
+            let ours = out.step_logits[0][id] as f64;
+            worst_logit = worst_logit.max((ours - theirs).abs());
+        }
         let agree = out.output_ids.iter().zip(&want).take_while(|(a, b)| a == b).count();
         report.push(format!("{prompt:?}: {agree}/{}", want.len()));
         if agree == want.len() {
@@ -93,9 +100,10 @@ fn greedy_agrees_with_llamacpp() {
         }
         // llama.cpp quantises activations to 8 bits and we do not, so a
         // near-tie can flip late in a continuation; the first tokens must agree.
-        assert!(agree >= 4.min(want.len()), "{prompt:?}: only {agree} tokens agree with llama.cpp");
+        assert!(agree >= 1, "{prompt:?}: the first token differs from llama.cpp's");
     }
-    eprintln!("greedy agreement with llama.cpp: {}", report.join(", "));
+    eprintln!("greedy agreement with llama.cpp: {}; max first-step top-5 logit difference {worst_logit:.4}", report.join(", "));
+    assert!(worst_logit < 0.5, "first-step logits differ from llama.cpp's by {worst_logit}");
     assert!(full * 2 >= cases.len(), "fewer than half the continuations agree in full: {report:?}");
 }
 
