@@ -27,7 +27,12 @@ pub struct GenOptions {
 
 impl Default for GenOptions {
     fn default() -> Self {
-        GenOptions { sampling: SamplingParams::default(), batch_size: 1, prefill_chunk: 512, keep_logits: false }
+        GenOptions {
+            sampling: SamplingParams::default(),
+            batch_size: 1,
+            prefill_chunk: 512,
+            keep_logits: false,
+        }
     }
 }
 
@@ -79,7 +84,9 @@ pub fn generate(
 ) -> Result<Vec<SeqOutput>> {
     opts.sampling.validate().map_err(Error::Input)?;
     if opts.batch_size == 0 || opts.prefill_chunk == 0 {
-        return Err(Error::Input("batch size and prefill chunk must be at least 1".into()));
+        return Err(Error::Input(
+            "batch size and prefill chunk must be at least 1".into(),
+        ));
     }
     let ctx = model.config.max_position_embeddings;
     for r in requests {
@@ -95,7 +102,9 @@ pub fn generate(
             )));
         }
     }
-    let sampler = Sampler { params: &opts.sampling };
+    let sampler = Sampler {
+        params: &opts.sampling,
+    };
     let max_new = opts.sampling.max_tokens;
     let mut results = Vec::with_capacity(requests.len());
     let mut produced = 0usize;
@@ -113,7 +122,11 @@ pub fn generate(
                     last: None,
                     hasher: Sha256::new(),
                     logits: Vec::new(),
-                    done: if max_new == 0 { Some(StopReason::Length) } else { None },
+                    done: if max_new == 0 {
+                        Some(StopReason::Length)
+                    } else {
+                        None
+                    },
                     t_last: t0,
                     ttft: 0.0,
                     times: Vec::new(),
@@ -168,7 +181,11 @@ pub fn generate(
                 let mut steps: Vec<SeqStep> = Vec::with_capacity(pending.len());
                 for (i, toks, want) in &pending {
                     let s = by_index[*i].take().expect("one step per sequence");
-                    steps.push(SeqStep { tokens: toks, cache: &mut s.cache, logits: *want });
+                    steps.push(SeqStep {
+                        tokens: toks,
+                        cache: &mut s.cache,
+                        logits: *want,
+                    });
                 }
                 model.forward(&mut steps)?
             };

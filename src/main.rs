@@ -113,7 +113,10 @@ fn real_main() -> Result<()> {
     match cli.command {
         Some(Command::Fetch { model }) => {
             let m = fetch::manifest(&model).with_context(|| {
-                format!("unknown model '{model}' (manifests: {})", fetch::manifest_names().join(", "))
+                format!(
+                    "unknown model '{model}' (manifests: {})",
+                    fetch::manifest_names().join(", ")
+                )
             })?;
             let p = fetch::fetch(&m, &mut |s| log(s))?;
             println!("{}", p.display());
@@ -123,10 +126,17 @@ fn real_main() -> Result<()> {
             let loaded = load(&model)?;
             println!("{}", serde_json::to_string_pretty(&loaded.info)?);
             let t = &loaded.tokenizer;
-            println!("tokenizer: {} tokens, bos {:?}, eos {:?}, add_bos {}, sha256 {}", t.vocab_size, t.bos, t.eos, t.add_bos, t.sha256);
+            println!(
+                "tokenizer: {} tokens, bos {:?}, eos {:?}, add_bos {}, sha256 {}",
+                t.vocab_size, t.bos, t.eos, t.add_bos, t.sha256
+            );
             Ok(())
         }
-        Some(Command::Tokenize { model, special, text }) => {
+        Some(Command::Tokenize {
+            model,
+            special,
+            text,
+        }) => {
             let loaded = load(&model)?;
             println!("{:?}", loaded.tokenizer.encode(&text, special)?);
             Ok(())
@@ -142,7 +152,8 @@ fn load(name: &str) -> Result<model::LoadedModel> {
 
 fn run(a: RunArgs) -> Result<()> {
     if let Some(isa) = &a.isa {
-        let i = kernels::Isa::parse(isa).with_context(|| format!("--isa '{isa}': expected scalar or avx2"))?;
+        let i = kernels::Isa::parse(isa)
+            .with_context(|| format!("--isa '{isa}': expected scalar or avx2"))?;
         kernels::set_isa(i).map_err(anyhow::Error::msg)?;
     }
     let sampling = SamplingParams {
@@ -158,12 +169,19 @@ fn run(a: RunArgs) -> Result<()> {
     if a.batch_size == 0 || a.prefill_chunk == 0 {
         bail!("--batch-size and --prefill-chunk must be at least 1");
     }
-    let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let threads = a.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
     if threads == 0 {
         bail!("--threads must be at least 1");
     }
     let prompts = match (&a.prompt, &a.prompts) {
-        (Some(p), _) => vec![prompts::Prompt { id: "0".into(), prompt: p.clone() }],
+        (Some(p), _) => vec![prompts::Prompt {
+            id: "0".into(),
+            prompt: p.clone(),
+        }],
         (None, Some(f)) => prompts::read_jsonl(f)?,
         (None, None) => prompts::builtin(),
     };
@@ -171,25 +189,49 @@ fn run(a: RunArgs) -> Result<()> {
     let tok = &loaded.tokenizer;
     let mut requests = Vec::with_capacity(prompts.len());
     for p in &prompts {
-        let text = if a.chat { tok.apply_chat_template(&p.prompt)? } else { p.prompt.clone() };
+        let text = if a.chat {
+            tok.apply_chat_template(&p.prompt)?
+        } else {
+            p.prompt.clone()
+        };
         let mut ids = tok.encode(&text, a.chat)?;
         if ids.is_empty() {
             // An empty prompt starts from BOS, as llama.cpp does.
             ids.extend(tok.bos);
         }
-        requests.push(Request { id: p.id.clone(), prompt_ids: ids });
+        requests.push(Request {
+            id: p.id.clone(),
+            prompt_ids: ids,
+        });
     }
-    let opts = GenOptions { sampling: sampling.clone(), batch_size: a.batch_size, prefill_chunk: a.prefill_chunk, keep_logits: false };
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().context("cannot start worker threads")?;
+    let opts = GenOptions {
+        sampling: sampling.clone(),
+        batch_size: a.batch_size,
+        prefill_chunk: a.prefill_chunk,
+        keep_logits: false,
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("cannot start worker threads")?;
     let total = (requests.len() * a.max_tokens) as u64;
     let bar = if std::io::stderr().is_terminal() && total > 0 {
         indicatif::ProgressBar::new(total)
     } else {
         indicatif::ProgressBar::hidden()
     };
-    bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} tokens [{elapsed}<{eta}, {per_sec}]").unwrap());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} tokens [{elapsed}<{eta}, {per_sec}]",
+        )
+        .unwrap(),
+    );
     let t0 = std::time::Instant::now();
-    let outs = pool.install(|| engine::generate(&loaded.model, &tok.eos, &requests, &opts, |n| bar.set_position(n as u64)))?;
+    let outs = pool.install(|| {
+        engine::generate(&loaded.model, &tok.eos, &requests, &opts, |n| {
+            bar.set_position(n as u64)
+        })
+    })?;
     bar.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
 
@@ -206,7 +248,10 @@ fn run(a: RunArgs) -> Result<()> {
             text,
             digest: engine::ids_digest(&o.output_ids),
             logits_digest: o.logits_digest.clone(),
-            stop: serde_json::to_value(o.stop)?.as_str().unwrap_or_default().to_string(),
+            stop: serde_json::to_value(o.stop)?
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
         });
     }
     let digest = engine::combine_digests(seqs.iter().map(|s| s.digest.as_str()));

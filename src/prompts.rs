@@ -21,14 +21,23 @@ pub fn builtin() -> Vec<Prompt> {
     ]
     .iter()
     .enumerate()
-    .map(|(i, p)| Prompt { id: format!("builtin-{i}"), prompt: p.to_string() })
+    .map(|(i, p)| Prompt {
+        id: format!("builtin-{i}"),
+        prompt: p.to_string(),
+    })
     .collect()
 }
 
 pub fn read_jsonl(path: &Path) -> Result<Vec<Prompt>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let text = String::from_utf8(bytes).map_err(|e| {
-        Error::bad_file(path, format!("not valid UTF-8 (first bad byte at offset {})", e.utf8_error().valid_up_to()))
+        Error::bad_file(
+            path,
+            format!(
+                "not valid UTF-8 (first bad byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
     })?;
     let mut out = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -38,8 +47,11 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<Prompt>> {
             continue;
         }
         let bad = |m: String| Error::bad_file(path, format!("line {lineno}: {m}"));
-        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(format!("invalid JSON: {e}")))?;
-        let obj = v.as_object().ok_or_else(|| bad("expected a JSON object".into()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| bad("expected a JSON object".into()))?;
         let prompt = obj
             .get("prompt")
             .ok_or_else(|| bad("missing field \"prompt\"".into()))?

@@ -52,12 +52,19 @@ impl Tokenizer {
                 format!("tokenizer model '{model}' is not supported from GGUF metadata (supported: gpt2 byte-level BPE); put a tokenizer.json beside the model"),
             ));
         }
-        let pre = g.metadata.get("tokenizer.ggml.pre").and_then(|v| v.as_str()).unwrap_or("default");
+        let pre = g
+            .metadata
+            .get("tokenizer.ggml.pre")
+            .and_then(|v| v.as_str())
+            .unwrap_or("default");
         let tokens = g
             .get("tokenizer.ggml.tokens")?
             .as_array()
             .ok_or_else(|| terr(p, "tokenizer.ggml.tokens is not an array"))?;
-        let types = g.metadata.get("tokenizer.ggml.token_type").and_then(|v| v.as_array());
+        let types = g
+            .metadata
+            .get("tokenizer.ggml.token_type")
+            .and_then(|v| v.as_array());
         let merges = g
             .get("tokenizer.ggml.merges")?
             .as_array()
@@ -65,20 +72,36 @@ impl Tokenizer {
         let mut vocab = tokenizers::models::bpe::Vocab::with_capacity(tokens.len());
         let mut specials = Vec::new();
         for (i, t) in tokens.iter().enumerate() {
-            let s = t.as_str().ok_or_else(|| terr(p, format!("token {i} is not a string")))?;
+            let s = t
+                .as_str()
+                .ok_or_else(|| terr(p, format!("token {i} is not a string")))?;
             vocab.insert(s.to_string(), i as u32);
-            let ty = types.and_then(|ty| ty.get(i)).and_then(|v| v.as_u64()).unwrap_or(1);
+            let ty = types
+                .and_then(|ty| ty.get(i))
+                .and_then(|v| v.as_u64())
+                .unwrap_or(1);
             // 3 = control, 4 = user-defined (llama.cpp's llama_token_type)
             if ty == 3 || ty == 4 {
-                specials.push(Special { text: s.to_string(), id: i as u32, control: ty == 3 });
+                specials.push(Special {
+                    text: s.to_string(),
+                    id: i as u32,
+                    control: ty == 3,
+                });
             }
         }
         let mut merge_pairs = Vec::with_capacity(merges.len());
         for (i, m) in merges.iter().enumerate() {
-            let s = m.as_str().ok_or_else(|| terr(p, format!("merge {i} is not a string")))?;
-            let (a, b) = s.split_once(' ').ok_or_else(|| terr(p, format!("merge {i} '{s}' is not two tokens")))?;
+            let s = m
+                .as_str()
+                .ok_or_else(|| terr(p, format!("merge {i} is not a string")))?;
+            let (a, b) = s
+                .split_once(' ')
+                .ok_or_else(|| terr(p, format!("merge {i} '{s}' is not two tokens")))?;
             if !vocab.contains_key(a) || !vocab.contains_key(b) {
-                return Err(terr(p, format!("merge {i} '{s}' names a token not in the vocabulary")));
+                return Err(terr(
+                    p,
+                    format!("merge {i} '{s}' names a token not in the vocabulary"),
+                ));
             }
             merge_pairs.push((a.to_string(), b.to_string()));
         }
@@ -114,7 +137,10 @@ impl Tokenizer {
         let n = tokens.len();
         let check = |name: &str, v: Option<u32>| -> Result<Option<u32>> {
             match v {
-                Some(i) if i as usize >= n => Err(terr(p, format!("{name} {i} is outside the vocabulary ({n} tokens)"))),
+                Some(i) if i as usize >= n => Err(terr(
+                    p,
+                    format!("{name} {i} is outside the vocabulary ({n} tokens)"),
+                )),
                 _ => Ok(v),
             }
         };
@@ -123,9 +149,19 @@ impl Tokenizer {
             specials,
             inner_handles_specials: false,
             bos: check("bos_token_id", id("tokenizer.ggml.bos_token_id"))?,
-            eos: check("eos_token_id", id("tokenizer.ggml.eos_token_id"))?.into_iter().collect(),
-            add_bos: g.metadata.get("tokenizer.ggml.add_bos_token").and_then(|v| v.as_bool()).unwrap_or(false),
-            chat_template: g.metadata.get("tokenizer.chat_template").and_then(|v| v.as_str()).map(String::from),
+            eos: check("eos_token_id", id("tokenizer.ggml.eos_token_id"))?
+                .into_iter()
+                .collect(),
+            add_bos: g
+                .metadata
+                .get("tokenizer.ggml.add_bos_token")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
+            chat_template: g
+                .metadata
+                .get("tokenizer.chat_template")
+                .and_then(|v| v.as_str())
+                .map(String::from),
             sha256: hex::encode(h.finalize()),
             vocab_size: n,
         })
@@ -136,7 +172,8 @@ impl Tokenizer {
     pub fn from_hf_dir(dir: &Path) -> Result<Self> {
         let path = dir.join("tokenizer.json");
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let inner = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| terr(&path, format!("invalid tokenizer.json: {e}")))?;
+        let inner = tokenizers::Tokenizer::from_bytes(&bytes)
+            .map_err(|e| terr(&path, format!("invalid tokenizer.json: {e}")))?;
         let cfg_path = dir.join("config.json");
         let cfg: serde_json::Value = std::fs::read(&cfg_path)
             .ok()
@@ -144,8 +181,14 @@ impl Tokenizer {
             .unwrap_or(serde_json::Value::Null);
         let ids = |v: &serde_json::Value| -> Vec<u32> {
             match v {
-                serde_json::Value::Number(n) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
-                serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_u64()).map(|x| x as u32).collect(),
+                serde_json::Value::Number(n) => {
+                    n.as_u64().map(|x| vec![x as u32]).unwrap_or_default()
+                }
+                serde_json::Value::Array(a) => a
+                    .iter()
+                    .filter_map(|x| x.as_u64())
+                    .map(|x| x as u32)
+                    .collect(),
                 _ => vec![],
             }
         };
@@ -172,7 +215,10 @@ impl Tokenizer {
     pub fn encode(&self, text: &str, parse_special: bool) -> Result<Vec<u32>> {
         let mut ids = Vec::new();
         if self.inner_handles_specials {
-            let enc = self.inner.encode(text, true).map_err(|e| Error::Tokenizer(e.to_string()))?;
+            let enc = self
+                .inner
+                .encode(text, true)
+                .map_err(|e| Error::Tokenizer(e.to_string()))?;
             return Ok(enc.get_ids().to_vec());
         }
         if self.add_bos {
@@ -192,7 +238,10 @@ impl Tokenizer {
                 None => (rest, None),
             };
             if !plain.is_empty() {
-                let enc = self.inner.encode(plain, false).map_err(|e| Error::Tokenizer(e.to_string()))?;
+                let enc = self
+                    .inner
+                    .encode(plain, false)
+                    .map_err(|e| Error::Tokenizer(e.to_string()))?;
                 ids.extend_from_slice(enc.get_ids());
             }
             match special {
@@ -209,10 +258,19 @@ impl Tokenizer {
     /// Text of `ids`; special tokens are left out.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         if self.inner_handles_specials {
-            return self.inner.decode(ids, true).map_err(|e| Error::Tokenizer(e.to_string()));
+            return self
+                .inner
+                .decode(ids, true)
+                .map_err(|e| Error::Tokenizer(e.to_string()));
         }
-        let plain: Vec<u32> = ids.iter().copied().filter(|i| !self.specials.iter().any(|s| s.id == *i)).collect();
-        self.inner.decode(&plain, false).map_err(|e| Error::Tokenizer(e.to_string()))
+        let plain: Vec<u32> = ids
+            .iter()
+            .copied()
+            .filter(|i| !self.specials.iter().any(|s| s.id == *i))
+            .collect();
+        self.inner
+            .decode(&plain, false)
+            .map_err(|e| Error::Tokenizer(e.to_string()))
     }
 
     pub fn token_text(&self, id: u32) -> Option<String> {
@@ -226,9 +284,15 @@ impl Tokenizer {
             .as_deref()
             .ok_or_else(|| Error::Input("--chat: this model has no chat template".into()))?;
         let mut env = minijinja::Environment::new();
-        env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
-        });
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> std::result::Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    msg,
+                ))
+            },
+        );
         env.add_template("chat", tpl)
             .map_err(|e| Error::Tokenizer(format!("chat template does not parse: {e}")))?;
         let tok = |id: Option<u32>| id.and_then(|i| self.token_text(i)).unwrap_or_default();

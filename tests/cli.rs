@@ -24,11 +24,24 @@ fn assert_clean_error(args: &[&str], file: &str, problem: &str) {
     let (code, _, err) = infer_eval(args);
     assert_ne!(code, 0, "{args:?} should fail");
     assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
-    let lines: Vec<&str> = err.lines().filter(|l| !l.starts_with("infer-eval: ")).collect();
-    assert_eq!(lines.len(), 1, "{args:?}: expected one error line, got {err:?}");
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.starts_with("infer-eval: "))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{args:?}: expected one error line, got {err:?}"
+    );
     assert!(lines[0].starts_with("error: "), "{err}");
-    assert!(lines[0].contains(file), "{args:?}: error should name {file}: {err}");
-    assert!(lines[0].contains(problem), "{args:?}: error should say {problem:?}: {err}");
+    assert!(
+        lines[0].contains(file),
+        "{args:?}: error should name {file}: {err}"
+    );
+    assert!(
+        lines[0].contains(problem),
+        "{args:?}: error should say {problem:?}: {err}"
+    );
 }
 
 #[test]
@@ -40,24 +53,69 @@ fn record_fields_and_digests() {
     let prompts = t.dir.path().join("p.jsonl");
     std::fs::write(&prompts, "{\"prompt\": \"w1 w2 w3\", \"id\": \"x\"}\n{\"prompt\": \"w9 w8\"}\n\n{\"prompt\": \"w4\", \"id\": 7}\n").unwrap();
     let p = prompts.to_str().unwrap();
-    let base = ["--model", dir, "--prompts", p, "--max-tokens", "5", "--temperature", "0.8", "--seed", "3"];
-    let (c1, _, e1) = infer_eval(&[&base[..], &["--threads", "1", "--out", out1.to_str().unwrap()]].concat());
+    let base = [
+        "--model",
+        dir,
+        "--prompts",
+        p,
+        "--max-tokens",
+        "5",
+        "--temperature",
+        "0.8",
+        "--seed",
+        "3",
+    ];
+    let (c1, _, e1) = infer_eval(
+        &[
+            &base[..],
+            &["--threads", "1", "--out", out1.to_str().unwrap()],
+        ]
+        .concat(),
+    );
     assert_eq!(c1, 0, "{e1}");
-    let (c2, _, e2) = infer_eval(&[&base[..], &["--threads", "3", "--batch-size", "3", "--prefill-chunk", "2", "--out", out2.to_str().unwrap()]].concat());
+    let (c2, _, e2) = infer_eval(
+        &[
+            &base[..],
+            &[
+                "--threads",
+                "3",
+                "--batch-size",
+                "3",
+                "--prefill-chunk",
+                "2",
+                "--out",
+                out2.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
+    );
     assert_eq!(c2, 0, "{e2}");
     let a: serde_json::Value = serde_json::from_slice(&std::fs::read(&out1).unwrap()).unwrap();
     let b: serde_json::Value = serde_json::from_slice(&std::fs::read(&out2).unwrap()).unwrap();
-    assert_eq!(a["sequences"], b["sequences"], "sequences must not depend on threads, batch or chunking");
+    assert_eq!(
+        a["sequences"], b["sequences"],
+        "sequences must not depend on threads, batch or chunking"
+    );
     assert_eq!(a["digest"], b["digest"]);
     assert_eq!(a["model"]["sha256"].as_str().unwrap().len(), 64);
     assert_eq!(a["tokenizer_sha256"].as_str().unwrap().len(), 64);
     assert_eq!(a["sampling"]["seed"], 3);
     let seqs = a["sequences"].as_array().unwrap();
-    assert_eq!(seqs.iter().map(|s| s["id"].as_str().unwrap()).collect::<Vec<_>>(), ["x", "1", "7"]);
+    assert_eq!(
+        seqs.iter()
+            .map(|s| s["id"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["x", "1", "7"]
+    );
     let mut run_hash = sha2::Sha256::default();
     for s in seqs {
         use sha2::Digest;
-        let ids: Vec<u32> = s["output_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let ids: Vec<u32> = s["output_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
         assert_eq!(ids.len(), 5);
         let mut h = sha2::Sha256::new();
         ids.iter().for_each(|i| h.update(i.to_le_bytes()));
@@ -67,7 +125,10 @@ fn record_fields_and_digests() {
         assert!(s["text"].is_string());
     }
     use sha2::Digest;
-    assert_eq!(a["digest"].as_str().unwrap(), hex::encode(run_hash.finalize()));
+    assert_eq!(
+        a["digest"].as_str().unwrap(),
+        hex::encode(run_hash.finalize())
+    );
 }
 
 fn write(path: &Path, bytes: &[u8]) -> String {
@@ -83,11 +144,23 @@ fn broken_gguf_files() {
         ("cut-header.gguf", 3usize, "missing GGUF magic"),
         ("cut-counts.gguf", 12, "truncated"),
         ("cut-metadata.gguf", 5000, "past the end of the file"),
-        ("cut-tensors.gguf", 1_000_000, "extends past the end of the file"),
-        ("cut-last-byte.gguf", real.len() - 1, "extends past the end of the file"),
+        (
+            "cut-tensors.gguf",
+            1_000_000,
+            "extends past the end of the file",
+        ),
+        (
+            "cut-last-byte.gguf",
+            real.len() - 1,
+            "extends past the end of the file",
+        ),
     ] {
         let p = write(&dir.path().join(name), &real[..len]);
-        assert_clean_error(&["--model", &p, "--prompt", "hi", "--max-tokens", "1"], name, problem);
+        assert_clean_error(
+            &["--model", &p, "--prompt", "hi", "--max-tokens", "1"],
+            name,
+            problem,
+        );
     }
     let mut s = 12345u64;
     let noise: Vec<u8> = (0..100_000)
@@ -97,14 +170,22 @@ fn broken_gguf_files() {
         })
         .collect();
     let p = write(&dir.path().join("noise.gguf"), &noise);
-    assert_clean_error(&["--model", &p, "--prompt", "hi"], "noise.gguf", "not a valid GGUF file");
+    assert_clean_error(
+        &["--model", &p, "--prompt", "hi"],
+        "noise.gguf",
+        "not a valid GGUF file",
+    );
     // A GGUF header claiming 2^60 metadata entries must fail before allocating.
     let mut huge = b"GGUF".to_vec();
     huge.extend(3u32.to_le_bytes());
     huge.extend(1u64.to_le_bytes());
     huge.extend((1u64 << 60).to_le_bytes());
     let p = write(&dir.path().join("huge.gguf"), &huge);
-    assert_clean_error(&["--model", &p, "--prompt", "hi"], "huge.gguf", "past the end of the file");
+    assert_clean_error(
+        &["--model", &p, "--prompt", "hi"],
+        "huge.gguf",
+        "past the end of the file",
+    );
 }
 
 #[test]
@@ -125,7 +206,11 @@ fn safetensors_header_that_lies_about_offsets() {
     out.extend(h);
     out.extend(&bytes[8 + n..]);
     std::fs::write(&st, out).unwrap();
-    assert_clean_error(&["--model", t.dir.path().to_str().unwrap(), "--prompt", "w1"], "model.safetensors", "invalid safetensors");
+    assert_clean_error(
+        &["--model", t.dir.path().to_str().unwrap(), "--prompt", "w1"],
+        "model.safetensors",
+        "invalid safetensors",
+    );
 }
 
 #[test]
@@ -134,12 +219,20 @@ fn config_with_a_field_missing() {
     let mut cfg = config_json();
     cfg.as_object_mut().unwrap().remove("hidden_size");
     std::fs::write(t.dir.path().join("config.json"), cfg.to_string()).unwrap();
-    assert_clean_error(&["--model", t.dir.path().to_str().unwrap(), "--prompt", "w1"], "config.json", "missing field `hidden_size`");
+    assert_clean_error(
+        &["--model", t.dir.path().to_str().unwrap(), "--prompt", "w1"],
+        "config.json",
+        "missing field `hidden_size`",
+    );
 }
 
 #[test]
 fn unknown_model_name() {
-    assert_clean_error(&["--model", "no-such-model", "--prompt", "hi"], "no-such-model", "unknown model");
+    assert_clean_error(
+        &["--model", "no-such-model", "--prompt", "hi"],
+        "no-such-model",
+        "unknown model",
+    );
 }
 
 #[test]
@@ -148,10 +241,26 @@ fn bad_prompt_files() {
     let m = t.dir.path().to_str().unwrap();
     for (name, content, problem) in [
         ("empty.jsonl", &b""[..], "no prompts"),
-        ("badjson.jsonl", b"{\"prompt\": \"w1\"}\n{oops\n", "line 2: invalid JSON"),
-        ("noprompt.jsonl", b"{\"id\": 1}\n", "missing field \"prompt\""),
-        ("dup.jsonl", b"{\"prompt\": \"w1\", \"id\": \"a\"}\n{\"prompt\": \"w2\", \"id\": \"a\"}\n", "duplicate id"),
-        ("latin1.jsonl", b"{\"prompt\": \"caf\xe9\"}\n", "not valid UTF-8"),
+        (
+            "badjson.jsonl",
+            b"{\"prompt\": \"w1\"}\n{oops\n",
+            "line 2: invalid JSON",
+        ),
+        (
+            "noprompt.jsonl",
+            b"{\"id\": 1}\n",
+            "missing field \"prompt\"",
+        ),
+        (
+            "dup.jsonl",
+            b"{\"prompt\": \"w1\", \"id\": \"a\"}\n{\"prompt\": \"w2\", \"id\": \"a\"}\n",
+            "duplicate id",
+        ),
+        (
+            "latin1.jsonl",
+            b"{\"prompt\": \"caf\xe9\"}\n",
+            "not valid UTF-8",
+        ),
     ] {
         let p = write(&t.dir.path().join(name), content);
         assert_clean_error(&["--model", m, "--prompts", &p], name, problem);

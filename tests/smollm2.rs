@@ -16,12 +16,19 @@ fn model() -> &'static LoadedModel {
 }
 
 fn golden(name: &str) -> serde_json::Value {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
-    serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .unwrap()
 }
 
 fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 const PROMPTS: [&str; 5] = [
@@ -37,13 +44,19 @@ fn requests() -> Vec<Request> {
     PROMPTS
         .iter()
         .enumerate()
-        .map(|(i, p)| Request { id: format!("s{i}"), prompt_ids: tok.encode(p, false).unwrap() })
+        .map(|(i, p)| Request {
+            id: format!("s{i}"),
+            prompt_ids: tok.encode(p, false).unwrap(),
+        })
         .collect()
 }
 
 fn greedy(max_tokens: usize) -> GenOptions {
     GenOptions {
-        sampling: SamplingParams { max_tokens, ..Default::default() },
+        sampling: SamplingParams {
+            max_tokens,
+            ..Default::default()
+        },
         batch_size: 1,
         prefill_chunk: 512,
         keep_logits: true,
@@ -58,7 +71,11 @@ fn tokenizer_matches_llamacpp() {
     for (list, special) in [("cases", false), ("special_cases", true)] {
         for case in g[list].as_array().unwrap() {
             let text = case["text"].as_str().unwrap();
-            assert_eq!(tok.encode(text, special).unwrap(), ids(&case["ids"]), "tokens of {text:?} (special={special})");
+            assert_eq!(
+                tok.encode(text, special).unwrap(),
+                ids(&case["ids"]),
+                "tokens of {text:?} (special={special})"
+            );
             n += 1;
         }
     }
@@ -68,7 +85,12 @@ fn tokenizer_matches_llamacpp() {
 #[test]
 fn decode_round_trips() {
     let tok = &model().tokenizer;
-    for s in ["Hello, world!", "  two  spaces\n\nand lines", "naïve café — 東京 🚀", "x = [1, 2, 3]"] {
+    for s in [
+        "Hello, world!",
+        "  two  spaces\n\nand lines",
+        "naïve café — 東京 🚀",
+        "x = [1, 2, 3]",
+    ] {
         assert_eq!(tok.decode(&tok.encode(s, false).unwrap()).unwrap(), s);
     }
 }
@@ -84,27 +106,51 @@ fn greedy_agrees_with_llamacpp() {
     for case in cases {
         let prompt = case["prompt"].as_str().unwrap();
         let want = ids(&case["output_ids"]);
-        let req = Request { id: "0".into(), prompt_ids: m.tokenizer.encode(prompt, false).unwrap() };
-        assert_eq!(req.prompt_ids, ids(&case["prompt_ids"]), "prompt ids of {prompt:?}");
+        let req = Request {
+            id: "0".into(),
+            prompt_ids: m.tokenizer.encode(prompt, false).unwrap(),
+        };
+        assert_eq!(
+            req.prompt_ids,
+            ids(&case["prompt_ids"]),
+            "prompt ids of {prompt:?}"
+        );
         let out = run(m, &[req], &greedy(want.len()), 2).remove(0);
         // First-step logits of llama.cpp's top 5 tokens, compared with ours.
         for pair in case["top5_first_step"].as_array().unwrap() {
-            let (id, theirs) = (pair[0].as_u64().unwrap() as usize, pair[1].as_f64().unwrap());
+            let (id, theirs) = (
+                pair[0].as_u64().unwrap() as usize,
+                pair[1].as_f64().unwrap(),
+            );
             let ours = out.step_logits[0][id] as f64;
             worst_logit = worst_logit.max((ours - theirs).abs());
         }
-        let agree = out.output_ids.iter().zip(&want).take_while(|(a, b)| a == b).count();
+        let agree = out
+            .output_ids
+            .iter()
+            .zip(&want)
+            .take_while(|(a, b)| a == b)
+            .count();
         report.push(format!("{prompt:?}: {agree}/{}", want.len()));
         if agree == want.len() {
             full += 1;
         }
         // llama.cpp quantises activations to 8 bits and we do not, so a
         // near-tie can flip late in a continuation; the first tokens must agree.
-        assert!(agree >= 1, "{prompt:?}: the first token differs from llama.cpp's");
+        assert!(
+            agree >= 1,
+            "{prompt:?}: the first token differs from llama.cpp's"
+        );
     }
     eprintln!("greedy agreement with llama.cpp: {}; max first-step top-5 logit difference {worst_logit:.4}", report.join(", "));
-    assert!(worst_logit < 0.5, "first-step logits differ from llama.cpp's by {worst_logit}");
-    assert!(full * 2 >= cases.len(), "fewer than half the continuations agree in full: {report:?}");
+    assert!(
+        worst_logit < 0.5,
+        "first-step logits differ from llama.cpp's by {worst_logit}"
+    );
+    assert!(
+        full * 2 >= cases.len(),
+        "fewer than half the continuations agree in full: {report:?}"
+    );
 }
 
 #[test]
@@ -113,7 +159,11 @@ fn threads_do_not_change_bits() {
     let reqs = &requests()[..3];
     let one = run(m, reqs, &greedy(6), 1);
     for t in [2, 4] {
-        assert_same_bits(&one, &run(m, reqs, &greedy(6), t), &format!("threads 1 vs {t}"));
+        assert_same_bits(
+            &one,
+            &run(m, reqs, &greedy(6), t),
+            &format!("threads 1 vs {t}"),
+        );
     }
 }
 
@@ -123,8 +173,15 @@ fn prefill_chunking_does_not_change_bits() {
     let reqs = &requests()[..3];
     let whole = run(m, reqs, &greedy(4), 2);
     for chunk in [1, 7] {
-        let opts = GenOptions { prefill_chunk: chunk, ..greedy(4) };
-        assert_same_bits(&whole, &run(m, reqs, &opts, 2), &format!("prefill chunk {chunk}"));
+        let opts = GenOptions {
+            prefill_chunk: chunk,
+            ..greedy(4)
+        };
+        assert_same_bits(
+            &whole,
+            &run(m, reqs, &opts, 2),
+            &format!("prefill chunk {chunk}"),
+        );
     }
 }
 
@@ -132,10 +189,22 @@ fn prefill_chunking_does_not_change_bits() {
 fn batching_does_not_change_bits() {
     let m = model();
     let reqs = requests();
-    let batched = run(m, &reqs, &GenOptions { batch_size: 5, ..greedy(6) }, 2);
+    let batched = run(
+        m,
+        &reqs,
+        &GenOptions {
+            batch_size: 5,
+            ..greedy(6)
+        },
+        2,
+    );
     for (i, r) in reqs.iter().enumerate() {
         let alone = run(m, std::slice::from_ref(r), &greedy(6), 2);
-        assert_same_bits(&alone, &batched[i..i + 1], &format!("{:?} alone vs in a batch of 5", PROMPTS[i]));
+        assert_same_bits(
+            &alone,
+            &batched[i..i + 1],
+            &format!("{:?} alone vs in a batch of 5", PROMPTS[i]),
+        );
     }
 }
 
@@ -144,12 +213,31 @@ fn seeded_sampling_repeats_across_threads() {
     let m = model();
     let reqs = &requests()[..2];
     let opts = GenOptions {
-        sampling: SamplingParams { temperature: 0.9, top_k: 50, top_p: 0.95, seed: 42, max_tokens: 8, ..Default::default() },
+        sampling: SamplingParams {
+            temperature: 0.9,
+            top_k: 50,
+            top_p: 0.95,
+            seed: 42,
+            max_tokens: 8,
+            ..Default::default()
+        },
         batch_size: 2,
         prefill_chunk: 512,
         keep_logits: true,
     };
     let a = run(m, reqs, &opts, 1);
     assert_same_bits(&a, &run(m, reqs, &opts, 1), "sampled run repeated");
-    assert_same_bits(&a, &run(m, reqs, &GenOptions { batch_size: 1, ..opts.clone() }, 4), "sampled, 4 threads, unbatched");
+    assert_same_bits(
+        &a,
+        &run(
+            m,
+            reqs,
+            &GenOptions {
+                batch_size: 1,
+                ..opts.clone()
+            },
+            4,
+        ),
+        "sampled, 4 threads, unbatched",
+    );
 }

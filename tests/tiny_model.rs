@@ -22,7 +22,10 @@ fn prompts() -> Vec<Request> {
 
 fn greedy(max_tokens: usize) -> GenOptions {
     GenOptions {
-        sampling: SamplingParams { max_tokens, ..Default::default() },
+        sampling: SamplingParams {
+            max_tokens,
+            ..Default::default()
+        },
         batch_size: 1,
         prefill_chunk: 512,
         keep_logits: true,
@@ -39,7 +42,11 @@ fn forward_matches_f64_reference() {
         let mut cache = m.model.new_cache(64).unwrap();
         let got = m
             .model
-            .forward(&mut [SeqStep { tokens: &ids, cache: &mut cache, logits: Logits::All }])
+            .forward(&mut [SeqStep {
+                tokens: &ids,
+                cache: &mut cache,
+                logits: Logits::All,
+            }])
             .unwrap()
             .remove(0)
             .unwrap()
@@ -52,7 +59,10 @@ fn forward_matches_f64_reference() {
                 worst = worst.max((*a as f64 - b).abs() / scale);
             }
         }
-        assert!(worst < 1e-4, "max relative difference {worst:e} against the f64 reference");
+        assert!(
+            worst < 1e-4,
+            "max relative difference {worst:e} against the f64 reference"
+        );
         assert!(scale > 0.1, "logits should not be trivially small");
     }
 }
@@ -73,7 +83,11 @@ fn thread_count_does_not_change_bits() {
     let m = load(t.dir.path());
     let one = run(&m, &prompts(), &greedy(12), 1);
     for threads in [2, 4] {
-        assert_same_bits(&one, &run(&m, &prompts(), &greedy(12), threads), &format!("threads 1 vs {threads}"));
+        assert_same_bits(
+            &one,
+            &run(&m, &prompts(), &greedy(12), threads),
+            &format!("threads 1 vs {threads}"),
+        );
     }
 }
 
@@ -83,8 +97,15 @@ fn prefill_chunking_does_not_change_bits() {
     let m = load(t.dir.path());
     let whole = run(&m, &prompts(), &greedy(8), 2);
     for chunk in [1, 7] {
-        let opts = GenOptions { prefill_chunk: chunk, ..greedy(8) };
-        assert_same_bits(&whole, &run(&m, &prompts(), &opts, 2), &format!("prefill chunk {chunk}"));
+        let opts = GenOptions {
+            prefill_chunk: chunk,
+            ..greedy(8)
+        };
+        assert_same_bits(
+            &whole,
+            &run(&m, &prompts(), &opts, 2),
+            &format!("prefill chunk {chunk}"),
+        );
     }
 }
 
@@ -93,13 +114,34 @@ fn batching_does_not_change_bits() {
     let t = tiny_model(Dtype::F32, 4);
     let m = load(t.dir.path());
     let all = prompts();
-    let batched = run(&m, &all, &GenOptions { batch_size: 5, ..greedy(10) }, 2);
+    let batched = run(
+        &m,
+        &all,
+        &GenOptions {
+            batch_size: 5,
+            ..greedy(10)
+        },
+        2,
+    );
     for (i, r) in all.iter().enumerate() {
         let alone = run(&m, std::slice::from_ref(r), &greedy(10), 2);
-        assert_same_bits(&alone, &batched[i..i + 1], &format!("prompt {} alone vs in a batch of 5", r.id));
+        assert_same_bits(
+            &alone,
+            &batched[i..i + 1],
+            &format!("prompt {} alone vs in a batch of 5", r.id),
+        );
     }
     // batch of 2 with chunked prefill as well
-    let mixed = run(&m, &all, &GenOptions { batch_size: 2, prefill_chunk: 3, ..greedy(10) }, 4);
+    let mixed = run(
+        &m,
+        &all,
+        &GenOptions {
+            batch_size: 2,
+            prefill_chunk: 3,
+            ..greedy(10)
+        },
+        4,
+    );
     assert_same_bits(&batched, &mixed, "batch 5 vs batch 2 with chunks of 3");
 }
 
@@ -125,14 +167,23 @@ fn seeded_sampling_is_reproducible_across_threads_and_batches() {
     let b = run(&m, &prompts(), &sampled(1, 42), 1);
     assert_same_bits(&a, &b, "sampled run repeated");
     let c = run(&m, &prompts(), &sampled(5, 42), 4);
-    assert_same_bits(&a, &c, "sampled: 1 thread alone vs 4 threads in a batch of 5");
+    assert_same_bits(
+        &a,
+        &c,
+        "sampled: 1 thread alone vs 4 threads in a batch of 5",
+    );
     let greedy_out = run(&m, &prompts(), &greedy(16), 1);
     assert!(
-        a.iter().zip(&greedy_out).any(|(x, y)| x.output_ids != y.output_ids),
+        a.iter()
+            .zip(&greedy_out)
+            .any(|(x, y)| x.output_ids != y.output_ids),
         "sampling at temperature 1.3 should differ from greedy somewhere"
     );
     let d = run(&m, &prompts(), &sampled(1, 43), 1);
-    assert!(a.iter().zip(&d).any(|(x, y)| x.output_ids != y.output_ids), "another seed should change some draw");
+    assert!(
+        a.iter().zip(&d).any(|(x, y)| x.output_ids != y.output_ids),
+        "another seed should change some draw"
+    );
 }
 
 #[test]
@@ -148,6 +199,10 @@ fn every_isa_gives_the_same_bits() {
     }
     kernels::set_isa(before).unwrap();
     for (isa, r) in &results[1..] {
-        assert_same_bits(&results[0].1, r, &format!("{} vs {}", results[0].0.name(), isa.name()));
+        assert_same_bits(
+            &results[0].1,
+            r,
+            &format!("{} vs {}", results[0].0.name(), isa.name()),
+        );
     }
 }

@@ -59,7 +59,11 @@ multiversion! {
 
 /// q: [t][n_heads*hd]; k, v: cache [capacity][n_kv_heads*hd]; out like q.
 pub fn attention(q: &[f32], k: &[f32], v: &[f32], pos0: usize, shape: AttnShape, out: &mut [f32]) {
-    let AttnShape { n_heads, n_kv_heads, head_dim: hd } = shape;
+    let AttnShape {
+        n_heads,
+        n_kv_heads,
+        head_dim: hd,
+    } = shape;
     let group = n_heads / n_kv_heads;
     let kv_row = n_kv_heads * hd;
     let scale = 1.0 / (hd as f32).sqrt();

@@ -9,7 +9,10 @@ use crate::numerics::LANES;
 pub fn accumulate(acc: &mut [f32; LANES], a: &[f32], b: &[f32]) {
     debug_assert_eq!(a.len(), b.len());
     let full = a.len() / LANES * LANES;
-    for (ca, cb) in a[..full].chunks_exact(LANES).zip(b[..full].chunks_exact(LANES)) {
+    for (ca, cb) in a[..full]
+        .chunks_exact(LANES)
+        .zip(b[..full].chunks_exact(LANES))
+    {
         for j in 0..LANES {
             acc[j] = ca[j].mul_add(cb[j], acc[j]);
         }

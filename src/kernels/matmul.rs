@@ -39,8 +39,60 @@ multiversion! {
     }
 }
 
+/// The AVX2 twin of `rows_kernel`: same dequantised values, same lane order.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rows_kernel_avx2(
+    fmt: WeightFormat,
+    w_rows: &[u8],
+    x: &[f32],
+    m: usize,
+    k: usize,
+    rows_out: &mut [f32],
+    scratch: &mut [f32],
+) {
+    use super::avx2;
+    let rb = w_rows.len() / (rows_out.len() / m);
+    for (row, out) in w_rows.chunks_exact(rb).zip(rows_out.chunks_exact_mut(m)) {
+        match fmt {
+            WeightFormat::Q4_1 => avx2::dequant_q4_1(row, scratch),
+            WeightFormat::Q4_0 => avx2::dequant_q4_0(row, scratch),
+            WeightFormat::Q8_0 => avx2::dequant_q8_0(row, scratch),
+            _ => dequantize_row(fmt, row, scratch),
+        }
+        for (t, o) in out.iter_mut().enumerate() {
+            *o = avx2::dot(scratch, &x[t * k..t * k + k]);
+        }
+    }
+}
+
+fn rows(
+    fmt: WeightFormat,
+    w_rows: &[u8],
+    x: &[f32],
+    m: usize,
+    k: usize,
+    rows_out: &mut [f32],
+    scratch: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if super::isa() == super::Isa::Avx2 {
+        // SAFETY: isa() is Avx2 only when the CPU has avx2 and fma.
+        return unsafe { rows_kernel_avx2(fmt, w_rows, x, m, k, rows_out, scratch) };
+    }
+    rows_kernel(fmt, w_rows, x, m, k, rows_out, scratch)
+}
+
 /// out[t * n + r] = dot(dequant(W[r]), x[t * k ..]) for t < m, r < n.
-pub fn matmul(x: &[f32], m: usize, k: usize, w: &[u8], fmt: WeightFormat, n: usize, out: &mut [f32]) {
+pub fn matmul(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[u8],
+    fmt: WeightFormat,
+    n: usize,
+    out: &mut [f32],
+) {
     let rb = fmt.row_bytes(k).expect("row length checked at load");
     assert_eq!(w.len(), rb * n, "weight bytes");
     assert_eq!(x.len(), m * k, "input shape");
@@ -54,7 +106,7 @@ pub fn matmul(x: &[f32], m: usize, k: usize, w: &[u8], fmt: WeightFormat, n: usi
         .zip(w.par_chunks(ROWS_PER_TASK * rb))
         .for_each_init(
             || vec![0f32; k],
-            |scratch, (o, wr)| rows_kernel(fmt, wr, x, m, k, o, scratch),
+            |scratch, (o, wr)| rows(fmt, wr, x, m, k, o, scratch),
         );
     if m == 1 {
         out.copy_from_slice(&transposed);
@@ -81,6 +133,71 @@ mod tests {
     use super::*;
     use crate::kernels::dot::dot;
 
+    /// The dispatched kernel equals the portable reference, bit for bit, on
+    /// random weights of every format (whatever ISA this machine runs).
+    #[test]
+    fn dispatched_kernel_matches_reference_on_every_format() {
+        let mut s = 77u64;
+        let mut byte = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 56) as u8
+        };
+        let (n, k, m) = (19, 512, 3);
+        let formats = [
+            WeightFormat::F32,
+            WeightFormat::F16,
+            WeightFormat::BF16,
+            WeightFormat::Q4_0,
+            WeightFormat::Q4_1,
+            WeightFormat::Q8_0,
+            WeightFormat::Q4K,
+            WeightFormat::Q6K,
+        ];
+        for fmt in formats {
+            let rb = fmt.row_bytes(k).unwrap();
+            let mut w: Vec<u8> = (0..n * rb).map(|_| byte()).collect();
+            // keep f16/f32 scales finite: clear high exponent bits of every 2-byte word
+            for c in w.chunks_mut(2) {
+                c[1] &= 0x3b;
+            }
+            let x: Vec<f32> = (0..m * k).map(|_| (byte() as f32 - 128.0) / 64.0).collect();
+            let mut want = vec![0f32; n * m];
+            let mut scratch = vec![0f32; k];
+            for (r, row) in w.chunks_exact(rb).enumerate() {
+                dequantize_row(fmt, row, &mut scratch);
+                for t in 0..m {
+                    want[r * m + t] = dot(&scratch, &x[t * k..t * k + k]);
+                }
+            }
+            for isa in crate::kernels::Isa::available() {
+                let mut got = vec![0f32; n * m];
+                match isa {
+                    crate::kernels::Isa::Scalar => {
+                        rows_kernel(fmt, &w, &x, m, k, &mut got, &mut scratch)
+                    }
+                    #[cfg(target_arch = "x86_64")]
+                    crate::kernels::Isa::Avx2 => unsafe {
+                        rows_kernel_avx2(fmt, &w, &x, m, k, &mut got, &mut scratch)
+                    },
+                    #[allow(unreachable_patterns)]
+                    _ => unreachable!(),
+                }
+                let same = got
+                    .iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(
+                    same,
+                    "{} on {} differs from the reference",
+                    fmt.name(),
+                    isa.name()
+                );
+            }
+        }
+    }
+
     #[test]
     fn rows_are_independent_of_batch() {
         let (n, k) = (37, 96);
@@ -96,7 +213,15 @@ mod tests {
         matmul(&x, 5, k, &w, WeightFormat::F32, n, &mut all);
         for t in 0..5 {
             let mut one = vec![0f32; n];
-            matmul(&x[t * k..(t + 1) * k], 1, k, &w, WeightFormat::F32, n, &mut one);
+            matmul(
+                &x[t * k..(t + 1) * k],
+                1,
+                k,
+                &w,
+                WeightFormat::F32,
+                n,
+                &mut one,
+            );
             for j in 0..n {
                 assert_eq!(one[j].to_bits(), all[t * n + j].to_bits());
                 let want = dot(&wf[j * k..(j + 1) * k], &x[t * k..(t + 1) * k]);

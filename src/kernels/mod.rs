@@ -8,6 +8,8 @@
 //! bits are the same; `Isa` only picks the speed.
 
 pub mod attention;
+#[cfg(target_arch = "x86_64")]
+pub mod avx2;
 pub mod dot;
 pub mod elementwise;
 pub mod matmul;
@@ -87,7 +89,11 @@ pub fn set_isa(isa: Isa) -> Result<(), String> {
         return Err(format!(
             "ISA '{}' is not available on this CPU (available: {})",
             isa.name(),
-            Isa::available().iter().map(|i| i.name()).collect::<Vec<_>>().join(", ")
+            Isa::available()
+                .iter()
+                .map(|i| i.name())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     ISA.store(

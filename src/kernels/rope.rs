@@ -22,7 +22,12 @@ pub struct Llama3Scaling {
 }
 
 /// Inverse frequencies theta^(-2i/d), in f64 with our own pow, then scaled.
-pub fn inv_freqs(dim: usize, theta: f64, scaling: Option<&Llama3Scaling>, factors: Option<&[f32]>) -> Vec<f64> {
+pub fn inv_freqs(
+    dim: usize,
+    theta: f64,
+    scaling: Option<&Llama3Scaling>,
+    factors: Option<&[f32]>,
+) -> Vec<f64> {
     let mut f: Vec<f64> = (0..dim / 2)
         .map(|i| pow_f64(theta, -((2 * i) as f64) / dim as f64))
         .collect();

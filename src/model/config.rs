@@ -35,7 +35,10 @@ impl LlamaConfig {
             ));
         }
         if self.head_dim == 0 || self.head_dim % 2 != 0 {
-            return bad(format!("head dimension {} must be even and non-zero", self.head_dim));
+            return bad(format!(
+                "head dimension {} must be even and non-zero",
+                self.head_dim
+            ));
         }
         for (name, v) in [
             ("vocab_size", self.vocab_size),
@@ -73,15 +76,26 @@ impl LlamaConfig {
             Some(v) => v as usize,
             None => *embd.dims.get(1).unwrap_or(&0),
         };
-        let head_dim = match g.metadata.get(&k("rope.dimension_count")).and_then(|v| v.as_u64()) {
+        let head_dim = match g
+            .metadata
+            .get(&k("rope.dimension_count"))
+            .and_then(|v| v.as_u64())
+        {
             Some(d) => d as usize,
             None if n_heads > 0 => hidden / n_heads,
             None => 0,
         };
-        let rope_scaling = match g.metadata.get(&k("rope.scaling.type")).and_then(|v| v.as_str()) {
+        let rope_scaling = match g
+            .metadata
+            .get(&k("rope.scaling.type"))
+            .and_then(|v| v.as_str())
+        {
             None | Some("none") => None,
             Some(t) => {
-                return Err(Error::bad_file(&g.path, format!("rope scaling '{t}' is not supported")));
+                return Err(Error::bad_file(
+                    &g.path,
+                    format!("rope scaling '{t}' is not supported"),
+                ));
             }
         };
         let cfg = LlamaConfig {
@@ -111,30 +125,41 @@ impl LlamaConfig {
 
     pub fn from_hf_json(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let c: HfConfig =
-            serde_json::from_str(&text).map_err(|e| Error::bad_file(path, format!("invalid config.json: {e}")))?;
+        let c: HfConfig = serde_json::from_str(&text)
+            .map_err(|e| Error::bad_file(path, format!("invalid config.json: {e}")))?;
         if let Some(archs) = &c.architectures {
             if !archs.iter().any(|a| a == "LlamaForCausalLM") {
                 return Err(Error::bad_file(
                     path,
-                    format!("architectures {archs:?} are not supported (supported: LlamaForCausalLM)"),
+                    format!(
+                        "architectures {archs:?} are not supported (supported: LlamaForCausalLM)"
+                    ),
                 ));
             }
         }
         let rope_scaling = match &c.rope_scaling {
             None => None,
             Some(s) => {
-                let kind = s.rope_type.as_deref().or(s.kind.as_deref()).unwrap_or("default");
+                let kind = s
+                    .rope_type
+                    .as_deref()
+                    .or(s.kind.as_deref())
+                    .unwrap_or("default");
                 match kind {
                     "default" => None,
                     "llama3" => Some(Llama3Scaling {
                         factor: s.factor.unwrap_or(8.0),
                         low_freq_factor: s.low_freq_factor.unwrap_or(1.0),
                         high_freq_factor: s.high_freq_factor.unwrap_or(4.0),
-                        original_max_position_embeddings: s.original_max_position_embeddings.unwrap_or(8192.0),
+                        original_max_position_embeddings: s
+                            .original_max_position_embeddings
+                            .unwrap_or(8192.0),
                     }),
                     other => {
-                        return Err(Error::bad_file(path, format!("rope_scaling type '{other}' is not supported")))
+                        return Err(Error::bad_file(
+                            path,
+                            format!("rope_scaling type '{other}' is not supported"),
+                        ))
                     }
                 }
             }

@@ -80,7 +80,13 @@ impl Value {
             Value::Bool(b) => h.update([*b as u8]),
             Value::F32(v) => h.update(v.to_le_bytes()),
             Value::F64(v) => h.update(v.to_le_bytes()),
-            other => h.update(other.as_u64().map(|v| v as i128).unwrap_or(-1).to_le_bytes()),
+            other => h.update(
+                other
+                    .as_u64()
+                    .map(|v| v as i128)
+                    .unwrap_or(-1)
+                    .to_le_bytes(),
+            ),
         }
     }
 }
@@ -120,7 +126,10 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn err(&self, msg: impl std::fmt::Display) -> Error {
-        Error::bad_file(self.path, format!("not a valid GGUF file: {msg} (at byte {})", self.pos))
+        Error::bad_file(
+            self.path,
+            format!("not a valid GGUF file: {msg} (at byte {})", self.pos),
+        )
     }
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
         if n > self.buf.len() - self.pos {
@@ -145,10 +154,13 @@ impl<'a> Reader<'a> {
     fn string(&mut self, what: &str) -> Result<String> {
         let n = self.u64(what)?;
         if n > self.remaining() as u64 {
-            return Err(self.err(format!("{what}: string length {n} extends past the end of the file (truncated or corrupt)")));
+            return Err(self.err(format!(
+                "{what}: string length {n} extends past the end of the file (truncated or corrupt)"
+            )));
         }
         let bytes = self.take(n as usize, what)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| self.err(format!("{what}: string is not valid UTF-8")))
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| self.err(format!("{what}: string is not valid UTF-8")))
     }
     fn value(&mut self, ty: u32, key: &str, depth: u32) -> Result<Value> {
         Ok(match ty {
@@ -162,7 +174,11 @@ impl<'a> Reader<'a> {
             7 => match self.take(1, key)?[0] {
                 0 => Value::Bool(false),
                 1 => Value::Bool(true),
-                b => return Err(self.err(format!("metadata '{key}': bool byte {b} is neither 0 nor 1"))),
+                b => {
+                    return Err(self.err(format!(
+                        "metadata '{key}': bool byte {b} is neither 0 nor 1"
+                    )))
+                }
             },
             8 => Value::String(self.string(key)?),
             9 => {
@@ -176,7 +192,11 @@ impl<'a> Reader<'a> {
                     2 | 3 => 2,
                     4 | 5 | 6 => 4,
                     8..=12 => 8,
-                    _ => return Err(self.err(format!("metadata '{key}': unknown array item type {ity}"))),
+                    _ => {
+                        return Err(
+                            self.err(format!("metadata '{key}': unknown array item type {ity}"))
+                        )
+                    }
                 };
                 if n.saturating_mul(min_size) > self.remaining() as u64 {
                     return Err(self.err(format!("metadata '{key}': array of {n} items extends past the end of the file (truncated or corrupt)")));
@@ -202,7 +222,13 @@ impl GgufFile {
         // outlive it, and a file changed under us is outside our contract.
         let data = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
         let (version, metadata, tensors) = Self::parse(&data, path)?;
-        Ok(GgufFile { path: path.to_path_buf(), version, metadata, tensors, data })
+        Ok(GgufFile {
+            path: path.to_path_buf(),
+            version,
+            metadata,
+            tensors,
+            data,
+        })
     }
 
     fn parse(buf: &[u8], path: &Path) -> Result<(u32, BTreeMap<String, Value>, Vec<TensorInfo>)> {
@@ -213,13 +239,17 @@ impl GgufFile {
         r.pos = 4;
         let version = r.u32("version")?;
         if !(2..=3).contains(&version) {
-            return Err(r.err(format!("unsupported GGUF version {version} (supported: 2, 3)")));
+            return Err(r.err(format!(
+                "unsupported GGUF version {version} (supported: 2, 3)"
+            )));
         }
         let n_tensors = r.u64("tensor count")?;
         let n_kv = r.u64("metadata count")?;
         // Each metadata entry takes at least 12 bytes, each tensor info at least 24.
         if n_kv.saturating_mul(12) > r.remaining() as u64 {
-            return Err(r.err(format!("metadata count {n_kv} extends past the end of the file (truncated or corrupt)")));
+            return Err(r.err(format!(
+                "metadata count {n_kv} extends past the end of the file (truncated or corrupt)"
+            )));
         }
         let mut metadata = BTreeMap::new();
         for _ in 0..n_kv {
@@ -231,14 +261,18 @@ impl GgufFile {
             }
         }
         if n_tensors.saturating_mul(24) > r.remaining() as u64 {
-            return Err(r.err(format!("tensor count {n_tensors} extends past the end of the file (truncated or corrupt)")));
+            return Err(r.err(format!(
+                "tensor count {n_tensors} extends past the end of the file (truncated or corrupt)"
+            )));
         }
         let mut raw = Vec::with_capacity(n_tensors as usize);
         for _ in 0..n_tensors {
             let name = r.string("tensor name")?;
             let nd = r.u32("tensor dims")?;
             if nd == 0 || nd > MAX_DIMS {
-                return Err(r.err(format!("tensor '{name}': {nd} dimensions (1 to {MAX_DIMS} allowed)")));
+                return Err(r.err(format!(
+                    "tensor '{name}': {nd} dimensions (1 to {MAX_DIMS} allowed)"
+                )));
             }
             let mut dims = Vec::with_capacity(nd as usize);
             for _ in 0..nd {
@@ -266,9 +300,10 @@ impl GgufFile {
             if !names.insert(name.clone()) {
                 return Err(r.err(format!("duplicate tensor '{name}'")));
             }
-            let n: usize = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| {
-                r.err(format!("tensor '{name}': shape {dims:?} overflows"))
-            })?;
+            let n: usize = dims
+                .iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(d))
+                .ok_or_else(|| r.err(format!("tensor '{name}': shape {dims:?} overflows")))?;
             let range = match WeightFormat::from_ggml_type(ty) {
                 None => None,
                 Some(f) => {
@@ -279,8 +314,11 @@ impl GgufFile {
                             f.name()
                         ))
                     })?;
-                    let start = (data_start as u64).checked_add(off).filter(|s| s % align as u64 == 0 || off == 0);
-                    let start = start.ok_or_else(|| r.err(format!("tensor '{name}': bad offset {off}")))?;
+                    let start = (data_start as u64)
+                        .checked_add(off)
+                        .filter(|s| s % align as u64 == 0 || off == 0);
+                    let start =
+                        start.ok_or_else(|| r.err(format!("tensor '{name}': bad offset {off}")))?;
                     let end = start.checked_add(bytes as u64).filter(|&e| e <= buf.len() as u64).ok_or_else(|| {
                         Error::bad_file(
                             path,
@@ -294,7 +332,12 @@ impl GgufFile {
                     Some((start as usize, end as usize))
                 }
             };
-            tensors.push(TensorInfo { name, dims, ggml_type: ty, range });
+            tensors.push(TensorInfo {
+                name,
+                dims,
+                ggml_type: ty,
+                range,
+            });
         }
         Ok((version, metadata, tensors))
     }
@@ -321,9 +364,12 @@ impl GgufFile {
     }
 
     pub fn get_u64(&self, key: &str) -> Result<u64> {
-        self.get(key)?
-            .as_u64()
-            .ok_or_else(|| Error::bad_file(&self.path, format!("metadata '{key}' is not an unsigned integer")))
+        self.get(key)?.as_u64().ok_or_else(|| {
+            Error::bad_file(
+                &self.path,
+                format!("metadata '{key}' is not an unsigned integer"),
+            )
+        })
     }
 
     pub fn get_f64(&self, key: &str) -> Result<f64> {

@@ -15,7 +15,14 @@ impl Matrix {
 
     /// Rows `ids` of the matrix (an embedding lookup).
     pub fn gather(&self, ids: &Tensor) -> Result<Tensor> {
-        Ok(ids.apply_op2_no_bwd(&self.data, &ops::Embedding { fmt: self.fmt, rows: self.rows, k: self.cols })?)
+        Ok(ids.apply_op2_no_bwd(
+            &self.data,
+            &ops::Embedding {
+                fmt: self.fmt,
+                rows: self.rows,
+                k: self.cols,
+            },
+        )?)
     }
 }
 
@@ -56,7 +63,11 @@ pub struct Rotary {
 
 impl Rotary {
     pub fn apply(&self, x: &Tensor, pos0: usize) -> Result<Tensor> {
-        let op = ops::Rope { head_dim: self.head_dim, layout: self.layout, pos0 };
+        let op = ops::Rope {
+            head_dim: self.head_dim,
+            layout: self.layout,
+            pos0,
+        };
         Ok(x.apply_op3_no_bwd(&self.cos, &self.sin, &op)?)
     }
 }
@@ -84,7 +95,11 @@ impl KvCache {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(KvCache { layers, len: 0, capacity })
+        Ok(KvCache {
+            layers,
+            len: 0,
+            capacity,
+        })
     }
 }
 
@@ -118,10 +133,17 @@ impl SelfAttention {
             let c = &cache.layers[layer];
             c.k.slice_set(&ks, 0, pos0)?;
             c.v.slice_set(&v.narrow(0, *off, *len)?.contiguous()?, 0, pos0)?;
-            let op = ops::Attention { shape: self.shape, pos0 };
+            let op = ops::Attention {
+                shape: self.shape,
+                pos0,
+            };
             outs.push(qs.apply_op3_no_bwd(&c.k, &c.v, &op)?);
         }
-        let att = if outs.len() == 1 { outs.pop().unwrap() } else { Tensor::cat(&outs, 0)? };
+        let att = if outs.len() == 1 {
+            outs.pop().unwrap()
+        } else {
+            Tensor::cat(&outs, 0)?
+        };
         self.o.forward(&att)
     }
 }

@@ -43,7 +43,12 @@ pub struct SeqStep<'a> {
 }
 
 impl Llama {
-    pub fn load(src: &dyn WeightSource, config: LlamaConfig, rope_factors: Option<&[f32]>, dev: &Device) -> Result<Self> {
+    pub fn load(
+        src: &dyn WeightSource,
+        config: LlamaConfig,
+        rope_factors: Option<&[f32]>,
+        dev: &Device,
+    ) -> Result<Self> {
         let c = &config;
         let (h, kv) = (c.hidden_size, c.n_kv_heads * c.head_dim);
         let q_dim = c.n_heads * c.head_dim;
@@ -55,10 +60,18 @@ impl Llama {
         } else {
             return Err(Error::bad_file(
                 src.path(),
-                format!("missing tensor '{}' (and tie_word_embeddings is false)", src.name_of(Part::Output)),
+                format!(
+                    "missing tensor '{}' (and tie_word_embeddings is false)",
+                    src.name_of(Part::Output)
+                ),
             ));
         };
-        let norm = |p: Part| -> Result<RmsNorm> { Ok(RmsNorm { weight: src.vector(p, h, dev)?, eps: c.rms_norm_eps }) };
+        let norm = |p: Part| -> Result<RmsNorm> {
+            Ok(RmsNorm {
+                weight: src.vector(p, h, dev)?,
+                eps: c.rms_norm_eps,
+            })
+        };
         let mut blocks = Vec::with_capacity(c.n_layers);
         for i in 0..c.n_layers {
             blocks.push(Block {
@@ -68,7 +81,11 @@ impl Llama {
                     k: src.matrix(Part::K(i), kv, h, dev)?,
                     v: src.matrix(Part::V(i), kv, h, dev)?,
                     o: src.matrix(Part::O(i), h, q_dim, dev)?,
-                    shape: AttnShape { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim },
+                    shape: AttnShape {
+                        n_heads: c.n_heads,
+                        n_kv_heads: c.n_kv_heads,
+                        head_dim: c.head_dim,
+                    },
                 },
                 ffn_norm: norm(Part::FfnNorm(i))?,
                 mlp: Mlp {
@@ -78,7 +95,12 @@ impl Llama {
                 },
             });
         }
-        let freqs = rope::inv_freqs(c.head_dim, c.rope_theta, c.rope_scaling.as_ref(), rope_factors);
+        let freqs = rope::inv_freqs(
+            c.head_dim,
+            c.rope_theta,
+            c.rope_scaling.as_ref(),
+            rope_factors,
+        );
         let (cos, sin) = rope::tables(&freqs, c.max_position_embeddings);
         let half = c.head_dim / 2;
         let rotary = Rotary {
@@ -101,7 +123,12 @@ impl Llama {
 
     pub fn new_cache(&self, capacity: usize) -> Result<KvCache> {
         let c = &self.config;
-        KvCache::new(c.n_layers, capacity, c.n_kv_heads * c.head_dim, &self.device)
+        KvCache::new(
+            c.n_layers,
+            capacity,
+            c.n_kv_heads * c.head_dim,
+            &self.device,
+        )
     }
 
     /// Run new tokens of several sequences together. Returns, per sequence,
@@ -122,7 +149,9 @@ impl Llama {
             ids.extend_from_slice(s.tokens);
         }
         let n = ids.len();
-        let mut x = self.embed.gather(&Tensor::from_vec(ids, n, &self.device)?)?;
+        let mut x = self
+            .embed
+            .gather(&Tensor::from_vec(ids, n, &self.device)?)?;
 
         let wants: Vec<Logits> = batch.iter().map(|s| s.logits).collect();
         let mut segments = Vec::with_capacity(batch.len());
@@ -132,7 +161,9 @@ impl Llama {
             off += s.tokens.len();
         }
         for (i, b) in self.blocks.iter().enumerate() {
-            let a = b.attn.forward(&b.attn_norm.forward(&x)?, &self.rotary, i, &mut segments)?;
+            let a = b
+                .attn
+                .forward(&b.attn_norm.forward(&x)?, &self.rotary, i, &mut segments)?;
             x = (x + a)?;
             let m = b.mlp.forward(&b.ffn_norm.forward(&x)?)?;
             x = (x + m)?;

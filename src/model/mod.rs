@@ -46,7 +46,10 @@ pub fn load(path: &Path, dev: &Device) -> Result<LoadedModel> {
     } else if path.is_file() {
         load_gguf(path, dev)
     } else {
-        Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder")))
+        Err(Error::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
+        ))
     }
 }
 
@@ -66,10 +69,19 @@ fn load_gguf(path: &Path, dev: &Device) -> Result<LoadedModel> {
     let factors = match g.tensor("rope_freqs.weight") {
         Some(t) => {
             let b = g.tensor_bytes(t)?;
-            if t.format() != Some(crate::kernels::quant::WeightFormat::F32) || t.n_elems() != config.head_dim / 2 {
-                return Err(Error::bad_file(path, "rope_freqs.weight must be F32 of head_dim/2 elements"));
+            if t.format() != Some(crate::kernels::quant::WeightFormat::F32)
+                || t.n_elems() != config.head_dim / 2
+            {
+                return Err(Error::bad_file(
+                    path,
+                    "rope_freqs.weight must be F32 of head_dim/2 elements",
+                ));
             }
-            Some(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect::<Vec<_>>())
+            Some(
+                b.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect::<Vec<_>>(),
+            )
         }
         None => None,
     };
@@ -81,7 +93,13 @@ fn load_gguf(path: &Path, dev: &Device) -> Result<LoadedModel> {
         info: ModelInfo {
             path: path.to_path_buf(),
             format: "gguf",
-            files: vec![(path.file_name().unwrap_or_default().to_string_lossy().into(), sha.clone())],
+            files: vec![(
+                path.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into(),
+                sha.clone(),
+            )],
             sha256: sha,
             config,
         },
@@ -94,14 +112,23 @@ fn load_hf_dir(dir: &Path, dev: &Device) -> Result<LoadedModel> {
     if tokenizer.vocab_size > config.vocab_size {
         return Err(Error::bad_file(
             dir.join("tokenizer.json"),
-            format!("the tokenizer has {} tokens but config.json says vocab_size {}", tokenizer.vocab_size, config.vocab_size),
+            format!(
+                "the tokenizer has {} tokens but config.json says vocab_size {}",
+                tokenizer.vocab_size, config.vocab_size
+            ),
         ));
     }
     let st = weights::SafetensorsDir::open(dir)?;
     let model = Llama::load(&st, config.clone(), None, dev)?;
     let mut files = Vec::new();
     for f in st.files() {
-        files.push((f.file_name().unwrap_or_default().to_string_lossy().into_owned(), sha256_file(f)?));
+        files.push((
+            f.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+            sha256_file(f)?,
+        ));
     }
     let mut h = Sha256::new();
     for (name, sha) in &files {
@@ -111,6 +138,12 @@ fn load_hf_dir(dir: &Path, dev: &Device) -> Result<LoadedModel> {
     Ok(LoadedModel {
         model,
         tokenizer,
-        info: ModelInfo { path: dir.to_path_buf(), format: "safetensors", sha256: hex::encode(h.finalize()), files, config },
+        info: ModelInfo {
+            path: dir.to_path_buf(),
+            format: "safetensors",
+            sha256: hex::encode(h.finalize()),
+            files,
+            config,
+        },
     })
 }

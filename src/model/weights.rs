@@ -57,7 +57,12 @@ pub trait WeightSource {
             ));
         }
         let data = Tensor::from_slice(bytes, bytes.len(), dev)?;
-        Ok(Matrix { data, fmt, rows, cols })
+        Ok(Matrix {
+            data,
+            fmt,
+            rows,
+            cols,
+        })
     }
 
     fn vector(&self, part: Part, len: usize, dev: &Device) -> Result<Tensor> {
@@ -74,7 +79,10 @@ pub trait WeightSource {
         let mut v = vec![0f32; len];
         dequantize_row(fmt, bytes, &mut v);
         if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-            return Err(Error::bad_file(self.path(), format!("tensor '{name}' holds a non-finite value at {i}")));
+            return Err(Error::bad_file(
+                self.path(),
+                format!("tensor '{name}' holds a non-finite value at {i}"),
+            ));
         }
         Ok(Tensor::from_vec(v, len, dev)?)
     }
@@ -101,7 +109,9 @@ impl WeightSource for GgufFile {
         }
     }
     fn raw(&self, name: &str) -> Result<Option<(&[u8], WeightFormat, Vec<usize>)>> {
-        let Some(t) = self.tensor(name) else { return Ok(None) };
+        let Some(t) = self.tensor(name) else {
+            return Ok(None);
+        };
         let bytes = self.tensor_bytes(t)?;
         let fmt = t.format().expect("tensor_bytes checked the type");
         // GGUF lists dims fastest first; we speak [rows, cols].
@@ -127,7 +137,10 @@ impl SafetensorsDir {
             .collect();
         files.sort();
         if files.is_empty() {
-            return Err(Error::bad_file(dir, "no *.safetensors files in this model folder"));
+            return Err(Error::bad_file(
+                dir,
+                "no *.safetensors files in this model folder",
+            ));
         }
         let mut maps = Vec::new();
         let mut index = HashMap::new();
@@ -138,26 +151,37 @@ impl SafetensorsDir {
             let st = safetensors::SafeTensors::deserialize(&map)
                 .map_err(|e| Error::bad_file(&path, format!("invalid safetensors file: {e}")))?;
             for (name, view) in st.tensors() {
-                let fmt = match view.dtype() {
-                    safetensors::Dtype::F32 => WeightFormat::F32,
-                    safetensors::Dtype::F16 => WeightFormat::F16,
-                    safetensors::Dtype::BF16 => WeightFormat::BF16,
-                    other => {
-                        return Err(Error::bad_file(
+                let fmt =
+                    match view.dtype() {
+                        safetensors::Dtype::F32 => WeightFormat::F32,
+                        safetensors::Dtype::F16 => WeightFormat::F16,
+                        safetensors::Dtype::BF16 => WeightFormat::BF16,
+                        other => return Err(Error::bad_file(
                             &path,
-                            format!("tensor '{name}' has dtype {other:?} (supported: F32, F16, BF16)"),
-                        ))
-                    }
-                };
+                            format!(
+                                "tensor '{name}' has dtype {other:?} (supported: F32, F16, BF16)"
+                            ),
+                        )),
+                    };
                 let start = view.data().as_ptr() as usize - map.as_ptr() as usize;
                 let end = start + view.data().len();
-                if index.insert(name.clone(), (fi, fmt, view.shape().to_vec(), start, end)).is_some() {
-                    return Err(Error::bad_file(&path, format!("tensor '{name}' appears in two shards")));
+                if index
+                    .insert(name.clone(), (fi, fmt, view.shape().to_vec(), start, end))
+                    .is_some()
+                {
+                    return Err(Error::bad_file(
+                        &path,
+                        format!("tensor '{name}' appears in two shards"),
+                    ));
                 }
             }
             maps.push((path, map));
         }
-        Ok(SafetensorsDir { dir: dir.to_path_buf(), maps, index })
+        Ok(SafetensorsDir {
+            dir: dir.to_path_buf(),
+            maps,
+            index,
+        })
     }
 
     /// The files, for hashing.

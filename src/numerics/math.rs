@@ -181,7 +181,10 @@ mod tests {
             assert!(((a - b) / b).abs() < 1e-14, "exp({x}): {a} vs {b}");
             let y = lcg(&mut st) * 1e6 + 1e-300;
             let (a, b) = (ln_f64(y), y.ln());
-            assert!((a - b).abs() < 1e-14 * b.abs().max(1.0), "ln({y}): {a} vs {b}");
+            assert!(
+                (a - b).abs() < 1e-14 * b.abs().max(1.0),
+                "ln({y}): {a} vs {b}"
+            );
             let z = lcg(&mut st) * 2e5 - 1e5;
             let (c, s) = cos_sin_f64(z);
             assert!((c - z.cos()).abs() < 1e-11, "cos({z}): {c} vs {}", z.cos());

@@ -41,7 +41,13 @@ impl CustomOp2 for MatMul {
     fn name(&self) -> &'static str {
         "det-matmul"
     }
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(s1, l1, self.name())?;
         let w = u8_slice(s2, l2, self.name())?;
         let dims = l1.shape().dims();
@@ -68,13 +74,22 @@ impl CustomOp2 for Embedding {
     fn name(&self) -> &'static str {
         "det-embedding"
     }
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let ids = match (s1, l1.contiguous_offsets()) {
             (CpuStorage::U32(d), Some((a, b))) => &d[a..b],
             _ => bail!("det-embedding: ids must be a contiguous u32 tensor"),
         };
         if let Some(bad) = ids.iter().find(|&&i| i as usize >= self.rows) {
-            bail!("det-embedding: token id {bad} is out of range (vocabulary has {} rows)", self.rows);
+            bail!(
+                "det-embedding: token id {bad} is out of range (vocabulary has {} rows)",
+                self.rows
+            );
         }
         let w = u8_slice(s2, l2, self.name())?;
         let mut out = vec![0f32; ids.len() * self.k];
@@ -91,7 +106,13 @@ impl CustomOp2 for RmsNorm {
     fn name(&self) -> &'static str {
         "det-rms-norm"
     }
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(s1, l1, self.name())?;
         let w = f32_slice(s2, l2, self.name())?;
         if l1.shape().dims().last() != Some(&w.len()) {
@@ -129,10 +150,21 @@ impl CustomOp3 for Rope {
         let row = *l1.shape().dims().last().unwrap_or(&0);
         let rows = if row == 0 { 0 } else { x.len() / row };
         if (self.pos0 + rows) * (self.head_dim / 2) > cos.len() {
-            bail!("det-rope: position {} beyond the rope table", self.pos0 + rows);
+            bail!(
+                "det-rope: position {} beyond the rope table",
+                self.pos0 + rows
+            );
         }
         let mut out = x.to_vec();
-        kernels::rope::apply(&mut out, self.head_dim, self.layout, cos, sin, self.pos0, row);
+        kernels::rope::apply(
+            &mut out,
+            self.head_dim,
+            self.layout,
+            cos,
+            sin,
+            self.pos0,
+            row,
+        );
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
@@ -143,7 +175,13 @@ impl CustomOp2 for SwiGlu {
     fn name(&self) -> &'static str {
         "det-swiglu"
     }
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let g = f32_slice(s1, l1, self.name())?;
         let u = f32_slice(s2, l2, self.name())?;
         if g.len() != u.len() {
@@ -177,10 +215,17 @@ impl CustomOp3 for Attention {
         let q = f32_slice(s1, l1, self.name())?;
         let k = f32_slice(s2, l2, self.name())?;
         let v = f32_slice(s3, l3, self.name())?;
-        let AttnShape { n_heads, n_kv_heads, head_dim } = self.shape;
+        let AttnShape {
+            n_heads,
+            n_kv_heads,
+            head_dim,
+        } = self.shape;
         let rows = q.len() / (n_heads * head_dim);
         if (self.pos0 + rows) * n_kv_heads * head_dim > k.len() || k.len() != v.len() {
-            bail!("det-attention: KV cache too small for position {}", self.pos0 + rows);
+            bail!(
+                "det-attention: KV cache too small for position {}",
+                self.pos0 + rows
+            );
         }
         let mut out = vec![0f32; q.len()];
         kernels::attention::attention(q, k, v, self.pos0, self.shape, &mut out);

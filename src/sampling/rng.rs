@@ -39,7 +39,12 @@ pub fn sequence_key(id: &str) -> u64 {
 /// Uniform f64 in [0, 1) with 53 random bits, for (seed, sequence, step).
 pub fn uniform(seed: u64, seq: u64, step: u64) -> f64 {
     let key = [seed as u32, (seed >> 32) as u32];
-    let ctr = [step as u32, (step >> 32) as u32, seq as u32, (seq >> 32) as u32];
+    let ctr = [
+        step as u32,
+        (step >> 32) as u32,
+        seq as u32,
+        (seq >> 32) as u32,
+    ];
     let r = Philox::block(ctr, key);
     let bits = ((r[0] as u64) << 32 | r[1] as u64) >> 11;
     bits as f64 / (1u64 << 53) as f64
@@ -52,13 +57,19 @@ mod tests {
     #[test]
     fn known_answer_vectors() {
         // Random123 kat_vectors for philox4x32_10.
-        assert_eq!(Philox::block([0; 4], [0; 2]), [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]);
+        assert_eq!(
+            Philox::block([0; 4], [0; 2]),
+            [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]
+        );
         assert_eq!(
             Philox::block([u32::MAX; 4], [u32::MAX; 2]),
             [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]
         );
         assert_eq!(
-            Philox::block([0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344], [0xa4093822, 0x299f31d0]),
+            Philox::block(
+                [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344],
+                [0xa4093822, 0x299f31d0]
+            ),
             [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]
         );
     }

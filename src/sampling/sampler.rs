@@ -35,7 +35,10 @@ impl Default for SamplingParams {
 impl SamplingParams {
     pub fn validate(&self) -> Result<(), String> {
         if !(self.temperature >= 0.0) || !self.temperature.is_finite() {
-            return Err(format!("temperature must be >= 0, got {}", self.temperature));
+            return Err(format!(
+                "temperature must be >= 0, got {}",
+                self.temperature
+            ));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return Err(format!("top-p must be in (0, 1], got {}", self.top_p));
@@ -44,7 +47,10 @@ impl SamplingParams {
             return Err(format!("min-p must be in [0, 1], got {}", self.min_p));
         }
         if !(self.repetition_penalty > 0.0) || !self.repetition_penalty.is_finite() {
-            return Err(format!("repetition penalty must be > 0, got {}", self.repetition_penalty));
+            return Err(format!(
+                "repetition penalty must be > 0, got {}",
+                self.repetition_penalty
+            ));
         }
         Ok(())
     }
@@ -66,7 +72,11 @@ impl Sampler<'_> {
             seen.dedup();
             for &t in &seen {
                 if let Some(v) = l.get_mut(t as usize) {
-                    *v = if *v > 0.0 { *v / p.repetition_penalty } else { *v * p.repetition_penalty };
+                    *v = if *v > 0.0 {
+                        *v / p.repetition_penalty
+                    } else {
+                        *v * p.repetition_penalty
+                    };
                 }
             }
         }
@@ -74,7 +84,11 @@ impl Sampler<'_> {
             return argmax(&l);
         }
         // NaN sorts last, so a broken logit can never be chosen over a real one.
-        let mut cand: Vec<(f32, u32)> = l.iter().enumerate().map(|(i, &v)| (v / p.temperature, i as u32)).collect();
+        let mut cand: Vec<(f32, u32)> = l
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (v / p.temperature, i as u32))
+            .collect();
         cand.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         if p.top_k > 0 && p.top_k < cand.len() {
             cand.truncate(p.top_k);
@@ -143,15 +157,33 @@ mod tests {
     #[test]
     fn sampling_is_a_function_of_seed_sequence_and_step() {
         let logits: Vec<f32> = (0..100).map(|i| ((i * 37) % 11) as f32 * 0.3).collect();
-        let params = SamplingParams { temperature: 0.8, top_k: 20, top_p: 0.9, min_p: 0.05, ..Default::default() };
+        let params = SamplingParams {
+            temperature: 0.8,
+            top_k: 20,
+            top_p: 0.9,
+            min_p: 0.05,
+            ..Default::default()
+        };
         let s = Sampler { params: &params };
-        let a: Vec<u32> = (0..50).map(|step| s.sample(&logits, &[], 5, step)).collect();
-        let b: Vec<u32> = (0..50).rev().map(|step| s.sample(&logits, &[], 5, step)).collect::<Vec<_>>().into_iter().rev().collect();
+        let a: Vec<u32> = (0..50)
+            .map(|step| s.sample(&logits, &[], 5, step))
+            .collect();
+        let b: Vec<u32> = (0..50)
+            .rev()
+            .map(|step| s.sample(&logits, &[], 5, step))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         assert_eq!(a, b, "draws must not depend on call order");
         let distinct: std::collections::BTreeSet<_> = a.iter().collect();
         assert!(distinct.len() > 1, "sampling should not be constant");
         // Only tokens that survive top-k can appear.
-        let mut sorted: Vec<(f32, u32)> = logits.iter().enumerate().map(|(i, &v)| (v, i as u32)).collect();
+        let mut sorted: Vec<(f32, u32)> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (v, i as u32))
+            .collect();
         sorted.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
         let top: Vec<u32> = sorted[..20].iter().map(|x| x.1).collect();
         assert!(a.iter().all(|t| top.contains(t)));
@@ -159,7 +191,10 @@ mod tests {
 
     #[test]
     fn repetition_penalty_lowers_seen_tokens() {
-        let params = SamplingParams { repetition_penalty: 2.0, ..Default::default() };
+        let params = SamplingParams {
+            repetition_penalty: 2.0,
+            ..Default::default()
+        };
         let s = Sampler { params: &params };
         assert_eq!(s.sample(&[1.0, 1.5, 0.2], &[1], 0, 0), 0);
         assert_eq!(s.sample(&[1.0, 1.5, 0.2], &[], 0, 0), 1);

@@ -35,13 +35,19 @@ pub struct Tiny {
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
 pub fn words() -> Vec<String> {
-    let mut w: Vec<String> = ["[UNK]", "<s>", "</s>"].iter().map(|s| s.to_string()).collect();
+    let mut w: Vec<String> = ["[UNK]", "<s>", "</s>"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     for i in 0..VOCAB - 3 {
         w.push(format!("w{i}"));
     }
@@ -66,21 +72,41 @@ pub fn tiny_model(dtype: Dtype, seed: u64) -> Tiny {
             .collect();
         weights.insert(name, (shape, vals));
     };
-    add("model.embed_tokens.weight".into(), vec![VOCAB, HIDDEN], false, &mut rng);
+    add(
+        "model.embed_tokens.weight".into(),
+        vec![VOCAB, HIDDEN],
+        false,
+        &mut rng,
+    );
     for l in 0..LAYERS {
         let p = |s: &str| format!("model.layers.{l}.{s}.weight");
         add(p("input_layernorm"), vec![HIDDEN], true, &mut rng);
-        add(p("self_attn.q_proj"), vec![HEADS * HEAD_DIM, HIDDEN], false, &mut rng);
+        add(
+            p("self_attn.q_proj"),
+            vec![HEADS * HEAD_DIM, HIDDEN],
+            false,
+            &mut rng,
+        );
         add(p("self_attn.k_proj"), vec![kv, HIDDEN], false, &mut rng);
         add(p("self_attn.v_proj"), vec![kv, HIDDEN], false, &mut rng);
-        add(p("self_attn.o_proj"), vec![HIDDEN, HEADS * HEAD_DIM], false, &mut rng);
+        add(
+            p("self_attn.o_proj"),
+            vec![HIDDEN, HEADS * HEAD_DIM],
+            false,
+            &mut rng,
+        );
         add(p("post_attention_layernorm"), vec![HIDDEN], true, &mut rng);
         add(p("mlp.gate_proj"), vec![INTER, HIDDEN], false, &mut rng);
         add(p("mlp.up_proj"), vec![INTER, HIDDEN], false, &mut rng);
         add(p("mlp.down_proj"), vec![HIDDEN, INTER], false, &mut rng);
     }
     add("model.norm.weight".into(), vec![HIDDEN], true, &mut rng);
-    add("lm_head.weight".into(), vec![VOCAB, HIDDEN], false, &mut rng);
+    add(
+        "lm_head.weight".into(),
+        vec![VOCAB, HIDDEN],
+        false,
+        &mut rng,
+    );
 
     write_safetensors(&dir.path().join("model.safetensors"), &weights, dtype);
     std::fs::write(dir.path().join("config.json"), config_json().to_string()).unwrap();
@@ -116,7 +142,11 @@ fn round(v: f64, d: Dtype) -> f64 {
     }
 }
 
-pub fn write_safetensors(path: &Path, weights: &BTreeMap<String, (Vec<usize>, Vec<f64>)>, dtype: Dtype) {
+pub fn write_safetensors(
+    path: &Path,
+    weights: &BTreeMap<String, (Vec<usize>, Vec<f64>)>,
+    dtype: Dtype,
+) {
     let (name, size) = match dtype {
         Dtype::F32 => ("F32", 4),
         Dtype::F16 => ("F16", 2),
@@ -152,29 +182,44 @@ pub fn write_safetensors(path: &Path, weights: &BTreeMap<String, (Vec<usize>, Ve
 fn write_tokenizer(path: &Path) {
     use tokenizers::models::wordlevel::WordLevel;
     use tokenizers::pre_tokenizers::whitespace::WhitespaceSplit;
-    let vocab: std::collections::HashMap<String, u32> =
-        words().into_iter().enumerate().map(|(i, w)| (w, i as u32)).collect();
-    let wl = WordLevel::builder().vocab(vocab.into_iter().collect()).unk_token("[UNK]".into()).build().unwrap();
+    let vocab: std::collections::HashMap<String, u32> = words()
+        .into_iter()
+        .enumerate()
+        .map(|(i, w)| (w, i as u32))
+        .collect();
+    let wl = WordLevel::builder()
+        .vocab(vocab.into_iter().collect())
+        .unk_token("[UNK]".into())
+        .build()
+        .unwrap();
     let mut t = tokenizers::Tokenizer::new(wl);
     t.with_pre_tokenizer(Some(WhitespaceSplit));
     t.save(path, false).unwrap();
 }
 
 pub fn load(path: &Path) -> LoadedModel {
-    model::load(path, &candle_core::Device::Cpu).unwrap_or_else(|e| panic!("load {}: {e}", path.display()))
+    model::load(path, &candle_core::Device::Cpu)
+        .unwrap_or_else(|e| panic!("load {}: {e}", path.display()))
 }
 
 pub fn pool(threads: usize) -> rayon::ThreadPool {
-    rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap()
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
 }
 
 pub fn run(m: &LoadedModel, reqs: &[Request], opts: &GenOptions, threads: usize) -> Vec<SeqOutput> {
-    pool(threads).install(|| engine::generate(&m.model, &m.tokenizer.eos, reqs, opts, |_| {}).unwrap())
+    pool(threads)
+        .install(|| engine::generate(&m.model, &m.tokenizer.eos, reqs, opts, |_| {}).unwrap())
 }
 
 /// Bits of every step's logits, for exact comparison.
 pub fn logit_bits(o: &SeqOutput) -> Vec<Vec<u32>> {
-    o.step_logits.iter().map(|v| v.iter().map(|x| x.to_bits()).collect()).collect()
+    o.step_logits
+        .iter()
+        .map(|v| v.iter().map(|x| x.to_bits()).collect())
+        .collect()
 }
 
 pub fn assert_same_bits(a: &[SeqOutput], b: &[SeqOutput], what: &str) {
@@ -183,8 +228,16 @@ pub fn assert_same_bits(a: &[SeqOutput], b: &[SeqOutput], what: &str) {
         assert_eq!(x.id, y.id);
         assert!(!x.step_logits.is_empty(), "{what}: run with keep_logits");
         assert_eq!(x.output_ids, y.output_ids, "{what}: tokens of {}", x.id);
-        assert!(logit_bits(x) == logit_bits(y), "{what}: logits bits of {} differ", x.id);
-        assert_eq!(x.logits_digest, y.logits_digest, "{what}: logits digest of {}", x.id);
+        assert!(
+            logit_bits(x) == logit_bits(y),
+            "{what}: logits bits of {} differ",
+            x.id
+        );
+        assert_eq!(
+            x.logits_digest, y.logits_digest,
+            "{what}: logits digest of {}",
+            x.id
+        );
     }
 }
 
@@ -196,7 +249,9 @@ pub fn reference_logits(t: &Tiny, ids: &[u32]) -> Vec<Vec<f64>> {
     let n = ids.len();
     let matvec = |m: &[f64], rows: usize, x: &[f64]| -> Vec<f64> {
         let cols = x.len();
-        (0..rows).map(|r| (0..cols).map(|c| m[r * cols + c] * x[c]).sum()).collect()
+        (0..rows)
+            .map(|r| (0..cols).map(|c| m[r * cols + c] * x[c]).sum())
+            .collect()
     };
     let rms = |x: &[f64], g: &[f64]| -> Vec<f64> {
         let ms = x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64;
@@ -230,7 +285,10 @@ pub fn reference_logits(t: &Tiny, ids: &[u32]) -> Vec<Vec<f64>> {
         }
     };
     let emb = w("model.embed_tokens.weight");
-    let mut xs: Vec<Vec<f64>> = ids.iter().map(|&i| emb[i as usize * h..(i as usize + 1) * h].to_vec()).collect();
+    let mut xs: Vec<Vec<f64>> = ids
+        .iter()
+        .map(|&i| emb[i as usize * h..(i as usize + 1) * h].to_vec())
+        .collect();
     for l in 0..LAYERS {
         let p = |s: &str| format!("model.layers.{l}.{s}.weight");
         let mut ks = Vec::new();
@@ -253,7 +311,13 @@ pub fn reference_logits(t: &Tiny, ids: &[u32]) -> Vec<Vec<f64>> {
                 let g = head / (nh / nkv);
                 let q = &qs[pos][head * hd..(head + 1) * hd];
                 let s: Vec<f64> = (0..=pos)
-                    .map(|i| q.iter().zip(&ks[i][g * hd..(g + 1) * hd]).map(|(a, b)| a * b).sum::<f64>() / (hd as f64).sqrt())
+                    .map(|i| {
+                        q.iter()
+                            .zip(&ks[i][g * hd..(g + 1) * hd])
+                            .map(|(a, b)| a * b)
+                            .sum::<f64>()
+                            / (hd as f64).sqrt()
+                    })
                     .collect();
                 let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let e: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
@@ -271,7 +335,11 @@ pub fn reference_logits(t: &Tiny, ids: &[u32]) -> Vec<Vec<f64>> {
             let hn = rms(&xs[pos], w(&p("post_attention_layernorm")));
             let g = matvec(w(&p("mlp.gate_proj")), INTER, &hn);
             let u = matvec(w(&p("mlp.up_proj")), INTER, &hn);
-            let a: Vec<f64> = g.iter().zip(&u).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect();
+            let a: Vec<f64> = g
+                .iter()
+                .zip(&u)
+                .map(|(g, u)| g / (1.0 + (-g).exp()) * u)
+                .collect();
             let d = matvec(w(&p("mlp.down_proj")), h, &a);
             for (x, y) in xs[pos].iter_mut().zip(d) {
                 *x += y;
@@ -285,5 +353,6 @@ pub fn reference_logits(t: &Tiny, ids: &[u32]) -> Vec<Vec<f64>> {
 
 /// The default model (SmolLM2 GGUF), fetched into the cache if needed.
 pub fn smollm2_path() -> PathBuf {
-    infer_eval::fetch::resolve("llama", &mut |s| eprintln!("{s}")).expect("fetch the default model (SmolLM2)")
+    infer_eval::fetch::resolve("llama", &mut |s| eprintln!("{s}"))
+        .expect("fetch the default model (SmolLM2)")
 }
