@@ -236,3 +236,95 @@ pub fn combine_digests<'a>(digests: impl IntoIterator<Item = &'a str>) -> String
     }
     hex::encode(h.finalize())
 }
+
+/// Score a continuation given a context (multiple-choice tasks).
+#[derive(Debug, Clone)]
+pub struct LoglikRequest {
+    pub context: Vec<u32>,
+    pub continuation: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoglikOutput {
+    /// Sum over continuation tokens of log p(token | everything before), in order, in f64.
+    pub loglik: f64,
+    /// Whether every continuation token is the argmax at its position.
+    pub greedy: bool,
+}
+
+/// Log-likelihoods of continuations, `batch_size` requests per forward call,
+/// prompts fed in chunks of `prefill_chunk`. Bits do not depend on either.
+pub fn loglikelihoods(
+    model: &Llama,
+    reqs: &[LoglikRequest],
+    batch_size: usize,
+    prefill_chunk: usize,
+) -> Result<Vec<LoglikOutput>> {
+    if batch_size == 0 || prefill_chunk == 0 {
+        return Err(Error::Input(
+            "batch size and prefill chunk must be at least 1".into(),
+        ));
+    }
+    let ctx_len = model.config.max_position_embeddings;
+    let mut out = Vec::with_capacity(reqs.len());
+    for group in reqs.chunks(batch_size) {
+        let mut seqs = Vec::with_capacity(group.len());
+        for r in group {
+            if r.context.is_empty() || r.continuation.is_empty() {
+                return Err(Error::Input(
+                    "log-likelihood needs a non-empty context and continuation".into(),
+                ));
+            }
+            let mut toks = r.context.clone();
+            toks.extend_from_slice(&r.continuation[..r.continuation.len() - 1]);
+            if toks.len() > ctx_len {
+                return Err(Error::Input(format!(
+                    "{} tokens exceed the model's context of {ctx_len}",
+                    toks.len()
+                )));
+            }
+            let cache = model.new_cache(toks.len())?;
+            seqs.push((toks, cache, 0usize, Vec::<Vec<f32>>::new()));
+        }
+        loop {
+            let mut steps = Vec::new();
+            let mut owners = Vec::new();
+            for (i, (toks, cache, fed, _)) in seqs.iter_mut().enumerate() {
+                if *fed < toks.len() {
+                    let end = (*fed + prefill_chunk).min(toks.len());
+                    owners.push((i, *fed, end));
+                    steps.push(SeqStep {
+                        tokens: &toks[*fed..end],
+                        cache,
+                        logits: Logits::All,
+                    });
+                    *fed = end;
+                }
+            }
+            if steps.is_empty() {
+                break;
+            }
+            let res = model.forward(&mut steps)?;
+            drop(steps);
+            for ((i, start, end), logits) in owners.into_iter().zip(res) {
+                let rows: Vec<Vec<f32>> = logits.expect("asked for all rows").to_vec2()?;
+                let first = group[i].context.len() - 1;
+                for (p, row) in (start..end).zip(rows) {
+                    if p >= first {
+                        seqs[i].3.push(row);
+                    }
+                }
+            }
+        }
+        for (r, (_, _, _, rows)) in group.iter().zip(seqs) {
+            let mut ll = 0f64;
+            let mut greedy = true;
+            for (row, &t) in rows.iter().zip(&r.continuation) {
+                ll += crate::numerics::log_softmax_at(row, t as usize);
+                greedy &= crate::sampling::argmax(row) == t;
+            }
+            out.push(LoglikOutput { loglik: ll, greedy });
+        }
+    }
+    Ok(out)
+}

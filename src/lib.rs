@@ -16,6 +16,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod eval;
 pub mod fetch;
 pub mod kernels;
 pub mod model;

@@ -2,6 +2,8 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+
+mod cli;
 use infer_eval::engine::{self, GenOptions, Request};
 use infer_eval::record::{GenerationRecord, ModelRecord, RunOptions, SequenceRecord};
 use infer_eval::sampling::SamplingParams;
@@ -29,6 +31,15 @@ enum Command {
         /// Manifest name (e.g. llama).
         model: String,
     },
+    /// Evaluate: compose configs/ (experiment=NAME, group=option, a.b=value,
+    /// +a.b=value), run the tasks, and record a run folder under outputs/.
+    /// With no arguments, the built-in suite on the default model.
+    Eval(cli::eval::EvalArgs),
+    /// Re-run a recorded run from its folder and compare every sample's bits;
+    /// prints MATCH and the digest, or the first difference (exit code 2).
+    Verify(cli::eval::VerifyArgs),
+    /// Compare two run folders: config, environment, outputs, metrics.
+    Diff { run_a: PathBuf, run_b: PathBuf },
     /// Print a model's configuration and tokenizer facts.
     Info {
         #[arg(long, default_value = "llama")]
@@ -141,6 +152,15 @@ fn real_main() -> Result<()> {
             println!("{:?}", loaded.tokenizer.encode(&text, special)?);
             Ok(())
         }
+        Some(Command::Eval(a)) => cli::eval::eval(a),
+        Some(Command::Verify(a)) => {
+            let code = cli::eval::verify(a)?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
+        Some(Command::Diff { run_a, run_b }) => cli::eval::diff(&run_a, &run_b),
         None => run(cli.run),
     }
 }

@@ -151,18 +151,19 @@ impl SafetensorsDir {
             let st = safetensors::SafeTensors::deserialize(&map)
                 .map_err(|e| Error::bad_file(&path, format!("invalid safetensors file: {e}")))?;
             for (name, view) in st.tensors() {
-                let fmt =
-                    match view.dtype() {
-                        safetensors::Dtype::F32 => WeightFormat::F32,
-                        safetensors::Dtype::F16 => WeightFormat::F16,
-                        safetensors::Dtype::BF16 => WeightFormat::BF16,
-                        other => return Err(Error::bad_file(
+                let fmt = match view.dtype() {
+                    safetensors::Dtype::F32 => WeightFormat::F32,
+                    safetensors::Dtype::F16 => WeightFormat::F16,
+                    safetensors::Dtype::BF16 => WeightFormat::BF16,
+                    other => {
+                        return Err(Error::bad_file(
                             &path,
                             format!(
                                 "tensor '{name}' has dtype {other:?} (supported: F32, F16, BF16)"
                             ),
-                        )),
-                    };
+                        ))
+                    }
+                };
                 let start = view.data().as_ptr() as usize - map.as_ptr() as usize;
                 let end = start + view.data().len();
                 if index

@@ -193,3 +193,19 @@ mod tests {
         assert!((pow_f64(100000.0, -0.5) - 100000f64.powf(-0.5)).abs() < 1e-17);
     }
 }
+
+/// log softmax(l)[idx] = l[idx] - (max + ln(sum_i exp(l_i - max))), the sum in
+/// f32 in index order with our exp, the log in f64 with our ln.
+pub fn log_softmax_at(l: &[f32], idx: usize) -> f64 {
+    let mut max = f32::NEG_INFINITY;
+    for &v in l {
+        if v > max {
+            max = v;
+        }
+    }
+    let mut sum = 0f32;
+    for &v in l {
+        sum += exp_f32(v - max);
+    }
+    l[idx] as f64 - (max as f64 + ln_f64(sum as f64))
+}

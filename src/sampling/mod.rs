@@ -5,4 +5,4 @@ mod rng;
 mod sampler;
 
 pub use rng::{sequence_key, uniform, Philox};
-pub use sampler::{Sampler, SamplingParams};
+pub use sampler::{argmax, Sampler, SamplingParams};

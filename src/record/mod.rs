@@ -1,4 +1,7 @@
-//! The JSON record of a generation run (`--out`), written atomically.
+//! Records: the JSON record of a generation run (`--out`), the run
+//! environment, and atomic writes.
+
+pub mod environment;
 
 use crate::error::{Error, Result};
 use crate::sampling::SamplingParams;

@@ -1,0 +1,324 @@
+//! `infer-eval eval`, `verify` and `diff`.
+
+use anyhow::{bail, Context, Result};
+use infer_eval::eval::{compare, config, run};
+use infer_eval::record::environment::Environment;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// Overrides: experiment=NAME, group=option (model, sampling, task, prompt),
+    /// a.b.c=value for existing keys, +a.b=value for new ones.
+    pub overrides: Vec<String>,
+    /// Folder of config groups; data and template paths are relative to its parent.
+    #[arg(long, default_value = "configs")]
+    pub config_dir: PathBuf,
+    /// Where run folders go (default: <project root>/outputs).
+    #[arg(long)]
+    pub outputs: Option<PathBuf>,
+    /// Continue an interrupted run folder (its recorded config is used).
+    #[arg(long, conflicts_with = "overrides")]
+    pub resume: Option<PathBuf>,
+    /// Run even if a dataset or template no longer matches its pinned sha256; the drift is recorded.
+    #[arg(long)]
+    pub allow_data_drift: bool,
+}
+
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    /// A finished run folder.
+    pub run_dir: PathBuf,
+    #[arg(long, default_value = "configs")]
+    pub config_dir: PathBuf,
+    /// Re-run with another thread count (bits must not change).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Re-run with another batch size (bits must not change).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+}
+
+fn project_root(config_dir: &Path) -> Result<PathBuf> {
+    if !config_dir.is_dir() {
+        bail!(
+            "{}: no config folder here; run from the project root or pass --config-dir",
+            config_dir.display()
+        );
+    }
+    let abs =
+        std::fs::canonicalize(config_dir).with_context(|| config_dir.display().to_string())?;
+    Ok(abs.parent().unwrap_or(Path::new("/")).to_path_buf())
+}
+
+fn threads_of(c: &config::EvalConfig) -> usize {
+    c.run.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    })
+}
+
+fn bar(len: usize) -> indicatif::ProgressBar {
+    let b = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(len as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    b.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} samples [{elapsed}<{eta}]")
+            .unwrap(),
+    );
+    b
+}
+
+fn prepare(c: &config::EvalConfig, root: &Path, allow_drift: bool) -> Result<run::Prepared> {
+    let loaded = super::load(&c.model.name)?;
+    Ok(run::prepare(c, root, loaded, allow_drift)?)
+}
+
+pub fn eval(a: EvalArgs) -> Result<()> {
+    let root = project_root(&a.config_dir)?;
+    let (cfg, composed) = match &a.resume {
+        Some(dir) => {
+            if !dir.join(run::INCOMPLETE).exists() {
+                bail!(
+                    "{}: not an incomplete run (no {} marker)",
+                    dir.display(),
+                    run::INCOMPLETE
+                );
+            }
+            (config::load_resolved(&dir.join("config.yaml"))?.0, None)
+        }
+        None => {
+            let c = config::compose(&a.config_dir, &a.overrides)?;
+            (c.config.clone(), Some(c))
+        }
+    };
+    let threads = threads_of(&cfg);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()?;
+    // Data, templates and the model are checked before a run folder exists.
+    let prep = prepare(&cfg, &root, a.allow_data_drift)?;
+    let dir = match (&a.resume, &composed) {
+        (Some(d), _) => d.clone(),
+        (None, Some(c)) => {
+            let outputs = a.outputs.clone().unwrap_or_else(|| root.join("outputs"));
+            run::create_run_dir(&outputs, &c.config.name, &c.tree, &c.overrides)?
+        }
+        (None, None) => unreachable!("composed when not resuming"),
+    };
+    let resumed = a.resume.is_some();
+    eprintln!(
+        "infer-eval: run {} ({} samples){}",
+        dir.display(),
+        prep.samples.len(),
+        if resumed { ", resuming" } else { "" }
+    );
+    let b = bar(prep.samples.len());
+    let out = pool.install(|| {
+        run::execute(&prep, &dir, resumed, threads, |done, _| {
+            b.set_position(done as u64)
+        })
+    })?;
+    b.finish_and_clear();
+    print_summary(&out.metrics, &out.digest, &out.dir);
+    Ok(())
+}
+
+fn print_summary(m: &run::Metrics, digest: &str, dir: &Path) {
+    println!(
+        "{:<18} {:<16} {:>5}  {:>8}  {:<17} {:>8}",
+        "dataset", "kind", "n", "accuracy", "95% CI", "acc_norm"
+    );
+    for (name, d) in &m.datasets {
+        let kind = serde_json::to_value(d.kind)
+            .unwrap()
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let norm = d
+            .accuracy_norm
+            .as_ref()
+            .map(|e| format!("{:.3}", e.mean))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<18} {:<16} {:>5}  {:>8.3}  [{:.3}, {:.3}]    {:>8}",
+            name, kind, d.accuracy.n, d.accuracy.mean, d.accuracy.ci_low, d.accuracy.ci_high, norm
+        );
+    }
+    println!(
+        "macro accuracy {:.3}; {} samples, {} tokens generated, {:.1} tok/s",
+        m.macro_accuracy, m.n_samples, m.generated_tokens, m.tokens_per_s
+    );
+    println!(
+        "time to first token p50 {:.1} ms, p90 {:.1}, p95 {:.1}, p99 {:.1}; per output token p50 {:.1} ms, p90 {:.1}, p95 {:.1}, p99 {:.1}",
+        m.ttft_ms.p50, m.ttft_ms.p90, m.ttft_ms.p95, m.ttft_ms.p99, m.tpot_ms.p50, m.tpot_ms.p90, m.tpot_ms.p95, m.tpot_ms.p99
+    );
+    println!("run digest {digest}");
+    println!("run folder {}", dir.display());
+}
+
+/// Exit code of a verify that found a difference.
+pub const MISMATCH_EXIT: i32 = 2;
+
+pub fn verify(a: VerifyArgs) -> Result<i32> {
+    let root = project_root(&a.config_dir)?;
+    let manifest = compare::read_manifest(&a.run_dir)?;
+    let recorded = run::read_samples(&a.run_dir.join("samples.jsonl"))?;
+    let (mut cfg, _) = config::load_resolved(&a.run_dir.join("config.yaml"))?;
+    if let Some(t) = a.threads {
+        cfg.run.threads = Some(t);
+    }
+    if let Some(b) = a.batch_size {
+        cfg.run.batch_size = b;
+    }
+    config::validate(&cfg).map_err(anyhow::Error::msg)?;
+    let threads = threads_of(&cfg);
+    let mut problems = Vec::new();
+    // Data and templates must be what the run used (its recorded hashes, drift included).
+    for f in manifest.datasets.iter().chain(&manifest.templates) {
+        let p = root.join(&f.path);
+        match infer_eval::model::sha256_file(&p) {
+            Ok(h) if h == f.sha256 => {}
+            Ok(h) => problems.push(format!(
+                "{} changed since the run: recorded sha256 {}, now {h}",
+                p.display(),
+                f.sha256
+            )),
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    if problems.is_empty() {
+        let prep = prepare(&cfg, &root, true)?;
+        if prep.model.info.sha256 != manifest.model.sha256 {
+            problems.push(format!(
+                "model {}: recorded sha256 {}, now {}",
+                cfg.model.name, manifest.model.sha256, prep.model.info.sha256
+            ));
+        } else {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()?;
+            let b = bar(prep.samples.len());
+            let mut current = Vec::with_capacity(prep.samples.len());
+            pool.install(|| -> Result<()> {
+                for batch in prep.batches(0) {
+                    current.extend(prep.compute(&batch)?);
+                    b.set_position(current.len() as u64);
+                }
+                Ok(())
+            })?;
+            b.finish_and_clear();
+            let digest = run::run_digest(&current);
+            match compare::first_difference(&recorded, &current) {
+                None if digest == manifest.run_digest => {
+                    println!(
+                        "MATCH {digest} ({} samples, threads {threads}, batch size {})",
+                        current.len(),
+                        cfg.run.batch_size
+                    )
+                }
+                None => problems.push(format!(
+                    "samples match but the run digest differs: recorded {}, now {digest}",
+                    manifest.run_digest
+                )),
+                Some(d) => problems.push(format!(
+                    "first difference: {d}; run digest recorded {}, now {digest}",
+                    manifest.run_digest
+                )),
+            }
+        }
+    }
+    for p in &problems {
+        println!("MISMATCH {p}");
+    }
+    let diffs = manifest
+        .environment
+        .differences(&Environment::current(threads));
+    if diffs.is_empty() {
+        println!("environment: same as recorded");
+    } else {
+        println!("environment differences (recorded -> now):");
+        for (k, a, b) in diffs {
+            println!("  {k}: {a} -> {b}");
+        }
+    }
+    Ok(if problems.is_empty() {
+        0
+    } else {
+        MISMATCH_EXIT
+    })
+}
+
+pub fn diff(a: &Path, b: &Path) -> Result<()> {
+    let d = compare::diff_runs(a, b)?;
+    println!(
+        "run digests: {} vs {}{}",
+        d.digest_a,
+        d.digest_b,
+        if d.digest_a == d.digest_b {
+            " (identical)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "config: {}",
+        if d.config.is_empty() {
+            "same".to_string()
+        } else {
+            format!("{} keys differ", d.config.len())
+        }
+    );
+    for (k, x, y) in &d.config {
+        println!("  {k}: {x} -> {y}");
+    }
+    println!(
+        "environment: {}",
+        if d.environment.is_empty() {
+            "same".to_string()
+        } else {
+            format!("{} fields differ", d.environment.len())
+        }
+    );
+    for (k, x, y) in &d.environment {
+        println!("  {k}: {x} -> {y}");
+    }
+    println!(
+        "outputs: {} samples differ, {} only in A, {} only in B",
+        d.changed_samples.len(),
+        d.only_in_a.len(),
+        d.only_in_b.len()
+    );
+    for (id, first) in d.changed_samples.iter().take(10) {
+        println!(
+            "  {id}: {}",
+            first.as_ref().map(|f| f.to_string()).unwrap_or_default()
+        );
+    }
+    println!(
+        "{:<18} {:>6} {:>8} {:>8} {:>8} {:>9} {:>9}  verdict",
+        "dataset", "pairs", "A", "B", "B-A", "A-only", "B-only"
+    );
+    for m in &d.metrics {
+        println!(
+            "{:<18} {:>6} {:>8.3} {:>8.3} {:>+8.3} {:>9} {:>9}  McNemar p={:.3}: {}",
+            m.dataset,
+            m.n_pairs,
+            m.a,
+            m.b,
+            m.b - m.a,
+            m.a_only,
+            m.b_only,
+            m.p_value,
+            if m.significant() {
+                "significant"
+            } else {
+                "within noise"
+            }
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! Subcommands of the binary (the library knows nothing of them).
+
+pub mod eval;
+
+pub(crate) use super::load;

@@ -1,0 +1,309 @@
+//! `verify` (re-run a recorded run and compare bits) and `diff` (compare two
+//! recorded runs: config, environment, outputs, metrics with a paired test).
+
+use super::run::{read_samples, Manifest, Metrics, SampleRecord};
+use crate::error::{Error, Result};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let p = dir.join("manifest.json");
+    let b = std::fs::read(&p).map_err(|e| {
+        if dir.join(super::run::INCOMPLETE).exists() {
+            Error::bad_file(
+                dir,
+                "this run is incomplete (resume it with `infer-eval eval --resume`)",
+            )
+        } else {
+            Error::io(&p, e)
+        }
+    })?;
+    serde_json::from_slice(&b).map_err(|e| Error::bad_file(&p, format!("not a run manifest: {e}")))
+}
+
+pub fn read_metrics(dir: &Path) -> Result<Metrics> {
+    let p = dir.join("metrics.json");
+    let b = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
+    serde_json::from_slice(&b).map_err(|e| Error::bad_file(&p, format!("not a metrics file: {e}")))
+}
+
+/// Where two sample lists first disagree.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FirstDifference {
+    /// A sample present in one list only, or in another order.
+    Missing {
+        index: usize,
+        recorded: Option<String>,
+        current: Option<String>,
+    },
+    /// Generated tokens differ at `position` (None: same tokens, other logits).
+    Token {
+        id: String,
+        position: Option<usize>,
+        recorded: Option<u32>,
+        current: Option<u32>,
+    },
+    /// Multiple-choice log-likelihood of `choice` differs.
+    Loglik {
+        id: String,
+        choice: usize,
+        recorded: f64,
+        current: f64,
+    },
+}
+
+impl std::fmt::Display for FirstDifference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tok = |t: &Option<u32>| t.map(|v| v.to_string()).unwrap_or_else(|| "(end)".into());
+        match self {
+            FirstDifference::Missing {
+                index,
+                recorded,
+                current,
+            } => write!(
+                f,
+                "sample #{index}: recorded {}, now {}",
+                recorded.as_deref().unwrap_or("(none)"),
+                current.as_deref().unwrap_or("(none)")
+            ),
+            FirstDifference::Token {
+                id,
+                position: Some(p),
+                recorded,
+                current,
+            } => {
+                write!(
+                    f,
+                    "sample {id}, output token {p}: recorded {}, now {}",
+                    tok(recorded),
+                    tok(current)
+                )
+            }
+            FirstDifference::Token {
+                id, position: None, ..
+            } => {
+                write!(f, "sample {id}: same tokens, but the logits bits differ")
+            }
+            FirstDifference::Loglik {
+                id,
+                choice,
+                recorded,
+                current,
+            } => {
+                write!(f, "sample {id}, choice {choice}: log-likelihood recorded {recorded:e}, now {current:e}")
+            }
+        }
+    }
+}
+
+fn sample_difference(index: usize, a: &SampleRecord, b: &SampleRecord) -> Option<FirstDifference> {
+    if a.id != b.id {
+        return Some(FirstDifference::Missing {
+            index,
+            recorded: Some(a.id.clone()),
+            current: Some(b.id.clone()),
+        });
+    }
+    if let (Some(x), Some(y)) = (&a.choice_logliks, &b.choice_logliks) {
+        for (c, (p, q)) in x.iter().zip(y).enumerate() {
+            if p.to_bits() != q.to_bits() {
+                return Some(FirstDifference::Loglik {
+                    id: a.id.clone(),
+                    choice: c,
+                    recorded: *p,
+                    current: *q,
+                });
+            }
+        }
+    }
+    if a.output_ids != b.output_ids {
+        let p = a
+            .output_ids
+            .iter()
+            .zip(&b.output_ids)
+            .take_while(|(x, y)| x == y)
+            .count();
+        return Some(FirstDifference::Token {
+            id: a.id.clone(),
+            position: Some(p),
+            recorded: a.output_ids.get(p).copied(),
+            current: b.output_ids.get(p).copied(),
+        });
+    }
+    if a.digest != b.digest || a.logits_digest != b.logits_digest {
+        return Some(FirstDifference::Token {
+            id: a.id.clone(),
+            position: None,
+            recorded: None,
+            current: None,
+        });
+    }
+    None
+}
+
+/// The first difference between recorded and current samples, if any.
+pub fn first_difference(
+    recorded: &[SampleRecord],
+    current: &[SampleRecord],
+) -> Option<FirstDifference> {
+    for i in 0..recorded.len().max(current.len()) {
+        match (recorded.get(i), current.get(i)) {
+            (Some(a), Some(b)) => {
+                if let Some(d) = sample_difference(i, a, b) {
+                    return Some(d);
+                }
+            }
+            (a, b) => {
+                return Some(FirstDifference::Missing {
+                    index: i,
+                    recorded: a.map(|s| s.id.clone()),
+                    current: b.map(|s| s.id.clone()),
+                })
+            }
+        }
+    }
+    None
+}
+
+fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                flatten(
+                    &if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    },
+                    x,
+                    out,
+                );
+            }
+        }
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                flatten(&format!("{prefix}.{i}"), x, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+/// Differences between two config trees: (key, A, B), "(absent)" where missing.
+pub fn config_differences(a: &Value, b: &Value) -> Vec<(String, String, String)> {
+    let (mut fa, mut fb) = (BTreeMap::new(), BTreeMap::new());
+    flatten("", a, &mut fa);
+    flatten("", b, &mut fb);
+    let keys: std::collections::BTreeSet<&String> = fa.keys().chain(fb.keys()).collect();
+    keys.into_iter()
+        .filter(|k| fa.get(*k) != fb.get(*k))
+        .map(|k| {
+            let g = |m: &BTreeMap<String, String>| {
+                m.get(k).cloned().unwrap_or_else(|| "(absent)".into())
+            };
+            (k.clone(), g(&fa), g(&fb))
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone)]
+pub struct MetricDelta {
+    pub dataset: String,
+    pub a: f64,
+    pub b: f64,
+    pub n_pairs: usize,
+    /// Pairs right in A only, right in B only.
+    pub a_only: usize,
+    pub b_only: usize,
+    pub p_value: f64,
+}
+
+impl MetricDelta {
+    pub fn significant(&self) -> bool {
+        self.p_value < 0.05
+    }
+}
+
+pub struct RunDiff {
+    pub config: Vec<(String, String, String)>,
+    pub environment: Vec<(String, String, String)>,
+    pub changed_samples: Vec<(String, Option<FirstDifference>)>,
+    pub only_in_a: Vec<String>,
+    pub only_in_b: Vec<String>,
+    pub metrics: Vec<MetricDelta>,
+    pub digest_a: String,
+    pub digest_b: String,
+}
+
+fn read_tree(dir: &Path) -> Result<Value> {
+    let p = dir.join("config.yaml");
+    let t = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
+    serde_yaml::from_str(&t).map_err(|e| Error::bad_file(&p, format!("invalid YAML: {e}")))
+}
+
+pub fn diff_runs(a: &Path, b: &Path) -> Result<RunDiff> {
+    let (ma, mb) = (read_manifest(a)?, read_manifest(b)?);
+    let (sa, sb) = (
+        read_samples(&a.join("samples.jsonl"))?,
+        read_samples(&b.join("samples.jsonl"))?,
+    );
+    let by_id = |s: &[SampleRecord]| -> BTreeMap<String, SampleRecord> {
+        s.iter().map(|r| (r.id.clone(), r.clone())).collect()
+    };
+    let (ia, ib) = (by_id(&sa), by_id(&sb));
+    let mut changed = Vec::new();
+    for r in &sa {
+        if let Some(o) = ib.get(&r.id) {
+            if let Some(d) = sample_difference(0, r, o) {
+                changed.push((r.id.clone(), Some(d)));
+            }
+        }
+    }
+    let only_in_a = sa
+        .iter()
+        .filter(|r| !ib.contains_key(&r.id))
+        .map(|r| r.id.clone())
+        .collect();
+    let only_in_b = sb
+        .iter()
+        .filter(|r| !ia.contains_key(&r.id))
+        .map(|r| r.id.clone())
+        .collect();
+    let mut tasks: Vec<String> = sa.iter().map(|r| r.task.clone()).collect();
+    tasks.dedup();
+    let metrics = tasks
+        .into_iter()
+        .map(|t| {
+            let pairs: Vec<(f64, f64)> = sa
+                .iter()
+                .filter(|r| r.task == t)
+                .filter_map(|r| ib.get(&r.id).map(|o| (r.score, o.score)))
+                .collect();
+            let n = pairs.len().max(1) as f64;
+            let a_only = pairs.iter().filter(|(x, y)| x > y).count();
+            let b_only = pairs.iter().filter(|(x, y)| y > x).count();
+            MetricDelta {
+                dataset: t,
+                a: pairs.iter().map(|p| p.0).sum::<f64>() / n,
+                b: pairs.iter().map(|p| p.1).sum::<f64>() / n,
+                n_pairs: pairs.len(),
+                a_only,
+                b_only,
+                p_value: super::score::mcnemar_exact(a_only, b_only),
+            }
+        })
+        .collect();
+    Ok(RunDiff {
+        config: config_differences(&read_tree(a)?, &read_tree(b)?),
+        environment: ma.environment.differences(&mb.environment),
+        changed_samples: changed,
+        only_in_a,
+        only_in_b,
+        metrics,
+        digest_a: ma.run_digest,
+        digest_b: mb.run_digest,
+    })
+}

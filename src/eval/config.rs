@@ -1,0 +1,499 @@
+//! Hydra-style composable configs. An experiment file (configs/experiment/)
+//! has a `defaults` list picking one option per group (configs/<group>/); the
+//! command line adds `group=option`, `a.b.c=value` (existing keys) and
+//! `+a.b=value` (new keys). The resolved config is typed and saved with the run.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+
+pub const GROUPS: [&str; 4] = ["model", "sampling", "task", "prompt"];
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    pub name: String,
+    pub model: ModelConfig,
+    pub sampling: crate::sampling::SamplingParams,
+    pub task: TaskConfig,
+    pub prompt: PromptConfig,
+    pub run: RunConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// A manifest name (models/*.toml), a .gguf file or a model folder.
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TaskConfig {
+    pub name: String,
+    pub datasets: Vec<DatasetConfig>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    Generate,
+    MultipleChoice,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Scorer {
+    ExactMatch,
+    Contains,
+    Regex,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConfig {
+    pub name: String,
+    /// JSONL, relative to the project root.
+    pub path: String,
+    pub sha256: String,
+    pub kind: TaskKind,
+    /// Generation tasks: how an output is scored.
+    #[serde(default)]
+    pub scorer: Option<Scorer>,
+    /// Regex scorer: the first match (group 1 if present) is compared to the answer.
+    #[serde(default)]
+    pub pattern: Option<String>,
+    /// Generation tasks: overrides sampling.max_tokens.
+    #[serde(default)]
+    pub max_tokens: Option<usize>,
+    /// Generation tasks: stop at the first token that contains a newline.
+    #[serde(default)]
+    pub stop_at_newline: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateRef {
+    /// Template file, relative to the project root.
+    pub path: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PromptConfig {
+    pub name: String,
+    pub generate: TemplateRef,
+    pub multiple_choice: TemplateRef,
+    /// Put before each choice when scoring it as a continuation.
+    #[serde(default = "space")]
+    pub choice_prefix: String,
+    /// Wrap rendered prompts in the model's chat template.
+    #[serde(default)]
+    pub chat: bool,
+}
+
+fn space() -> String {
+    " ".into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    #[serde(default = "one")]
+    pub batch_size: usize,
+    #[serde(default = "chunk")]
+    pub prefill_chunk: usize,
+    /// Worker threads; null: all cores. Bits do not depend on it.
+    #[serde(default)]
+    pub threads: Option<usize>,
+    /// Items per dataset; null: all.
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Bootstrap resamples for confidence intervals.
+    #[serde(default = "bootstrap")]
+    pub bootstrap: usize,
+}
+
+fn one() -> usize {
+    1
+}
+fn chunk() -> usize {
+    512
+}
+fn bootstrap() -> usize {
+    1000
+}
+
+/// The outcome of composition.
+pub struct Composed {
+    pub config: EvalConfig,
+    /// The resolved tree, as saved to config.yaml.
+    pub tree: Value,
+    pub experiment: String,
+    pub overrides: Vec<String>,
+}
+
+fn read_yaml(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let v: Value = serde_yaml::from_str(&text)
+        .map_err(|e| Error::bad_file(path, format!("invalid YAML: {e}")))?;
+    Ok(if v.is_null() {
+        Value::Object(Map::new())
+    } else {
+        v
+    })
+}
+
+fn options(dir: &Path) -> String {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    e.path()
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v.join(", ")
+}
+
+fn option_file(config_dir: &Path, group: &str, option: &str) -> Result<PathBuf> {
+    let p = config_dir.join(group).join(format!("{option}.yaml"));
+    if option.contains('/') || option.contains("..") || !p.is_file() {
+        return Err(Error::Input(format!(
+            "no option '{option}' in config group '{group}' ({} has: {})",
+            config_dir.join(group).display(),
+            options(&config_dir.join(group))
+        )));
+    }
+    Ok(p)
+}
+
+/// Deserialize `v` as T, naming the file and the key path on error.
+fn typed<T: for<'de> Deserialize<'de>>(v: &Value, origin: &str, prefix: &str) -> Result<T> {
+    serde_path_to_error::deserialize(v.clone()).map_err(|e| {
+        let path = e.path().to_string();
+        let key = match (prefix, path.as_str()) {
+            ("", p) => p.to_string(),
+            (pre, ".") => pre.to_string(),
+            (pre, p) => format!("{pre}.{p}"),
+        };
+        Error::Input(format!("{origin}: key '{key}': {}", e.inner()))
+    })
+}
+
+fn deep_merge(base: &mut Value, top: Value) {
+    match (base, top) {
+        (Value::Object(b), Value::Object(t)) => {
+            for (k, v) in t {
+                match b.get_mut(&k) {
+                    Some(slot) => deep_merge(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, t) => *b = t,
+    }
+}
+
+fn parse_value(raw: &str) -> Value {
+    serde_yaml::from_str::<Value>(raw).unwrap_or_else(|_| Value::String(raw.to_string()))
+}
+
+/// Set `parts[depth..]` below `node` to the parsed `raw` value.
+fn set_path(
+    node: &mut Value,
+    parts: &[&str],
+    depth: usize,
+    add: bool,
+    key: &str,
+    raw: &str,
+) -> Result<()> {
+    let here = parts[..depth].join(".");
+    let obj = node.as_object_mut().ok_or_else(|| {
+        Error::Input(format!("override '{key}={raw}': '{here}' is not a mapping"))
+    })?;
+    let p = parts[depth];
+    if depth + 1 == parts.len() {
+        return match (obj.contains_key(p), add) {
+            (true, true) => Err(Error::Input(format!(
+                "override '+{key}={raw}': key '{key}' already exists; drop the '+'"
+            ))),
+            (false, false) => {
+                let mut known: Vec<&str> = obj.keys().map(|k| k.as_str()).collect();
+                known.sort();
+                Err(Error::Input(format!(
+                    "override '{key}={raw}': unknown key '{key}' (known here: {}); use '+{key}=...' to add one",
+                    known.join(", ")
+                )))
+            }
+            _ => {
+                obj.insert(p.to_string(), parse_value(raw));
+                Ok(())
+            }
+        };
+    }
+    if !obj.contains_key(p) {
+        if !add {
+            return Err(Error::Input(format!(
+                "override '{key}={raw}': unknown key '{}'",
+                parts[..=depth].join(".")
+            )));
+        }
+        obj.insert(p.to_string(), Value::Object(Map::new()));
+    }
+    set_path(obj.get_mut(p).unwrap(), parts, depth + 1, add, key, raw)
+}
+
+/// Compose experiment + groups + overrides into a typed config.
+pub fn compose(config_dir: &Path, args: &[String]) -> Result<Composed> {
+    let mut experiment = "default".to_string();
+    let mut group_choice: Vec<(String, String)> = Vec::new();
+    let mut dotted: Vec<(bool, String, String)> = Vec::new();
+    for a in args {
+        let (k, v) = a
+            .split_once('=')
+            .ok_or_else(|| Error::Input(format!("override '{a}' is not of the form key=value")))?;
+        let (add, k) = match k.strip_prefix('+') {
+            Some(rest) => (true, rest),
+            None => (false, k),
+        };
+        if k.is_empty() || k.split('.').any(|p| p.is_empty()) {
+            return Err(Error::Input(format!("override '{a}': empty key")));
+        }
+        if k == "experiment" {
+            experiment = v.to_string();
+        } else if GROUPS.contains(&k) && !add {
+            group_choice.push((k.to_string(), v.to_string()));
+        } else {
+            dotted.push((add, k.to_string(), v.to_string()));
+        }
+    }
+    let exp_path = option_file(config_dir, "experiment", &experiment)?;
+    let exp_origin = exp_path.display().to_string();
+    let mut exp = read_yaml(&exp_path)?;
+    let defaults = match exp.as_object_mut().and_then(|m| m.remove("defaults")) {
+        Some(Value::Array(d)) => d,
+        Some(_) => {
+            return Err(Error::Input(format!(
+                "{exp_origin}: key 'defaults': expected a list of group: option"
+            )))
+        }
+        None => Vec::new(),
+    };
+    let mut choices: Vec<(String, String)> = Vec::new();
+    for d in defaults {
+        match d {
+            Value::Object(m) if m.len() == 1 => {
+                let (g, o) = m.into_iter().next().unwrap();
+                if !GROUPS.contains(&g.as_str()) {
+                    return Err(Error::Input(format!(
+                        "{exp_origin}: key 'defaults.{g}': unknown group (groups: {})",
+                        GROUPS.join(", ")
+                    )));
+                }
+                let o = o.as_str().map(String::from).ok_or_else(|| {
+                    Error::Input(format!(
+                        "{exp_origin}: key 'defaults.{g}': option must be a name"
+                    ))
+                })?;
+                choices.push((g, o));
+            }
+            Value::String(s) if s == "_self_" => {}
+            other => {
+                return Err(Error::Input(format!(
+                    "{exp_origin}: key 'defaults': entry {other} is not 'group: option'"
+                )))
+            }
+        }
+    }
+    for (g, o) in group_choice {
+        match choices.iter_mut().find(|(cg, _)| *cg == g) {
+            Some(c) => c.1 = o,
+            None => choices.push((g, o)),
+        }
+    }
+    let mut tree = Value::Object(Map::new());
+    for (g, o) in &choices {
+        let p = option_file(config_dir, g, o)?;
+        let v = read_yaml(&p)?;
+        // Check each group file on its own, so an error names its file.
+        let origin = p.display().to_string();
+        match g.as_str() {
+            "model" => typed::<ModelConfig>(&v, &origin, g).map(|_| ())?,
+            "sampling" => typed::<crate::sampling::SamplingParams>(&v, &origin, g).map(|_| ())?,
+            "task" => typed::<TaskConfig>(&v, &origin, g).map(|_| ())?,
+            _ => typed::<PromptConfig>(&v, &origin, g).map(|_| ())?,
+        }
+        tree.as_object_mut().unwrap().insert(g.clone(), v);
+    }
+    // The experiment's own keys sit on top of the group options.
+    deep_merge(&mut tree, exp);
+    let mut applied = Vec::new();
+    for (add, key, raw) in &dotted {
+        let parts: Vec<&str> = key.split('.').collect();
+        set_path(&mut tree, &parts, 0, *add, key, raw)?;
+        applied.push(format!("{}{key}={raw}", if *add { "+" } else { "" }));
+    }
+    let mut all_overrides: Vec<String> = args
+        .iter()
+        .filter(|a| !a.starts_with("experiment="))
+        .cloned()
+        .collect();
+    all_overrides.retain(|a| {
+        applied.contains(a) || a.split_once('=').is_some_and(|(k, _)| GROUPS.contains(&k))
+    });
+    let origin = format!("{exp_origin} with overrides [{}]", args.join(" "));
+    let config: EvalConfig = typed(&tree, &origin, "")?;
+    validate(&config).map_err(|m| Error::Input(format!("{origin}: {m}")))?;
+    Ok(Composed {
+        config,
+        tree,
+        experiment,
+        overrides: all_overrides,
+    })
+}
+
+/// Checks beyond types.
+pub fn validate(c: &EvalConfig) -> std::result::Result<(), String> {
+    c.sampling
+        .validate()
+        .map_err(|m| format!("key 'sampling': {m}"))?;
+    if c.run.batch_size == 0 || c.run.prefill_chunk == 0 || c.run.threads == Some(0) {
+        return Err("key 'run': batch_size, prefill_chunk and threads must be at least 1".into());
+    }
+    if c.task.datasets.is_empty() {
+        return Err("key 'task.datasets': no datasets".into());
+    }
+    let mut names = std::collections::HashSet::new();
+    for (i, d) in c.task.datasets.iter().enumerate() {
+        if !names.insert(&d.name) {
+            return Err(format!(
+                "key 'task.datasets.{i}.name': duplicate dataset '{}'",
+                d.name
+            ));
+        }
+        if d.kind == TaskKind::Generate && d.scorer.is_none() {
+            return Err(format!("key 'task.datasets.{i}.scorer': generation tasks need a scorer (exact_match, contains, regex)"));
+        }
+        if d.scorer == Some(Scorer::Regex) {
+            let p = d.pattern.as_deref().ok_or_else(|| {
+                format!("key 'task.datasets.{i}.pattern': the regex scorer needs a pattern")
+            })?;
+            regex::Regex::new(p).map_err(|e| format!("key 'task.datasets.{i}.pattern': {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The resolved tree from a saved config.yaml.
+pub fn load_resolved(path: &Path) -> Result<(EvalConfig, Value)> {
+    let tree = read_yaml(path)?;
+    let config: EvalConfig = typed(&tree, &path.display().to_string(), "")?;
+    validate(&config).map_err(|m| Error::bad_file(path, m))?;
+    Ok((config, tree))
+}
+
+pub fn to_yaml(v: &Value) -> String {
+    serde_yaml::to_string(v).expect("config serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let w = |p: &str, s: &str| {
+            let p = d.path().join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, s).unwrap();
+        };
+        w("experiment/exp.yaml", "defaults:\n  - model: a\n  - sampling: greedy\n  - task: t\n  - prompt: p\nname: exp\nrun:\n  batch_size: 2\n");
+        w("model/a.yaml", "name: model-a\n");
+        w("model/b.yaml", "name: model-b\n");
+        w("sampling/greedy.yaml", "temperature: 0.0\ntop_k: 0\ntop_p: 1.0\nmin_p: 0.0\nrepetition_penalty: 1.0\nseed: 42\nmax_tokens: 8\n");
+        w("task/t.yaml", "name: t\ndatasets:\n  - name: d\n    path: data/d.jsonl\n    sha256: abc\n    kind: generate\n    scorer: contains\n");
+        w("prompt/p.yaml", "name: p\ngenerate: {path: g.txt, sha256: x}\nmultiple_choice: {path: m.txt, sha256: y}\n");
+        w("sampling/broken.yaml", "temperature: 0.0\nbogus: 1\n");
+        d
+    }
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn composes_defaults_and_every_override_form() {
+        let d = tree();
+        let c = compose(d.path(), &args(&["experiment=exp"])).unwrap();
+        assert_eq!(c.config.model.name, "model-a");
+        assert_eq!(c.config.run.batch_size, 2);
+        assert_eq!(c.config.run.prefill_chunk, 512);
+        let c = compose(
+            d.path(),
+            &args(&[
+                "experiment=exp",
+                "model=b",
+                "sampling.seed=7",
+                "sampling.temperature=0.5",
+                "+run.limit=3",
+                "run.batch_size=4",
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.config.model.name, "model-b");
+        assert_eq!(c.config.sampling.seed, 7);
+        assert_eq!(c.config.sampling.temperature, 0.5);
+        assert_eq!(c.config.run.limit, Some(3));
+        assert_eq!(c.config.run.batch_size, 4);
+        assert_eq!(c.overrides.len(), 5);
+        assert_eq!(c.tree["sampling"]["seed"], 7);
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_file() {
+        let d = tree();
+        let e = |a: &[&str]| {
+            compose(d.path(), &args(a))
+                .err()
+                .expect("should fail")
+                .to_string()
+        };
+        let m = e(&["experiment=exp", "sampling.sede=7"]);
+        assert!(
+            m.contains("unknown key 'sampling.sede'") && m.contains("seed"),
+            "{m}"
+        );
+        let m = e(&["experiment=exp", "sampling.temperature=hot"]);
+        assert!(
+            m.contains("sampling.temperature") && m.contains("exp.yaml"),
+            "{m}"
+        );
+        let m = e(&["experiment=exp", "model=nope"]);
+        assert!(m.contains("no option 'nope'") && m.contains("a, b"), "{m}");
+        let m = e(&["experiment=exp", "sampling=broken"]);
+        assert!(
+            m.contains("broken.yaml") && m.contains("sampling.bogus"),
+            "{m}"
+        );
+        let m = e(&["experiment=exp", "+sampling.seed=1"]);
+        assert!(m.contains("already exists"), "{m}");
+        let m = e(&["experiment=missing"]);
+        assert!(
+            m.contains("no option 'missing' in config group 'experiment'"),
+            "{m}"
+        );
+        let m = e(&["experiment=exp", "novalue"]);
+        assert!(m.contains("key=value"), "{m}");
+        let m = e(&["experiment=exp", "run.batch_size=0"]);
+        assert!(m.contains("batch_size"), "{m}");
+    }
+}

@@ -1,0 +1,139 @@
+//! Datasets: JSONL files pinned by sha256 in the config.
+
+use super::config::{DatasetConfig, TaskKind};
+use crate::error::{Error, Result};
+use serde_json::{Map, Value};
+use std::path::Path;
+
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub id: String,
+    /// Every field of the line, for the prompt template.
+    pub fields: Map<String, Value>,
+    /// Generation: the expected answer text. Multiple choice: the choices.
+    pub answer: String,
+    pub choices: Vec<String>,
+    pub correct: usize,
+}
+
+/// A hash that differs from the pinned one (recorded with --allow-data-drift).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Drift {
+    pub file: String,
+    pub expected: String,
+    pub actual: String,
+}
+
+/// Check a file's sha256 against the pinned value.
+pub fn check_pinned(
+    root: &Path,
+    rel: &str,
+    expected: &str,
+    allow_drift: bool,
+    drifts: &mut Vec<Drift>,
+) -> Result<Vec<u8>> {
+    let path = root.join(rel);
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let actual = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    if actual != expected {
+        if !allow_drift {
+            return Err(Error::HashMismatch {
+                what: format!(
+                    "{} (pinned in the config; pass --allow-data-drift to run anyway)",
+                    path.display()
+                ),
+                expected: expected.into(),
+                actual,
+            });
+        }
+        drifts.push(Drift {
+            file: rel.into(),
+            expected: expected.into(),
+            actual,
+        });
+    }
+    Ok(bytes)
+}
+
+pub fn parse(cfg: &DatasetConfig, path: &Path, bytes: &[u8]) -> Result<Vec<Item>> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        Error::bad_file(
+            path,
+            format!(
+                "not valid UTF-8 (first bad byte at offset {})",
+                e.valid_up_to()
+            ),
+        )
+    })?;
+    let mut items = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |m: String| Error::bad_file(path, format!("line {}: {m}", n + 1));
+        let v: Value = serde_json::from_str(line).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+        let Value::Object(fields) = v else {
+            return Err(bad("expected a JSON object".into()));
+        };
+        let id = match fields.get("id") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(x)) => x.to_string(),
+            _ => return Err(bad("missing \"id\" (string or number)".into())),
+        };
+        if !seen.insert(id.clone()) {
+            return Err(bad(format!("duplicate id \"{id}\"")));
+        }
+        let question = fields.get("question").and_then(|q| q.as_str());
+        if question.is_none() {
+            return Err(bad("missing \"question\" (string)".into()));
+        }
+        let (answer, choices, correct) = match cfg.kind {
+            TaskKind::Generate => {
+                let a = match fields.get("answer") {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(Value::Number(x)) => x.to_string(),
+                    _ => return Err(bad("missing \"answer\" (string or number)".into())),
+                };
+                (a, Vec::new(), 0)
+            }
+            TaskKind::MultipleChoice => {
+                let choices: Vec<String> = fields
+                    .get("choices")
+                    .and_then(|c| c.as_array())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(String::from))
+                            .collect::<Vec<_>>()
+                    })
+                    .filter(|c: &Vec<String>| c.len() >= 2)
+                    .ok_or_else(|| {
+                        bad("\"choices\" must be a list of at least two strings".into())
+                    })?;
+                let k = fields
+                    .get("answer")
+                    .and_then(|a| a.as_u64())
+                    .map(|a| a as usize)
+                    .filter(|&a| a < choices.len())
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "\"answer\" must be a choice index below {}",
+                            choices.len()
+                        ))
+                    })?;
+                (choices[k].clone(), choices, k)
+            }
+        };
+        items.push(Item {
+            id,
+            fields,
+            answer,
+            choices,
+            correct,
+        });
+    }
+    if items.is_empty() {
+        return Err(Error::bad_file(path, "the dataset is empty"));
+    }
+    Ok(items)
+}

@@ -1,0 +1,9 @@
+//! Evaluation: composable configs, pinned datasets and prompt templates,
+//! scored tasks, run directories with manifests, `verify` and `diff`.
+
+pub mod compare;
+pub mod config;
+pub mod dataset;
+pub mod run;
+pub mod score;
+pub mod template;

@@ -1,0 +1,647 @@
+//! Evaluation runs: prepare samples from the resolved config, compute them in
+//! batches, append each finished batch to samples.jsonl, and finish with
+//! metrics.json and manifest.json. A run directory holds an INCOMPLETE marker
+//! until the end, and `--resume` continues it to the same digests.
+
+use super::config::{to_yaml, EvalConfig, Scorer, TaskKind};
+use super::dataset::{self, Drift, Item};
+use super::score::{self, Estimate, Percentiles};
+use super::template::Template;
+use crate::engine::{self, GenOptions, LoglikRequest, Request};
+use crate::error::{Error, Result};
+use crate::model::LoadedModel;
+use crate::record::{environment::Environment, write_atomic, write_json};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+pub const INCOMPLETE: &str = "INCOMPLETE";
+
+/// One sample to compute.
+pub struct SampleSpec {
+    pub dataset: usize,
+    pub item: Item,
+    pub prompt: String,
+    pub prompt_ids: Vec<u32>,
+    /// Multiple choice: one request per choice.
+    pub choices: Vec<LoglikRequest>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Latency {
+    /// Time to first token (generation) or to the scores (multiple choice).
+    pub ttft_ms: f64,
+    /// Times between consecutive output tokens.
+    pub token_ms: Vec<f64>,
+    /// Wall time of the batch this sample ran in, shared among its samples.
+    pub batch_ms: f64,
+    pub batch_len: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SampleRecord {
+    pub id: String,
+    pub task: String,
+    pub prompt_sha256: String,
+    pub prompt_ids: Vec<u32>,
+    pub output_ids: Vec<u32>,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choice_logliks: Option<Vec<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prediction: Option<usize>,
+    pub score: f64,
+    /// Multiple choice: the score when log-likelihoods are divided by the
+    /// choice's length in bytes (lm-evaluation-harness's acc_norm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score_norm: Option<f64>,
+    /// Generation: sha256 of the output ids (LE u32). Multiple choice: of the
+    /// log-likelihoods' f64 bits (LE), in choice order.
+    pub digest: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logits_digest: Option<String>,
+    pub latency: Latency,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DatasetMetrics {
+    pub kind: TaskKind,
+    pub accuracy: Estimate,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy_norm: Option<Estimate>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Metrics {
+    pub datasets: BTreeMap<String, DatasetMetrics>,
+    pub macro_accuracy: f64,
+    pub n_samples: usize,
+    pub generated_tokens: usize,
+    pub tokens_per_s: f64,
+    pub ttft_ms: Percentiles,
+    pub tpot_ms: Percentiles,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileHash {
+    pub name: String,
+    pub path: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub run_name: String,
+    pub infer_eval_version: String,
+    pub determinism_version: u32,
+    pub environment: Environment,
+    pub model: crate::record::ModelRecord,
+    pub model_files: Vec<(String, String)>,
+    pub tokenizer_sha256: String,
+    pub config_sha256: String,
+    pub datasets: Vec<FileHash>,
+    pub templates: Vec<FileHash>,
+    pub data_drift: Vec<Drift>,
+    pub n_samples: usize,
+    pub resumed: bool,
+    /// sha256 over the per-sample digests in order.
+    pub run_digest: String,
+}
+
+/// Everything needed to compute a run's samples.
+pub struct Prepared {
+    pub config: EvalConfig,
+    pub root: PathBuf,
+    pub model: LoadedModel,
+    pub samples: Vec<SampleSpec>,
+    pub datasets: Vec<FileHash>,
+    pub templates: Vec<FileHash>,
+    pub drifts: Vec<Drift>,
+    stop_ids: Vec<u32>,
+    patterns: Vec<Option<regex::Regex>>,
+}
+
+fn sha_hex(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+/// Load data, templates and the model, render and tokenize every sample.
+pub fn prepare(
+    config: &EvalConfig,
+    root: &Path,
+    model: LoadedModel,
+    allow_drift: bool,
+) -> Result<Prepared> {
+    let mut drifts = Vec::new();
+    let mut templates = Vec::new();
+    let mut load_template = |name: &str, r: &super::config::TemplateRef| -> Result<Template> {
+        let bytes = dataset::check_pinned(root, &r.path, &r.sha256, allow_drift, &mut drifts)?;
+        templates.push(FileHash {
+            name: name.into(),
+            path: r.path.clone(),
+            sha256: sha_hex(&bytes),
+        });
+        Template::from_bytes(&root.join(&r.path), &bytes)
+    };
+    let gen_t = load_template("generate", &config.prompt.generate)?;
+    let mc_t = load_template("multiple_choice", &config.prompt.multiple_choice)?;
+    let tok = &model.tokenizer;
+    let chat = config.prompt.chat;
+    let encode_prompt = |text: &str| -> Result<Vec<u32>> {
+        let t = if chat {
+            tok.apply_chat_template(text)?
+        } else {
+            text.to_string()
+        };
+        let mut ids = tok.encode(&t, chat)?;
+        if ids.is_empty() {
+            ids.extend(tok.bos);
+        }
+        Ok(ids)
+    };
+    let mut samples = Vec::new();
+    let mut datasets = Vec::new();
+    let mut patterns = Vec::new();
+    for (di, d) in config.task.datasets.iter().enumerate() {
+        let bytes = dataset::check_pinned(root, &d.path, &d.sha256, allow_drift, &mut drifts)?;
+        datasets.push(FileHash {
+            name: d.name.clone(),
+            path: d.path.clone(),
+            sha256: sha_hex(&bytes),
+        });
+        let mut items = dataset::parse(d, &root.join(&d.path), &bytes)?;
+        if let Some(n) = config.run.limit {
+            items.truncate(n);
+        }
+        patterns.push(
+            d.pattern
+                .as_deref()
+                .map(|p| regex::Regex::new(p).expect("validated")),
+        );
+        for item in items {
+            let (prompt, choices) = match d.kind {
+                TaskKind::Generate => (gen_t.render(&item.fields)?, Vec::new()),
+                TaskKind::MultipleChoice => {
+                    let ctx = mc_t.render(&item.fields)?;
+                    let ctx_ids = encode_prompt(&ctx)?;
+                    let reqs = item
+                        .choices
+                        .iter()
+                        .map(|c| {
+                            let cont = format!("{}{c}", config.prompt.choice_prefix);
+                            // Continuation tokens as in lm-evaluation-harness: encode the
+                            // whole text and take what follows the context's tokens.
+                            let whole = if chat {
+                                Vec::new()
+                            } else {
+                                tok.encode(&format!("{ctx}{cont}"), false)?
+                            };
+                            let cont_ids =
+                                if whole.len() > ctx_ids.len() && whole.starts_with(&ctx_ids) {
+                                    whole[ctx_ids.len()..].to_vec()
+                                } else {
+                                    tok.encode(&cont, false)?
+                                };
+                            if cont_ids.is_empty() {
+                                return Err(Error::Input(format!(
+                                    "{}: choice {c:?} of item {} has no tokens",
+                                    d.path, item.id
+                                )));
+                            }
+                            Ok(LoglikRequest {
+                                context: ctx_ids.clone(),
+                                continuation: cont_ids,
+                            })
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    (ctx, reqs)
+                }
+            };
+            let prompt_ids = match d.kind {
+                TaskKind::Generate => encode_prompt(&prompt)?,
+                TaskKind::MultipleChoice => choices[0].context.clone(),
+            };
+            samples.push(SampleSpec {
+                dataset: di,
+                item,
+                prompt,
+                prompt_ids,
+                choices,
+            });
+        }
+    }
+    let stop_ids = if config.task.datasets.iter().any(|d| d.stop_at_newline) {
+        (0..tok.vocab_size as u32)
+            .filter(|&i| tok.decode(&[i]).is_ok_and(|s| s.contains('\n')))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(Prepared {
+        config: config.clone(),
+        root: root.to_path_buf(),
+        model,
+        samples,
+        datasets,
+        templates,
+        drifts,
+        stop_ids,
+        patterns,
+    })
+}
+
+impl Prepared {
+    pub fn sample_id(&self, s: &SampleSpec) -> String {
+        format!(
+            "{}/{}",
+            self.config.task.datasets[s.dataset].name, s.item.id
+        )
+    }
+
+    /// Compute samples `range` (which must lie within one dataset).
+    pub fn compute(&self, idx: &[usize]) -> Result<Vec<SampleRecord>> {
+        let specs: Vec<&SampleSpec> = idx.iter().map(|&i| &self.samples[i]).collect();
+        let d = &self.config.task.datasets[specs[0].dataset];
+        let run = &self.config.run;
+        let t0 = Instant::now();
+        let mut out = Vec::with_capacity(specs.len());
+        match d.kind {
+            TaskKind::Generate => {
+                let reqs: Vec<Request> = specs
+                    .iter()
+                    .map(|s| Request {
+                        id: self.sample_id(s),
+                        prompt_ids: s.prompt_ids.clone(),
+                    })
+                    .collect();
+                let mut sampling = self.config.sampling.clone();
+                if let Some(m) = d.max_tokens {
+                    sampling.max_tokens = m;
+                }
+                let opts = GenOptions {
+                    sampling,
+                    batch_size: run.batch_size,
+                    prefill_chunk: run.prefill_chunk,
+                    keep_logits: false,
+                };
+                let mut stops = self.model.tokenizer.eos.clone();
+                if d.stop_at_newline {
+                    stops.extend(&self.stop_ids);
+                }
+                let gens = engine::generate(&self.model.model, &stops, &reqs, &opts, |_| {})?;
+                let batch_ms = t0.elapsed().as_secs_f64() * 1e3;
+                for (s, g) in specs.iter().zip(gens) {
+                    let text = self.model.tokenizer.decode(&g.output_ids)?;
+                    let score = score::score_generation(
+                        d.scorer.unwrap_or(Scorer::ExactMatch),
+                        self.patterns[s.dataset].as_ref(),
+                        &text,
+                        &s.item.answer,
+                    );
+                    out.push(SampleRecord {
+                        id: g.id,
+                        task: d.name.clone(),
+                        prompt_sha256: sha_hex(s.prompt.as_bytes()),
+                        prompt_ids: g.prompt_ids,
+                        digest: engine::ids_digest(&g.output_ids),
+                        output_ids: g.output_ids,
+                        text,
+                        choice_logliks: None,
+                        prediction: None,
+                        score,
+                        score_norm: None,
+                        logits_digest: Some(g.logits_digest),
+                        latency: Latency {
+                            ttft_ms: g.ttft_s * 1e3,
+                            token_ms: g.token_times_s.iter().map(|t| t * 1e3).collect(),
+                            batch_ms,
+                            batch_len: specs.len(),
+                        },
+                    });
+                }
+            }
+            TaskKind::MultipleChoice => {
+                let reqs: Vec<LoglikRequest> = specs
+                    .iter()
+                    .flat_map(|s| s.choices.iter().cloned())
+                    .collect();
+                let lls = engine::loglikelihoods(
+                    &self.model.model,
+                    &reqs,
+                    run.batch_size,
+                    run.prefill_chunk,
+                )?;
+                let batch_ms = t0.elapsed().as_secs_f64() * 1e3;
+                let mut at = 0;
+                for s in specs.iter() {
+                    let n = s.choices.len();
+                    let ll: Vec<f64> = lls[at..at + n].iter().map(|o| o.loglik).collect();
+                    at += n;
+                    let pred = argmax_f64(&ll);
+                    let norm: Vec<f64> = ll
+                        .iter()
+                        .zip(&s.item.choices)
+                        .map(|(l, c)| {
+                            l / (self.config.prompt.choice_prefix.len() + c.len()).max(1) as f64
+                        })
+                        .collect();
+                    let mut h = Sha256::new();
+                    ll.iter().for_each(|v| h.update(v.to_bits().to_le_bytes()));
+                    out.push(SampleRecord {
+                        id: self.sample_id(s),
+                        task: d.name.clone(),
+                        prompt_sha256: sha_hex(s.prompt.as_bytes()),
+                        prompt_ids: s.prompt_ids.clone(),
+                        output_ids: Vec::new(),
+                        text: s.item.choices[pred].clone(),
+                        choice_logliks: Some(ll),
+                        prediction: Some(pred),
+                        score: (pred == s.item.correct) as u8 as f64,
+                        score_norm: Some((argmax_f64(&norm) == s.item.correct) as u8 as f64),
+                        digest: hex::encode(h.finalize()),
+                        logits_digest: None,
+                        latency: Latency {
+                            ttft_ms: batch_ms,
+                            token_ms: Vec::new(),
+                            batch_ms,
+                            batch_len: specs.len(),
+                        },
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Indices of samples grouped into batches that stay within one dataset.
+    pub fn batches(&self, skip: usize) -> Vec<Vec<usize>> {
+        let mut out: Vec<Vec<usize>> = Vec::new();
+        for i in skip..self.samples.len() {
+            match out.last_mut() {
+                Some(b)
+                    if b.len() < self.config.run.batch_size
+                        && self.samples[b[0]].dataset == self.samples[i].dataset =>
+                {
+                    b.push(i)
+                }
+                _ => out.push(vec![i]),
+            }
+        }
+        out
+    }
+}
+
+fn argmax_f64(v: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, x) in v.iter().enumerate() {
+        if *x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+pub fn run_digest(samples: &[SampleRecord]) -> String {
+    engine::combine_digests(samples.iter().map(|s| s.digest.as_str()))
+}
+
+pub fn metrics(config: &EvalConfig, samples: &[SampleRecord]) -> Metrics {
+    let mut datasets = BTreeMap::new();
+    for d in &config.task.datasets {
+        let rows: Vec<&SampleRecord> = samples.iter().filter(|s| s.task == d.name).collect();
+        let acc: Vec<f64> = rows.iter().map(|s| s.score).collect();
+        let norm: Vec<f64> = rows.iter().filter_map(|s| s.score_norm).collect();
+        let accuracy_norm = (d.kind == TaskKind::MultipleChoice)
+            .then(|| score::bootstrap_mean(&norm, config.run.bootstrap));
+        datasets.insert(
+            d.name.clone(),
+            DatasetMetrics {
+                kind: d.kind,
+                accuracy: score::bootstrap_mean(&acc, config.run.bootstrap),
+                accuracy_norm,
+            },
+        );
+    }
+    let macro_accuracy =
+        datasets.values().map(|m| m.accuracy.mean).sum::<f64>() / datasets.len().max(1) as f64;
+    let generated: usize = samples.iter().map(|s| s.output_ids.len()).sum();
+    let gen_time_s: f64 = samples
+        .iter()
+        .filter(|s| s.choice_logliks.is_none())
+        .map(|s| s.latency.batch_ms / s.latency.batch_len.max(1) as f64 / 1e3)
+        .sum();
+    let ttft: Vec<f64> = samples.iter().map(|s| s.latency.ttft_ms).collect();
+    let tpot: Vec<f64> = samples
+        .iter()
+        .flat_map(|s| s.latency.token_ms.iter().copied())
+        .collect();
+    Metrics {
+        datasets,
+        macro_accuracy,
+        n_samples: samples.len(),
+        generated_tokens: generated,
+        tokens_per_s: if gen_time_s > 0.0 {
+            generated as f64 / gen_time_s
+        } else {
+            0.0
+        },
+        ttft_ms: score::percentiles(&ttft),
+        tpot_ms: score::percentiles(&tpot),
+    }
+}
+
+/// Read the complete lines of a samples.jsonl; a torn last line is dropped.
+pub fn read_samples(path: &Path) -> Result<Vec<SampleRecord>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let mut out = Vec::new();
+    let complete = if text.ends_with('\n') {
+        text.as_str()
+    } else {
+        text.rsplit_once('\n').map(|(a, _)| a).unwrap_or("")
+    };
+    for (n, line) in complete.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(serde_json::from_str(line).map_err(|e| {
+            Error::bad_file(path, format!("line {}: not a sample record: {e}", n + 1))
+        })?);
+    }
+    Ok(out)
+}
+
+pub struct RunOutcome {
+    pub dir: PathBuf,
+    pub metrics: Metrics,
+    pub digest: String,
+    pub samples: Vec<SampleRecord>,
+}
+
+fn civil_now() -> (String, String) {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + (m <= 2) as i64;
+    (
+        format!("{y:04}-{m:02}-{d:02}"),
+        format!("{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60),
+    )
+}
+
+/// Create outputs/<date>/<time>-<name>/ with the INCOMPLETE marker, the
+/// resolved config and the overrides, appearing at once by a rename.
+pub fn create_run_dir(
+    outputs: &Path,
+    name: &str,
+    tree: &serde_json::Value,
+    overrides: &[String],
+) -> Result<PathBuf> {
+    let (date, time) = civil_now();
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let parent = outputs.join(date);
+    std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
+    let mut dir = parent.join(format!("{time}-{safe}"));
+    let mut k = 1;
+    while dir.exists() {
+        k += 1;
+        dir = parent.join(format!("{time}-{safe}-{k}"));
+    }
+    let tmp = parent.join(format!(
+        ".{}.tmp-{}",
+        dir.file_name().unwrap().to_string_lossy(),
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    write_atomic(
+        &tmp.join(INCOMPLETE),
+        b"this run has not finished; `infer-eval eval --resume <this folder>` continues it\n",
+    )?;
+    write_atomic(&tmp.join("config.yaml"), to_yaml(tree).as_bytes())?;
+    write_atomic(
+        &tmp.join("overrides.yaml"),
+        to_yaml(&serde_json::json!(overrides)).as_bytes(),
+    )?;
+    std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))?;
+    Ok(dir)
+}
+
+/// Compute every sample not yet in `dir`/samples.jsonl, then write the
+/// metrics and manifest and remove the INCOMPLETE marker.
+pub fn execute(
+    prep: &Prepared,
+    dir: &Path,
+    resumed: bool,
+    threads: usize,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<RunOutcome> {
+    let samples_path = dir.join("samples.jsonl");
+    let mut done = read_samples(&samples_path)?;
+    if done.len() > prep.samples.len() {
+        return Err(Error::bad_file(
+            &samples_path,
+            "holds more samples than the config produces",
+        ));
+    }
+    for (r, s) in done.iter().zip(&prep.samples) {
+        if r.id != prep.sample_id(s) {
+            return Err(Error::bad_file(
+                &samples_path,
+                format!(
+                    "sample '{}' where '{}' was expected: not this run's samples",
+                    r.id,
+                    prep.sample_id(s)
+                ),
+            ));
+        }
+    }
+    // Rewrite without a torn last line before appending.
+    let mut text = String::new();
+    for r in &done {
+        text.push_str(&serde_json::to_string(r).expect("records serialize"));
+        text.push('\n');
+    }
+    write_atomic(&samples_path, text.as_bytes())?;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&samples_path)
+        .map_err(|e| Error::io(&samples_path, e))?;
+    progress(done.len(), prep.samples.len());
+    for batch in prep.batches(done.len()) {
+        let recs = prep.compute(&batch)?;
+        let mut chunk = String::new();
+        for r in &recs {
+            chunk.push_str(&serde_json::to_string(r).expect("records serialize"));
+            chunk.push('\n');
+        }
+        file.write_all(chunk.as_bytes())
+            .and_then(|_| file.sync_data())
+            .map_err(|e| Error::io(&samples_path, e))?;
+        done.extend(recs);
+        progress(done.len(), prep.samples.len());
+    }
+    let digest = run_digest(&done);
+    let metrics = metrics(&prep.config, &done);
+    write_json(&dir.join("metrics.json"), &metrics)?;
+    let info = &prep.model.info;
+    let manifest = Manifest {
+        run_name: prep.config.name.clone(),
+        infer_eval_version: env!("CARGO_PKG_VERSION").into(),
+        determinism_version: crate::DETERMINISM_VERSION,
+        environment: Environment::current(threads),
+        model: crate::record::ModelRecord {
+            name: prep.config.model.name.clone(),
+            path: info.path.display().to_string(),
+            format: info.format.into(),
+            sha256: info.sha256.clone(),
+        },
+        model_files: info.files.clone(),
+        tokenizer_sha256: prep.model.tokenizer.sha256.clone(),
+        config_sha256: sha_hex(
+            &std::fs::read(dir.join("config.yaml"))
+                .map_err(|e| Error::io(dir.join("config.yaml"), e))?,
+        ),
+        datasets: prep.datasets.clone(),
+        templates: prep.templates.clone(),
+        data_drift: prep.drifts.clone(),
+        n_samples: done.len(),
+        resumed,
+        run_digest: digest.clone(),
+    };
+    write_json(&dir.join("manifest.json"), &manifest)?;
+    let marker = dir.join(INCOMPLETE);
+    std::fs::remove_file(&marker).map_err(|e| Error::io(&marker, e))?;
+    Ok(RunOutcome {
+        dir: dir.to_path_buf(),
+        metrics,
+        digest,
+        samples: done,
+    })
+}

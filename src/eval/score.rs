@@ -1,0 +1,187 @@
+//! Scoring and statistics: answer matching, bootstrap confidence intervals,
+//! latency percentiles, and paired tests for comparing two runs.
+
+use super::config::Scorer;
+use crate::sampling::uniform;
+
+/// The part of a generation that is the answer: up to the first newline, trimmed.
+pub fn answer_part(text: &str) -> &str {
+    text.trim_start().lines().next().unwrap_or("").trim()
+}
+
+fn normalize(s: &str) -> String {
+    s.trim()
+        .trim_end_matches(['.', '!', '?', ',', ';', ':'])
+        .trim()
+        .to_lowercase()
+}
+
+/// 1.0 if the generated text answers correctly, else 0.0.
+pub fn score_generation(
+    scorer: Scorer,
+    pattern: Option<&regex::Regex>,
+    text: &str,
+    answer: &str,
+) -> f64 {
+    let got = answer_part(text);
+    let ok = match scorer {
+        Scorer::ExactMatch => normalize(got) == normalize(answer),
+        Scorer::Contains => normalize(got).contains(&normalize(answer)),
+        Scorer::Regex => pattern
+            .and_then(|re| re.captures(got))
+            .map(|c| {
+                c.get(1)
+                    .or_else(|| c.get(0))
+                    .map(|m| m.as_str())
+                    .unwrap_or("")
+            })
+            .is_some_and(|m| normalize(m) == normalize(answer)),
+    };
+    ok as u8 as f64
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Estimate {
+    pub mean: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+    pub n: usize,
+}
+
+/// Mean with a 95% percentile-bootstrap interval. The resampling RNG is the
+/// counter-based Philox with a fixed key, so intervals are reproducible.
+pub fn bootstrap_mean(values: &[f64], resamples: usize) -> Estimate {
+    let n = values.len();
+    let mean = if n == 0 {
+        0.0
+    } else {
+        values.iter().sum::<f64>() / n as f64
+    };
+    if n == 0 || resamples == 0 {
+        return Estimate {
+            mean,
+            ci_low: mean,
+            ci_high: mean,
+            n,
+        };
+    }
+    let mut means: Vec<f64> = (0..resamples)
+        .map(|b| {
+            let mut s = 0.0;
+            for i in 0..n {
+                let j = ((uniform(0xB007, b as u64, i as u64) * n as f64) as usize).min(n - 1);
+                s += values[j];
+            }
+            s / n as f64
+        })
+        .collect();
+    means.sort_by(|a, b| a.total_cmp(b));
+    Estimate {
+        mean,
+        ci_low: percentile_sorted(&means, 2.5),
+        ci_high: percentile_sorted(&means, 97.5),
+        n,
+    }
+}
+
+/// Linear-interpolated percentile of sorted values.
+pub fn percentile_sorted(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let r = p / 100.0 * (v.len() - 1) as f64;
+    let (lo, hi) = (r.floor() as usize, r.ceil() as usize);
+    v[lo] + (v[hi] - v[lo]) * (r - lo as f64)
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+}
+
+pub fn percentiles(values: &[f64]) -> Percentiles {
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    Percentiles {
+        p50: percentile_sorted(&v, 50.0),
+        p90: percentile_sorted(&v, 90.0),
+        p95: percentile_sorted(&v, 95.0),
+        p99: percentile_sorted(&v, 99.0),
+    }
+}
+
+/// Exact two-sided McNemar test on paired binary outcomes: b = pairs right
+/// in A only, c = right in B only. Returns the p-value.
+pub fn mcnemar_exact(b: usize, c: usize) -> f64 {
+    let n = b + c;
+    if n == 0 {
+        return 1.0;
+    }
+    let k = b.min(c);
+    // P(X <= k) for X ~ Binomial(n, 1/2), in log space to stay finite.
+    let ln_half_n = -(n as f64) * std::f64::consts::LN_2;
+    let mut ln_choose = 0f64; // ln C(n, 0)
+    let mut cdf = 0f64;
+    for i in 0..=k {
+        if i > 0 {
+            ln_choose += ((n - i + 1) as f64).ln() - (i as f64).ln();
+        }
+        cdf += (ln_choose + ln_half_n).exp();
+    }
+    (2.0 * cdf).min(1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scorers() {
+        assert_eq!(
+            score_generation(Scorer::ExactMatch, None, " Paris.\nMore", "paris"),
+            1.0
+        );
+        assert_eq!(
+            score_generation(Scorer::ExactMatch, None, " Paris is nice", "Paris"),
+            0.0
+        );
+        assert_eq!(
+            score_generation(Scorer::Contains, None, " It is Paris, France", "Paris"),
+            1.0
+        );
+        let re = regex::Regex::new(r"-?\d+").unwrap();
+        assert_eq!(
+            score_generation(Scorer::Regex, Some(&re), " The answer is -7.", "-7"),
+            1.0
+        );
+        assert_eq!(score_generation(Scorer::Regex, Some(&re), " 12", "-7"), 0.0);
+    }
+
+    #[test]
+    fn bootstrap_interval_contains_the_mean_and_repeats() {
+        let v: Vec<f64> = (0..100).map(|i| (i % 3 == 0) as u8 as f64).collect();
+        let e = bootstrap_mean(&v, 500);
+        assert!((e.mean - 0.34).abs() < 1e-12);
+        assert!(e.ci_low < e.mean && e.mean < e.ci_high && e.ci_high - e.ci_low < 0.25);
+        assert_eq!(e, bootstrap_mean(&v, 500));
+    }
+
+    #[test]
+    fn mcnemar_values() {
+        assert_eq!(mcnemar_exact(0, 0), 1.0);
+        assert!((mcnemar_exact(1, 0) - 1.0).abs() < 1e-12);
+        // b=0, c=10: p = 2 * 0.5^10
+        assert!((mcnemar_exact(0, 10) - 2.0 / 1024.0).abs() < 1e-12);
+        assert!(mcnemar_exact(5, 6) > 0.5);
+    }
+
+    #[test]
+    fn percentile_interpolates() {
+        let p = percentiles(&[4.0, 1.0, 3.0, 2.0]);
+        assert_eq!(p.p50, 2.5);
+        assert!((p.p99 - 3.97).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,130 @@
+//! The environment a run happened in: code, dependencies, hardware and OS.
+//! `verify` lists every field that differs from the recorded one.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+const CARGO_LOCK: &str = include_str!("../../Cargo.lock");
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CudaInfo {
+    pub gpu_name: String,
+    pub compute_capability: String,
+    pub driver_version: String,
+    pub cuda_runtime_version: String,
+    pub nvrtc_version: String,
+    pub kernel_compile_flags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Environment {
+    pub infer_eval_version: String,
+    pub determinism_version: u32,
+    pub git_sha: String,
+    pub git_dirty: String,
+    pub rustc: String,
+    pub cargo_lock_sha256: String,
+    pub candle_version: String,
+    pub tokenizers_version: String,
+    pub cpu_model: String,
+    /// The kernel ISA used (bits do not depend on it, by contract).
+    pub isa: String,
+    pub cpu_features: Vec<String>,
+    pub cores: usize,
+    pub threads: usize,
+    pub os: String,
+    pub kernel: String,
+    pub device: String,
+    /// Filled on CUDA runs.
+    pub cuda: Option<CudaInfo>,
+}
+
+fn lock_version(name: &str) -> String {
+    let mut lines = CARGO_LOCK.lines();
+    while let Some(l) = lines.next() {
+        if l == format!("name = \"{name}\"") {
+            if let Some(v) = lines.next().and_then(|v| v.strip_prefix("version = ")) {
+                return v.trim_matches('"').to_string();
+            }
+        }
+    }
+    "unknown".into()
+}
+
+fn read_trim(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+fn cpu_features() -> Vec<String> {
+    let mut f = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        macro_rules! check {
+            ($($name:tt),*) => { $( if std::is_x86_feature_detected!($name) { f.push($name.to_string()); } )* };
+        }
+        check!("sse4.2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl");
+    }
+    f
+}
+
+impl Environment {
+    pub fn current(threads: usize) -> Self {
+        Environment {
+            infer_eval_version: env!("CARGO_PKG_VERSION").into(),
+            determinism_version: crate::DETERMINISM_VERSION,
+            git_sha: env!("INFER_EVAL_GIT_SHA").into(),
+            git_dirty: env!("INFER_EVAL_GIT_DIRTY").into(),
+            rustc: env!("INFER_EVAL_RUSTC").into(),
+            cargo_lock_sha256: hex::encode(Sha256::digest(CARGO_LOCK.as_bytes())),
+            candle_version: lock_version("candle-core"),
+            tokenizers_version: lock_version("tokenizers"),
+            cpu_model: cpu_model(),
+            isa: crate::kernels::isa().name().into(),
+            cpu_features: cpu_features(),
+            cores: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            threads,
+            os: format!(
+                "{} {}",
+                std::env::consts::OS,
+                read_trim("/proc/sys/kernel/ostype")
+            ),
+            kernel: read_trim("/proc/sys/kernel/osrelease"),
+            device: "cpu".into(),
+            cuda: None,
+        }
+    }
+
+    /// Fields that differ: (field, recorded, current).
+    pub fn differences(&self, other: &Environment) -> Vec<(String, String, String)> {
+        let flat = |e: &Environment| -> BTreeMap<String, String> {
+            match serde_json::to_value(e).unwrap() {
+                serde_json::Value::Object(m) => {
+                    m.into_iter().map(|(k, v)| (k, v.to_string())).collect()
+                }
+                _ => BTreeMap::new(),
+            }
+        };
+        let (a, b) = (flat(self), flat(other));
+        a.iter()
+            .filter(|(k, v)| b.get(*k) != Some(v))
+            .map(|(k, v)| (k.clone(), v.clone(), b.get(k).cloned().unwrap_or_default()))
+            .collect()
+    }
+}
