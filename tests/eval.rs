@@ -1,0 +1,317 @@
+//! Evaluation runs end to end on the default model (SmolLM2), in a copy of
+//! the project's configs, data and prompts: verify, hashes, resume, diff.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let p = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &p);
+        } else {
+            std::fs::copy(e.path(), p).unwrap();
+        }
+    }
+}
+
+/// A scratch project: configs/, data/, prompts/ copied from the repository.
+fn project() -> tempfile::TempDir {
+    common::smollm2_path(); // fetch once, before any child process needs it
+    let d = tempfile::tempdir().unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for sub in ["configs", "data", "prompts"] {
+        copy_dir(&repo.join(sub), &d.path().join(sub));
+    }
+    d
+}
+
+fn cmd(root: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_infer-eval"));
+    c.current_dir(root).args(args).env("HF_HUB_OFFLINE", "1");
+    c
+}
+
+fn ok(o: Output) -> String {
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "failed ({:?}): {out}\n{err}", o.status);
+    out
+}
+
+fn field<'a>(out: &'a str, prefix: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no '{prefix}' in {out}"))
+        .trim()
+}
+
+/// Run an eval; returns (run folder, run digest).
+fn eval(root: &Path, overrides: &[&str]) -> (PathBuf, String) {
+    let out = ok(cmd(root, &[&["eval"], overrides].concat())
+        .output()
+        .unwrap());
+    (
+        PathBuf::from(field(&out, "run folder ")),
+        field(&out, "run digest ").to_string(),
+    )
+}
+
+const SMALL: [&str; 3] = ["experiment=smoke", "run.limit=2", "sampling.max_tokens=6"];
+
+#[test]
+fn a_recorded_run_verifies_across_threads_and_batch_sizes() {
+    let p = project();
+    let (dir, digest) = eval(
+        p.path(),
+        &[&SMALL[..], &["run.threads=2", "run.batch_size=4"]].concat(),
+    );
+    for f in [
+        "config.yaml",
+        "overrides.yaml",
+        "samples.jsonl",
+        "metrics.json",
+        "manifest.json",
+    ] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    assert!(!dir.join("INCOMPLETE").exists());
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["run_digest"], digest.as_str());
+    assert_eq!(
+        m["model"]["sha256"],
+        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    );
+    assert_eq!(m["datasets"].as_array().unwrap().len(), 4);
+    assert!(
+        m["environment"]["cpu_model"].is_string()
+            && m["environment"]["rustc"]
+                .as_str()
+                .unwrap()
+                .starts_with("rustc")
+    );
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
+    assert!(metrics["ttft_ms"]["p99"].as_f64().unwrap() > 0.0);
+    assert!(metrics["datasets"]["capitals"]["accuracy"]["ci_high"].is_number());
+    let d = dir.to_str().unwrap();
+    for extra in [&[][..], &["--threads", "1", "--batch-size", "3"][..]] {
+        let out = ok(cmd(p.path(), &[&["verify", d], extra].concat())
+            .output()
+            .unwrap());
+        assert_eq!(
+            field(&out, "MATCH ").split(' ').next().unwrap(),
+            digest,
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn edited_data_or_template_is_caught_by_its_hash() {
+    let p = project();
+    let (dir, _) = eval(p.path(), &SMALL);
+    let data = p.path().join("data/capitals.jsonl");
+    let original = std::fs::read(&data).unwrap();
+    std::fs::write(&data, [&original[..], b"{\"id\": \"cap-x\", \"question\": \"What is the capital of Peru?\", \"answer\": \"Lima\"}\n"].concat()).unwrap();
+    let o = cmd(p.path(), &[&["eval"], &SMALL[..]].concat())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("capitals.jsonl") && err.contains("sha256 mismatch"),
+        "{err}"
+    );
+    // Allowed drift runs and is recorded.
+    let (drift_dir, _) = eval(p.path(), &[&SMALL[..], &["--allow-data-drift"]].concat());
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(drift_dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["data_drift"][0]["file"], "data/capitals.jsonl");
+    // verify of the first run names the changed file.
+    let o = cmd(p.path(), &["verify", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(
+        out.contains("MISMATCH") && out.contains("capitals.jsonl changed"),
+        "{out}"
+    );
+    std::fs::write(&data, original).unwrap();
+    // An edited prompt template, likewise.
+    let tpl = p.path().join("prompts/qa_v1.txt");
+    let t = std::fs::read_to_string(&tpl).unwrap();
+    std::fs::write(&tpl, t.replace("single word", "one word")).unwrap();
+    let o = cmd(p.path(), &[&["eval"], &SMALL[..]].concat())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("qa_v1.txt") && err.contains("sha256 mismatch"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_same_digest() {
+    let p = project();
+    let args = [
+        "experiment=smoke",
+        "run.limit=3",
+        "run.batch_size=1",
+        "sampling.max_tokens=6",
+    ];
+    let (_, want) = eval(p.path(), &args);
+    // Kill the run after k finished samples, resume (and kill again), until it finishes.
+    for kills in [vec![2usize], vec![4, 9]] {
+        let mut child = cmd(p.path(), &[&["eval"], &args[..]].concat())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut dir: Option<PathBuf> = None;
+        for (round, k) in kills.iter().enumerate() {
+            let start = std::time::Instant::now();
+            loop {
+                if dir.is_none() {
+                    dir = std::fs::read_dir(p.path().join("outputs"))
+                        .ok()
+                        .and_then(|days| {
+                            days.flatten()
+                                .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
+                                .map(|e| e.path())
+                                .find(|e| {
+                                    e.join("INCOMPLETE").exists()
+                                        && !e
+                                            .file_name()
+                                            .unwrap()
+                                            .to_string_lossy()
+                                            .starts_with('.')
+                                })
+                        });
+                }
+                let n = dir
+                    .as_ref()
+                    .map(|d| {
+                        std::fs::read_to_string(d.join("samples.jsonl"))
+                            .unwrap_or_default()
+                            .lines()
+                            .count()
+                    })
+                    .unwrap_or(0);
+                if n >= *k {
+                    break;
+                }
+                assert!(start.elapsed().as_secs() < 300, "run did not progress");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            let d = dir.clone().unwrap();
+            assert!(
+                d.join("INCOMPLETE").exists(),
+                "a killed run stays marked incomplete"
+            );
+            if round + 1 < kills.len() {
+                child = cmd(p.path(), &["eval", "--resume", d.to_str().unwrap()])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+            }
+        }
+        let d = dir.unwrap();
+        let out = ok(cmd(p.path(), &["eval", "--resume", d.to_str().unwrap()])
+            .output()
+            .unwrap());
+        assert_eq!(field(&out, "run digest "), want, "after kills at {kills:?}");
+        assert!(!d.join("INCOMPLETE").exists());
+    }
+}
+
+#[test]
+fn diff_flags_a_changed_sample_and_not_a_rerun() {
+    let p = project();
+    let (a, _) = eval(p.path(), &SMALL);
+    let (b, _) = eval(p.path(), &SMALL);
+    let out = ok(cmd(
+        p.path(),
+        &["diff", a.to_str().unwrap(), b.to_str().unwrap()],
+    )
+    .output()
+    .unwrap());
+    assert!(
+        out.contains("(identical)") && out.contains("outputs: 0 samples differ"),
+        "{out}"
+    );
+    assert!(!out.contains(": significant"), "{out}");
+    assert!(out.contains("within noise"), "{out}");
+    // A copy of B in which one generation sample changed its third token and its score.
+    let c = p.path().join("outputs/changed");
+    copy_dir(&b, &c);
+    let samples = std::fs::read_to_string(c.join("samples.jsonl")).unwrap();
+    let mut lines: Vec<serde_json::Value> = samples
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let s = lines
+        .iter_mut()
+        .find(|s| s["output_ids"].as_array().is_some_and(|o| o.len() >= 3))
+        .unwrap();
+    let id = s["id"].as_str().unwrap().to_string();
+    s["output_ids"][2] = serde_json::json!(12345);
+    s["digest"] = serde_json::json!("changed");
+    s["score"] = serde_json::json!(1.0 - s["score"].as_f64().unwrap());
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(c.join("samples.jsonl"), text).unwrap();
+    let out = ok(cmd(
+        p.path(),
+        &["diff", a.to_str().unwrap(), c.to_str().unwrap()],
+    )
+    .output()
+    .unwrap());
+    assert!(out.contains("outputs: 1 samples differ"), "{out}");
+    assert!(
+        out.contains(&format!("{id}, output token 2")) && out.contains("now 12345"),
+        "{out}"
+    );
+    // One changed score out of two pairs is not significant.
+    assert!(!out.contains(": significant"), "{out}");
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    let p = project();
+    let o = cmd(
+        p.path(),
+        &["eval", "experiment=smoke", "sampling.temprature=0.5"],
+    )
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success()
+            && err.contains("unknown key 'sampling.temprature'")
+            && err.contains("temperature"),
+        "{err}"
+    );
+    let o = cmd(p.path(), &["eval", "task=nope"]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success()
+            && err.contains("no option 'nope' in config group 'task'")
+            && err.contains("suite"),
+        "{err}"
+    );
+    assert!(
+        !p.path().join("outputs").exists(),
+        "failed configs create no run folder"
+    );
+}
