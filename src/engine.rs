@@ -53,6 +53,9 @@ pub struct SeqOutput {
     /// sha256 over the f32 bits (little-endian) of the logits of each step.
     pub logits_digest: String,
     pub step_logits: Vec<Vec<f32>>,
+    /// log p(token) of each output token under the model (before any
+    /// sampling transform), from our log-softmax.
+    pub logprobs: Vec<f64>,
     /// Seconds from the start of the sequence's batch to its first token.
     pub ttft_s: f64,
     /// Seconds between consecutive output tokens.
@@ -64,6 +67,7 @@ struct Live<'a> {
     cache: crate::model::layers::KvCache,
     fed: usize,
     out: Vec<u32>,
+    logprobs: Vec<f64>,
     last: Option<Vec<f32>>,
     hasher: Sha256,
     logits: Vec<Vec<f32>>,
@@ -119,6 +123,7 @@ pub fn generate(
                     cache: model.new_cache(cap)?,
                     fed: 0,
                     out: Vec::new(),
+                    logprobs: Vec::new(),
                     last: None,
                     hasher: Sha256::new(),
                     logits: Vec::new(),
@@ -154,6 +159,8 @@ pub fn generate(
                 history.extend_from_slice(&s.out);
                 let tok = sampler.sample(&logits, &history, s.key, s.out.len() as u64);
                 s.out.push(tok);
+                s.logprobs
+                    .push(crate::numerics::log_softmax_at(&logits, tok as usize));
                 produced += 1;
                 let now = Instant::now();
                 if s.out.len() == 1 {
@@ -211,6 +218,7 @@ pub fn generate(
                 stop: s.done.unwrap_or(StopReason::Length),
                 logits_digest: hex::encode(s.hasher.finalize()),
                 step_logits: s.logits,
+                logprobs: s.logprobs,
                 ttft_s: s.ttft,
                 token_times_s: s.times,
             });

@@ -14,6 +14,7 @@
 //! `docs/DETERMINISM.md`. `ops` wraps them as Candle custom ops, the boundary a
 //! CUDA backend implements. `model` knows nothing of sampling or evaluation.
 
+pub mod baseline;
 pub mod engine;
 pub mod error;
 pub mod eval;

@@ -38,6 +38,14 @@ enum Command {
     /// Re-run a recorded run from its folder and compare every sample's bits;
     /// prints MATCH and the digest, or the first difference (exit code 2).
     Verify(cli::eval::VerifyArgs),
+    /// The baseline store: record a run's outputs, check a run against them, list.
+    Baseline {
+        #[command(subcommand)]
+        cmd: cli::baseline::BaselineCmd,
+        /// Store path (default: the user cache folder's infer-eval/baselines.sqlite).
+        #[arg(long, global = true)]
+        store: Option<PathBuf>,
+    },
     /// Compare two run folders: config, environment, outputs, metrics.
     Diff { run_a: PathBuf, run_b: PathBuf },
     /// Print a model's configuration and tokenizer facts.
@@ -155,6 +163,13 @@ fn real_main() -> Result<()> {
         Some(Command::Eval(a)) => cli::eval::eval(a),
         Some(Command::Verify(a)) => {
             let code = cli::eval::verify(a)?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
+        Some(Command::Baseline { cmd, store }) => {
+            let code = cli::baseline::baseline(cmd, store)?;
             if code != 0 {
                 std::process::exit(code);
             }

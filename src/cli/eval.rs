@@ -23,6 +23,12 @@ pub struct EvalArgs {
     /// Run even if a dataset or template no longer matches its pinned sha256; the drift is recorded.
     #[arg(long)]
     pub allow_data_drift: bool,
+    /// Baseline store use: read (serve stored outputs, store the rest), write (store all), off.
+    #[arg(long, value_enum, default_value = "off")]
+    pub cache: run::CacheMode,
+    /// Baseline store (default: the user cache folder's infer-eval/baselines.sqlite).
+    #[arg(long)]
+    pub store: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -116,9 +122,18 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         prep.samples.len(),
         if resumed { ", resuming" } else { "" }
     );
+    let mut store = match a.cache {
+        run::CacheMode::Off => None,
+        _ => Some(infer_eval::baseline::Store::open(
+            &a.store
+                .clone()
+                .unwrap_or_else(infer_eval::baseline::default_path),
+        )?),
+    };
+    let cache = store.as_mut().map(|s| (s, a.cache));
     let b = bar(prep.samples.len());
     let out = pool.install(|| {
-        run::execute(&prep, &dir, resumed, threads, |done, _| {
+        run::execute(&prep, &dir, resumed, threads, cache, |done, _| {
             b.set_position(done as u64)
         })
     })?;

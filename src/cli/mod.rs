@@ -1,5 +1,6 @@
 //! Subcommands of the binary (the library knows nothing of them).
 
+pub mod baseline;
 pub mod eval;
 
 pub(crate) use super::load;

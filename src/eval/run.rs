@@ -28,6 +28,8 @@ pub struct SampleSpec {
     pub prompt_ids: Vec<u32>,
     /// Multiple choice: one request per choice.
     pub choices: Vec<LoglikRequest>,
+    /// sha256 of every token id that determines the output (baseline key).
+    pub prompt_hash: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -63,7 +65,38 @@ pub struct SampleRecord {
     pub digest: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logits_digest: Option<String>,
+    /// Generation: log p of each output token.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logprobs: Vec<f64>,
+    /// Baseline-store key parts.
+    pub prompt_hash: String,
+    pub params_hash: String,
+    /// Served from the baseline store rather than computed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
     pub latency: Latency,
+}
+
+/// The computed part of a sample, before scoring.
+pub struct Raw {
+    pub output_ids: Vec<u32>,
+    pub digest: String,
+    pub logits_digest: Option<String>,
+    /// Generation: per-token log p. Multiple choice: per-choice log-likelihood.
+    pub logprobs: Vec<f64>,
+    pub latency: Latency,
+    pub cached: bool,
+}
+
+/// How an eval run uses the baseline store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CacheMode {
+    /// Serve stored outputs; compute and store the rest.
+    Read,
+    /// Compute everything and store it.
+    Write,
+    /// Do not touch the store.
+    Off,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -122,6 +155,13 @@ pub struct Prepared {
     pub drifts: Vec<Drift>,
     stop_ids: Vec<u32>,
     patterns: Vec<Option<regex::Regex>>,
+    /// Per dataset: sha256 of the effective parameters (baseline key).
+    params_hash: Vec<String>,
+}
+
+fn ids_hash(h: &mut Sha256, ids: &[u32]) {
+    h.update((ids.len() as u32).to_le_bytes());
+    ids.iter().for_each(|i| h.update(i.to_le_bytes()));
 }
 
 fn sha_hex(b: &[u8]) -> String {
@@ -224,12 +264,22 @@ pub fn prepare(
                 TaskKind::Generate => encode_prompt(&prompt)?,
                 TaskKind::MultipleChoice => choices[0].context.clone(),
             };
+            let mut h = Sha256::new();
+            match d.kind {
+                TaskKind::Generate => ids_hash(&mut h, &prompt_ids),
+                TaskKind::MultipleChoice => choices.iter().for_each(|c| {
+                    ids_hash(&mut h, &c.context);
+                    ids_hash(&mut h, &c.continuation);
+                }),
+            }
+            let prompt_hash = hex::encode(h.finalize());
             samples.push(SampleSpec {
                 dataset: di,
                 item,
                 prompt,
                 prompt_ids,
                 choices,
+                prompt_hash,
             });
         }
     }
@@ -240,6 +290,30 @@ pub fn prepare(
     } else {
         Vec::new()
     };
+    let params_hash = config
+        .task
+        .datasets
+        .iter()
+        .map(|d| {
+            let mut sampling = config.sampling.clone();
+            if let Some(m) = d.max_tokens {
+                sampling.max_tokens = m;
+            }
+            let mut h = Sha256::new();
+            match d.kind {
+                TaskKind::Generate => {
+                    h.update(b"generate\0");
+                    h.update(serde_json::to_vec(&sampling).expect("serializes"));
+                    ids_hash(&mut h, &tok.eos);
+                    if d.stop_at_newline {
+                        ids_hash(&mut h, &stop_ids);
+                    }
+                }
+                TaskKind::MultipleChoice => h.update(b"multiple_choice\0"),
+            }
+            hex::encode(h.finalize())
+        })
+        .collect();
     Ok(Prepared {
         config: config.clone(),
         root: root.to_path_buf(),
@@ -250,6 +324,7 @@ pub fn prepare(
         drifts,
         stop_ids,
         patterns,
+        params_hash,
     })
 }
 
@@ -261,13 +336,13 @@ impl Prepared {
         )
     }
 
-    /// Compute samples `range` (which must lie within one dataset).
-    pub fn compute(&self, idx: &[usize]) -> Result<Vec<SampleRecord>> {
+    /// Compute samples `idx` (all from one dataset) without scoring.
+    pub fn compute_raw(&self, idx: &[usize]) -> Result<Vec<Raw>> {
         let specs: Vec<&SampleSpec> = idx.iter().map(|&i| &self.samples[i]).collect();
         let d = &self.config.task.datasets[specs[0].dataset];
         let run = &self.config.run;
         let t0 = Instant::now();
-        let mut out = Vec::with_capacity(specs.len());
+        let n = specs.len();
         match d.kind {
             TaskKind::Generate => {
                 let reqs: Vec<Request> = specs
@@ -293,35 +368,22 @@ impl Prepared {
                 }
                 let gens = engine::generate(&self.model.model, &stops, &reqs, &opts, |_| {})?;
                 let batch_ms = t0.elapsed().as_secs_f64() * 1e3;
-                for (s, g) in specs.iter().zip(gens) {
-                    let text = self.model.tokenizer.decode(&g.output_ids)?;
-                    let score = score::score_generation(
-                        d.scorer.unwrap_or(Scorer::ExactMatch),
-                        self.patterns[s.dataset].as_ref(),
-                        &text,
-                        &s.item.answer,
-                    );
-                    out.push(SampleRecord {
-                        id: g.id,
-                        task: d.name.clone(),
-                        prompt_sha256: sha_hex(s.prompt.as_bytes()),
-                        prompt_ids: g.prompt_ids,
+                Ok(gens
+                    .into_iter()
+                    .map(|g| Raw {
                         digest: engine::ids_digest(&g.output_ids),
                         output_ids: g.output_ids,
-                        text,
-                        choice_logliks: None,
-                        prediction: None,
-                        score,
-                        score_norm: None,
                         logits_digest: Some(g.logits_digest),
+                        logprobs: g.logprobs,
                         latency: Latency {
                             ttft_ms: g.ttft_s * 1e3,
                             token_ms: g.token_times_s.iter().map(|t| t * 1e3).collect(),
                             batch_ms,
-                            batch_len: specs.len(),
+                            batch_len: n,
                         },
-                    });
-                }
+                        cached: false,
+                    })
+                    .collect())
             }
             TaskKind::MultipleChoice => {
                 let reqs: Vec<LoglikRequest> = specs
@@ -336,44 +398,196 @@ impl Prepared {
                 )?;
                 let batch_ms = t0.elapsed().as_secs_f64() * 1e3;
                 let mut at = 0;
-                for s in specs.iter() {
-                    let n = s.choices.len();
-                    let ll: Vec<f64> = lls[at..at + n].iter().map(|o| o.loglik).collect();
-                    at += n;
-                    let pred = argmax_f64(&ll);
-                    let norm: Vec<f64> = ll
-                        .iter()
-                        .zip(&s.item.choices)
-                        .map(|(l, c)| {
-                            l / (self.config.prompt.choice_prefix.len() + c.len()).max(1) as f64
-                        })
-                        .collect();
-                    let mut h = Sha256::new();
-                    ll.iter().for_each(|v| h.update(v.to_bits().to_le_bytes()));
-                    out.push(SampleRecord {
-                        id: self.sample_id(s),
-                        task: d.name.clone(),
-                        prompt_sha256: sha_hex(s.prompt.as_bytes()),
-                        prompt_ids: s.prompt_ids.clone(),
-                        output_ids: Vec::new(),
-                        text: s.item.choices[pred].clone(),
-                        choice_logliks: Some(ll),
-                        prediction: Some(pred),
-                        score: (pred == s.item.correct) as u8 as f64,
-                        score_norm: Some((argmax_f64(&norm) == s.item.correct) as u8 as f64),
-                        digest: hex::encode(h.finalize()),
-                        logits_digest: None,
-                        latency: Latency {
-                            ttft_ms: batch_ms,
-                            token_ms: Vec::new(),
-                            batch_ms,
-                            batch_len: specs.len(),
-                        },
-                    });
-                }
+                Ok(specs
+                    .iter()
+                    .map(|s| {
+                        let ll: Vec<f64> = lls[at..at + s.choices.len()]
+                            .iter()
+                            .map(|o| o.loglik)
+                            .collect();
+                        at += s.choices.len();
+                        let mut h = Sha256::new();
+                        ll.iter().for_each(|v| h.update(v.to_bits().to_le_bytes()));
+                        Raw {
+                            output_ids: Vec::new(),
+                            digest: hex::encode(h.finalize()),
+                            logits_digest: None,
+                            logprobs: ll,
+                            latency: Latency {
+                                ttft_ms: batch_ms,
+                                token_ms: Vec::new(),
+                                batch_ms,
+                                batch_len: n,
+                            },
+                            cached: false,
+                        }
+                    })
+                    .collect())
             }
         }
-        Ok(out)
+    }
+
+    /// Score a computed (or stored) output of sample `i`.
+    pub fn finish(&self, i: usize, raw: Raw) -> Result<SampleRecord> {
+        let s = &self.samples[i];
+        let d = &self.config.task.datasets[s.dataset];
+        let common = |text: String,
+                      score: f64,
+                      score_norm: Option<f64>,
+                      prediction: Option<usize>,
+                      choice_logliks: Option<Vec<f64>>,
+                      logprobs: Vec<f64>| SampleRecord {
+            id: self.sample_id(s),
+            task: d.name.clone(),
+            prompt_sha256: sha_hex(s.prompt.as_bytes()),
+            prompt_ids: s.prompt_ids.clone(),
+            output_ids: raw.output_ids.clone(),
+            text,
+            choice_logliks,
+            prediction,
+            score,
+            score_norm,
+            digest: raw.digest.clone(),
+            logits_digest: raw.logits_digest.clone(),
+            logprobs,
+            prompt_hash: s.prompt_hash.clone(),
+            params_hash: self.params_hash[s.dataset].clone(),
+            cached: raw.cached,
+            latency: raw.latency.clone(),
+        };
+        Ok(match d.kind {
+            TaskKind::Generate => {
+                let text = self.model.tokenizer.decode(&raw.output_ids)?;
+                let score = score::score_generation(
+                    d.scorer.unwrap_or(Scorer::ExactMatch),
+                    self.patterns[s.dataset].as_ref(),
+                    &text,
+                    &s.item.answer,
+                );
+                common(text, score, None, None, None, raw.logprobs.clone())
+            }
+            TaskKind::MultipleChoice => {
+                let ll = raw.logprobs.clone();
+                if ll.len() != s.item.choices.len() {
+                    return Err(Error::Input(format!(
+                        "sample {}: {} log-likelihoods for {} choices",
+                        self.sample_id(s),
+                        ll.len(),
+                        s.item.choices.len()
+                    )));
+                }
+                let pred = argmax_f64(&ll);
+                let norm: Vec<f64> = ll
+                    .iter()
+                    .zip(&s.item.choices)
+                    .map(|(l, c)| {
+                        l / (self.config.prompt.choice_prefix.len() + c.len()).max(1) as f64
+                    })
+                    .collect();
+                let score = (pred == s.item.correct) as u8 as f64;
+                let score_norm = (argmax_f64(&norm) == s.item.correct) as u8 as f64;
+                common(
+                    s.item.choices[pred].clone(),
+                    score,
+                    Some(score_norm),
+                    Some(pred),
+                    Some(ll),
+                    Vec::new(),
+                )
+            }
+        })
+    }
+
+    /// Compute and score samples `idx` (all from one dataset).
+    pub fn compute(&self, idx: &[usize]) -> Result<Vec<SampleRecord>> {
+        let raws = self.compute_raw(idx)?;
+        idx.iter()
+            .zip(raws)
+            .map(|(&i, r)| self.finish(i, r))
+            .collect()
+    }
+
+    /// Compute samples `idx`, serving and filling the baseline store as
+    /// `store` says (see `CacheMode`).
+    pub fn compute_cached(
+        &self,
+        idx: &[usize],
+        store: &mut Option<(&mut crate::baseline::Store, CacheMode)>,
+    ) -> Result<Vec<SampleRecord>> {
+        let Some((st, mode)) = store.as_mut().filter(|(_, m)| *m != CacheMode::Off) else {
+            return self.compute(idx);
+        };
+        let mut raws: Vec<Option<Raw>> = Vec::with_capacity(idx.len());
+        for &i in idx {
+            let hit = if *mode == CacheMode::Read {
+                st.get(&self.key(i))?
+            } else {
+                None
+            };
+            raws.push(hit.map(|e| Raw {
+                output_ids: e.output_ids,
+                digest: e.digest,
+                logits_digest: e.logits_digest,
+                logprobs: e.logprobs,
+                latency: Latency {
+                    ttft_ms: 0.0,
+                    token_ms: Vec::new(),
+                    batch_ms: 0.0,
+                    batch_len: 1,
+                },
+                cached: true,
+            }));
+        }
+        let misses: Vec<usize> = idx
+            .iter()
+            .zip(&raws)
+            .filter(|(_, r)| r.is_none())
+            .map(|(&i, _)| i)
+            .collect();
+        if !misses.is_empty() {
+            let computed = self.compute_raw(&misses)?;
+            let now = crate::record::utc_timestamp();
+            let run = self.config.name.clone();
+            let entries: Vec<_> = misses
+                .iter()
+                .zip(&computed)
+                .map(|(&i, r)| {
+                    (
+                        self.key(i),
+                        crate::baseline::Entry {
+                            output_ids: r.output_ids.clone(),
+                            digest: r.digest.clone(),
+                            logits_digest: r.logits_digest.clone(),
+                            logprobs: r.logprobs.clone(),
+                            run: run.clone(),
+                            created_at: now.clone(),
+                        },
+                    )
+                })
+                .collect();
+            st.record(&entries)?;
+            let mut it = computed.into_iter();
+            for r in raws.iter_mut().filter(|r| r.is_none()) {
+                *r = it.next();
+            }
+        }
+        idx.iter()
+            .zip(raws)
+            .map(|(&i, r)| self.finish(i, r.expect("filled")))
+            .collect()
+    }
+
+    /// The baseline-store key of sample `i`.
+    pub fn key(&self, i: usize) -> crate::baseline::Key {
+        let s = &self.samples[i];
+        crate::baseline::Key {
+            determinism_version: crate::DETERMINISM_VERSION,
+            model_sha256: self.model.info.sha256.clone(),
+            tokenizer_sha256: self.model.tokenizer.sha256.clone(),
+            prompt_hash: s.prompt_hash.clone(),
+            params_hash: self.params_hash[s.dataset].clone(),
+            seed: self.config.sampling.seed,
+        }
     }
 
     /// Indices of samples grouped into batches that stay within one dataset.
@@ -427,15 +641,15 @@ pub fn metrics(config: &EvalConfig, samples: &[SampleRecord]) -> Metrics {
     }
     let macro_accuracy =
         datasets.values().map(|m| m.accuracy.mean).sum::<f64>() / datasets.len().max(1) as f64;
-    let generated: usize = samples.iter().map(|s| s.output_ids.len()).sum();
-    let gen_time_s: f64 = samples
-        .iter()
+    // Throughput and latency count computed samples only, not store hits.
+    let timed = || samples.iter().filter(|s| !s.cached);
+    let generated: usize = timed().map(|s| s.output_ids.len()).sum();
+    let gen_time_s: f64 = timed()
         .filter(|s| s.choice_logliks.is_none())
         .map(|s| s.latency.batch_ms / s.latency.batch_len.max(1) as f64 / 1e3)
         .sum();
-    let ttft: Vec<f64> = samples.iter().map(|s| s.latency.ttft_ms).collect();
-    let tpot: Vec<f64> = samples
-        .iter()
+    let ttft: Vec<f64> = timed().map(|s| s.latency.ttft_ms).collect();
+    let tpot: Vec<f64> = timed()
         .flat_map(|s| s.latency.token_ms.iter().copied())
         .collect();
     Metrics {
@@ -484,29 +698,6 @@ pub struct RunOutcome {
     pub samples: Vec<SampleRecord>,
 }
 
-fn civil_now() -> (String, String) {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + (m <= 2) as i64;
-    (
-        format!("{y:04}-{m:02}-{d:02}"),
-        format!("{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60),
-    )
-}
-
 /// Create outputs/<date>/<time>-<name>/ with the INCOMPLETE marker, the
 /// resolved config and the overrides, appearing at once by a rename.
 pub fn create_run_dir(
@@ -515,7 +706,7 @@ pub fn create_run_dir(
     tree: &serde_json::Value,
     overrides: &[String],
 ) -> Result<PathBuf> {
-    let (date, time) = civil_now();
+    let (date, time) = crate::record::utc_now();
     let safe: String = name
         .chars()
         .map(|c| {
@@ -560,6 +751,7 @@ pub fn execute(
     dir: &Path,
     resumed: bool,
     threads: usize,
+    mut store: Option<(&mut crate::baseline::Store, CacheMode)>,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<RunOutcome> {
     let samples_path = dir.join("samples.jsonl");
@@ -595,7 +787,7 @@ pub fn execute(
         .map_err(|e| Error::io(&samples_path, e))?;
     progress(done.len(), prep.samples.len());
     for batch in prep.batches(done.len()) {
-        let recs = prep.compute(&batch)?;
+        let recs = prep.compute_cached(&batch, &mut store)?;
         let mut chunk = String::new();
         for r in &recs {
             chunk.push_str(&serde_json::to_string(r).expect("records serialize"));

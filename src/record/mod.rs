@@ -85,3 +85,33 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     s.push('\n');
     write_atomic(path, s.as_bytes())
 }
+
+/// UTC (date "YYYY-MM-DD", time "HHMMSS") now.
+pub fn utc_now() -> (String, String) {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + (m <= 2) as i64;
+    (
+        format!("{y:04}-{m:02}-{d:02}"),
+        format!("{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60),
+    )
+}
+
+/// UTC now as "YYYY-MM-DDTHH:MM:SSZ".
+pub fn utc_timestamp() -> String {
+    let (d, t) = utc_now();
+    format!("{d}T{}:{}:{}Z", &t[0..2], &t[2..4], &t[4..6])
+}
