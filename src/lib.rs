@@ -15,6 +15,7 @@
 //! CUDA backend implements. `model` knows nothing of sampling or evaluation.
 
 pub mod baseline;
+pub mod bench;
 pub mod engine;
 pub mod error;
 pub mod eval;
@@ -26,6 +27,7 @@ pub mod ops;
 pub mod prompts;
 pub mod record;
 pub mod sampling;
+pub mod testkit;
 pub mod tokenizer;
 
 pub use error::{Error, Result};
@@ -33,3 +35,11 @@ pub use error::{Error, Result};
 /// Bumped whenever any change alters output bits (logits or tokens) for the
 /// same model, prompt and parameters. Golden digests are tied to it.
 pub const DETERMINISM_VERSION: u32 = 1;
+
+/// sha256 fingerprints of the expected digests in tests/golden/bitexact.toml,
+/// one per determinism version, oldest first. A change of golden digests
+/// needs a new DETERMINISM_VERSION and a new entry here (tests check both).
+pub const GOLDEN_FINGERPRINTS: &[(u32, &str)] = &[(
+    1,
+    "9e28b13a11ea7a06eb223b6d1681e8dfb5407961ceced24f7f44ac1550c6d6ad",
+)];

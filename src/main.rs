@@ -46,6 +46,11 @@ enum Command {
         #[arg(long, global = true)]
         store: Option<PathBuf>,
     },
+    /// Benchmarks: `bench bitexact` re-runs the bit-exactness regression cases.
+    Bench {
+        #[command(subcommand)]
+        cmd: cli::bench::BenchCmd,
+    },
     /// Compare two run folders: config, environment, outputs, metrics.
     Diff { run_a: PathBuf, run_b: PathBuf },
     /// Print a model's configuration and tokenizer facts.
@@ -170,6 +175,13 @@ fn real_main() -> Result<()> {
         }
         Some(Command::Baseline { cmd, store }) => {
             let code = cli::baseline::baseline(cmd, store)?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
+        Some(Command::Bench { cmd }) => {
+            let code = cli::bench::bench(cmd)?;
             if code != 0 {
                 std::process::exit(code);
             }

@@ -1,6 +1,7 @@
 //! Subcommands of the binary (the library knows nothing of them).
 
 pub mod baseline;
+pub mod bench;
 pub mod eval;
 
 pub(crate) use super::load;

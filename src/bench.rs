@@ -1,0 +1,185 @@
+//! The bit-exactness regression suite: cases in tests/golden/bitexact.toml
+//! (model, prompts, parameters, expected digests), re-run and compared.
+
+use crate::engine::{self, GenOptions, Request};
+use crate::error::{Error, Result};
+use crate::sampling::SamplingParams;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Golden {
+    pub determinism_version: u32,
+    #[serde(rename = "case")]
+    pub cases: Vec<Case>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    pub name: String,
+    /// "tiny" (the testkit model, from `tiny_seed`), a manifest name, or a path.
+    pub model: String,
+    #[serde(default)]
+    pub tiny_seed: u64,
+    pub prompts: Vec<String>,
+    #[serde(default)]
+    pub chat: bool,
+    pub max_tokens: usize,
+    pub temperature: f32,
+    #[serde(default)]
+    pub top_k: usize,
+    #[serde(default = "one")]
+    pub top_p: f32,
+    pub seed: u64,
+    #[serde(default = "one_usize")]
+    pub batch_size: usize,
+    #[serde(default = "chunk")]
+    pub prefill_chunk: usize,
+    /// sha256 over the sequences' output-id digests, in order.
+    pub digest: String,
+    /// sha256 over the sequences' logits digests, in order.
+    pub logits_digest: String,
+}
+
+fn one() -> f32 {
+    1.0
+}
+fn one_usize() -> usize {
+    1
+}
+fn chunk() -> usize {
+    512
+}
+
+pub fn read_golden(path: &Path) -> Result<Golden> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    toml::from_str(&text).map_err(|e| Error::bad_file(path, format!("invalid golden file: {e}")))
+}
+
+/// sha256 over every case's expected digests: what GOLDEN_FINGERPRINTS pins.
+pub fn fingerprint(g: &Golden) -> String {
+    let mut h = Sha256::new();
+    for c in &g.cases {
+        h.update(c.name.as_bytes());
+        h.update(c.digest.as_bytes());
+        h.update(c.logits_digest.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+pub struct Outcome {
+    pub digest: String,
+    pub logits_digest: String,
+    pub tokens: usize,
+    pub seconds: f64,
+}
+
+/// Run one case. `tiny_dir` is where the tiny model is written if needed.
+pub fn run_case(c: &Case, tiny_dir: &Path, log: &mut dyn FnMut(&str)) -> Result<Outcome> {
+    let path = if c.model == "tiny" {
+        let d = tiny_dir.join(format!("tiny-{}", c.tiny_seed));
+        crate::testkit::write_tiny_model(&d, crate::testkit::Dtype::F32, c.tiny_seed)
+            .map_err(|e| Error::io(&d, e))?;
+        d
+    } else {
+        crate::fetch::resolve(&c.model, log)?
+    };
+    let m = crate::model::load(&path, &candle_core::Device::Cpu)?;
+    let reqs = c
+        .prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let text = if c.chat {
+                m.tokenizer.apply_chat_template(p)?
+            } else {
+                p.clone()
+            };
+            Ok(Request {
+                id: i.to_string(),
+                prompt_ids: m.tokenizer.encode(&text, c.chat)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let opts = GenOptions {
+        sampling: SamplingParams {
+            temperature: c.temperature,
+            top_k: c.top_k,
+            top_p: c.top_p,
+            seed: c.seed,
+            max_tokens: c.max_tokens,
+            ..Default::default()
+        },
+        batch_size: c.batch_size,
+        prefill_chunk: c.prefill_chunk,
+        keep_logits: false,
+    };
+    let t0 = std::time::Instant::now();
+    let outs = engine::generate(&m.model, &m.tokenizer.eos, &reqs, &opts, |_| {})?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let ids: Vec<String> = outs
+        .iter()
+        .map(|o| engine::ids_digest(&o.output_ids))
+        .collect();
+    Ok(Outcome {
+        digest: engine::combine_digests(ids.iter().map(|s| s.as_str())),
+        logits_digest: engine::combine_digests(outs.iter().map(|o| o.logits_digest.as_str())),
+        tokens: outs.iter().map(|o| o.output_ids.len()).sum(),
+        seconds,
+    })
+}
+
+/// Run the cases (those whose name contains `filter`), print the table to
+/// `out`, and with `update` replace the expected digests. Returns the DIFFs.
+pub fn run_table(
+    g: &mut Golden,
+    filter: Option<&str>,
+    update: bool,
+    out: &mut dyn std::io::Write,
+) -> Result<usize> {
+    let tmp = std::env::temp_dir().join(format!("infer-eval-bitexact-{}", std::process::id()));
+    let w = |out: &mut dyn std::io::Write, line: String| {
+        writeln!(out, "{line}").map_err(|e| Error::io("<stdout>", e))
+    };
+    w(
+        out,
+        format!(
+            "{:<26} {:<16} {:<16} {:<6} {:>8}",
+            "case", "expected", "actual", "result", "tok/s"
+        ),
+    )?;
+    let mut diffs = 0;
+    for c in g
+        .cases
+        .iter_mut()
+        .filter(|c| filter.is_none_or(|f| c.name.contains(f)))
+    {
+        let o = run_case(c, &tmp, &mut |s| eprintln!("infer-eval: {s}"))?;
+        let ok = o.digest == c.digest && o.logits_digest == c.logits_digest;
+        diffs += (!ok) as usize;
+        let short = |s: &str| s.chars().take(16).collect::<String>();
+        w(
+            out,
+            format!(
+                "{:<26} {:<16} {:<16} {:<6} {:>8.1}",
+                c.name,
+                short(&c.digest),
+                short(&o.digest),
+                if ok { "MATCH" } else { "DIFF" },
+                o.tokens as f64 / o.seconds
+            ),
+        )?;
+        if !ok && o.digest == c.digest {
+            w(out, format!("{:<26} (same tokens, logits bits differ)", ""))?;
+        }
+        if update {
+            c.digest = o.digest;
+            c.logits_digest = o.logits_digest;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(diffs)
+}
