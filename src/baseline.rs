@@ -67,31 +67,35 @@ impl Store {
     /// schema, or not SQLite at all) is an error and is left untouched.
     pub fn open(path: &Path) -> Result<Self> {
         let err = |m: String| Error::bad_file(path, m);
-        let existed = path.exists()
-            && std::fs::metadata(path)
-                .map(|m| m.len() > 0)
-                .unwrap_or(false);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        let conn = Connection::open(path)
+        let mut conn = Connection::open(path)
             .map_err(|e| err(format!("cannot open the baseline store: {e}")))?;
         conn.busy_timeout(std::time::Duration::from_secs(60))
             .map_err(|e| err(e.to_string()))?;
-        let app: i32 = conn
+        // Inspect and, if empty, initialise under one write lock, so that two
+        // processes opening a new store at once cannot both create it, nor
+        // mistake a half-created one for a foreign file.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| {
+                err(format!(
+                    "not a usable SQLite database ({e}); it was left untouched"
+                ))
+            })?;
+        let app: i32 = tx
             .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .map_err(|e| err(e.to_string()))?;
+        let tables: i64 = tx
+            .query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))
             .map_err(|e| {
                 err(format!(
                     "not a readable SQLite database ({e}); it was left untouched"
                 ))
             })?;
-        if existed {
-            if app != APPLICATION_ID {
-                return Err(err(format!(
-                    "not an infer-eval baseline store (application_id {app:#x}, expected {APPLICATION_ID:#x}); it was left untouched"
-                )));
-            }
-            let v: i32 = conn
+        if app == APPLICATION_ID {
+            let v: i32 = tx
                 .query_row("PRAGMA user_version", [], |r| r.get(0))
                 .map_err(|e| err(e.to_string()))?;
             if v != SCHEMA_VERSION {
@@ -99,13 +103,9 @@ impl Store {
                     "baseline store schema version {v}, this infer-eval reads {SCHEMA_VERSION}"
                 )));
             }
-        }
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| err(format!("cannot enable WAL: {e}")))?;
-        if !existed {
-            conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE;
-                 CREATE TABLE IF NOT EXISTS outputs (
+        } else if app == 0 && tables == 0 {
+            tx.execute_batch(&format!(
+                "CREATE TABLE outputs (
                     determinism_version INTEGER NOT NULL,
                     model_sha256 TEXT NOT NULL,
                     tokenizer_sha256 TEXT NOT NULL,
@@ -121,10 +121,30 @@ impl Store {
                     PRIMARY KEY (determinism_version, model_sha256, tokenizer_sha256, prompt_hash, params_hash, seed)
                  );
                  PRAGMA application_id = {APPLICATION_ID};
-                 PRAGMA user_version = {SCHEMA_VERSION};
-                 COMMIT;"
+                 PRAGMA user_version = {SCHEMA_VERSION};"
             ))
             .map_err(|e| err(format!("cannot create the store: {e}")))?;
+        } else {
+            return Err(err(format!(
+                "not an infer-eval baseline store (application_id {app:#x}, {tables} schema objects); it was left untouched"
+            )));
+        }
+        tx.commit().map_err(|e| err(e.to_string()))?;
+        // Switching to WAL needs a moment with no other writer; retry while busy.
+        let start = std::time::Instant::now();
+        loop {
+            match conn
+                .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))
+            {
+                Ok(_) => break,
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy
+                        && start.elapsed().as_secs() < 60 =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(err(format!("cannot enable WAL: {e}"))),
+            }
         }
         // A store of ours must have the table we expect.
         conn.prepare("SELECT determinism_version, model_sha256, tokenizer_sha256, prompt_hash, params_hash, seed, output_ids, digest, logits_digest, logprobs, run, created_at FROM outputs LIMIT 0")
