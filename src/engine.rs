@@ -98,7 +98,7 @@ pub fn generate(
             return Err(Error::Input(format!("prompt '{}' has no tokens", r.id)));
         }
         if r.prompt_ids.len() >= ctx {
-            return Err(Error::Input(format!(
+            return Err(Error::Resource(format!(
                 "prompt '{}' has {} tokens; the model's context is {} positions",
                 r.id,
                 r.prompt_ids.len(),

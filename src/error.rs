@@ -38,13 +38,52 @@ pub enum Error {
     #[error("unsupported: {0}")]
     Unsupported(String),
 
+    /// Something would not fit: memory, or the model's context.
+    #[error("{0}")]
+    Resource(String),
+
     #[error("tensor op: {0}")]
     Candle(#[from] candle_core::Error),
+}
+
+/// Process exit codes, documented in the README.
+pub mod exit {
+    /// Any other failure (I/O, internal).
+    pub const ERROR: i32 = 1;
+    /// Bad command-line usage (clap's own code).
+    pub const USAGE: i32 = 2;
+    /// Invalid input: a malformed model, tokenizer, config, dataset or prompt file,
+    /// an unknown model or key, a pinned hash that does not match.
+    pub const INVALID_INPUT: i32 = 3;
+    /// A model could not be fetched.
+    pub const FETCH: i32 = 4;
+    /// Over a resource limit: memory, or the model's context.
+    pub const RESOURCE: i32 = 5;
+    /// A comparison found a difference (verify MISMATCH, baseline DIFF, bench DIFF).
+    pub const MISMATCH: i32 = 6;
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::BadFile { .. }
+            | Error::UnknownModel { .. }
+            | Error::HashMismatch { .. }
+            | Error::Tokenizer(_)
+            | Error::Input(_)
+            | Error::Unsupported(_) => exit::INVALID_INPUT,
+            Error::Fetch { .. } => exit::FETCH,
+            Error::Resource(_) => exit::RESOURCE,
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                exit::INVALID_INPUT
+            }
+            Error::Io { .. } | Error::Candle(_) => exit::ERROR,
+        }
+    }
+
     pub fn bad_file(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         Error::BadFile {
             path: path.into(),

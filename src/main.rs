@@ -1,10 +1,11 @@
 //! The infer-eval command line. Library errors become one-line messages here.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 mod cli;
 use infer_eval::engine::{self, GenOptions, Request};
+use infer_eval::error::exit;
 use infer_eval::record::{GenerationRecord, ModelRecord, RunOptions, SequenceRecord};
 use infer_eval::sampling::SamplingParams;
 use infer_eval::{fetch, kernels, model, prompts};
@@ -36,7 +37,7 @@ enum Command {
     /// With no arguments, the built-in suite on the default model.
     Eval(cli::eval::EvalArgs),
     /// Re-run a recorded run from its folder and compare every sample's bits;
-    /// prints MATCH and the digest, or the first difference (exit code 2).
+    /// prints MATCH and the digest, or the first difference (exit code 6).
     Verify(cli::eval::VerifyArgs),
     /// The baseline store: record a run's outputs, check a run against them, list.
     Baseline {
@@ -124,7 +125,12 @@ struct RunArgs {
 fn main() {
     if let Err(e) = real_main() {
         eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
-        std::process::exit(1);
+        let code = e
+            .chain()
+            .find_map(|c| c.downcast_ref::<infer_eval::Error>())
+            .map(|e| e.exit_code())
+            .unwrap_or(exit::ERROR);
+        std::process::exit(code);
     }
 }
 
@@ -136,11 +142,9 @@ fn real_main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Fetch { model }) => {
-            let m = fetch::manifest(&model).with_context(|| {
-                format!(
-                    "unknown model '{model}' (manifests: {})",
-                    fetch::manifest_names().join(", ")
-                )
+            let m = fetch::manifest(&model).ok_or_else(|| infer_eval::Error::UnknownModel {
+                name: model.clone(),
+                known: fetch::manifest_names().join(", "),
             })?;
             let p = fetch::fetch(&m, &mut |s| log(s))?;
             println!("{}", p.display());
@@ -199,9 +203,10 @@ fn load(name: &str) -> Result<model::LoadedModel> {
 
 fn run(a: RunArgs) -> Result<()> {
     if let Some(isa) = &a.isa {
-        let i = kernels::Isa::parse(isa)
-            .with_context(|| format!("--isa '{isa}': expected scalar or avx2"))?;
-        kernels::set_isa(i).map_err(anyhow::Error::msg)?;
+        let i = kernels::Isa::parse(isa).ok_or_else(|| {
+            infer_eval::Error::Input(format!("--isa '{isa}': expected scalar or avx2"))
+        })?;
+        kernels::set_isa(i).map_err(infer_eval::Error::Input)?;
     }
     let sampling = SamplingParams {
         temperature: a.temperature,
@@ -212,9 +217,12 @@ fn run(a: RunArgs) -> Result<()> {
         seed: a.seed,
         max_tokens: a.max_tokens,
     };
-    sampling.validate().map_err(anyhow::Error::msg)?;
+    sampling.validate().map_err(infer_eval::Error::Input)?;
     if a.batch_size == 0 || a.prefill_chunk == 0 {
-        bail!("--batch-size and --prefill-chunk must be at least 1");
+        return Err(infer_eval::Error::Input(
+            "--batch-size and --prefill-chunk must be at least 1".into(),
+        )
+        .into());
     }
     let threads = a.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
@@ -222,7 +230,7 @@ fn run(a: RunArgs) -> Result<()> {
             .unwrap_or(1)
     });
     if threads == 0 {
-        bail!("--threads must be at least 1");
+        return Err(infer_eval::Error::Input("--threads must be at least 1".into()).into());
     }
     let prompts = match (&a.prompt, &a.prompts) {
         (Some(p), _) => vec![prompts::Prompt {

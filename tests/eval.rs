@@ -139,7 +139,7 @@ fn edited_data_or_template_is_caught_by_its_hash() {
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert_eq!(o.status.code(), Some(6), "{out}");
     assert!(
         out.contains("MISMATCH") && out.contains("capitals.jsonl changed"),
         "{out}"

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 pub enum BaselineCmd {
     /// Store every sample of a finished run folder.
     Record { run_dir: PathBuf },
-    /// Compare a finished run folder with the store: MATCH, DIFF or MISSING per sample (exit 2 on any DIFF).
+    /// Compare a finished run folder with the store: MATCH, DIFF or MISSING per sample (exit 6 on any DIFF).
     Check { run_dir: PathBuf },
     /// List what the store holds, by determinism version and model.
     Ls,
@@ -70,7 +70,11 @@ pub fn baseline(cmd: BaselineCmd, store: Option<PathBuf>) -> Result<i32> {
                     );
                 }
             }
-            Ok(if count(Recorded::Conflict) > 0 { 2 } else { 0 })
+            Ok(if count(Recorded::Conflict) > 0 {
+                infer_eval::error::exit::MISMATCH
+            } else {
+                0
+            })
         }
         BaselineCmd::Check { run_dir } => {
             let rows =
@@ -102,7 +106,11 @@ pub fn baseline(cmd: BaselineCmd, store: Option<PathBuf>) -> Result<i32> {
                 rows.len(),
                 st.path().display()
             );
-            Ok(if diff > 0 || matched == 0 { 2 } else { 0 })
+            Ok(if diff > 0 || matched == 0 {
+                infer_eval::error::exit::MISMATCH
+            } else {
+                0
+            })
         }
         BaselineCmd::Ls => {
             println!(

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 #[derive(clap::Subcommand)]
 pub enum BenchCmd {
-    /// Re-run every bit-exactness case and compare digests (exit 2 on any DIFF).
+    /// Re-run every bit-exactness case and compare digests (exit 6 on any DIFF).
     Bitexact {
         /// The golden file.
         #[arg(long, default_value = "tests/golden/bitexact.toml")]
@@ -57,5 +57,9 @@ pub fn bench(cmd: BenchCmd) -> Result<i32> {
             format!("{diffs} DIFF")
         }
     );
-    Ok(if diffs == 0 { 0 } else { 2 })
+    Ok(if diffs == 0 {
+        0
+    } else {
+        infer_eval::error::exit::MISMATCH
+    })
 }

@@ -176,7 +176,7 @@ fn print_summary(m: &run::Metrics, digest: &str, dir: &Path) {
 }
 
 /// Exit code of a verify that found a difference.
-pub const MISMATCH_EXIT: i32 = 2;
+pub const MISMATCH_EXIT: i32 = infer_eval::error::exit::MISMATCH;
 
 pub fn verify(a: VerifyArgs) -> Result<i32> {
     let root = project_root(&a.config_dir)?;

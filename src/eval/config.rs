@@ -207,7 +207,8 @@ fn parse_value(raw: &str) -> Value {
     serde_yaml::from_str::<Value>(raw).unwrap_or_else(|_| Value::String(raw.to_string()))
 }
 
-/// Set `parts[depth..]` below `node` to the parsed `raw` value.
+/// Set `parts[depth..]` below `node` to the parsed `raw` value. A numeric
+/// part indexes a list (`task.datasets.0.sha256`).
 fn set_path(
     node: &mut Value,
     parts: &[&str],
@@ -217,11 +218,25 @@ fn set_path(
     raw: &str,
 ) -> Result<()> {
     let here = parts[..depth].join(".");
+    let p = parts[depth];
+    let last = depth + 1 == parts.len();
+    if let Value::Array(items) = node {
+        let n = items.len();
+        let slot = p
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| items.get_mut(i))
+            .ok_or_else(|| Error::Input(format!("override '{key}={raw}': '{here}' is a list of {n}; '{p}' is not an index in it")))?;
+        if last {
+            *slot = parse_value(raw);
+            return Ok(());
+        }
+        return set_path(slot, parts, depth + 1, add, key, raw);
+    }
     let obj = node.as_object_mut().ok_or_else(|| {
         Error::Input(format!("override '{key}={raw}': '{here}' is not a mapping"))
     })?;
-    let p = parts[depth];
-    if depth + 1 == parts.len() {
+    if last {
         return match (obj.contains_key(p), add) {
             (true, true) => Err(Error::Input(format!(
                 "override '+{key}={raw}': key '{key}' already exists; drop the '+'"
@@ -422,7 +437,7 @@ mod tests {
         w("sampling/greedy.yaml", "temperature: 0.0\ntop_k: 0\ntop_p: 1.0\nmin_p: 0.0\nrepetition_penalty: 1.0\nseed: 42\nmax_tokens: 8\n");
         w("task/t.yaml", "name: t\ndatasets:\n  - name: d\n    path: data/d.jsonl\n    sha256: abc\n    kind: generate\n    scorer: contains\n");
         w("prompt/p.yaml", "name: p\ngenerate: {path: g.txt, sha256: x}\nmultiple_choice: {path: m.txt, sha256: y}\n");
-        w("sampling/broken.yaml", "temperature: 0.0\nbogus: 1\n");
+        w("sampling/broken.yaml", "temperature: 0.0\ntop_k: 0\ntop_p: 1.0\nmin_p: 0.0\nrepetition_penalty: 1.0\nseed: 1\nmax_tokens: 8\nbogus: 1\n");
         d
     }
 
@@ -446,6 +461,7 @@ mod tests {
                 "sampling.temperature=0.5",
                 "+run.limit=3",
                 "run.batch_size=4",
+                "task.datasets.0.sha256=def",
             ]),
         )
         .unwrap();
@@ -454,7 +470,8 @@ mod tests {
         assert_eq!(c.config.sampling.temperature, 0.5);
         assert_eq!(c.config.run.limit, Some(3));
         assert_eq!(c.config.run.batch_size, 4);
-        assert_eq!(c.overrides.len(), 5);
+        assert_eq!(c.config.task.datasets[0].sha256, "def");
+        assert_eq!(c.overrides.len(), 6);
         assert_eq!(c.tree["sampling"]["seed"], 7);
     }
 
@@ -493,6 +510,8 @@ mod tests {
         );
         let m = e(&["experiment=exp", "novalue"]);
         assert!(m.contains("key=value"), "{m}");
+        let m = e(&["experiment=exp", "task.datasets.3.name=x"]);
+        assert!(m.contains("list of 1") && m.contains("'3'"), "{m}");
         let m = e(&["experiment=exp", "run.batch_size=0"]);
         assert!(m.contains("batch_size"), "{m}");
     }

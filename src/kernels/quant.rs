@@ -196,6 +196,33 @@ pub fn dequantize_row(fmt: WeightFormat, row: &[u8], out: &mut [f32]) {
     }
 }
 
+/// Index of the first block (or element, for F32/F16/BF16) that holds a NaN
+/// or an infinity, checking every scale of quantised blocks: their integer
+/// parts are always finite, so a finite scale gives finite weights.
+pub fn first_non_finite(fmt: WeightFormat, data: &[u8]) -> Option<usize> {
+    use rayon::prelude::*;
+    let bb = fmt.block_bytes();
+    // Byte offsets of the f16 scales within a block.
+    let scales: &[usize] = match fmt {
+        WeightFormat::Q4_0 | WeightFormat::Q8_0 => &[0],
+        WeightFormat::Q4_1 | WeightFormat::Q4K => &[0, 2],
+        WeightFormat::Q6K => &[208],
+        _ => &[],
+    };
+    let bad = |blk: &[u8]| -> bool {
+        match fmt {
+            WeightFormat::F32 => !f32::from_le_bytes([blk[0], blk[1], blk[2], blk[3]]).is_finite(),
+            WeightFormat::F16 => !f16::from_le_bytes([blk[0], blk[1]]).is_finite(),
+            WeightFormat::BF16 => !bf16::from_le_bytes([blk[0], blk[1]]).is_finite(),
+            _ => scales.iter().any(|&o| !f16_at(blk, o).is_finite()),
+        }
+    };
+    const GROUP: usize = 4096;
+    data.par_chunks(bb * GROUP)
+        .enumerate()
+        .find_map_first(|(g, chunk)| chunk.chunks_exact(bb).position(bad).map(|i| g * GROUP + i))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,6 +260,19 @@ mod tests {
             assert_eq!(out[j], 2.0 * (j as f32 - 8.0));
             assert_eq!(out[j + 16], 2.0 * (j as f32 - 8.0));
         }
+    }
+
+    #[test]
+    fn non_finite_scales_and_values_are_found() {
+        let mut q = vec![0u8; 20 * 3];
+        assert_eq!(first_non_finite(WeightFormat::Q4_1, &q), None);
+        q[40 + 2..40 + 4].copy_from_slice(&f16::NAN.to_le_bytes());
+        assert_eq!(first_non_finite(WeightFormat::Q4_1, &q), Some(2));
+        let f: Vec<u8> = [1.0f32, 2.0, f32::INFINITY]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert_eq!(first_non_finite(WeightFormat::F32, &f), Some(2));
     }
 
     #[test]

@@ -39,6 +39,50 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
+/// Bytes of memory we may use: $INFER_EVAL_MEMORY_LIMIT (bytes, or with a
+/// K/M/G suffix), else the kernel's MemAvailable; None if unknown.
+pub fn memory_limit() -> Option<u64> {
+    if let Ok(v) = std::env::var("INFER_EVAL_MEMORY_LIMIT") {
+        let v = v.trim();
+        let (num, mult) = match v.char_indices().last() {
+            Some((i, 'K' | 'k')) => (&v[..i], 1u64 << 10),
+            Some((i, 'M' | 'm')) => (&v[..i], 1 << 20),
+            Some((i, 'G' | 'g')) => (&v[..i], 1 << 30),
+            _ => (v, 1),
+        };
+        return num
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .map(|n| n.saturating_mul(mult));
+    }
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    line.split_whitespace()
+        .nth(1)?
+        .parse::<u64>()
+        .ok()
+        .map(|kb| kb * 1024)
+}
+
+/// Refuse, before loading, a model whose weights would not fit in memory.
+fn check_memory(path: &Path, weight_bytes: u64) -> Result<()> {
+    if let Some(limit) = memory_limit() {
+        // Weights are copied into tensors once; allow 10% for tables, caches and buffers.
+        let need = weight_bytes + weight_bytes / 10;
+        if need > limit {
+            let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+            return Err(Error::Resource(format!(
+                "{}: the model needs about {:.2} GiB of memory but only {:.2} GiB are available (INFER_EVAL_MEMORY_LIMIT overrides the limit)",
+                path.display(),
+                gib(need),
+                gib(limit)
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Load a .gguf file or a Hugging Face model folder.
 pub fn load(path: &Path, dev: &Device) -> Result<LoadedModel> {
     if path.is_dir() {
@@ -55,6 +99,14 @@ pub fn load(path: &Path, dev: &Device) -> Result<LoadedModel> {
 
 fn load_gguf(path: &Path, dev: &Device) -> Result<LoadedModel> {
     let g = GgufFile::open(path)?;
+    check_memory(
+        path,
+        g.tensors
+            .iter()
+            .filter_map(|t| t.range)
+            .map(|(a, b)| (b - a) as u64)
+            .sum(),
+    )?;
     let config = LlamaConfig::from_gguf(&g)?;
     let tokenizer = Tokenizer::from_gguf(&g)?;
     if tokenizer.vocab_size != config.vocab_size {
@@ -119,6 +171,13 @@ fn load_hf_dir(dir: &Path, dev: &Device) -> Result<LoadedModel> {
         ));
     }
     let st = weights::SafetensorsDir::open(dir)?;
+    let bytes: u64 = st
+        .files()
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    check_memory(dir, bytes)?;
     let model = Llama::load(&st, config.clone(), None, dev)?;
     let mut files = Vec::new();
     for f in st.files() {

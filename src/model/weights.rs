@@ -56,6 +56,15 @@ pub trait WeightSource {
                 format!("tensor '{name}' has shape {shape:?}, expected [{rows}, {cols}]"),
             ));
         }
+        if let Some(i) = crate::kernels::quant::first_non_finite(fmt, bytes) {
+            return Err(Error::bad_file(
+                self.path(),
+                format!(
+                    "tensor '{name}' holds NaN or infinity ({} block {i}); the file is corrupt",
+                    fmt.name()
+                ),
+            ));
+        }
         let data = Tensor::from_slice(bytes, bytes.len(), dev)?;
         Ok(Matrix {
             data,

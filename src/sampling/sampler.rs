@@ -6,6 +6,7 @@ use super::rng::uniform;
 use crate::numerics::exp_f32;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SamplingParams {
     /// 0 means greedy (argmax, ties to the lowest id).
     pub temperature: f32,
