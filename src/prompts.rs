@@ -30,6 +30,11 @@ pub fn builtin() -> Vec<Prompt> {
 
 pub fn read_jsonl(path: &Path) -> Result<Vec<Prompt>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    parse_jsonl(path, bytes)
+}
+
+/// Parse prompt JSONL held in memory; `path` names it in errors.
+pub fn parse_jsonl(path: &Path, bytes: Vec<u8>) -> Result<Vec<Prompt>> {
     let text = String::from_utf8(bytes).map_err(|e| {
         Error::bad_file(
             path,

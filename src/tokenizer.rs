@@ -81,7 +81,8 @@ impl Tokenizer {
                 .and_then(|v| v.as_u64())
                 .unwrap_or(1);
             // 3 = control, 4 = user-defined (llama.cpp's llama_token_type)
-            if ty == 3 || ty == 4 {
+            // An empty special token would match everywhere (found by fuzzing).
+            if (ty == 3 || ty == 4) && !s.is_empty() {
                 specials.push(Special {
                     text: s.to_string(),
                     id: i as u32,
@@ -305,5 +306,58 @@ impl Tokenizer {
         env.get_template("chat")
             .and_then(|t| t.render(ctx))
             .map_err(|e| Error::Tokenizer(format!("chat template failed: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::gguf::Value;
+    use std::collections::BTreeMap;
+
+    fn gguf(tokens: &[&str], types: &[i32], merges: &[&str]) -> GgufFile {
+        let mut md = BTreeMap::new();
+        let s = |v: &str| Value::String(v.into());
+        md.insert("tokenizer.ggml.model".into(), s("gpt2"));
+        md.insert("tokenizer.ggml.pre".into(), s("smollm"));
+        md.insert(
+            "tokenizer.ggml.tokens".into(),
+            Value::Array(tokens.iter().map(|t| s(t)).collect()),
+        );
+        md.insert(
+            "tokenizer.ggml.token_type".into(),
+            Value::Array(types.iter().map(|&t| Value::I32(t)).collect()),
+        );
+        md.insert(
+            "tokenizer.ggml.merges".into(),
+            Value::Array(merges.iter().map(|m| s(m)).collect()),
+        );
+        GgufFile::from_metadata(Path::new("t.gguf"), md)
+    }
+
+    #[test]
+    fn special_tokens_follow_llamacpp_rules() {
+        let t = Tokenizer::from_gguf(&gguf(
+            &["<s>", "a", "b", "ab", "<u>"],
+            &[3, 1, 1, 1, 4],
+            &["a b"],
+        ))
+        .unwrap();
+        // control tokens only with parse_special; user-defined always
+        assert_eq!(t.encode("ab<s>ab", true).unwrap(), vec![3, 0, 3]);
+        assert_eq!(t.encode("ab<u>", false).unwrap(), vec![3, 4]);
+        assert_ne!(t.encode("<s>", false).unwrap(), vec![0]);
+    }
+
+    #[test]
+    fn an_empty_special_token_does_not_loop() {
+        // Found by fuzzing: an empty control token matched everywhere, forever.
+        let t = Tokenizer::from_gguf(&gguf(&["a", "", "b"], &[1, 3, 1], &[])).unwrap();
+        assert_eq!(t.encode("ab", true).unwrap(), vec![0, 2]);
+    }
+
+    #[test]
+    fn bad_metadata_is_an_error() {
+        assert!(Tokenizer::from_gguf(&gguf(&["a"], &[1], &["a zz"])).is_err());
     }
 }

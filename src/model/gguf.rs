@@ -115,7 +115,23 @@ pub struct GgufFile {
     pub version: u32,
     pub metadata: BTreeMap<String, Value>,
     pub tensors: Vec<TensorInfo>,
-    data: memmap2::Mmap,
+    data: Bytes,
+}
+
+/// The file's bytes: mapped from disk, or owned (tests, fuzzing).
+enum Bytes {
+    Map(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Map(m) => m,
+            Bytes::Owned(v) => v,
+        }
+    }
 }
 
 struct Reader<'a> {
@@ -221,6 +237,7 @@ impl GgufFile {
         // SAFETY: the map is read-only; we never hand out references that
         // outlive it, and a file changed under us is outside our contract.
         let data = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let data = Bytes::Map(data);
         let (version, metadata, tensors) = Self::parse(&data, path)?;
         Ok(GgufFile {
             path: path.to_path_buf(),
@@ -229,6 +246,29 @@ impl GgufFile {
             tensors,
             data,
         })
+    }
+
+    /// Parse a GGUF image held in memory; `path` names it in errors.
+    pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Self> {
+        let (version, metadata, tensors) = Self::parse(&bytes, path)?;
+        Ok(GgufFile {
+            path: path.to_path_buf(),
+            version,
+            metadata,
+            tensors,
+            data: Bytes::Owned(bytes),
+        })
+    }
+
+    /// A tensor-less file with the given metadata (tests, fuzzing).
+    pub fn from_metadata(path: &Path, metadata: BTreeMap<String, Value>) -> Self {
+        GgufFile {
+            path: path.to_path_buf(),
+            version: 3,
+            metadata,
+            tensors: Vec::new(),
+            data: Bytes::Owned(Vec::new()),
+        }
     }
 
     fn parse(buf: &[u8], path: &Path) -> Result<(u32, BTreeMap<String, Value>, Vec<TensorInfo>)> {

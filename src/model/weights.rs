@@ -129,6 +129,35 @@ impl WeightSource for GgufFile {
     }
 }
 
+/// Every tensor of one safetensors image: name -> (format, shape, byte range).
+pub fn index_safetensors(
+    bytes: &[u8],
+    path: &Path,
+) -> Result<Vec<(String, (WeightFormat, Vec<usize>, usize, usize))>> {
+    let st = safetensors::SafeTensors::deserialize(bytes)
+        .map_err(|e| Error::bad_file(path, format!("invalid safetensors file: {e}")))?;
+    let mut out = Vec::new();
+    for (name, view) in st.tensors() {
+        let fmt = match view.dtype() {
+            safetensors::Dtype::F32 => WeightFormat::F32,
+            safetensors::Dtype::F16 => WeightFormat::F16,
+            safetensors::Dtype::BF16 => WeightFormat::BF16,
+            other => {
+                return Err(Error::bad_file(
+                    path,
+                    format!("tensor '{name}' has dtype {other:?} (supported: F32, F16, BF16)"),
+                ))
+            }
+        };
+        let start = view.data().as_ptr() as usize - bytes.as_ptr() as usize;
+        out.push((
+            name,
+            (fmt, view.shape().to_vec(), start, start + view.data().len()),
+        ));
+    }
+    Ok(out)
+}
+
 /// A Hugging Face model folder: one or more *.safetensors files.
 pub struct SafetensorsDir {
     dir: PathBuf,
@@ -157,26 +186,9 @@ impl SafetensorsDir {
             let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
             // SAFETY: read-only map of a file we do not modify.
             let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| Error::io(&path, e))?;
-            let st = safetensors::SafeTensors::deserialize(&map)
-                .map_err(|e| Error::bad_file(&path, format!("invalid safetensors file: {e}")))?;
-            for (name, view) in st.tensors() {
-                let fmt = match view.dtype() {
-                    safetensors::Dtype::F32 => WeightFormat::F32,
-                    safetensors::Dtype::F16 => WeightFormat::F16,
-                    safetensors::Dtype::BF16 => WeightFormat::BF16,
-                    other => {
-                        return Err(Error::bad_file(
-                            &path,
-                            format!(
-                                "tensor '{name}' has dtype {other:?} (supported: F32, F16, BF16)"
-                            ),
-                        ))
-                    }
-                };
-                let start = view.data().as_ptr() as usize - map.as_ptr() as usize;
-                let end = start + view.data().len();
+            for (name, entry) in index_safetensors(&map, &path)? {
                 if index
-                    .insert(name.clone(), (fi, fmt, view.shape().to_vec(), start, end))
+                    .insert(name.clone(), (fi, entry.0, entry.1, entry.2, entry.3))
                     .is_some()
                 {
                     return Err(Error::bad_file(

@@ -1,0 +1,143 @@
+//! Crash safety: an eval run killed with SIGKILL at random moments, resumed
+//! each time, ends with the digest of an uninterrupted run, and the baseline
+//! store it was writing passes PRAGMA integrity_check.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn cmd(root: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_infer-eval"));
+    c.current_dir(root)
+        .args(args)
+        .env("HF_HUB_OFFLINE", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+fn incomplete_run(outputs: &Path) -> Option<PathBuf> {
+    let days = std::fs::read_dir(outputs).ok()?;
+    days.flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+        .map(|e| e.path())
+        .find(|p| {
+            p.join("INCOMPLETE").exists()
+                && !p.file_name().unwrap().to_string_lossy().starts_with('.')
+        })
+}
+
+fn digest_of(out: &[u8]) -> String {
+    let s = String::from_utf8_lossy(out);
+    s.lines()
+        .find_map(|l| l.strip_prefix("run digest "))
+        .unwrap_or_else(|| panic!("no digest in {s}"))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn killed_at_random_moments_and_resumed_gives_the_same_digest() {
+    common::smollm2_path();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempfile::tempdir().unwrap();
+    let outputs = tmp.path().join("outputs");
+    let store = tmp.path().join("store.sqlite");
+    let (o, s) = (outputs.to_str().unwrap(), store.to_str().unwrap());
+    let base = [
+        "eval",
+        "experiment=smoke",
+        "run.limit=3",
+        "run.batch_size=1",
+        "sampling.max_tokens=6",
+    ];
+    let args = [&base[..], &["--outputs", o]].concat();
+    let clean = cmd(
+        root,
+        &[
+            &base[..],
+            &["--outputs", tmp.path().join("clean").to_str().unwrap()],
+        ]
+        .concat(),
+    )
+    .output()
+    .unwrap();
+    assert!(
+        clean.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clean.stderr)
+    );
+    let want = digest_of(&clean.stdout);
+
+    // Random kill moments, from a seed printed for reproduction.
+    let seed = std::env::var("CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos() as u64
+        });
+    eprintln!("CRASH_SEED={seed}");
+    let mut state = seed | 1;
+    let mut next_ms = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        100 + state % 2500
+    };
+    let cached = ["--cache", "write", "--store", s];
+    let mut kills = 0;
+    let start = Instant::now();
+    let final_out = loop {
+        assert!(start.elapsed() < Duration::from_secs(600), "did not finish");
+        let mut child = match incomplete_run(&outputs) {
+            Some(d) => cmd(
+                root,
+                &[&["eval", "--resume", d.to_str().unwrap()], &cached[..]].concat(),
+            )
+            .spawn()
+            .unwrap(),
+            None => cmd(root, &[&args[..], &cached[..]].concat())
+                .spawn()
+                .unwrap(),
+        };
+        if kills < 5 {
+            let wait = Duration::from_millis(next_ms());
+            let t = Instant::now();
+            while t.elapsed() < wait {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+                continue;
+            }
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        break out;
+    };
+    eprintln!("killed {kills} times");
+    assert!(kills >= 1, "at least one kill landed mid-run");
+    assert_eq!(
+        digest_of(&final_out.stdout),
+        want,
+        "resumed digest (seed {seed})"
+    );
+    assert!(incomplete_run(&outputs).is_none());
+    let st = infer_eval::baseline::Store::open(&store).unwrap();
+    assert_eq!(st.integrity_check().unwrap(), "ok");
+    assert!(st.count().unwrap() <= 12);
+}
