@@ -160,7 +160,7 @@ pub fn generate(
                 let tok = sampler.sample(&logits, &history, s.key, s.out.len() as u64);
                 s.out.push(tok);
                 s.logprobs
-                    .push(crate::numerics::log_softmax_at(&logits, tok as usize));
+                    .push(crate::kernels::softmax::log_softmax_at(&logits, &[tok as usize])[0]);
                 produced += 1;
                 let now = Instant::now();
                 if s.out.len() == 1 {
@@ -328,7 +328,7 @@ pub fn loglikelihoods(
             let mut ll = 0f64;
             let mut greedy = true;
             for (row, &t) in rows.iter().zip(&r.continuation) {
-                ll += crate::numerics::log_softmax_at(row, t as usize);
+                ll += crate::kernels::softmax::log_softmax_at(row, &[t as usize])[0];
                 greedy &= crate::sampling::argmax(row) == t;
             }
             out.push(LoglikOutput { loglik: ll, greedy });

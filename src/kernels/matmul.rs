@@ -41,7 +41,7 @@ multiversion! {
 
 /// The AVX2 twin of `rows_kernel`: same dequantised values, same lane order.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn rows_kernel_avx2(
     fmt: WeightFormat,
     w_rows: &[u8],
@@ -52,6 +52,12 @@ unsafe fn rows_kernel_avx2(
     scratch: &mut [f32],
 ) {
     use super::avx2;
+    match fmt {
+        WeightFormat::Q4_0 => return avx2::rows_fused(0, w_rows, x, m, k, rows_out),
+        WeightFormat::Q4_1 => return avx2::rows_fused(1, w_rows, x, m, k, rows_out),
+        WeightFormat::Q8_0 => return avx2::rows_fused(2, w_rows, x, m, k, rows_out),
+        _ => {}
+    }
     let rb = w_rows.len() / (rows_out.len() / m);
     for (row, out) in w_rows.chunks_exact(rb).zip(rows_out.chunks_exact_mut(m)) {
         match fmt {

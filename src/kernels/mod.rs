@@ -2,7 +2,7 @@
 //! slices. They know nothing of tensors, models or devices.
 //!
 //! Each kernel body is written once, generic over nothing, and compiled twice:
-//! as portable code, and inside a `#[target_feature(enable = "avx2,fma")]`
+//! as portable code, and inside a `#[target_feature(enable = "avx2,fma,f16c")]`
 //! wrapper where LLVM vectorises the 32 independent lanes. Both compute every
 //! lane with the same correctly rounded operations in the same order, so the
 //! bits are the same; `Isa` only picks the speed.
@@ -16,6 +16,7 @@ pub mod matmul;
 pub mod norm;
 pub mod quant;
 pub mod rope;
+pub mod softmax;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -39,7 +40,10 @@ impl Isa {
     pub fn detect() -> Isa {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            if std::is_x86_feature_detected!("avx2")
+                && std::is_x86_feature_detected!("fma")
+                && std::is_x86_feature_detected!("f16c")
+            {
                 return Isa::Avx2;
             }
         }
@@ -115,7 +119,7 @@ macro_rules! multiversion {
             #[inline(always)]
             fn body($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx2,fma")]
+            #[target_feature(enable = "avx2,fma,f16c")]
             unsafe fn avx2($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
             match $crate::kernels::isa() {
                 #[cfg(target_arch = "x86_64")]
