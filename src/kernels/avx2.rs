@@ -70,179 +70,6 @@ pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
     tree(&acc)
 }
 
-/// 8 bytes -> 8 f32 (exact integer conversion).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn u8x8_to_ps(v: __m128i) -> __m256 {
-    _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v))
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn i8x8_to_ps(v: __m128i) -> __m256 {
-    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v))
-}
-
-#[inline(always)]
-fn f16(b: &[u8], i: usize) -> f32 {
-    half::f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
-}
-
-/// Q4_1 row: w = (d * q) + m; low nibbles are elements 0..16, high 16..32.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dequant_q4_1(row: &[u8], out: &mut [f32]) {
-    let mask = _mm_set1_epi8(0x0F);
-    for (blk, o) in row.chunks_exact(20).zip(out.chunks_exact_mut(32)) {
-        let d = _mm256_set1_ps(f16(blk, 0));
-        let m = _mm256_set1_ps(f16(blk, 2));
-        let qs = _mm_loadu_si128(blk.as_ptr().add(4) as *const __m128i);
-        let lo = _mm_and_si128(qs, mask);
-        let hi = _mm_and_si128(_mm_srli_epi16(qs, 4), mask);
-        let op = o.as_mut_ptr();
-        for (i, v) in [lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)]
-            .into_iter()
-            .enumerate()
-        {
-            let w = _mm256_add_ps(_mm256_mul_ps(d, u8x8_to_ps(v)), m);
-            _mm256_storeu_ps(op.add(8 * i), w);
-        }
-    }
-}
-
-/// Q4_0 row: w = d * (q - 8).
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dequant_q4_0(row: &[u8], out: &mut [f32]) {
-    let mask = _mm_set1_epi8(0x0F);
-    let eight = _mm256_set1_ps(8.0);
-    for (blk, o) in row.chunks_exact(18).zip(out.chunks_exact_mut(32)) {
-        let d = _mm256_set1_ps(f16(blk, 0));
-        let qs = _mm_loadu_si128(blk.as_ptr().add(2) as *const __m128i);
-        let lo = _mm_and_si128(qs, mask);
-        let hi = _mm_and_si128(_mm_srli_epi16(qs, 4), mask);
-        let op = o.as_mut_ptr();
-        for (i, v) in [lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)]
-            .into_iter()
-            .enumerate()
-        {
-            // q - 8 is exact in f32, as the integer subtraction is.
-            let w = _mm256_mul_ps(d, _mm256_sub_ps(u8x8_to_ps(v), eight));
-            _mm256_storeu_ps(op.add(8 * i), w);
-        }
-    }
-}
-
-/// Q8_0 row: w = d * q.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dequant_q8_0(row: &[u8], out: &mut [f32]) {
-    for (blk, o) in row.chunks_exact(34).zip(out.chunks_exact_mut(32)) {
-        let d = _mm256_set1_ps(f16(blk, 0));
-        let op = o.as_mut_ptr();
-        for i in 0..4 {
-            let v = _mm_loadl_epi64(blk.as_ptr().add(2 + 8 * i) as *const __m128i);
-            _mm256_storeu_ps(op.add(8 * i), _mm256_mul_ps(d, i8x8_to_ps(v)));
-        }
-    }
-}
-
-/// An f16 scale, converted exactly (F16C), broadcast to 8 lanes.
-#[inline(always)]
-unsafe fn scale_at(p: *const u8) -> __m256 {
-    let bits = u16::from_le_bytes([*p, *p.add(1)]);
-    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32));
-    _mm256_broadcastss_ps(v)
-}
-
-/// Elements 0..32 of a block as 4 registers of 8, from 16 bytes of nibbles.
-#[inline(always)]
-unsafe fn nibbles(qs: *const u8) -> [__m256; 4] {
-    let mask = _mm_set1_epi8(0x0F);
-    let q = _mm_loadu_si128(qs as *const __m128i);
-    let lo = _mm_and_si128(q, mask);
-    let hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
-    [
-        u8x8_to_ps(lo),
-        u8x8_to_ps(_mm_srli_si128(lo, 8)),
-        u8x8_to_ps(hi),
-        u8x8_to_ps(_mm_srli_si128(hi, 8)),
-    ]
-}
-
-/// One dequantised 32-element block in registers: the same formulas as
-/// quant.rs (Q4_0: d*(q-8); Q4_1: (d*q)+m; Q8_0: d*q).
-#[inline(always)]
-unsafe fn block(fmt: u8, p: *const u8) -> [__m256; 4] {
-    match fmt {
-        0 => {
-            let d = scale_at(p);
-            let eight = _mm256_set1_ps(8.0);
-            nibbles(p.add(2)).map(|q| _mm256_mul_ps(d, _mm256_sub_ps(q, eight)))
-        }
-        1 => {
-            let (d, m) = (scale_at(p), scale_at(p.add(2)));
-            nibbles(p.add(4)).map(|q| _mm256_add_ps(_mm256_mul_ps(d, q), m))
-        }
-        _ => {
-            let d = scale_at(p);
-            [0, 1, 2, 3].map(|i| {
-                _mm256_mul_ps(
-                    d,
-                    i8x8_to_ps(_mm_loadl_epi64(p.add(2 + 8 * i) as *const __m128i)),
-                )
-            })
-        }
-    }
-}
-
-/// Fused dequantise-and-dot for Q4_0 (fmt 0), Q4_1 (1), Q8_0 (2): each
-/// block is expanded once in registers and used for M rows of x.
-/// out[row * m_total + t0 + t] for t < M.
-#[inline(always)]
-unsafe fn fused<const M: usize>(
-    fmt: u8,
-    bb: usize,
-    w_rows: &[u8],
-    x: &[f32],
-    k: usize,
-    t0: usize,
-    m_total: usize,
-    out: &mut [f32],
-) {
-    let rb = k / 32 * bb;
-    let xp = x.as_ptr().add(t0 * k);
-    for (r, row) in w_rows.chunks_exact(rb).enumerate() {
-        let mut acc = [[_mm256_setzero_ps(); 4]; M];
-        let p = row.as_ptr();
-        for b in 0..k / 32 {
-            let w = block(fmt, p.add(b * bb));
-            for (t, a) in acc.iter_mut().enumerate() {
-                let xb = xp.add(t * k + b * 32);
-                for i in 0..4 {
-                    a[i] = _mm256_fmadd_ps(w[i], _mm256_loadu_ps(xb.add(8 * i)), a[i]);
-                }
-            }
-        }
-        for (t, a) in acc.iter().enumerate() {
-            out[r * m_total + t0 + t] = tree(a);
-        }
-    }
-}
-
-/// Rows of a Q4_0/Q4_1/Q8_0 matrix against all m rows of x, three rows of x
-/// at a time. `fmt`: 0 Q4_0, 1 Q4_1, 2 Q8_0.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn rows_fused(fmt: u8, w_rows: &[u8], x: &[f32], m: usize, k: usize, out: &mut [f32]) {
-    let bb = [18, 20, 34][fmt as usize];
-    let mut t0 = 0;
-    while t0 < m {
-        match m - t0 {
-            1 => fused::<1>(fmt, bb, w_rows, x, k, t0, m, out),
-            2 => fused::<2>(fmt, bb, w_rows, x, k, t0, m, out),
-            _ => fused::<3>(fmt, bb, w_rows, x, k, t0, m, out),
-        }
-        t0 += 3;
-    }
-}
-
 /// exp of 8 lanes, bit-identical to `numerics::exp_f32` on each lane.
 #[inline(always)]
 unsafe fn exp8(x: __m256) -> __m256 {
@@ -292,5 +119,120 @@ pub unsafe fn exp_shifted(x: &[f32], shift: f32, out: &mut [f32]) {
     }
     for i in n..x.len() {
         out[i] = crate::numerics::exp_f32(x[i] - shift);
+    }
+}
+
+/// The 32 weight bytes of an integer-format block, ready for maddubs: the
+/// unsigned magnitudes, and the signs to give to the activations.
+#[inline(always)]
+unsafe fn int_block(fmt: u8, p: *const u8) -> (__m256i, __m256i) {
+    match fmt {
+        // Q4_1: nibbles 0..15 are already unsigned; signs all +1.
+        1 => {
+            let q = _mm_loadu_si128(p.add(4) as *const __m128i);
+            let mask = _mm_set1_epi8(0x0F);
+            let lo = _mm_and_si128(q, mask);
+            let hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
+            (_mm256_set_m128i(hi, lo), _mm256_set1_epi8(1))
+        }
+        // Q4_0: q - 8 in [-8, 7]
+        0 => {
+            let q = _mm_loadu_si128(p.add(2) as *const __m128i);
+            let mask = _mm_set1_epi8(0x0F);
+            let lo = _mm_and_si128(q, mask);
+            let hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
+            let w = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
+            (_mm256_sign_epi8(w, w), w)
+        }
+        // Q8_0: signed bytes
+        _ => {
+            let w = _mm256_loadu_si256(p.add(2) as *const __m256i);
+            (_mm256_sign_epi8(w, w), w)
+        }
+    }
+}
+
+/// 8 lanes of exact integer sums of 4 products each (elements 4l..4l+3).
+#[inline(always)]
+unsafe fn lane_sums(mag: __m256i, sign: __m256i, x: *const i8) -> __m256 {
+    let xv = _mm256_loadu_si256(x as *const __m256i);
+    let prod16 = _mm256_maddubs_epi16(mag, _mm256_sign_epi8(xv, sign));
+    _mm256_cvtepi32_ps(_mm256_madd_epi16(prod16, _mm256_set1_epi16(1)))
+}
+
+#[inline(always)]
+unsafe fn tree8(acc: __m256) -> f32 {
+    let d = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    let e = _mm_add_ps(d, _mm_movehl_ps(d, d));
+    _mm_cvtss_f32(_mm_add_ss(e, _mm_shuffle_ps(e, e, 1)))
+}
+
+/// An f16 at p, converted exactly with F16C.
+#[inline(always)]
+unsafe fn half_at(p: *const u8) -> f32 {
+    let bits = u16::from_le_bytes([*p, *p.add(1)]);
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+}
+
+#[inline(always)]
+unsafe fn int_rows<const M: usize>(
+    fmt: u8,
+    bb: usize,
+    w_rows: &[u8],
+    xs: &[super::qdot::Q8Row],
+    k: usize,
+    t0: usize,
+    out: &mut [f32],
+) {
+    let m_total = xs.len();
+    let nb = k / 32;
+    let xq: [*const i8; M] = std::array::from_fn(|t| xs[t0 + t].q.as_ptr());
+    let xd: [*const f32; M] = std::array::from_fn(|t| xs[t0 + t].d.as_ptr());
+    let xsum: [*const f32; M] = std::array::from_fn(|t| xs[t0 + t].s.as_ptr());
+    for (r, row) in w_rows.chunks_exact(nb * bb).enumerate() {
+        let mut acc = [_mm256_setzero_ps(); M];
+        let mut acc_m = [0f32; M];
+        let p = row.as_ptr();
+        for b in 0..nb {
+            let bp = p.add(b * bb);
+            let (mag, sign) = int_block(fmt, bp);
+            let dw = half_at(bp);
+            let mw = if fmt == 1 { half_at(bp.add(2)) } else { 0.0 };
+            for t in 0..M {
+                let s = lane_sums(mag, sign, xq[t].add(b * 32));
+                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * *xd[t].add(b)), s, acc[t]);
+                if fmt == 1 {
+                    acc_m[t] = mw.mul_add(*xsum[t].add(b), acc_m[t]);
+                }
+            }
+        }
+        for t in 0..M {
+            let v = tree8(acc[t]);
+            out[r * m_total + t0 + t] = if fmt == 1 { v + acc_m[t] } else { v };
+        }
+    }
+}
+
+/// Integer-format rows against quantised rows of x, four at a time; the
+/// same operations as `qdot::dot`. `fmt`: 0 Q4_0, 1 Q4_1, 2 Q8_0.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn rows_int(
+    fmt: u8,
+    w_rows: &[u8],
+    xs: &[super::qdot::Q8Row],
+    k: usize,
+    out: &mut [f32],
+) {
+    let bb = [18, 20, 34][fmt as usize];
+    let m = xs.len();
+    let mut t0 = 0;
+    while t0 < m {
+        match m - t0 {
+            1 => int_rows::<1>(fmt, bb, w_rows, xs, k, t0, out),
+            2 => int_rows::<2>(fmt, bb, w_rows, xs, k, t0, out),
+            3 => int_rows::<3>(fmt, bb, w_rows, xs, k, t0, out),
+            _ => int_rows::<4>(fmt, bb, w_rows, xs, k, t0, out),
+        }
+        t0 += 4;
     }
 }

@@ -1,19 +1,21 @@
 //! y = x W^T for a weight matrix W of `n` rows stored in any `WeightFormat`.
 //!
-//! Every output y[t][r] is `dot(dequant(W[r]), x[t])` in the canonical order,
-//! computed whole by one thread: parallelism is over blocks of output rows
+//! Every output y[t][r] is `dot(dequant(W[r]), x[t])` in the canonical order
+//! (for Q4_0, Q4_1 and Q8_0: the integer block product of `qdot`), computed
+//! whole by one thread: parallelism is over blocks of output rows
 //! only, so neither the thread count nor the number of rows of x (batch size,
 //! prefill chunking) can change a bit.
 
 use super::dot::{accumulate, tree};
 use super::multiversion;
+use super::qdot::{self, Q8Row};
 use super::quant::{dequantize_row, WeightFormat};
 use crate::numerics::LANES;
 use rayon::prelude::*;
 
 /// Output rows one task computes; fixed, so work splitting never depends on
 /// the thread count (and would not change bits even if it did).
-const ROWS_PER_TASK: usize = 16;
+const ROWS_PER_TASK: usize = 64;
 
 multiversion! {
     /// Rows `r0..r0 + rows_out.len()/m` of W against all m rows of x, written
@@ -52,20 +54,9 @@ unsafe fn rows_kernel_avx2(
     scratch: &mut [f32],
 ) {
     use super::avx2;
-    match fmt {
-        WeightFormat::Q4_0 => return avx2::rows_fused(0, w_rows, x, m, k, rows_out),
-        WeightFormat::Q4_1 => return avx2::rows_fused(1, w_rows, x, m, k, rows_out),
-        WeightFormat::Q8_0 => return avx2::rows_fused(2, w_rows, x, m, k, rows_out),
-        _ => {}
-    }
     let rb = w_rows.len() / (rows_out.len() / m);
     for (row, out) in w_rows.chunks_exact(rb).zip(rows_out.chunks_exact_mut(m)) {
-        match fmt {
-            WeightFormat::Q4_1 => avx2::dequant_q4_1(row, scratch),
-            WeightFormat::Q4_0 => avx2::dequant_q4_0(row, scratch),
-            WeightFormat::Q8_0 => avx2::dequant_q8_0(row, scratch),
-            _ => dequantize_row(fmt, row, scratch),
-        }
+        dequantize_row(fmt, row, scratch);
         for (t, o) in out.iter_mut().enumerate() {
             *o = avx2::dot(scratch, &x[t * k..t * k + k]);
         }
@@ -89,6 +80,21 @@ fn rows(
     rows_kernel(fmt, w_rows, x, m, k, rows_out, scratch)
 }
 
+/// Integer-format rows (Q4_0, Q4_1, Q8_0) against quantised rows of x.
+fn rows_int(fmt: WeightFormat, w_rows: &[u8], xs: &[Q8Row], k: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::isa() == super::Isa::Avx2 {
+        let code = match fmt {
+            WeightFormat::Q4_0 => 0,
+            WeightFormat::Q4_1 => 1,
+            _ => 2,
+        };
+        // SAFETY: isa() is Avx2 only when the CPU has avx2, fma and f16c.
+        return unsafe { super::avx2::rows_int(code, w_rows, xs, k, out) };
+    }
+    qdot::rows(fmt, w_rows, xs, k, out)
+}
+
 /// out[t * n + r] = dot(dequant(W[r]), x[t * k ..]) for t < m, r < n.
 pub fn matmul(
     x: &[f32],
@@ -107,13 +113,22 @@ pub fn matmul(
         return;
     }
     let mut transposed = vec![0f32; n * m];
-    transposed
-        .par_chunks_mut(ROWS_PER_TASK * m)
-        .zip(w.par_chunks(ROWS_PER_TASK * rb))
-        .for_each_init(
-            || vec![0f32; k],
-            |scratch, (o, wr)| rows(fmt, wr, x, m, k, o, scratch),
-        );
+    if qdot::is_integer_format(fmt) {
+        // Activations are quantised once per call; each row's result depends only on its own row.
+        let xs: Vec<Q8Row> = x.chunks_exact(k).map(qdot::quantize_row).collect();
+        transposed
+            .par_chunks_mut(ROWS_PER_TASK * m)
+            .zip(w.par_chunks(ROWS_PER_TASK * rb))
+            .for_each(|(o, wr)| rows_int(fmt, wr, &xs, k, o));
+    } else {
+        transposed
+            .par_chunks_mut(ROWS_PER_TASK * m)
+            .zip(w.par_chunks(ROWS_PER_TASK * rb))
+            .for_each_init(
+                || vec![0f32; k],
+                |scratch, (o, wr)| rows(fmt, wr, x, m, k, o, scratch),
+            );
+    }
     if m == 1 {
         out.copy_from_slice(&transposed);
     } else {
@@ -139,10 +154,10 @@ mod tests {
     use super::*;
     use crate::kernels::dot::dot;
 
-    /// The dispatched kernel equals the portable reference, bit for bit, on
-    /// random weights of every format (whatever ISA this machine runs).
+    /// `matmul` equals the reference definition, bit for bit, on random
+    /// weights of every format, for 1 to 7 rows of x, on every ISA.
     #[test]
-    fn dispatched_kernel_matches_reference_on_every_format() {
+    fn matmul_matches_reference_on_every_format_and_isa() {
         let mut s = 77u64;
         let mut byte = || {
             s = s
@@ -150,7 +165,7 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             (s >> 56) as u8
         };
-        let (n, k, m) = (19, 512, 3);
+        let (n, k) = (37, 512);
         let formats = [
             WeightFormat::F32,
             WeightFormat::F16,
@@ -168,40 +183,39 @@ mod tests {
             for c in w.chunks_mut(2) {
                 c[1] &= 0x3b;
             }
-            let x: Vec<f32> = (0..m * k).map(|_| (byte() as f32 - 128.0) / 64.0).collect();
-            let mut want = vec![0f32; n * m];
-            let mut scratch = vec![0f32; k];
-            for (r, row) in w.chunks_exact(rb).enumerate() {
-                dequantize_row(fmt, row, &mut scratch);
-                for t in 0..m {
-                    want[r * m + t] = dot(&scratch, &x[t * k..t * k + k]);
-                }
-            }
-            for isa in crate::kernels::Isa::available() {
-                let mut got = vec![0f32; n * m];
-                match isa {
-                    crate::kernels::Isa::Scalar => {
-                        rows_kernel(fmt, &w, &x, m, k, &mut got, &mut scratch)
+            for m in 1..=7 {
+                let x: Vec<f32> = (0..m * k).map(|_| (byte() as f32 - 128.0) / 64.0).collect();
+                let mut want = vec![0f32; m * n];
+                let mut scratch = vec![0f32; k];
+                for (r, row) in w.chunks_exact(rb).enumerate() {
+                    dequantize_row(fmt, row, &mut scratch);
+                    for t in 0..m {
+                        let xt = &x[t * k..t * k + k];
+                        want[t * n + r] = if qdot::is_integer_format(fmt) {
+                            qdot::dot(fmt, row, &qdot::quantize_row(xt))
+                        } else {
+                            dot(&scratch, xt)
+                        };
                     }
-                    #[cfg(target_arch = "x86_64")]
-                    crate::kernels::Isa::Avx2 => unsafe {
-                        rows_kernel_avx2(fmt, &w, &x, m, k, &mut got, &mut scratch)
-                    },
-                    #[allow(unreachable_patterns)]
-                    _ => unreachable!(),
                 }
-                let same = got
-                    .iter()
-                    .zip(&want)
-                    .all(|(a, b)| a.to_bits() == b.to_bits());
-                assert!(
-                    same,
-                    "{} on {} differs from the reference",
-                    fmt.name(),
-                    isa.name()
-                );
+                for isa in crate::kernels::Isa::available() {
+                    crate::kernels::set_isa(isa).unwrap();
+                    let mut got = vec![0f32; m * n];
+                    matmul(&x, m, k, &w, fmt, n, &mut got);
+                    let same = got
+                        .iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(
+                        same,
+                        "{} on {} with {m} rows differs from the reference",
+                        fmt.name(),
+                        isa.name()
+                    );
+                }
             }
         }
+        crate::kernels::set_isa(crate::kernels::Isa::detect()).unwrap();
     }
 
     #[test]
