@@ -8,6 +8,27 @@ use crate::ops;
 use candle_core::{DType, Device, Tensor};
 
 impl Matrix {
+    /// One matrix holding the rows of `parts` in order (same format and
+    /// width): one product instead of several, with the same bits per row.
+    pub fn stack(parts: &[&Matrix]) -> Result<Matrix> {
+        let first = parts[0];
+        if parts
+            .iter()
+            .any(|p| p.fmt != first.fmt || p.cols != first.cols)
+        {
+            return Err(crate::error::Error::Input(
+                "stacked matrices must share format and width".into(),
+            ));
+        }
+        let data: Vec<Tensor> = parts.iter().map(|p| p.data.clone()).collect();
+        Ok(Matrix {
+            data: Tensor::cat(&data, 0)?,
+            fmt: first.fmt,
+            rows: parts.iter().map(|p| p.rows).sum(),
+            cols: first.cols,
+        })
+    }
+
     /// x [rows, cols] -> x W^T [rows, self.rows]
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(ops::matmul(x, &self.data, self.fmt, self.rows, self.cols)?)
@@ -39,15 +60,24 @@ impl RmsNorm {
 
 /// SwiGLU feed-forward: down(silu(gate(x)) * up(x)).
 pub struct Mlp {
-    pub gate: Matrix,
-    pub up: Matrix,
+    /// gate and up projections stacked: [2 * intermediate, hidden].
+    pub gate_up: Matrix,
     pub down: Matrix,
 }
 
 impl Mlp {
+    pub fn new(gate: &Matrix, up: &Matrix, down: Matrix) -> Result<Self> {
+        Ok(Mlp {
+            gate_up: Matrix::stack(&[gate, up])?,
+            down,
+        })
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let g = self.gate.forward(x)?;
-        let u = self.up.forward(x)?;
+        let gu = self.gate_up.forward(x)?;
+        let inter = self.gate_up.rows / 2;
+        let g = gu.narrow(1, 0, inter)?.contiguous()?;
+        let u = gu.narrow(1, inter, inter)?.contiguous()?;
         self.down.forward(&g.apply_op2_no_bwd(&u, &ops::SwiGlu)?)
     }
 }
@@ -105,14 +135,21 @@ impl KvCache {
 
 /// Grouped-query self-attention with rotary positions.
 pub struct SelfAttention {
-    pub q: Matrix,
-    pub k: Matrix,
-    pub v: Matrix,
+    /// q, k and v projections stacked: [q_dim + 2 * kv_dim, hidden].
+    pub qkv: Matrix,
     pub o: Matrix,
     pub shape: AttnShape,
 }
 
 impl SelfAttention {
+    pub fn new(q: &Matrix, k: &Matrix, v: &Matrix, o: Matrix, shape: AttnShape) -> Result<Self> {
+        Ok(SelfAttention {
+            qkv: Matrix::stack(&[q, k, v])?,
+            o,
+            shape,
+        })
+    }
+
     /// x holds the new rows of several sequences back to back; `segments`
     /// gives each one's (row offset, row count, cache).
     pub fn forward(
@@ -122,9 +159,12 @@ impl SelfAttention {
         layer: usize,
         segments: &mut [(usize, usize, &mut KvCache)],
     ) -> Result<Tensor> {
-        let q = self.q.forward(x)?;
-        let k = self.k.forward(x)?;
-        let v = self.v.forward(x)?;
+        let qkv = self.qkv.forward(x)?;
+        let q_dim = self.shape.n_heads * self.shape.head_dim;
+        let kv_dim = self.shape.n_kv_heads * self.shape.head_dim;
+        let q = qkv.narrow(1, 0, q_dim)?.contiguous()?;
+        let k = qkv.narrow(1, q_dim, kv_dim)?.contiguous()?;
+        let v = qkv.narrow(1, q_dim + kv_dim, kv_dim)?.contiguous()?;
         let mut outs = Vec::with_capacity(segments.len());
         for (off, len, cache) in segments.iter_mut() {
             let pos0 = cache.len;

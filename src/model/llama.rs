@@ -76,23 +76,23 @@ impl Llama {
         for i in 0..c.n_layers {
             blocks.push(Block {
                 attn_norm: norm(Part::AttnNorm(i))?,
-                attn: SelfAttention {
-                    q: src.matrix(Part::Q(i), q_dim, h, dev)?,
-                    k: src.matrix(Part::K(i), kv, h, dev)?,
-                    v: src.matrix(Part::V(i), kv, h, dev)?,
-                    o: src.matrix(Part::O(i), h, q_dim, dev)?,
-                    shape: AttnShape {
+                attn: SelfAttention::new(
+                    &src.matrix(Part::Q(i), q_dim, h, dev)?,
+                    &src.matrix(Part::K(i), kv, h, dev)?,
+                    &src.matrix(Part::V(i), kv, h, dev)?,
+                    src.matrix(Part::O(i), h, q_dim, dev)?,
+                    AttnShape {
                         n_heads: c.n_heads,
                         n_kv_heads: c.n_kv_heads,
                         head_dim: c.head_dim,
                     },
-                },
+                )?,
                 ffn_norm: norm(Part::FfnNorm(i))?,
-                mlp: Mlp {
-                    gate: src.matrix(Part::Gate(i), c.intermediate_size, h, dev)?,
-                    up: src.matrix(Part::Up(i), c.intermediate_size, h, dev)?,
-                    down: src.matrix(Part::Down(i), h, c.intermediate_size, dev)?,
-                },
+                mlp: Mlp::new(
+                    &src.matrix(Part::Gate(i), c.intermediate_size, h, dev)?,
+                    &src.matrix(Part::Up(i), c.intermediate_size, h, dev)?,
+                    src.matrix(Part::Down(i), h, c.intermediate_size, dev)?,
+                )?,
             });
         }
         let freqs = rope::inv_freqs(

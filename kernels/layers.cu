@@ -1,0 +1,67 @@
+// RMSNorm, RoPE, SwiGLU and attention (docs §5, §6), one canonical order each.
+#include "det_math.cuh"
+
+// One warp per row: mean = dot(x, x) / n; r = 1 / sqrt(mean + eps); y = w * (x * r).
+extern "C" __global__ void rms_norm(const float* x, const float* w, float* y, int rows, int n, float eps) {
+    int row = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    const float* xr = x + (long)row * n;
+    float acc = 0.0f;
+    for (int k = lane; k < n; k += 32) acc = __fmaf_rn(xr[k], xr[k], acc);
+    acc = __shfl_sync(0xffffffffu, warp_tree(acc), 0);
+    float mean = __fdiv_rn(acc, (float)n);
+    float r = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(mean, eps)));
+    for (int k = lane; k < n; k += 32) y[(long)row * n + k] = __fmul_rn(w[k], __fmul_rn(xr[k], r));
+}
+
+// In place; row t at position pos0 + t; pairs (2i, 2i+1) if interleaved, else (i, i + d/2).
+extern "C" __global__ void rope(float* x, const float* cos_t, const float* sin_t, int rows, int row_len,
+                                int head_dim, int interleaved, int pos0) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    int h = head_dim / 2, pairs_per_row = row_len / 2;
+    if (i >= (long)rows * pairs_per_row) return;
+    int t = i / pairs_per_row, p = i % pairs_per_row, head = p / h, j = p % h;
+    float* hd = x + (long)t * row_len + head * head_dim;
+    int ia = interleaved ? 2 * j : j, ib = interleaved ? 2 * j + 1 : j + h;
+    float c = cos_t[(long)(pos0 + t) * h + j], s = sin_t[(long)(pos0 + t) * h + j];
+    float a = hd[ia], b = hd[ib];
+    hd[ia] = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s));
+    hd[ib] = __fadd_rn(__fmul_rn(a, s), __fmul_rn(b, c));
+}
+
+extern "C" __global__ void swiglu(const float* g, const float* u, float* y, long n) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = __fmul_rn(det_silu(g[i]), u[i]);
+}
+
+// One warp per (query row, head). scores: scratch of n_pos floats per warp.
+extern "C" __global__ void attention(const float* q, const float* k, const float* v, float* out, float* scores,
+                                     int rows, int n_heads, int n_kv, int hd, int pos0, int max_pos) {
+    int wid = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
+    if (wid >= rows * n_heads) return;
+    int t = wid / n_heads, h = wid % n_heads, g = h / (n_heads / n_kv);
+    int n_pos = pos0 + t + 1, kv_row = n_kv * hd;
+    const float* qh = q + (long)t * n_heads * hd + h * hd;
+    float* sc = scores + (long)wid * max_pos;
+    float scale = __fdiv_rn(1.0f, __fsqrt_rn((float)hd));
+    for (int i = 0; i < n_pos; i++) {
+        const float* kr = k + (long)i * kv_row + g * hd;
+        float acc = 0.0f;
+        for (int d = lane; d < hd; d += 32) acc = __fmaf_rn(qh[d], kr[d], acc);
+        acc = warp_tree(acc);
+        if (lane == 0) sc[i] = __fmul_rn(acc, scale);
+    }
+    __syncwarp();
+    float mx = __int_as_float(0xff800000);  // -inf
+    for (int i = 0; i < n_pos; i++) mx = fmaxf(mx, sc[i]);
+    float sum = 0.0f;  // sequential in position order, as on the CPU
+    for (int i = 0; i < n_pos; i++) sum = __fadd_rn(sum, det_exp(__fsub_rn(sc[i], mx)));
+    for (int d = lane; d < hd; d += 32) {
+        float o = 0.0f;
+        for (int i = 0; i < n_pos; i++) {
+            float p = __fdiv_rn(det_exp(__fsub_rn(sc[i], mx)), sum);
+            o = __fmaf_rn(p, v[(long)i * kv_row + g * hd + d], o);
+        }
+        out[(long)t * n_heads * hd + h * hd + d] = o;
+    }
+}
