@@ -117,7 +117,7 @@ struct RunArgs {
     /// Wrap each prompt in the model's chat template.
     #[arg(long)]
     chat: bool,
-    /// Kernel instruction set: scalar or avx2 (default: the best available; same bits).
+    /// Kernel instruction set: scalar, avx2 or avx512 (default: the best available; same bits).
     #[arg(long, env = "INFER_EVAL_ISA")]
     isa: Option<String>,
 }
@@ -204,7 +204,7 @@ fn load(name: &str) -> Result<model::LoadedModel> {
 fn run(a: RunArgs) -> Result<()> {
     if let Some(isa) = &a.isa {
         let i = kernels::Isa::parse(isa).ok_or_else(|| {
-            infer_eval::Error::Input(format!("--isa '{isa}': expected scalar or avx2"))
+            infer_eval::Error::Input(format!("--isa '{isa}': expected scalar, avx2 or avx512"))
         })?;
         kernels::set_isa(i).map_err(infer_eval::Error::Input)?;
     }

@@ -73,7 +73,7 @@ fn rows(
     scratch: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if super::isa() == super::Isa::Avx2 {
+    if super::isa() != super::Isa::Scalar {
         // SAFETY: isa() is Avx2 only when the CPU has avx2 and fma.
         return unsafe { rows_kernel_avx2(fmt, w_rows, x, m, k, rows_out, scratch) };
     }
@@ -83,14 +83,20 @@ fn rows(
 /// Integer-format rows (Q4_0, Q4_1, Q8_0) against quantised rows of x.
 fn rows_int(fmt: WeightFormat, w_rows: &[u8], xs: &[Q8Row], k: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if super::isa() == super::Isa::Avx2 {
+    {
         let code = match fmt {
             WeightFormat::Q4_0 => 0,
             WeightFormat::Q4_1 => 1,
             _ => 2,
         };
-        // SAFETY: isa() is Avx2 only when the CPU has avx2, fma and f16c.
-        return unsafe { super::avx2::rows_int(code, w_rows, xs, k, out) };
+        match super::isa() {
+            // SAFETY: isa() returns an ISA only when the CPU has its features.
+            super::Isa::Avx512 => {
+                return unsafe { super::avx2::rows_int_vnni(code, w_rows, xs, k, out) }
+            }
+            super::Isa::Avx2 => return unsafe { super::avx2::rows_int(code, w_rows, xs, k, out) },
+            super::Isa::Scalar => {}
+        }
     }
     qdot::rows(fmt, w_rows, xs, k, out)
 }

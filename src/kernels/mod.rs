@@ -26,7 +26,10 @@ use std::sync::atomic::{AtomicU8, Ordering};
 #[serde(rename_all = "lowercase")]
 pub enum Isa {
     Scalar,
+    /// AVX2 + FMA + F16C.
     Avx2,
+    /// AVX2 plus AVX-512 (F, BW, VL) with VNNI for the integer products.
+    Avx512,
 }
 
 impl Isa {
@@ -34,6 +37,7 @@ impl Isa {
         match self {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
         }
     }
 
@@ -41,10 +45,17 @@ impl Isa {
     pub fn detect() -> Isa {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::is_x86_feature_detected!("avx2")
+            let avx2 = std::is_x86_feature_detected!("avx2")
                 && std::is_x86_feature_detected!("fma")
-                && std::is_x86_feature_detected!("f16c")
-            {
+                && std::is_x86_feature_detected!("f16c");
+            let avx512 = std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512bw")
+                && std::is_x86_feature_detected!("avx512vl")
+                && std::is_x86_feature_detected!("avx512vnni");
+            if avx2 && avx512 {
+                return Isa::Avx512;
+            }
+            if avx2 {
                 return Isa::Avx2;
             }
         }
@@ -52,23 +63,24 @@ impl Isa {
     }
 
     pub fn available() -> Vec<Isa> {
-        let mut v = vec![Isa::Scalar];
-        if Isa::detect() == Isa::Avx2 {
-            v.push(Isa::Avx2);
+        match Isa::detect() {
+            Isa::Scalar => vec![Isa::Scalar],
+            Isa::Avx2 => vec![Isa::Scalar, Isa::Avx2],
+            Isa::Avx512 => vec![Isa::Scalar, Isa::Avx2, Isa::Avx512],
         }
-        v
     }
 
     pub fn parse(s: &str) -> Option<Isa> {
         match s {
             "scalar" => Some(Isa::Scalar),
             "avx2" => Some(Isa::Avx2),
+            "avx512" => Some(Isa::Avx512),
             _ => None,
         }
     }
 }
 
-// 0 = not chosen yet, 1 = scalar, 2 = avx2.
+// 0 = not chosen yet, 1 = scalar, 2 = avx2, 3 = avx512.
 static ISA: AtomicU8 = AtomicU8::new(0);
 
 /// The ISA in use: forced by `set_isa` or `INFER_EVAL_ISA`, else detected.
@@ -76,6 +88,7 @@ pub fn isa() -> Isa {
     match ISA.load(Ordering::Relaxed) {
         1 => Isa::Scalar,
         2 => Isa::Avx2,
+        3 => Isa::Avx512,
         _ => {
             let chosen = std::env::var("INFER_EVAL_ISA")
                 .ok()
@@ -105,6 +118,7 @@ pub fn set_isa(isa: Isa) -> Result<(), String> {
         match isa {
             Isa::Scalar => 1,
             Isa::Avx2 => 2,
+            Isa::Avx512 => 3,
         },
         Ordering::Relaxed,
     );
@@ -125,7 +139,7 @@ macro_rules! multiversion {
             match $crate::kernels::isa() {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: isa() returns Avx2 only when the CPU has avx2 and fma.
-                $crate::kernels::Isa::Avx2 => unsafe { avx2($($arg),*) },
+                $crate::kernels::Isa::Avx2 | $crate::kernels::Isa::Avx512 => unsafe { avx2($($arg),*) },
                 _ => body($($arg),*),
             }
         }

@@ -14,7 +14,7 @@ pub fn log_softmax_at(l: &[f32], ids: &[usize]) -> Vec<f64> {
     }
     let mut e = vec![0f32; l.len()];
     #[cfg(target_arch = "x86_64")]
-    if super::isa() == super::Isa::Avx2 {
+    if super::isa() != super::Isa::Scalar {
         // SAFETY: isa() is Avx2 only when the CPU has avx2, fma and f16c.
         unsafe { super::avx2::exp_shifted(l, max, &mut e) };
     } else {
