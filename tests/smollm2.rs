@@ -244,3 +244,23 @@ fn seeded_sampling_repeats_across_threads() {
         "sampled, 4 threads, unbatched",
     );
 }
+
+#[test]
+fn every_isa_gives_the_same_bits_end_to_end() {
+    use infer_eval::kernels::{self, Isa};
+    let m = model();
+    let reqs = &requests()[..2];
+    let mut runs = Vec::new();
+    for isa in Isa::available() {
+        kernels::set_isa(isa).unwrap();
+        runs.push((isa, run(m, reqs, &greedy(4), 2)));
+    }
+    kernels::set_isa(Isa::detect()).unwrap();
+    for (isa, r) in &runs[1..] {
+        assert_same_bits(
+            &runs[0].1,
+            r,
+            &format!("SmolLM2: {} vs {}", runs[0].0.name(), isa.name()),
+        );
+    }
+}
