@@ -174,8 +174,20 @@ unsafe fn half_at(p: *const u8) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
 }
 
+/// The same exact lane sums as `lane_sums`, with one VNNI instruction.
 #[inline(always)]
-unsafe fn int_rows<const M: usize>(
+unsafe fn lane_sums_vnni(mag: __m256i, sign: __m256i, x: *const i8) -> __m256 {
+    let xv = _mm256_loadu_si256(x as *const __m256i);
+    _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(
+        _mm256_setzero_si256(),
+        mag,
+        _mm256_sign_epi8(xv, sign),
+    ))
+}
+
+/// M rows of x against every row of W; VNNI picks how the lane sums are formed.
+#[inline(always)]
+unsafe fn int_rows<const M: usize, const VNNI: bool>(
     fmt: u8,
     bb: usize,
     w_rows: &[u8],
@@ -199,7 +211,12 @@ unsafe fn int_rows<const M: usize>(
             let dw = half_at(bp);
             let mw = if fmt == 1 { half_at(bp.add(2)) } else { 0.0 };
             for t in 0..M {
-                let s = lane_sums(mag, sign, xq[t].add(b * 32));
+                let x = xq[t].add(b * 32);
+                let s = if VNNI {
+                    lane_sums_vnni(mag, sign, x)
+                } else {
+                    lane_sums(mag, sign, x)
+                };
                 acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * *xd[t].add(b)), s, acc[t]);
                 if fmt == 1 {
                     acc_m[t] = mw.mul_add(*xsum[t].add(b), acc_m[t]);
@@ -210,6 +227,28 @@ unsafe fn int_rows<const M: usize>(
             let v = tree8(acc[t]);
             out[r * m_total + t0 + t] = if fmt == 1 { v + acc_m[t] } else { v };
         }
+    }
+}
+
+#[inline(always)]
+unsafe fn rows_int_impl<const VNNI: bool>(
+    fmt: u8,
+    w_rows: &[u8],
+    xs: &[super::qdot::Q8Row],
+    k: usize,
+    out: &mut [f32],
+) {
+    let bb = [18, 20, 34][fmt as usize];
+    let m = xs.len();
+    let mut t0 = 0;
+    while t0 < m {
+        match m - t0 {
+            1 => int_rows::<1, VNNI>(fmt, bb, w_rows, xs, k, t0, out),
+            2 => int_rows::<2, VNNI>(fmt, bb, w_rows, xs, k, t0, out),
+            3 => int_rows::<3, VNNI>(fmt, bb, w_rows, xs, k, t0, out),
+            _ => int_rows::<4, VNNI>(fmt, bb, w_rows, xs, k, t0, out),
+        }
+        t0 += 4;
     }
 }
 
@@ -223,72 +262,10 @@ pub unsafe fn rows_int(
     k: usize,
     out: &mut [f32],
 ) {
-    let bb = [18, 20, 34][fmt as usize];
-    let m = xs.len();
-    let mut t0 = 0;
-    while t0 < m {
-        match m - t0 {
-            1 => int_rows::<1>(fmt, bb, w_rows, xs, k, t0, out),
-            2 => int_rows::<2>(fmt, bb, w_rows, xs, k, t0, out),
-            3 => int_rows::<3>(fmt, bb, w_rows, xs, k, t0, out),
-            _ => int_rows::<4>(fmt, bb, w_rows, xs, k, t0, out),
-        }
-        t0 += 4;
-    }
+    rows_int_impl::<false>(fmt, w_rows, xs, k, out)
 }
 
-/// The same exact lane sums as `lane_sums`, with one VNNI instruction.
-#[inline(always)]
-unsafe fn lane_sums_vnni(mag: __m256i, sign: __m256i, x: *const i8) -> __m256 {
-    let xv = _mm256_loadu_si256(x as *const __m256i);
-    _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(
-        _mm256_setzero_si256(),
-        mag,
-        _mm256_sign_epi8(xv, sign),
-    ))
-}
-
-#[inline(always)]
-unsafe fn int_rows_vnni<const M: usize>(
-    fmt: u8,
-    bb: usize,
-    w_rows: &[u8],
-    xs: &[super::qdot::Q8Row],
-    k: usize,
-    t0: usize,
-    out: &mut [f32],
-) {
-    let m_total = xs.len();
-    let nb = k / 32;
-    let xq: [*const i8; M] = std::array::from_fn(|t| xs[t0 + t].q.as_ptr());
-    let xd: [*const f32; M] = std::array::from_fn(|t| xs[t0 + t].d.as_ptr());
-    let xsum: [*const f32; M] = std::array::from_fn(|t| xs[t0 + t].s.as_ptr());
-    for (r, row) in w_rows.chunks_exact(nb * bb).enumerate() {
-        let mut acc = [_mm256_setzero_ps(); M];
-        let mut acc_m = [0f32; M];
-        let p = row.as_ptr();
-        for b in 0..nb {
-            let bp = p.add(b * bb);
-            let (mag, sign) = int_block(fmt, bp);
-            let dw = half_at(bp);
-            let mw = if fmt == 1 { half_at(bp.add(2)) } else { 0.0 };
-            for t in 0..M {
-                let s = lane_sums_vnni(mag, sign, xq[t].add(b * 32));
-                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * *xd[t].add(b)), s, acc[t]);
-                if fmt == 1 {
-                    acc_m[t] = mw.mul_add(*xsum[t].add(b), acc_m[t]);
-                }
-            }
-        }
-        for t in 0..M {
-            let v = tree8(acc[t]);
-            out[r * m_total + t0 + t] = if fmt == 1 { v + acc_m[t] } else { v };
-        }
-    }
-}
-
-/// Integer-format rows against quantised rows of x, four at a time; the
-/// same operations as `qdot::dot`. `fmt`: 0 Q4_0, 1 Q4_1, 2 Q8_0.
+/// `rows_int` with VNNI: dpbusd forms the same exact 4-element lane sums.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub unsafe fn rows_int_vnni(
     fmt: u8,
@@ -297,16 +274,5 @@ pub unsafe fn rows_int_vnni(
     k: usize,
     out: &mut [f32],
 ) {
-    let bb = [18, 20, 34][fmt as usize];
-    let m = xs.len();
-    let mut t0 = 0;
-    while t0 < m {
-        match m - t0 {
-            1 => int_rows_vnni::<1>(fmt, bb, w_rows, xs, k, t0, out),
-            2 => int_rows_vnni::<2>(fmt, bb, w_rows, xs, k, t0, out),
-            3 => int_rows_vnni::<3>(fmt, bb, w_rows, xs, k, t0, out),
-            _ => int_rows_vnni::<4>(fmt, bb, w_rows, xs, k, t0, out),
-        }
-        t0 += 4;
-    }
+    rows_int_impl::<true>(fmt, w_rows, xs, k, out)
 }
