@@ -51,18 +51,6 @@ fn requests() -> Vec<Request> {
         .collect()
 }
 
-fn greedy(max_tokens: usize) -> GenOptions {
-    GenOptions {
-        sampling: SamplingParams {
-            max_tokens,
-            ..Default::default()
-        },
-        batch_size: 1,
-        prefill_chunk: 512,
-        keep_logits: true,
-    }
-}
-
 #[test]
 fn tokenizer_matches_llamacpp() {
     let g = golden("llamacpp_tokens.json");

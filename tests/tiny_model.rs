@@ -20,18 +20,6 @@ fn prompts() -> Vec<Request> {
         .collect()
 }
 
-fn greedy(max_tokens: usize) -> GenOptions {
-    GenOptions {
-        sampling: SamplingParams {
-            max_tokens,
-            ..Default::default()
-        },
-        batch_size: 1,
-        prefill_chunk: 512,
-        keep_logits: true,
-    }
-}
-
 #[test]
 fn forward_matches_f64_reference() {
     for dtype in [Dtype::F32, Dtype::F16, Dtype::BF16] {

@@ -38,6 +38,19 @@ pub fn run(m: &LoadedModel, reqs: &[Request], opts: &GenOptions, threads: usize)
         .install(|| engine::generate(&m.model, &m.tokenizer.eos, reqs, opts, |_| {}).unwrap())
 }
 
+/// Greedy decoding of `max_tokens`, one sequence at a time, keeping logits.
+pub fn greedy(max_tokens: usize) -> GenOptions {
+    GenOptions {
+        sampling: infer_eval::sampling::SamplingParams {
+            max_tokens,
+            ..Default::default()
+        },
+        batch_size: 1,
+        prefill_chunk: 512,
+        keep_logits: true,
+    }
+}
+
 /// Bits of every step's logits, for exact comparison.
 pub fn logit_bits(o: &SeqOutput) -> Vec<Vec<u32>> {
     o.step_logits
