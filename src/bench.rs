@@ -93,14 +93,9 @@ pub fn run_case(c: &Case, tiny_dir: &Path, log: &mut dyn FnMut(&str)) -> Result<
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let text = if c.chat {
-                m.tokenizer.apply_chat_template(p)?
-            } else {
-                p.clone()
-            };
             Ok(Request {
                 id: i.to_string(),
-                prompt_ids: m.tokenizer.encode(&text, c.chat)?,
+                prompt_ids: m.tokenizer.encode_prompt(p, c.chat)?,
             })
         })
         .collect::<Result<Vec<_>>>()?;

@@ -155,8 +155,12 @@ pub fn generate(
                     continue;
                 }
                 let logits = s.last.take().expect("logits after the prompt");
-                let mut history = s.req.prompt_ids.clone();
-                history.extend_from_slice(&s.out);
+                // Only the repetition penalty reads the history.
+                let history = if opts.sampling.repetition_penalty != 1.0 {
+                    [&s.req.prompt_ids[..], &s.out[..]].concat()
+                } else {
+                    Vec::new()
+                };
                 let tok = sampler.sample(&logits, &history, s.key, s.out.len() as u64);
                 s.out.push(tok);
                 s.logprobs
@@ -256,8 +260,6 @@ pub struct LoglikRequest {
 pub struct LoglikOutput {
     /// Sum over continuation tokens of log p(token | everything before), in order, in f64.
     pub loglik: f64,
-    /// Whether every continuation token is the argmax at its position.
-    pub greedy: bool,
 }
 
 /// Log-likelihoods of continuations, `batch_size` requests per forward call,
@@ -326,12 +328,10 @@ pub fn loglikelihoods(
         }
         for (r, (_, _, _, rows)) in group.iter().zip(seqs) {
             let mut ll = 0f64;
-            let mut greedy = true;
             for (row, &t) in rows.iter().zip(&r.continuation) {
                 ll += crate::kernels::softmax::log_softmax_at(row, &[t as usize])[0];
-                greedy &= crate::sampling::argmax(row) == t;
             }
-            out.push(LoglikOutput { loglik: ll, greedy });
+            out.push(LoglikOutput { loglik: ll });
         }
     }
     Ok(out)

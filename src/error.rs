@@ -35,9 +35,6 @@ pub enum Error {
     #[error("invalid input: {0}")]
     Input(String),
 
-    #[error("unsupported: {0}")]
-    Unsupported(String),
-
     /// Something would not fit: memory, or the model's context.
     #[error("{0}")]
     Resource(String),
@@ -73,8 +70,7 @@ impl Error {
             | Error::UnknownModel { .. }
             | Error::HashMismatch { .. }
             | Error::Tokenizer(_)
-            | Error::Input(_)
-            | Error::Unsupported(_) => exit::INVALID_INPUT,
+            | Error::Input(_) => exit::INVALID_INPUT,
             Error::Fetch { .. } => exit::FETCH,
             Error::Resource(_) => exit::RESOURCE,
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {

@@ -244,19 +244,9 @@ fn run(a: RunArgs) -> Result<()> {
     let tok = &loaded.tokenizer;
     let mut requests = Vec::with_capacity(prompts.len());
     for p in &prompts {
-        let text = if a.chat {
-            tok.apply_chat_template(&p.prompt)?
-        } else {
-            p.prompt.clone()
-        };
-        let mut ids = tok.encode(&text, a.chat)?;
-        if ids.is_empty() {
-            // An empty prompt starts from BOS, as llama.cpp does.
-            ids.extend(tok.bos);
-        }
         requests.push(Request {
             id: p.id.clone(),
-            prompt_ids: ids,
+            prompt_ids: tok.encode_prompt(&p.prompt, a.chat)?,
         });
     }
     let opts = GenOptions {

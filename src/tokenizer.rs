@@ -278,6 +278,21 @@ impl Tokenizer {
         self.inner.id_to_token(id)
     }
 
+    /// Token ids of a user prompt: wrapped in the chat template (and special
+    /// tokens parsed) when `chat`; an empty prompt starts from BOS, as in llama.cpp.
+    pub fn encode_prompt(&self, prompt: &str, chat: bool) -> Result<Vec<u32>> {
+        let text = if chat {
+            self.apply_chat_template(prompt)?
+        } else {
+            prompt.to_string()
+        };
+        let mut ids = self.encode(&text, chat)?;
+        if ids.is_empty() {
+            ids.extend(self.bos);
+        }
+        Ok(ids)
+    }
+
     /// The prompt wrapped in the model's chat template as one user turn.
     pub fn apply_chat_template(&self, user: &str) -> Result<String> {
         let tpl = self

@@ -190,18 +190,7 @@ pub fn prepare(
     let mc_t = load_template("multiple_choice", &config.prompt.multiple_choice)?;
     let tok = &model.tokenizer;
     let chat = config.prompt.chat;
-    let encode_prompt = |text: &str| -> Result<Vec<u32>> {
-        let t = if chat {
-            tok.apply_chat_template(text)?
-        } else {
-            text.to_string()
-        };
-        let mut ids = tok.encode(&t, chat)?;
-        if ids.is_empty() {
-            ids.extend(tok.bos);
-        }
-        Ok(ids)
-    };
+    let encode_prompt = |text: &str| tok.encode_prompt(text, chat);
     let mut samples = Vec::new();
     let mut datasets = Vec::new();
     let mut patterns = Vec::new();
