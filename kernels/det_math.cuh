@@ -7,7 +7,7 @@ __device__ __forceinline__ float det_exp(float x) {
     if (isnan(x)) return x;
     if (x > 88.0f) return __int_as_float(0x7f800000);
     if (x < -87.0f) return 0.0f;
-    float n = rintf(x * 1.44269504088896341f);  // round half to even
+    float n = rintf(__fmul_rn(x, 1.44269504088896341f));  // round half to even
     float r = __fmaf_rn(-n, 0.693145751953125f, x);
     r = __fmaf_rn(-n, 1.428606765330187045e-06f, r);
     float p = 1.0f / 5040.0f;
@@ -22,7 +22,7 @@ __device__ __forceinline__ float det_exp(float x) {
     return __fmul_rn(p, __int_as_float(e << 23));
 }
 
-__device__ __forceinline__ float det_silu(float x) { return x / (1.0f + det_exp(-x)); }
+__device__ __forceinline__ float det_silu(float x) { return __fdiv_rn(x, __fadd_rn(1.0f, det_exp(-x))); }
 
 // f16 <-> f32 with PTX conversions (exact one way, round-to-nearest-even the
 // other), so that no CUDA header is needed by NVRTC.

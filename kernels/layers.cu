@@ -34,6 +34,12 @@ extern "C" __global__ void swiglu(const float* g, const float* u, float* y, long
     if (i < n) y[i] = __fmul_rn(det_silu(g[i]), u[i]);
 }
 
+// The residual connection: one IEEE single addition per element.
+extern "C" __global__ void add(const float* a, const float* b, float* y, long n) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = __fadd_rn(a[i], b[i]);
+}
+
 // One warp per (query row, head). scores: scratch of n_pos floats per warp.
 extern "C" __global__ void attention(const float* q, const float* k, const float* v, float* out, float* scores,
                                      int rows, int n_heads, int n_kv, int hd, int pos0, int max_pos) {

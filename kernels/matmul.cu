@@ -22,12 +22,14 @@ extern "C" __global__ void quantize_q8(const float* x, signed char* q, float* d,
     int b = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
     if (b >= blocks) return;
     float v = x[b * 32 + lane];
-    float amax = fabsf(v);
+    // As the CPU: amax starts at 0 and ignores NaN; a NaN product quantises to 0.
+    float a = fabsf(v);
+    float amax = a > 0.0f ? a : 0.0f;
     for (int off = 16; off > 0; off >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));  // max is exact
-    float dd = amax / 127.0f;
-    float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-    float qf = fminf(fmaxf(rintf(v * id), -127.0f), 127.0f);
-    int qi = (int)qf;
+    float dd = __fdiv_rn(amax, 127.0f);
+    float id = amax != 0.0f ? __fdiv_rn(127.0f, amax) : 0.0f;
+    float qf = rintf(__fmul_rn(v, id));  // round half to even
+    int qi = qf != qf ? 0 : (int)fminf(fmaxf(qf, -127.0f), 127.0f);
     q[b * 32 + lane] = (signed char)qi;
     int sum = qi;
     for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);  // integers: exact

@@ -87,7 +87,7 @@ pub fn run_case(c: &Case, tiny_dir: &Path, log: &mut dyn FnMut(&str)) -> Result<
     } else {
         crate::fetch::resolve(&c.model, log)?
     };
-    let m = crate::model::load(&path, &candle_core::Device::Cpu)?;
+    let m = crate::model::load(&path, &crate::device::open()?)?;
     let reqs = c
         .prompts
         .iter()
@@ -129,12 +129,25 @@ pub fn run_case(c: &Case, tiny_dir: &Path, log: &mut dyn FnMut(&str)) -> Result<
 
 /// Run the cases (those whose name contains `filter`), print the table to
 /// `out`, and with `update` replace the expected digests. Returns the DIFFs.
+/// One row of the table, as `bench bitexact --json` writes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseResult {
+    pub case: String,
+    pub device: String,
+    pub expected_digest: String,
+    pub expected_logits_digest: String,
+    pub digest: String,
+    pub logits_digest: String,
+    pub matched: bool,
+    pub tokens_per_s: f64,
+}
+
 pub fn run_table(
     g: &mut Golden,
     filter: Option<&str>,
     update: bool,
     out: &mut dyn std::io::Write,
-) -> Result<usize> {
+) -> Result<Vec<CaseResult>> {
     let tmp = std::env::temp_dir().join(format!("infer-eval-bitexact-{}", std::process::id()));
     let w = |out: &mut dyn std::io::Write, line: String| {
         writeln!(out, "{line}").map_err(|e| Error::io("<stdout>", e))
@@ -146,7 +159,7 @@ pub fn run_table(
             "case", "expected", "actual", "result", "tok/s"
         ),
     )?;
-    let mut diffs = 0;
+    let mut results = Vec::new();
     for c in g
         .cases
         .iter_mut()
@@ -154,7 +167,16 @@ pub fn run_table(
     {
         let o = run_case(c, &tmp, &mut |s| eprintln!("infer-eval: {s}"))?;
         let ok = o.digest == c.digest && o.logits_digest == c.logits_digest;
-        diffs += (!ok) as usize;
+        results.push(CaseResult {
+            case: c.name.clone(),
+            device: crate::device::describe().0,
+            expected_digest: c.digest.clone(),
+            expected_logits_digest: c.logits_digest.clone(),
+            digest: o.digest.clone(),
+            logits_digest: o.logits_digest.clone(),
+            matched: ok,
+            tokens_per_s: o.tokens as f64 / o.seconds,
+        });
         let short = |s: &str| s.chars().take(16).collect::<String>();
         w(
             out,
@@ -176,5 +198,5 @@ pub fn run_table(
         }
     }
     let _ = std::fs::remove_dir_all(&tmp);
-    Ok(diffs)
+    Ok(results)
 }

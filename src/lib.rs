@@ -7,7 +7,8 @@
 //!                   │          └─► gguf / safetensors loading
 //!                   ├─► sampling ─► numerics
 //!                   └─► tokenizer
-//! fetch (model manifests, downloads) and record (JSON outputs) sit beside the engine.
+//! fetch (model manifests, downloads) and record (JSON outputs) sit beside the engine;
+//! device (`--device cpu|cuda:N`) picks where the ops run.
 //! ```
 //!
 //! `kernels` are plain functions over slices: the canonical arithmetic of
@@ -16,6 +17,8 @@
 
 pub mod baseline;
 pub mod bench;
+pub mod contrast;
+pub mod device;
 pub mod engine;
 pub mod error;
 pub mod eval;

@@ -8,7 +8,7 @@ use infer_eval::engine::{self, GenOptions, Request};
 use infer_eval::error::exit;
 use infer_eval::record::{GenerationRecord, ModelRecord, RunOptions, SequenceRecord};
 use infer_eval::sampling::SamplingParams;
-use infer_eval::{fetch, kernels, model, prompts};
+use infer_eval::{device, fetch, kernels, model, prompts};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -23,6 +23,9 @@ struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     run: RunArgs,
+    /// Device: cpu, cuda or cuda:N (the cuda feature; same bits as the CPU).
+    #[arg(long, global = true, env = "INFER_EVAL_DEVICE", default_value = "cpu")]
+    device: String,
 }
 
 #[derive(Subcommand)]
@@ -140,6 +143,7 @@ fn log(msg: &str) {
 
 fn real_main() -> Result<()> {
     let cli = Cli::parse();
+    device::select(device::DeviceSpec::parse(&cli.device)?)?;
     match cli.command {
         Some(Command::Fetch { model }) => {
             let m = fetch::manifest(&model).ok_or_else(|| infer_eval::Error::UnknownModel {
@@ -198,7 +202,7 @@ fn real_main() -> Result<()> {
 
 fn load(name: &str) -> Result<model::LoadedModel> {
     let path = fetch::resolve(name, &mut |s| log(s))?;
-    Ok(model::load(&path, &candle_core::Device::Cpu)?)
+    Ok(model::load(&path, &infer_eval::device::open()?)?)
 }
 
 fn run(a: RunArgs) -> Result<()> {
@@ -300,16 +304,20 @@ fn run(a: RunArgs) -> Result<()> {
         });
     }
     let digest = engine::combine_digests(seqs.iter().map(|s| s.digest.as_str()));
+    let logits_digest = engine::combine_digests(seqs.iter().map(|s| s.logits_digest.as_str()));
     let n_tok: usize = outs.iter().map(|o| o.output_ids.len()).sum();
     eprintln!(
-        "infer-eval: {} sequences, {} tokens in {:.2}s ({:.1} tok/s), {} threads, isa {}; digest {}",
+        "infer-eval: {} sequences, {} tokens in {:.2}s ({:.1} tok/s), {}; digest {} logits {}",
         seqs.len(),
         n_tok,
         secs,
         n_tok as f64 / secs,
-        threads,
-        kernels::isa().name(),
-        digest
+        match device::selected() {
+            device::DeviceSpec::Cpu => format!("{threads} threads, isa {}", kernels::isa().name()),
+            d => d.name(),
+        },
+        digest,
+        logits_digest
     );
     if let Some(out) = &a.out {
         let rec = GenerationRecord {

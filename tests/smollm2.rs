@@ -252,3 +252,27 @@ fn every_isa_gives_the_same_bits_end_to_end() {
         );
     }
 }
+
+/// The contrast run on the CPU: our engine gives the same bits alone and in a
+/// batch (a second route to the batching property), and stock Candle is a
+/// sane comparison (same model: close logits, same top token).
+#[test]
+fn contrast_with_stock_candle() {
+    let texts: Vec<String> = infer_eval::prompts::builtin()
+        .into_iter()
+        .take(3)
+        .map(|p| p.prompt)
+        .collect();
+    let r = infer_eval::contrast::run(&smollm2_path(), &texts, 12, &candle_core::Device::Cpu)
+        .expect("contrast run");
+    assert_eq!(r.prompts.len(), 3);
+    for p in &r.prompts {
+        assert_eq!(p.tokens, 12);
+        assert_eq!(p.ours_batch_bits_differ, 0, "{p:?}");
+        assert_eq!(p.ours_device_vs_cpu_bits_differ, 0, "{p:?}");
+        assert!(p.stock_vs_ours_max_abs.is_finite() && p.stock_vs_ours_max_abs < 3.0, "{p:?}");
+        assert!(p.stock_vs_ours_max_abs > 0.0, "stock Candle and ours should not agree to the bit: {p:?}");
+    }
+    let e = infer_eval::contrast::run(&smollm2_path(), &texts, 0, &candle_core::Device::Cpu);
+    assert!(e.is_err());
+}

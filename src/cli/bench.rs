@@ -17,6 +17,9 @@ pub enum BenchCmd {
         /// Rewrite the expected digests with the actual ones (with a new determinism version only).
         #[arg(long)]
         update: bool,
+        /// Also write the table as JSON (case, device, expected and actual digests).
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
     /// Prefill and decode speed on one synthetic prompt; prints one JSON line.
     Speed {
@@ -31,6 +34,56 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 1)]
         threads: usize,
     },
+    /// Stock Candle (candle-transformers' quantized Llama) against our engine on
+    /// the same prompts: logit distance, and whether its logits change in a batch.
+    Contrast {
+        #[arg(long, default_value = "llama")]
+        model: String,
+        /// Prompt length in tokens (each built-in prompt's tokens, repeated).
+        #[arg(long, default_value_t = 64)]
+        prompt_tokens: usize,
+        /// Write the report as JSON to this file too.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// The contrast table (see `infer_eval::contrast`), on the built-in prompts.
+fn contrast(model: &str, prompt_tokens: usize, out: Option<PathBuf>) -> Result<i32> {
+    let path = infer_eval::fetch::resolve(model, &mut |s| eprintln!("infer-eval: {s}"))?;
+    let texts: Vec<String> = infer_eval::prompts::builtin()
+        .into_iter()
+        .map(|p| p.prompt)
+        .collect();
+    let dev = infer_eval::device::open()?;
+    let r = infer_eval::contrast::run(&path, &texts, prompt_tokens, &dev)?;
+    println!(
+        "contrast on {}: {} prompts of {} tokens, batch of {}",
+        r.device,
+        r.prompts.len(),
+        r.prompts.first().map_or(0, |p| p.tokens),
+        r.batch
+    );
+    println!("logits at the last prompt position, of {} each; bits differ = how many of them", r.vocab);
+    println!("prompt | stock vs ours: max |diff|, same argmax | stock prefill vs token-by-token: bits differ, max |diff| | stock alone vs batch: bits differ, max |diff| | ours on device vs CPU: bits differ | ours alone vs batch: bits differ");
+    for p in &r.prompts {
+        println!(
+            "{} | {:.4e}, {} | {}, {:.4e} | {}, {:.4e} | {} | {}",
+            p.prompt,
+            p.stock_vs_ours_max_abs,
+            p.stock_vs_ours_same_argmax,
+            p.stock_chunk_bits_differ,
+            p.stock_chunk_max_abs,
+            p.stock_batch_bits_differ,
+            p.stock_batch_max_abs,
+            p.ours_device_vs_cpu_bits_differ,
+            p.ours_batch_bits_differ
+        );
+    }
+    if let Some(o) = out {
+        infer_eval::record::write_atomic(&o, serde_json::to_string_pretty(&r)?.as_bytes())?;
+    }
+    Ok(0)
 }
 
 /// Prefill and decode tokens/s for one run.
@@ -71,6 +124,7 @@ fn speed(model: &str, prompt_tokens: usize, gen_tokens: usize, threads: usize) -
             "prefill_tok_s": prompt_tokens as f64 / o.ttft_s,
             "decode_tok_s": o.token_times_s.len() as f64 / decode_s,
             "isa": infer_eval::kernels::isa().name(),
+            "device": infer_eval::device::describe().0,
             "max_rss_kb": std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
                 s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
             }),
@@ -88,21 +142,31 @@ const HEADER: &str = "# Bit-exactness regression cases: `infer-eval bench bitexa
 ";
 
 pub fn bench(cmd: BenchCmd) -> Result<i32> {
-    let (golden, filter, update) = match cmd {
+    let (golden, filter, update, json) = match cmd {
         BenchCmd::Bitexact {
             golden,
             filter,
             update,
-        } => (golden, filter, update),
+            json,
+        } => (golden, filter, update, json),
         BenchCmd::Speed {
             model,
             prompt_tokens,
             gen_tokens,
             threads,
         } => return speed(&model, prompt_tokens, gen_tokens, threads),
+        BenchCmd::Contrast {
+            model,
+            prompt_tokens,
+            out,
+        } => return contrast(&model, prompt_tokens, out),
     };
     let mut g = bench::read_golden(&golden)?;
-    let diffs = bench::run_table(&mut g, filter.as_deref(), update, &mut std::io::stdout())?;
+    let results = bench::run_table(&mut g, filter.as_deref(), update, &mut std::io::stdout())?;
+    if let Some(j) = json {
+        infer_eval::record::write_atomic(&j, serde_json::to_string_pretty(&results)?.as_bytes())?;
+    }
+    let diffs = results.iter().filter(|r| !r.matched).count();
     if update {
         g.determinism_version = infer_eval::DETERMINISM_VERSION;
         infer_eval::record::write_atomic(

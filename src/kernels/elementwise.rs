@@ -11,3 +11,10 @@ multiversion! {
         }
     }
 }
+
+/// The residual connection: out = a + b, one IEEE addition per element.
+pub fn add(a: &[f32], b: &[f32], out: &mut [f32]) {
+    for ((o, x), y) in out.iter_mut().zip(a).zip(b) {
+        *o = x + y;
+    }
+}

@@ -8,6 +8,7 @@ use super::weights::{Matrix, Part, WeightSource};
 use crate::error::{Error, Result};
 use crate::kernels::attention::AttnShape;
 use crate::kernels::rope;
+use crate::ops;
 use candle_core::{Device, Tensor};
 
 pub struct Block {
@@ -164,9 +165,9 @@ impl Llama {
             let a = b
                 .attn
                 .forward(&b.attn_norm.forward(&x)?, &self.rotary, i, &mut segments)?;
-            x = (x + a)?;
+            x = ops::add(&x, &a)?;
             let m = b.mlp.forward(&b.ffn_norm.forward(&x)?)?;
-            x = (x + m)?;
+            x = ops::add(&x, &m)?;
         }
         let mut out = Vec::with_capacity(segments.len());
         for ((off, len, cache), s) in segments.into_iter().zip(wants) {

@@ -2,11 +2,17 @@
 //!
 //! Candle tensors carry the data; every arithmetic step of the forward pass is
 //! one of these ops, whose CPU side calls `crate::kernels` and whose CUDA side
-//! (a later backend) runs kernels/*.cu in the same canonical order.
+//! (`cuda.rs`, with the `cuda` feature) runs kernels/*.cu in the same
+//! canonical order.
 
 use crate::kernels::{self, attention::AttnShape, quant::WeightFormat, rope::RopeLayout};
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+#[cfg(feature = "cuda")]
+use candle_core::CudaStorage;
+
+#[cfg(feature = "cuda")]
+pub mod cuda;
 
 fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
     let data = match s {
@@ -61,6 +67,17 @@ impl CustomOp2 for MatMul {
         *od.last_mut().unwrap() = self.n;
         Ok((CpuStorage::F32(out), Shape::from(od)))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        cuda::matmul(self.fmt, self.n, self.k, s1, l1, s2, l2)
+    }
 }
 
 /// Embedding lookup: rows `ids` of W, dequantised.
@@ -96,6 +113,17 @@ impl CustomOp2 for Embedding {
         kernels::matmul::gather_rows(w, self.fmt, self.k, ids, &mut out);
         Ok((CpuStorage::F32(out), Shape::from((ids.len(), self.k))))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        cuda::embedding(self.fmt, self.rows, self.k, s1, l1, s2, l2)
+    }
 }
 
 pub struct RmsNorm {
@@ -121,6 +149,17 @@ impl CustomOp2 for RmsNorm {
         let mut out = vec![0f32; x.len()];
         kernels::norm::rms_norm(x, w, self.eps, &mut out);
         Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        cuda::rms_norm(self.eps, s1, l1, s2, l2)
     }
 }
 
@@ -167,13 +206,36 @@ impl CustomOp3 for Rope {
         );
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+        s3: &CudaStorage,
+        l3: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        cuda::rope(self.head_dim, self.layout, self.pos0, s1, l1, s2, l2, s3, l3)
+    }
 }
 
-pub struct SwiGlu;
+/// Element-wise ops of two equal-length f32 inputs.
+#[derive(Debug, Clone, Copy)]
+pub enum Elementwise {
+    /// silu(a) * b (the MLP gate).
+    SwiGlu,
+    /// a + b (the residual connection).
+    Add,
+}
 
-impl CustomOp2 for SwiGlu {
+impl CustomOp2 for Elementwise {
     fn name(&self) -> &'static str {
-        "det-swiglu"
+        match self {
+            Elementwise::SwiGlu => "det-swiglu",
+            Elementwise::Add => "det-add",
+        }
     }
     fn cpu_fwd(
         &self,
@@ -182,14 +244,32 @@ impl CustomOp2 for SwiGlu {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = f32_slice(s1, l1, self.name())?;
-        let u = f32_slice(s2, l2, self.name())?;
-        if g.len() != u.len() {
-            bail!("det-swiglu: shapes differ");
+        let a = f32_slice(s1, l1, self.name())?;
+        let b = f32_slice(s2, l2, self.name())?;
+        if a.len() != b.len() {
+            bail!("{}: shapes differ", self.name());
         }
-        let mut out = vec![0f32; g.len()];
-        kernels::elementwise::swiglu(g, u, &mut out);
+        let mut out = vec![0f32; a.len()];
+        match self {
+            Elementwise::SwiGlu => kernels::elementwise::swiglu(a, b, &mut out),
+            Elementwise::Add => kernels::elementwise::add(a, b, &mut out),
+        }
         Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let kernel = match self {
+            Elementwise::SwiGlu => "swiglu",
+            Elementwise::Add => "add",
+        };
+        cuda::binary(kernel, self.name(), s1, l1, s2, l2)
     }
 }
 
@@ -231,9 +311,27 @@ impl CustomOp3 for Attention {
         kernels::attention::attention(q, k, v, self.pos0, self.shape, &mut out);
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+        s3: &CudaStorage,
+        l3: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        cuda::attention(self.shape, self.pos0, s1, l1, s2, l2, s3, l3)
+    }
 }
 
 /// Convenience wrappers.
 pub fn matmul(x: &Tensor, w: &Tensor, fmt: WeightFormat, n: usize, k: usize) -> Result<Tensor> {
     x.apply_op2_no_bwd(w, &MatMul { fmt, n, k })
+}
+
+/// a + b through our Add op (the residual connection).
+pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    a.apply_op2_no_bwd(b, &Elementwise::Add)
 }

@@ -7,15 +7,7 @@ use std::collections::BTreeMap;
 
 const CARGO_LOCK: &str = include_str!("../../Cargo.lock");
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct CudaInfo {
-    pub gpu_name: String,
-    pub compute_capability: String,
-    pub driver_version: String,
-    pub cuda_runtime_version: String,
-    pub nvrtc_version: String,
-    pub kernel_compile_flags: Vec<String>,
-}
+pub use crate::device::CudaInfo;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Environment {
@@ -84,6 +76,7 @@ fn cpu_features() -> Vec<String> {
 
 impl Environment {
     pub fn current(threads: usize) -> Self {
+        let (device, cuda) = crate::device::describe();
         Environment {
             infer_eval_version: env!("CARGO_PKG_VERSION").into(),
             determinism_version: crate::DETERMINISM_VERSION,
@@ -106,8 +99,8 @@ impl Environment {
                 read_trim("/proc/sys/kernel/ostype")
             ),
             kernel: read_trim("/proc/sys/kernel/osrelease"),
-            device: "cpu".into(),
-            cuda: None,
+            device,
+            cuda,
         }
     }
 

@@ -1,0 +1,346 @@
+//! The CUDA side of our ops: kernels/*.cu, compiled once per process by NVRTC
+//! with the flags of docs/DETERMINISM.md §7, launched on Candle's stream.
+//!
+//! Every function here mirrors a `cpu_fwd` in ops/mod.rs: same checks, same
+//! output shape, and kernels that compute each output in the canonical order,
+//! so the bits equal the CPU's whatever the batch or launch shape.
+
+use crate::kernels::{attention::AttnShape, qdot, quant::WeightFormat, rope::RopeLayout};
+use candle_core::cuda_backend::cudarc::driver::{CudaView, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions};
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::{CudaDevice, CudaStorage, WrapErr};
+use candle_core::{bail, Layout, Result, Shape};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// NVRTC flags: no fused multiply-add contraction, no flush to zero, IEEE
+/// division and square root. Recorded in every CUDA run's environment.
+pub const COMPILE_FLAGS: [&str; 4] = [
+    "--fmad=false",
+    "--ftz=false",
+    "--prec-div=true",
+    "--prec-sqrt=true",
+];
+
+const MODULE: &str = "infer_eval_kernels";
+const THREADS: u32 = 256;
+
+/// The kernel sources as one translation unit (NVRTC has no file system:
+/// the local `#include`s and include guards are resolved here, in order).
+pub fn kernel_source() -> String {
+    let parts = [
+        include_str!("../../kernels/det_math.cuh"),
+        include_str!("../../kernels/dequant.cuh"),
+        include_str!("../../kernels/matmul.cu"),
+        include_str!("../../kernels/layers.cu"),
+    ];
+    let mut src = String::new();
+    for p in parts {
+        for line in p.lines() {
+            let t = line.trim_start();
+            if t.starts_with("#include \"") || t.starts_with("#pragma once") {
+                continue;
+            }
+            src.push_str(line);
+            src.push('\n');
+        }
+    }
+    src
+}
+
+/// PTX per compute capability ("compute_90"), compiled on first use.
+static PTX: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
+
+pub fn compute_capability(dev: &CudaDevice) -> Result<(i32, i32)> {
+    use candle_core::cuda_backend::cudarc::driver::sys::CUdevice_attribute as A;
+    let stream = dev.cuda_stream();
+    let ctx = stream.context();
+    let major = ctx
+        .attribute(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)
+        .w()?;
+    let minor = ctx
+        .attribute(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)
+        .w()?;
+    Ok((major, minor))
+}
+
+fn ptx(dev: &CudaDevice) -> Result<String> {
+    let (major, minor) = compute_capability(dev)?;
+    let arch = format!("compute_{major}{minor}");
+    let mut cache = PTX.lock().unwrap_or_else(|e| e.into_inner());
+    let map = cache.get_or_insert_with(HashMap::new);
+    if let Some(p) = map.get(&arch) {
+        return Ok(p.clone());
+    }
+    let opts = CompileOptions {
+        fmad: Some(false),
+        ftz: Some(false),
+        prec_div: Some(true),
+        prec_sqrt: Some(true),
+        use_fast_math: Some(false),
+        // cudarc wants a 'static str; one per architecture per process.
+        arch: Some(Box::leak(arch.clone().into_boxed_str())),
+        name: Some("infer_eval_kernels.cu".into()),
+        ..Default::default()
+    };
+    let p = compile_ptx_with_opts(kernel_source(), opts)
+        .map_err(|e| candle_core::Error::Cuda(format!("NVRTC could not compile kernels/*.cu: {e}").into()))?
+        .to_src();
+    map.insert(arch, p.clone());
+    Ok(p)
+}
+
+/// Compile the kernels for this device now (so that a toolchain problem shows
+/// at start-up, not in the middle of a run).
+pub fn warm_up(dev: &CudaDevice) -> Result<()> {
+    let p = ptx(dev)?;
+    dev.get_or_load_custom_func("swiglu", MODULE, &p)?;
+    Ok(())
+}
+
+fn launch_cfg(threads: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: ((threads as u32).div_ceil(THREADS).max(1), 1, 1),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+fn format_id(fmt: WeightFormat) -> i32 {
+    // The enum of kernels/dequant.cuh.
+    match fmt {
+        WeightFormat::F32 => 0,
+        WeightFormat::F16 => 1,
+        WeightFormat::BF16 => 2,
+        WeightFormat::Q4_0 => 3,
+        WeightFormat::Q4_1 => 4,
+        WeightFormat::Q8_0 => 5,
+        WeightFormat::Q4K => 6,
+        WeightFormat::Q6K => 7,
+    }
+}
+
+fn view<'a, T: candle_core::cuda_backend::CudaDType>(
+    s: &'a CudaStorage,
+    l: &Layout,
+    op: &str,
+) -> Result<CudaView<'a, T>> {
+    let slice = s
+        .as_cuda_slice::<T>()
+        .map_err(|_| candle_core::Error::Msg(format!("{op}: unexpected dtype {:?}", s.dtype())))?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(slice.slice(a..b)),
+        None => bail!("{op}: input must be contiguous"),
+    }
+}
+
+fn i32_of(v: usize, what: &str) -> Result<i32> {
+    i32::try_from(v).map_err(|_| candle_core::Error::Msg(format!("{what} = {v} is too large for the CUDA kernels")))
+}
+
+/// Our wrapper of Candle's launch: the function of our module, on Candle's stream.
+macro_rules! launch {
+    ($dev:expr, $name:expr, $threads:expr, $($arg:expr),+ $(,)?) => {{
+        let f = $dev.get_or_load_custom_func($name, MODULE, &ptx($dev)?)?;
+        let mut b = f.builder();
+        $( b.arg($arg); )+
+        // Safety: argument types and order match the kernel's signature in kernels/*.cu.
+        unsafe { b.launch(launch_cfg($threads)) }.w()?;
+    }};
+}
+
+pub fn matmul(
+    fmt: WeightFormat,
+    n: usize,
+    k: usize,
+    s1: &CudaStorage,
+    l1: &Layout,
+    s2: &CudaStorage,
+    l2: &Layout,
+) -> Result<(CudaStorage, Shape)> {
+    let dev = &s1.device;
+    let x = view::<f32>(s1, l1, "det-matmul")?;
+    let w = view::<u8>(s2, l2, "det-matmul")?;
+    let dims = l1.shape().dims();
+    if dims.last() != Some(&k) {
+        bail!("det-matmul: input {:?} does not end in k={}", dims, k);
+    }
+    let rb = match fmt.row_bytes(k) {
+        Some(rb) if rb * n == w.len() => rb as i64,
+        _ => bail!("det-matmul: weight bytes do not match {n} rows of {k} {}", fmt.name()),
+    };
+    let m = x.len() / k;
+    let mut y = dev.alloc_zeros::<f32>(m * n)?;
+    let (fi, mi, ni, ki) = (format_id(fmt), i32_of(m, "rows")?, i32_of(n, "n")?, i32_of(k, "k")?);
+    if m > 0 && n > 0 {
+        if qdot::is_integer_format(fmt) {
+            let blocks = m * k / 32;
+            let bi = i32_of(blocks, "blocks")?;
+            let mut xq = dev.alloc_zeros::<i8>(m * k)?;
+            let mut xd = dev.alloc_zeros::<f32>(blocks)?;
+            let mut xs = dev.alloc_zeros::<f32>(blocks)?;
+            launch!(dev, "quantize_q8", blocks * 32, &x, &mut xq, &mut xd, &mut xs, &bi);
+            launch!(dev, "matmul_int", m * n, &fi, &w, &rb, &xq, &xd, &xs, &mut y, &mi, &ni, &ki);
+        } else {
+            launch!(dev, "matmul_float", m * n * 32, &fi, &w, &rb, &x, &mut y, &mi, &ni, &ki);
+        }
+    }
+    let mut od = dims.to_vec();
+    *od.last_mut().unwrap() = n;
+    Ok((CudaStorage::wrap_cuda_slice(y, dev.clone()), Shape::from(od)))
+}
+
+pub fn embedding(
+    fmt: WeightFormat,
+    rows: usize,
+    k: usize,
+    s1: &CudaStorage,
+    l1: &Layout,
+    s2: &CudaStorage,
+    l2: &Layout,
+) -> Result<(CudaStorage, Shape)> {
+    let dev = &s1.device;
+    let ids = view::<u32>(s1, l1, "det-embedding")?;
+    // Ids are few (one per new token): check them on the host, as the CPU does.
+    let host = dev.clone_dtoh(&ids)?;
+    if let Some(bad) = host.iter().find(|&&i| i as usize >= rows) {
+        bail!("det-embedding: token id {bad} is out of range (vocabulary has {rows} rows)");
+    }
+    let w = view::<u8>(s2, l2, "det-embedding")?;
+    let rb = fmt.row_bytes(k).unwrap_or(0) as i64;
+    let count = host.len();
+    let mut out = dev.alloc_zeros::<f32>(count * k)?;
+    if count > 0 {
+        let (fi, ci, ki) = (format_id(fmt), i32_of(count, "ids")?, i32_of(k, "k")?);
+        launch!(dev, "gather_rows", count * k, &fi, &w, &rb, &ids, &mut out, &ci, &ki);
+    }
+    Ok((CudaStorage::wrap_cuda_slice(out, dev.clone()), Shape::from((count, k))))
+}
+
+pub fn rms_norm(
+    eps: f32,
+    s1: &CudaStorage,
+    l1: &Layout,
+    s2: &CudaStorage,
+    l2: &Layout,
+) -> Result<(CudaStorage, Shape)> {
+    let dev = &s1.device;
+    let x = view::<f32>(s1, l1, "det-rms-norm")?;
+    let w = view::<f32>(s2, l2, "det-rms-norm")?;
+    let n = w.len();
+    if l1.shape().dims().last() != Some(&n) {
+        bail!("det-rms-norm: input {:?} vs weight {}", l1.shape(), n);
+    }
+    let rows = x.len() / n.max(1);
+    let mut y = dev.alloc_zeros::<f32>(x.len())?;
+    if rows > 0 {
+        let (ri, ni) = (i32_of(rows, "rows")?, i32_of(n, "n")?);
+        launch!(dev, "rms_norm", rows * 32, &x, &w, &mut y, &ri, &ni, &eps);
+    }
+    Ok((CudaStorage::wrap_cuda_slice(y, dev.clone()), l1.shape().clone()))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn rope(
+    head_dim: usize,
+    layout: RopeLayout,
+    pos0: usize,
+    s1: &CudaStorage,
+    l1: &Layout,
+    s2: &CudaStorage,
+    l2: &Layout,
+    s3: &CudaStorage,
+    l3: &Layout,
+) -> Result<(CudaStorage, Shape)> {
+    let dev = &s1.device;
+    let x = view::<f32>(s1, l1, "det-rope")?;
+    let cos = view::<f32>(s2, l2, "det-rope")?;
+    let sin = view::<f32>(s3, l3, "det-rope")?;
+    let row = *l1.shape().dims().last().unwrap_or(&0);
+    let rows = if row == 0 { 0 } else { x.len() / row };
+    if (pos0 + rows) * (head_dim / 2) > cos.len() {
+        bail!("det-rope: position {} beyond the rope table", pos0 + rows);
+    }
+    let mut out = dev.alloc_zeros::<f32>(x.len())?;
+    dev.memcpy_dtod(&x, &mut out)?;
+    if rows > 0 {
+        let inter = i32::from(matches!(layout, RopeLayout::Interleaved));
+        let (ri, li, hi, pi) = (
+            i32_of(rows, "rows")?,
+            i32_of(row, "row length")?,
+            i32_of(head_dim, "head_dim")?,
+            i32_of(pos0, "position")?,
+        );
+        launch!(dev, "rope", rows * row / 2, &mut out, &cos, &sin, &ri, &li, &hi, &inter, &pi);
+    }
+    Ok((CudaStorage::wrap_cuda_slice(out, dev.clone()), l1.shape().clone()))
+}
+
+/// Element-wise kernels of two equal-length inputs: "swiglu" or "add".
+pub fn binary(
+    kernel: &'static str,
+    op: &str,
+    s1: &CudaStorage,
+    l1: &Layout,
+    s2: &CudaStorage,
+    l2: &Layout,
+) -> Result<(CudaStorage, Shape)> {
+    let dev = &s1.device;
+    let a = view::<f32>(s1, l1, op)?;
+    let b = view::<f32>(s2, l2, op)?;
+    if a.len() != b.len() {
+        bail!("{op}: shapes differ");
+    }
+    let n = a.len();
+    let mut y = dev.alloc_zeros::<f32>(n)?;
+    if n > 0 {
+        let n64 = n as i64;
+        launch!(dev, kernel, n, &a, &b, &mut y, &n64);
+    }
+    Ok((CudaStorage::wrap_cuda_slice(y, dev.clone()), l1.shape().clone()))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn attention(
+    shape: AttnShape,
+    pos0: usize,
+    s1: &CudaStorage,
+    l1: &Layout,
+    s2: &CudaStorage,
+    l2: &Layout,
+    s3: &CudaStorage,
+    l3: &Layout,
+) -> Result<(CudaStorage, Shape)> {
+    let dev = &s1.device;
+    let q = view::<f32>(s1, l1, "det-attention")?;
+    let k = view::<f32>(s2, l2, "det-attention")?;
+    let v = view::<f32>(s3, l3, "det-attention")?;
+    let AttnShape {
+        n_heads,
+        n_kv_heads,
+        head_dim,
+    } = shape;
+    let rows = q.len() / (n_heads * head_dim);
+    if (pos0 + rows) * n_kv_heads * head_dim > k.len() || k.len() != v.len() {
+        bail!("det-attention: KV cache too small for position {}", pos0 + rows);
+    }
+    let max_pos = pos0 + rows;
+    let mut out = dev.alloc_zeros::<f32>(q.len())?;
+    if rows > 0 {
+        // One row of scores per (query row, head): the softmax is over all of them.
+        let mut scores = dev.alloc_zeros::<f32>(rows * n_heads * max_pos)?;
+        let (ri, hi, kvi, di, pi, mpi) = (
+            i32_of(rows, "rows")?,
+            i32_of(n_heads, "heads")?,
+            i32_of(n_kv_heads, "kv heads")?,
+            i32_of(head_dim, "head_dim")?,
+            i32_of(pos0, "position")?,
+            i32_of(max_pos, "positions")?,
+        );
+        launch!(
+            dev, "attention", rows * n_heads * 32, &q, &k, &v, &mut out, &mut scores, &ri, &hi, &kvi, &di, &pi, &mpi
+        );
+    }
+    Ok((CudaStorage::wrap_cuda_slice(out, dev.clone()), l1.shape().clone()))
+}
