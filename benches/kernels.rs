@@ -51,6 +51,9 @@ fn main() {
         (WeightFormat::F32, 576, 576),
         (WeightFormat::Q4_1, 1536, 576),
         (WeightFormat::Q8_0, 1536, 576),
+        // The output head: far beyond the caches, so memory speed shows.
+        (WeightFormat::Q4_1, 49152, 576),
+        (WeightFormat::Q8_0, 49152, 576),
         (WeightFormat::Q4K, 1536, 512),
         (WeightFormat::Q6K, 1536, 512),
     ] {

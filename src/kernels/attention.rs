@@ -8,7 +8,7 @@
 use super::dot::dot;
 use super::multiversion;
 use crate::numerics::exp_f32;
-use rayon::prelude::*;
+use super::pool;
 
 #[derive(Debug, Clone, Copy)]
 pub struct AttnShape {
@@ -67,12 +67,60 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], pos0: usize, shape: AttnShape,
     let group = n_heads / n_kv_heads;
     let kv_row = n_kv_heads * hd;
     let scale = 1.0 / (hd as f32).sqrt();
-    out.par_chunks_mut(hd)
-        .zip(q.par_chunks(hd))
-        .enumerate()
-        .for_each_init(Vec::new, |scores, (i, (o, qh))| {
-            let (t, h) = (i / n_heads, i % n_heads);
-            let n_pos = pos0 + t + 1;
-            head_kernel(qh, k, v, kv_row, (h / group) * hd, n_pos, scale, scores, o);
-        });
+    pool::for_each_chunk_mut(out, hd, |i, o| {
+        let (t, h) = (i / n_heads, i % n_heads);
+        let n_pos = pos0 + t + 1;
+        let qh = &q[i * hd..(i + 1) * hd];
+        let mut scores = Vec::with_capacity(n_pos);
+        let kv_off = (h / group) * hd;
+        #[cfg(target_arch = "x86_64")]
+        if super::isa() != super::Isa::Scalar {
+            // SAFETY: isa() is not Scalar only when the CPU has avx2, fma and f16c.
+            return unsafe {
+                super::avx2::attention_head(qh, k, v, kv_row, kv_off, n_pos, scale, &mut scores, o)
+            };
+        }
+        head_kernel(qh, k, v, kv_row, kv_off, n_pos, scale, &mut scores, o);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every ISA gives the same bits, for head sizes with and without a tail
+    /// past the last full 8 or 32 lanes, several query rows and GQA.
+    #[test]
+    fn every_isa_gives_the_same_bits() {
+        let mut s = 5u32;
+        let mut r = || {
+            s = s.wrapping_mul(1664525).wrapping_add(1013904223);
+            (s >> 8) as f32 / (1 << 24) as f32 * 4.0 - 2.0
+        };
+        for hd in [64, 40, 13] {
+            let shape = AttnShape {
+                n_heads: 6,
+                n_kv_heads: 2,
+                head_dim: hd,
+            };
+            let (pos0, rows, cap) = (9, 3, 16);
+            let q: Vec<f32> = (0..rows * 6 * hd).map(|_| r()).collect();
+            let k: Vec<f32> = (0..cap * 2 * hd).map(|_| r()).collect();
+            let v: Vec<f32> = (0..cap * 2 * hd).map(|_| r()).collect();
+            let mut want = vec![0f32; q.len()];
+            crate::kernels::set_isa(crate::kernels::Isa::Scalar).unwrap();
+            attention(&q, &k, &v, pos0, shape, &mut want);
+            for isa in crate::kernels::Isa::available() {
+                crate::kernels::set_isa(isa).unwrap();
+                let mut got = vec![0f32; q.len()];
+                attention(&q, &k, &v, pos0, shape, &mut got);
+                assert!(
+                    got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "head_dim {hd} on {}",
+                    isa.name()
+                );
+            }
+        }
+        crate::kernels::set_isa(crate::kernels::Isa::detect()).unwrap();
+    }
 }

@@ -11,11 +11,12 @@ use super::multiversion;
 use super::qdot::{self, Q8Row};
 use super::quant::{dequantize_row, WeightFormat};
 use crate::numerics::LANES;
-use rayon::prelude::*;
+use super::pool;
 
 /// Output rows one task computes; fixed, so work splitting never depends on
-/// the thread count (and would not change bits even if it did).
-const ROWS_PER_TASK: usize = 64;
+/// the thread count (and would not change bits even if it did). Small enough
+/// that a 576-row decode product still balances over threads.
+const ROWS_PER_TASK: usize = 16;
 
 multiversion! {
     /// Rows `r0..r0 + rows_out.len()/m` of W against all m rows of x, written
@@ -56,6 +57,7 @@ unsafe fn rows_kernel_avx2(
     use super::avx2;
     let rb = w_rows.len() / (rows_out.len() / m);
     for (row, out) in w_rows.chunks_exact(rb).zip(rows_out.chunks_exact_mut(m)) {
+        avx2::prefetch_ahead(row);
         dequantize_row(fmt, row, scratch);
         for (t, o) in out.iter_mut().enumerate() {
             *o = avx2::dot(scratch, &x[t * k..t * k + k]);
@@ -122,18 +124,16 @@ pub fn matmul(
     if qdot::is_integer_format(fmt) {
         // Activations are quantised once per call; each row's result depends only on its own row.
         let xs: Vec<Q8Row> = x.chunks_exact(k).map(qdot::quantize_row).collect();
-        transposed
-            .par_chunks_mut(ROWS_PER_TASK * m)
-            .zip(w.par_chunks(ROWS_PER_TASK * rb))
-            .for_each(|(o, wr)| rows_int(fmt, wr, &xs, k, o));
+        pool::for_each_chunk_mut(&mut transposed, ROWS_PER_TASK * m, |i, o| {
+            let r0 = i * ROWS_PER_TASK;
+            rows_int(fmt, &w[r0 * rb..(r0 + o.len() / m) * rb], &xs, k, o)
+        });
     } else {
-        transposed
-            .par_chunks_mut(ROWS_PER_TASK * m)
-            .zip(w.par_chunks(ROWS_PER_TASK * rb))
-            .for_each_init(
-                || vec![0f32; k],
-                |scratch, (o, wr)| rows(fmt, wr, x, m, k, o, scratch),
-            );
+        pool::for_each_chunk_mut(&mut transposed, ROWS_PER_TASK * m, |i, o| {
+            let r0 = i * ROWS_PER_TASK;
+            let mut scratch = vec![0f32; k];
+            rows(fmt, &w[r0 * rb..(r0 + o.len() / m) * rb], x, m, k, o, &mut scratch)
+        });
     }
     if m == 1 {
         out.copy_from_slice(&transposed);

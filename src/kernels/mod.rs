@@ -14,6 +14,7 @@ pub mod dot;
 pub mod elementwise;
 pub mod matmul;
 pub mod norm;
+pub mod pool;
 pub mod qdot;
 pub mod quant;
 pub mod rope;
