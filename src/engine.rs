@@ -204,9 +204,7 @@ pub fn generate(
                 if let Some(t) = o {
                     let v: Vec<f32> = t.flatten_all()?.to_vec1()?;
                     let s = &mut live[*i];
-                    for x in &v {
-                        s.hasher.update(x.to_bits().to_le_bytes());
-                    }
+                    hash_f32s(&mut s.hasher, &v);
                     if opts.keep_logits {
                         s.logits.push(v.clone());
                     }
@@ -229,6 +227,16 @@ pub fn generate(
         }
     }
     Ok(results)
+}
+
+/// Feed the f32 bits of `v`, little-endian, to `h`: one call per vector,
+/// not per value (the logits of one step are 192 KiB on SmolLM2).
+fn hash_f32s(h: &mut Sha256, v: &[f32]) {
+    let mut bytes = Vec::with_capacity(v.len() * 4);
+    for x in v {
+        bytes.extend_from_slice(&x.to_bits().to_le_bytes());
+    }
+    h.update(&bytes);
 }
 
 /// sha256 of token ids as little-endian u32.

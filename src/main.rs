@@ -125,7 +125,20 @@ struct RunArgs {
     isa: Option<String>,
 }
 
+/// Keep freed activation buffers in the heap instead of returning them to the
+/// OS: every forward step allocates outputs of the same sizes again (logits
+/// alone are 192 KiB), and fresh pages from mmap cost a page fault each.
+fn keep_heap_pages() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // Safety: plain glibc tuning calls, made before any other thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
+    }
+}
+
 fn main() {
+    keep_heap_pages();
     if let Err(e) = real_main() {
         eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
         let code = e

@@ -8,8 +8,9 @@
 //! Tasks are handed out dynamically, so which thread runs a task is arbitrary:
 //! callers make every task write its own outputs, computed the same way on any
 //! thread, so the bits never depend on it. The thread count is rayon's current
-//! one (`--threads`, or the pool a caller installed). A call made while the
-//! pool is busy (another thread's region, or a nested one) falls back to rayon.
+//! one (`--threads`, or the pool a caller installed), at most the core count.
+//! A call made while the pool is busy (another thread's region, or a nested
+//! one) falls back to rayon.
 
 use std::cell::UnsafeCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -17,8 +18,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// How long an idle worker spins before it sleeps.
-const SPIN: Duration = Duration::from_millis(3);
+/// An idle worker spins this long (decode's gaps between regions are a few
+/// microseconds), then yields its core to any other runnable thread until
+/// `IDLE`, then sleeps until the next region.
+const SPIN: Duration = Duration::from_micros(50);
+const IDLE: Duration = Duration::from_millis(2);
 
 type Task<'a> = &'a (dyn Fn(usize) + Sync);
 
@@ -85,12 +89,17 @@ fn worker(s: &'static Shared, index: usize, mut seen: u64) {
                 break st;
             }
             spins += 1;
-            if spins % 1024 == 0 && idle_since.elapsed() > SPIN {
-                let guard = s.sleep.lock().unwrap_or_else(|e| e.into_inner());
-                if s.state.load(Ordering::Acquire) >> 16 == seen {
-                    drop(s.wake.wait(guard));
+            if spins % 256 == 0 {
+                let idle = idle_since.elapsed();
+                if idle > IDLE {
+                    let guard = s.sleep.lock().unwrap_or_else(|e| e.into_inner());
+                    if s.state.load(Ordering::Acquire) >> 16 == seen {
+                        drop(s.wake.wait(guard));
+                    }
+                    idle_since = Instant::now();
+                } else if idle > SPIN {
+                    std::thread::yield_now();
                 }
-                idle_since = Instant::now();
             }
             std::hint::spin_loop();
         };
@@ -109,7 +118,11 @@ fn worker(s: &'static Shared, index: usize, mut seen: u64) {
 /// Run `f(0)`, ..., `f(n - 1)`, each once, on up to rayon's current number of
 /// threads; returns when all are done.
 pub fn parallel_for(n: usize, f: &(dyn Fn(usize) + Sync)) {
-    let threads = rayon::current_num_threads().min(n).min(0xffff);
+    // Never more threads than cores: a spinning thread without a core of its
+    // own only delays the region it belongs to.
+    static CORES: OnceLock<usize> = OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |c| c.get()));
+    let threads = rayon::current_num_threads().min(cores).min(n).min(0xffff);
     if threads <= 1 {
         (0..n).for_each(f);
         return;
@@ -149,7 +162,13 @@ pub fn parallel_for(n: usize, f: &(dyn Fn(usize) + Sync)) {
         s.wake.notify_all();
     }
     run_tasks(s, f, n);
+    let mut spins = 0u32;
     while s.pending.load(Ordering::Acquire) != 0 {
+        spins = spins.wrapping_add(1);
+        if spins % 1024 == 0 {
+            // A helper without a core (other programs, other tests): let it run.
+            std::thread::yield_now();
+        }
         std::hint::spin_loop();
     }
     unsafe { *s.job.get() = (None, 0) };

@@ -232,6 +232,29 @@ impl<'a> Reader<'a> {
 }
 
 impl GgufFile {
+    /// Drop the whole pages inside `bytes` (a slice of this file) from memory.
+    /// A hint: errors are ignored, and the bytes stay readable.
+    pub fn release_pages(&self, bytes: &[u8]) {
+        #[cfg(unix)]
+        if let Bytes::Map(m) = &self.data {
+            const PAGE: usize = 4096;
+            let base = m.as_ptr() as usize;
+            let (start, end) = (bytes.as_ptr() as usize, bytes.as_ptr() as usize + bytes.len());
+            if start < base || end > base + m.len() {
+                return;
+            }
+            let first = (start - base).div_ceil(PAGE) * PAGE;
+            let last = (end - base) / PAGE * PAGE;
+            if last > first {
+                // Safety: the map is a read-only, private view of the file;
+                // dropped pages are read back from the file unchanged if used.
+                let _ = unsafe {
+                    m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, last - first)
+                };
+            }
+        }
+    }
+
     pub fn open(path: &Path) -> Result<Self> {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         // SAFETY: the map is read-only; we never hand out references that

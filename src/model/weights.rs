@@ -41,6 +41,11 @@ pub trait WeightSource {
     /// Raw bytes, format and shape [rows, cols] of a tensor, if present.
     fn raw(&self, name: &str) -> Result<Option<(&[u8], WeightFormat, Vec<usize>)>>;
 
+    /// Called once `bytes` (from `raw`) have been copied into a tensor: a
+    /// mapped file may drop those pages from memory (they are read again from
+    /// the file if ever needed), so a loaded model is not resident twice.
+    fn release(&self, _bytes: &[u8]) {}
+
     fn has(&self, part: Part) -> Result<bool> {
         Ok(self.raw(&self.name_of(part))?.is_some())
     }
@@ -66,6 +71,7 @@ pub trait WeightSource {
             ));
         }
         let data = Tensor::from_slice(bytes, bytes.len(), dev)?;
+        self.release(bytes);
         Ok(Matrix {
             data,
             fmt,
@@ -116,6 +122,9 @@ impl WeightSource for GgufFile {
             Part::Up(i) => format!("blk.{i}.ffn_up.weight"),
             Part::Down(i) => format!("blk.{i}.ffn_down.weight"),
         }
+    }
+    fn release(&self, bytes: &[u8]) {
+        self.release_pages(bytes)
     }
     fn raw(&self, name: &str) -> Result<Option<(&[u8], WeightFormat, Vec<usize>)>> {
         let Some(t) = self.tensor(name) else {
