@@ -25,7 +25,12 @@ __device__ __forceinline__ float det_exp(float x) {
 __device__ __forceinline__ float det_silu(float x) { return __fdiv_rn(x, __fadd_rn(1.0f, det_exp(-x))); }
 
 // f16 <-> f32 with PTX conversions (exact one way, round-to-nearest-even the
-// other), so that no CUDA header is needed by NVRTC.
+// other), so that no CUDA header is needed by NVRTC. The CPU emulator of
+// tests/cuda_emulator uses the same conversions from F16C.
+#ifdef INFER_EVAL_EMULATE
+__device__ __forceinline__ float h2f(unsigned short h) { return _cvtsh_ss(h); }
+__device__ __forceinline__ float round_to_half(float x) { return h2f(_cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT)); }
+#else
 __device__ __forceinline__ float h2f(unsigned short h) {
     float f;
     asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
@@ -36,6 +41,7 @@ __device__ __forceinline__ float round_to_half(float x) {
     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x));
     return h2f(h);
 }
+#endif
 __device__ __forceinline__ float half_at(const unsigned char* p) {
     return h2f((unsigned short)(p[0] | (p[1] << 8)));
 }

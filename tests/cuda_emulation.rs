@@ -1,0 +1,223 @@
+//! The CUDA kernels (kernels/*.cu) against the CPU kernels, bit for bit,
+//! without a GPU: tests/cuda_emulator builds them with g++ over a small CUDA
+//! shim (one thread per lane, shuffles through a barrier, the same IEEE
+//! operations) and runs each with the launch shapes of src/ops/cuda.rs.
+//! What this cannot see (the GPU's own instructions for fma, rint and the f16
+//! conversions) is checked on a GPU by scripts/gpu-check.sh.
+
+use infer_eval::kernels::{
+    attention::{attention, AttnShape},
+    elementwise, matmul, norm,
+    quant::WeightFormat,
+    rope::{self, RopeLayout},
+};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+fn harness() -> &'static PathBuf {
+    static H: OnceLock<PathBuf> = OnceLock::new();
+    H.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cuda-emulator-harness");
+        let status = Command::new("g++")
+            .args(["-std=c++20", "-O2", "-ffp-contract=off", "-mf16c", "-mfma", "-pthread"])
+            .arg("-I")
+            .arg(root.join("kernels"))
+            .arg(root.join("tests/cuda_emulator/harness.cpp"))
+            .arg("-o")
+            .arg(&out)
+            .status()
+            .expect("g++ (C++20) is needed to emulate the CUDA kernels");
+        assert!(status.success(), "the CUDA kernels did not build for emulation");
+        out
+    })
+}
+
+fn bytes_of(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn run(args: &[String], input: &[u8]) -> Vec<f32> {
+    let mut child = Command::new(harness())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "harness {args:?} failed");
+    out.stdout
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+fn assert_bits(cuda: &[f32], cpu: &[f32], what: &str) {
+    assert_eq!(cuda.len(), cpu.len(), "{what}: lengths");
+    let diff = cuda
+        .iter()
+        .zip(cpu)
+        .position(|(a, b)| a.to_bits() != b.to_bits());
+    if let Some(i) = diff {
+        panic!(
+            "{what}: CUDA kernel differs from the CPU at {i}: {:e} vs {:e}",
+            cuda[i], cpu[i]
+        );
+    }
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    fn f32(&mut self, scale: f32) -> f32 {
+        (self.next() as f32 / (1u64 << 31) as f32 * 2.0 - 1.0) * scale
+    }
+    fn floats(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.f32(scale)).collect()
+    }
+    /// Random weight bytes with finite f16 fields (the high exponent bits of
+    /// every 2-byte word cleared), as the loader guarantees.
+    fn weights(&mut self, n: usize) -> Vec<u8> {
+        let mut w: Vec<u8> = (0..n).map(|_| self.next() as u8).collect();
+        for c in w.chunks_mut(2) {
+            if c.len() == 2 {
+                c[1] &= 0x3b;
+            }
+        }
+        w
+    }
+}
+
+const FORMATS: [(WeightFormat, i32); 8] = [
+    (WeightFormat::F32, 0),
+    (WeightFormat::F16, 1),
+    (WeightFormat::BF16, 2),
+    (WeightFormat::Q4_0, 3),
+    (WeightFormat::Q4_1, 4),
+    (WeightFormat::Q8_0, 5),
+    (WeightFormat::Q4K, 6),
+    (WeightFormat::Q6K, 7),
+];
+
+#[test]
+fn matmul_and_gather_match_the_cpu_on_every_format() {
+    let mut r = Rng(11);
+    let (n, k) = (37, 512);
+    for (fmt, id) in FORMATS {
+        let rb = fmt.row_bytes(k).unwrap();
+        let w = if fmt == WeightFormat::F32 {
+            bytes_of(&r.floats(n * k, 1.0))
+        } else {
+            r.weights(n * rb)
+        };
+        for m in [1usize, 3] {
+            let mut x = r.floats(m * k, 2.0);
+            if m == 3 {
+                // Edge blocks of the activation quantisation: an infinity, and a
+                // tiny amax (127/amax overflows) beside zeros; outputs are then
+                // inf/NaN or exact zeros, and must still match.
+                x[40] = f32::INFINITY;
+                for v in &mut x[k + 64..k + 96] {
+                    *v = 0.0;
+                }
+                x[k + 70] = 1e-39;
+            }
+            let mut cpu = vec![0f32; m * n];
+            matmul::matmul(&x, m, k, &w, fmt, n, &mut cpu);
+            let mut input = w.clone();
+            input.extend(bytes_of(&x));
+            let args = ["matmul", &id.to_string(), &m.to_string(), &n.to_string(), &k.to_string()];
+            let cuda = run(&args.map(String::from), &input);
+            assert_bits(&cuda, &cpu, &format!("matmul {} with {m} rows", fmt.name()));
+        }
+        let ids: Vec<u32> = vec![0, 36, 5, 5, 17];
+        let mut cpu = vec![0f32; ids.len() * k];
+        matmul::gather_rows(&w, fmt, k, &ids, &mut cpu);
+        let mut input = w.clone();
+        input.extend(ids.iter().flat_map(|i| i.to_le_bytes()));
+        let args = ["gather", &id.to_string(), &n.to_string(), &k.to_string(), "5"];
+        let cuda = run(&args.map(String::from), &input);
+        assert_bits(&cuda, &cpu, &format!("gather {}", fmt.name()));
+    }
+}
+
+#[test]
+fn norm_rope_and_elementwise_match_the_cpu() {
+    let mut r = Rng(12);
+    let (rows, n) = (5, 576);
+    let x = r.floats(rows * n, 3.0);
+    let w = r.floats(n, 1.5);
+    let mut cpu = vec![0f32; x.len()];
+    norm::rms_norm(&x, &w, 1e-5, &mut cpu);
+    let mut input = bytes_of(&x);
+    input.extend(bytes_of(&w));
+    let cuda = run(&["rms_norm", "5", "576", "1e-5"].map(String::from), &input);
+    assert_bits(&cuda, &cpu, "rms_norm");
+
+    let (hd, heads, pos0, table) = (64, 3, 7, 16);
+    let freqs = rope::inv_freqs(hd, 10000.0, None, None);
+    let (cos, sin) = rope::tables(&freqs, table);
+    for (layout, inter) in [(RopeLayout::Interleaved, "1"), (RopeLayout::Half, "0")] {
+        let x = r.floats(rows * heads * hd, 2.0);
+        let mut cpu = x.clone();
+        rope::apply(&mut cpu, hd, layout, &cos, &sin, pos0, heads * hd);
+        let mut input = bytes_of(&x);
+        input.extend(bytes_of(&cos));
+        input.extend(bytes_of(&sin));
+        let args = ["rope", "5", &(heads * hd).to_string(), "64", inter, "7", "16"];
+        let cuda = run(&args.map(String::from), &input);
+        assert_bits(&cuda, &cpu, &format!("rope {layout:?}"));
+    }
+
+    let mut a = r.floats(1000, 20.0);
+    a[3] = 100.0;
+    a[4] = -100.0;
+    let b = r.floats(1000, 5.0);
+    let mut input = bytes_of(&a);
+    input.extend(bytes_of(&b));
+    let mut cpu = vec![0f32; 1000];
+    elementwise::swiglu(&a, &b, &mut cpu);
+    assert_bits(&run(&["swiglu", "1000"].map(String::from), &input), &cpu, "swiglu");
+    elementwise::add(&a, &b, &mut cpu);
+    assert_bits(&run(&["add", "1000"].map(String::from), &input), &cpu, "add");
+}
+
+#[test]
+fn attention_matches_the_cpu() {
+    let mut r = Rng(13);
+    for (hd, rows, pos0) in [(64, 1, 20), (64, 4, 0), (40, 3, 9)] {
+        let shape = AttnShape {
+            n_heads: 6,
+            n_kv_heads: 2,
+            head_dim: hd,
+        };
+        let cap = 32;
+        let q = r.floats(rows * 6 * hd, 2.0);
+        let k = r.floats(cap * 2 * hd, 2.0);
+        let v = r.floats(cap * 2 * hd, 2.0);
+        let mut cpu = vec![0f32; q.len()];
+        attention(&q, &k, &v, pos0, shape, &mut cpu);
+        let mut input = bytes_of(&q);
+        input.extend(bytes_of(&k));
+        input.extend(bytes_of(&v));
+        let args = [
+            "attention".to_string(),
+            rows.to_string(),
+            "6".into(),
+            "2".into(),
+            hd.to_string(),
+            pos0.to_string(),
+            cap.to_string(),
+        ];
+        assert_bits(&run(&args, &input), &cpu, &format!("attention hd {hd}, {rows} rows at {pos0}"));
+    }
+}

@@ -1,0 +1,105 @@
+// Runs one kernel of kernels/*.cu on the CPU (see cuda_shim.h) for
+// tests/cuda_emulation.rs: `harness KERNEL ARGS...`, inputs as raw
+// little-endian arrays on stdin, the output array on stdout. The launch
+// shapes are those of src/ops/cuda.rs.
+#include "cuda_shim.h"
+#include "det_math.cuh"
+#include "dequant.cuh"
+#include "matmul.cu"
+#include "layers.cu"
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+static const unsigned THREADS = 256;
+static unsigned grid_for(long threads) { return threads <= 0 ? 1 : (unsigned)((threads + THREADS - 1) / THREADS); }
+
+template <class T> std::vector<T> read(size_t n) {
+    std::vector<T> v(n);
+    if (n && fread(v.data(), sizeof(T), n, stdin) != n) { fprintf(stderr, "short input\n"); exit(2); }
+    return v;
+}
+template <class T> void write(const std::vector<T>& v) { fwrite(v.data(), sizeof(T), v.size(), stdout); }
+
+static long row_bytes(int fmt, long k) {
+    switch (fmt) {
+    case F32: return 4 * k;
+    case F16: case BF16: return 2 * k;
+    case Q4_0: return k / 32 * 18;
+    case Q4_1: return k / 32 * 20;
+    case Q8_0: return k / 32 * 34;
+    case Q4K: return k / 256 * 144;
+    default: return k / 256 * 210;
+    }
+}
+
+int main(int argc, char** argv) {
+    if (argc < 2) return 2;
+    std::string k = argv[1];
+    auto arg = [&](int i) { return atol(argv[i]); };
+    if (k == "matmul") {  // fmt m n k
+        int fmt = arg(2), m = arg(3), n = arg(4), kk = arg(5);
+        long rb = row_bytes(fmt, kk);
+        auto w = read<unsigned char>(rb * n);
+        auto x = read<float>((size_t)m * kk);
+        std::vector<float> y((size_t)m * n);
+        if (fmt == Q4_0 || fmt == Q4_1 || fmt == Q8_0) {
+            int blocks = m * kk / 32;
+            std::vector<signed char> xq((size_t)m * kk);
+            std::vector<float> xd(blocks), xs(blocks);
+            launch(grid_for((long)blocks * 32), THREADS, true, [&] { quantize_q8(x.data(), xq.data(), xd.data(), xs.data(), blocks); });
+            launch(grid_for((long)m * n), THREADS, false, [&] { matmul_int(fmt, w.data(), rb, xq.data(), xd.data(), xs.data(), y.data(), m, n, kk); });
+        } else {
+            launch(grid_for((long)m * n * 32), THREADS, true, [&] { matmul_float(fmt, w.data(), rb, x.data(), y.data(), m, n, kk); });
+        }
+        write(y);
+    } else if (k == "gather") {  // fmt rows k count
+        int fmt = arg(2), rows = arg(3), kk = arg(4), count = arg(5);
+        long rb = row_bytes(fmt, kk);
+        auto w = read<unsigned char>(rb * rows);
+        auto ids = read<unsigned int>(count);
+        std::vector<float> out((size_t)count * kk);
+        launch(grid_for((long)count * kk), THREADS, false, [&] { gather_rows(fmt, w.data(), rb, ids.data(), out.data(), count, kk); });
+        write(out);
+    } else if (k == "rms_norm") {  // rows n eps
+        int rows = arg(2), n = arg(3);
+        float eps = strtof(argv[4], nullptr);
+        auto x = read<float>((size_t)rows * n);
+        auto w = read<float>(n);
+        std::vector<float> y(x.size());
+        launch(grid_for((long)rows * 32), THREADS, true, [&] { rms_norm(x.data(), w.data(), y.data(), rows, n, eps); });
+        write(y);
+    } else if (k == "rope") {  // rows row_len head_dim interleaved pos0 table_rows
+        int rows = arg(2), len = arg(3), hd = arg(4), inter = arg(5), pos0 = arg(6), table = arg(7);
+        auto x = read<float>((size_t)rows * len);
+        auto c = read<float>((size_t)table * hd / 2);
+        auto s = read<float>((size_t)table * hd / 2);
+        launch(grid_for((long)rows * len / 2), THREADS, false, [&] { rope(x.data(), c.data(), s.data(), rows, len, hd, inter, pos0); });
+        write(x);
+    } else if (k == "swiglu" || k == "add") {  // n
+        long n = arg(2);
+        auto a = read<float>(n);
+        auto b = read<float>(n);
+        std::vector<float> y(n);
+        launch(grid_for(n), THREADS, false, [&] {
+            if (k == "swiglu") swiglu(a.data(), b.data(), y.data(), n);
+            else add(a.data(), b.data(), y.data(), n);
+        });
+        write(y);
+    } else if (k == "attention") {  // rows n_heads n_kv hd pos0 capacity
+        int rows = arg(2), nh = arg(3), nkv = arg(4), hd = arg(5), pos0 = arg(6), cap = arg(7);
+        auto q = read<float>((size_t)rows * nh * hd);
+        auto kc = read<float>((size_t)cap * nkv * hd);
+        auto vc = read<float>((size_t)cap * nkv * hd);
+        int max_pos = pos0 + rows;
+        std::vector<float> out(q.size()), scores((size_t)rows * nh * max_pos);
+        launch(grid_for((long)rows * nh * 32), THREADS, true, [&] {
+            attention(q.data(), kc.data(), vc.data(), out.data(), scores.data(), rows, nh, nkv, hd, pos0, max_pos);
+        });
+        write(out);
+    } else {
+        fprintf(stderr, "unknown kernel %s\n", k.c_str());
+        return 2;
+    }
+    return 0;
+}
