@@ -78,7 +78,10 @@ fn load_stock(path: &Path, dev: &Device) -> Result<ModelWeights> {
 
 /// Last-position logits of every prompt from our engine, each run alone and
 /// all together in one batch.
-fn ours(model: &Llama, prompts: &[Vec<u32>]) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+/// Last-position logits per prompt.
+type Rows = Vec<Vec<f32>>;
+
+fn ours(model: &Llama, prompts: &[Vec<u32>]) -> Result<(Rows, Rows)> {
     let mut alone = Vec::new();
     for p in prompts {
         let mut cache = model.new_cache(p.len())?;

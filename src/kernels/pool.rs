@@ -71,8 +71,10 @@ fn run_tasks(s: &Shared, f: Task, n: usize) {
         if i >= n {
             return;
         }
-        if catch_unwind(AssertUnwindSafe(|| f(i))).is_err() {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(i))) {
             s.panicked.store(true, Ordering::Relaxed);
+            // Dropping the payload could panic again, outside the guard.
+            std::mem::forget(payload);
         }
     }
 }
@@ -89,7 +91,7 @@ fn worker(s: &'static Shared, index: usize, mut seen: u64) {
                 break st;
             }
             spins += 1;
-            if spins % 256 == 0 {
+            if spins.is_multiple_of(256) {
                 let idle = idle_since.elapsed();
                 if idle > IDLE {
                     let guard = s.sleep.lock().unwrap_or_else(|e| e.into_inner());
@@ -165,7 +167,7 @@ pub fn parallel_for(n: usize, f: &(dyn Fn(usize) + Sync)) {
     let mut spins = 0u32;
     while s.pending.load(Ordering::Acquire) != 0 {
         spins = spins.wrapping_add(1);
-        if spins % 1024 == 0 {
+        if spins.is_multiple_of(1024) {
             // A helper without a core (other programs, other tests): let it run.
             std::thread::yield_now();
         }
