@@ -39,41 +39,48 @@ extern "C" __global__ void quantize_q8(const float* x, signed char* q, float* d,
     }
 }
 
-// Integer formats (Q4_0, Q4_1, Q8_0) against quantised x: 8 exact lane sums
-// per block, combined with fma in block order, then the fixed tree of 8.
+// Integer formats (Q4_0, Q4_1, Q8_0) against quantised x (§3b). Eight lanes
+// per output, lane l holding the canonical lane l: for each block in order,
+// the exact sum of its 4 products, folded in with fma; then the fixed tree
+// of 8 (+4, +2, +1) by shuffles, and lane 0 adds the Q4_1 term, which it
+// alone accumulates in block order. Launch m * n * 8 threads, blocks of a
+// multiple of 32: no lane returns early, as every lane takes part in the
+// shuffles; lanes past the last output compute a copy of output 0 and
+// store nothing.
 extern "C" __global__ void matmul_int(int fmt, const unsigned char* w, long row_bytes, const signed char* xq,
                                       const float* xd, const float* xs, float* y, int m, int n, int k) {
-    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (long)m * n) return;
+    long gid = ((long)blockIdx.x * blockDim.x + threadIdx.x) / 8;
+    int l = threadIdx.x % 8;
+    bool live = gid < (long)m * n;
+    long i = live ? gid : 0;
     int t = i / n, r = i % n, nb = k / 32;
     int bb = fmt == Q4_0 ? 18 : (fmt == Q4_1 ? 20 : 34);
     const unsigned char* row = w + (long)r * row_bytes;
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    float acc_m = 0.0f;
+    float acc = 0.0f, acc_m = 0.0f;
     for (int b = 0; b < nb; b++) {
         const unsigned char* blk = row + (long)b * bb;
         const signed char* q = xq + ((long)t * nb + b) * 32;
         float scale = __fmul_rn(half_at(blk), xd[(long)t * nb + b]);
-        for (int l = 0; l < 8; l++) {
-            int isum = 0;
-            for (int j = 4 * l; j < 4 * l + 4; j++) {
-                int wj;
-                if (fmt == Q8_0) wj = (signed char)blk[2 + j];
-                else {
-                    const unsigned char* qs = blk + (fmt == Q4_0 ? 2 : 4);
-                    wj = j < 16 ? (qs[j] & 0xF) : (qs[j - 16] >> 4);
-                    if (fmt == Q4_0) wj -= 8;
-                }
-                isum += wj * (int)q[j];
+        int isum = 0;
+        for (int j = 4 * l; j < 4 * l + 4; j++) {
+            int wj;
+            if (fmt == Q8_0) wj = (signed char)blk[2 + j];
+            else {
+                const unsigned char* qs = blk + (fmt == Q4_0 ? 2 : 4);
+                wj = j < 16 ? (qs[j] & 0xF) : (qs[j - 16] >> 4);
+                if (fmt == Q4_0) wj -= 8;
             }
-            acc[l] = __fmaf_rn(scale, (float)isum, acc[l]);
+            isum += wj * (int)q[j];
         }
-        if (fmt == Q4_1) acc_m = __fmaf_rn(half_at(blk + 2), xs[(long)t * nb + b], acc_m);
+        acc = __fmaf_rn(scale, (float)isum, acc);
+        if (fmt == Q4_1 && l == 0) acc_m = __fmaf_rn(half_at(blk + 2), xs[(long)t * nb + b], acc_m);
     }
-    for (int l = 0; l < 4; l++) acc[l] = __fadd_rn(acc[l], acc[l + 4]);
-    for (int l = 0; l < 2; l++) acc[l] = __fadd_rn(acc[l], acc[l + 2]);
-    float v = __fadd_rn(acc[0], acc[1]);
-    y[(long)t * n + r] = fmt == Q4_1 ? __fadd_rn(v, acc_m) : v;
+    // Lanes 0..3 take lanes 4..7, then 0..1 take 2..3, then 0 takes 1; the
+    // values other lanes pick up from the next group are never used.
+    acc = __fadd_rn(acc, __shfl_down_sync(0xffffffffu, acc, 4));
+    acc = __fadd_rn(acc, __shfl_down_sync(0xffffffffu, acc, 2));
+    acc = __fadd_rn(acc, __shfl_down_sync(0xffffffffu, acc, 1));
+    if (live && l == 0) y[(long)t * n + r] = fmt == Q4_1 ? __fadd_rn(acc, acc_m) : acc;
 }
 
 // Embedding lookup: out[i] = dequant(W[ids[i]]).

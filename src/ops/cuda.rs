@@ -99,6 +99,16 @@ pub fn warm_up(dev: &CudaDevice) -> Result<()> {
     Ok(())
 }
 
+/// Device memory for an output the kernels write in full (every element is
+/// stored before anything reads it), so it needs no zeroing launch.
+fn alloc<T: candle_core::cuda_backend::cudarc::driver::DeviceRepr>(
+    dev: &CudaDevice,
+    len: usize,
+) -> Result<candle_core::cuda_backend::cudarc::driver::CudaSlice<T>> {
+    // Safety: see above; callers only pass buffers their kernels fill.
+    unsafe { dev.alloc::<T>(len) }
+}
+
 fn launch_cfg(threads: usize) -> LaunchConfig {
     LaunchConfig {
         grid_dim: ((threads as u32).div_ceil(THREADS).max(1), 1, 1),
@@ -171,17 +181,17 @@ pub fn matmul(
         _ => bail!("det-matmul: weight bytes do not match {n} rows of {k} {}", fmt.name()),
     };
     let m = x.len() / k;
-    let mut y = dev.alloc_zeros::<f32>(m * n)?;
+    let mut y = alloc::<f32>(dev, m * n)?;
     let (fi, mi, ni, ki) = (format_id(fmt), i32_of(m, "rows")?, i32_of(n, "n")?, i32_of(k, "k")?);
     if m > 0 && n > 0 {
         if qdot::is_integer_format(fmt) {
             let blocks = m * k / 32;
             let bi = i32_of(blocks, "blocks")?;
-            let mut xq = dev.alloc_zeros::<i8>(m * k)?;
-            let mut xd = dev.alloc_zeros::<f32>(blocks)?;
-            let mut xs = dev.alloc_zeros::<f32>(blocks)?;
+            let mut xq = alloc::<i8>(dev, m * k)?;
+            let mut xd = alloc::<f32>(dev, blocks)?;
+            let mut xs = alloc::<f32>(dev, blocks)?;
             launch!(dev, "quantize_q8", blocks * 32, &x, &mut xq, &mut xd, &mut xs, &bi);
-            launch!(dev, "matmul_int", m * n, &fi, &w, &rb, &xq, &xd, &xs, &mut y, &mi, &ni, &ki);
+            launch!(dev, "matmul_int", m * n * 8, &fi, &w, &rb, &xq, &xd, &xs, &mut y, &mi, &ni, &ki);
         } else {
             launch!(dev, "matmul_float", m * n * 32, &fi, &w, &rb, &x, &mut y, &mi, &ni, &ki);
         }
@@ -210,7 +220,7 @@ pub fn embedding(
     let w = view::<u8>(s2, l2, "det-embedding")?;
     let rb = fmt.row_bytes(k).unwrap_or(0) as i64;
     let count = host.len();
-    let mut out = dev.alloc_zeros::<f32>(count * k)?;
+    let mut out = alloc::<f32>(dev, count * k)?;
     if count > 0 {
         let (fi, ci, ki) = (format_id(fmt), i32_of(count, "ids")?, i32_of(k, "k")?);
         launch!(dev, "gather_rows", count * k, &fi, &w, &rb, &ids, &mut out, &ci, &ki);
@@ -233,7 +243,7 @@ pub fn rms_norm(
         bail!("det-rms-norm: input {:?} vs weight {}", l1.shape(), n);
     }
     let rows = x.len() / n.max(1);
-    let mut y = dev.alloc_zeros::<f32>(x.len())?;
+    let mut y = alloc::<f32>(dev, x.len())?;
     if rows > 0 {
         let (ri, ni) = (i32_of(rows, "rows")?, i32_of(n, "n")?);
         launch!(dev, "rms_norm", rows * 32, &x, &w, &mut y, &ri, &ni, &eps);
@@ -262,7 +272,7 @@ pub fn rope(
     if (pos0 + rows) * (head_dim / 2) > cos.len() {
         bail!("det-rope: position {} beyond the rope table", pos0 + rows);
     }
-    let mut out = dev.alloc_zeros::<f32>(x.len())?;
+    let mut out = alloc::<f32>(dev, x.len())?;
     dev.memcpy_dtod(&x, &mut out)?;
     if rows > 0 {
         let inter = i32::from(matches!(layout, RopeLayout::Interleaved));
@@ -293,7 +303,7 @@ pub fn binary(
         bail!("{op}: shapes differ");
     }
     let n = a.len();
-    let mut y = dev.alloc_zeros::<f32>(n)?;
+    let mut y = alloc::<f32>(dev, n)?;
     if n > 0 {
         let n64 = n as i64;
         launch!(dev, kernel, n, &a, &b, &mut y, &n64);
@@ -326,10 +336,10 @@ pub fn attention(
         bail!("det-attention: KV cache too small for position {}", pos0 + rows);
     }
     let max_pos = pos0 + rows;
-    let mut out = dev.alloc_zeros::<f32>(q.len())?;
+    let mut out = alloc::<f32>(dev, q.len())?;
     if rows > 0 {
         // One row of scores per (query row, head): the softmax is over all of them.
-        let mut scores = dev.alloc_zeros::<f32>(rows * n_heads * max_pos)?;
+        let mut scores = alloc::<f32>(dev, rows * n_heads * max_pos)?;
         let (ri, hi, kvi, di, pi, mpi) = (
             i32_of(rows, "rows")?,
             i32_of(n_heads, "heads")?,

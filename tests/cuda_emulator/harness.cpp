@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
             std::vector<signed char> xq((size_t)m * kk);
             std::vector<float> xd(blocks), xs(blocks);
             launch(grid_for((long)blocks * 32), THREADS, true, [&] { quantize_q8(x.data(), xq.data(), xd.data(), xs.data(), blocks); });
-            launch(grid_for((long)m * n), THREADS, false, [&] { matmul_int(fmt, w.data(), rb, xq.data(), xd.data(), xs.data(), y.data(), m, n, kk); });
+            launch(grid_for((long)m * n * 8), THREADS, true, [&] { matmul_int(fmt, w.data(), rb, xq.data(), xd.data(), xs.data(), y.data(), m, n, kk); });
         } else {
             launch(grid_for((long)m * n * 32), THREADS, true, [&] { matmul_float(fmt, w.data(), rb, x.data(), y.data(), m, n, kk); });
         }
