@@ -137,10 +137,27 @@ fn keep_heap_pages() {
     }
 }
 
+/// The error and its causes on one line, leaving out a cause whose text the
+/// message before it already holds (library errors quote their source).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 fn main() {
     keep_heap_pages();
     if let Err(e) = real_main() {
-        eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+        eprintln!("error: {}", one_line(&e));
         let code = e
             .chain()
             .find_map(|c| c.downcast_ref::<infer_eval::Error>())
