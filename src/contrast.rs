@@ -70,7 +70,8 @@ fn argmax(v: &[f32]) -> usize {
 }
 
 fn load_stock(path: &Path, dev: &Device) -> Result<ModelWeights> {
-    let bad = |e: &dyn std::fmt::Display| Error::bad_file(path, format!("stock Candle loader: {e}"));
+    let bad =
+        |e: &dyn std::fmt::Display| Error::bad_file(path, format!("stock Candle loader: {e}"));
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let content = gguf_file::Content::read(&mut f).map_err(|e| bad(&e))?;
     ModelWeights::from_gguf(content, &mut f, dev).map_err(|e| bad(&e))
@@ -128,7 +129,9 @@ pub fn run(path: &Path, texts: &[String], len: usize, dev: &Device) -> Result<Co
     for t in texts {
         let ids = cpu.tokenizer.encode_prompt(t, false)?;
         if ids.is_empty() {
-            return Err(Error::Input(format!("contrast: prompt {t:?} has no tokens")));
+            return Err(Error::Input(format!(
+                "contrast: prompt {t:?} has no tokens"
+            )));
         }
         prompts.push(ids.iter().copied().cycle().take(len).collect::<Vec<u32>>());
     }

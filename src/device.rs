@@ -113,7 +113,9 @@ fn open_cuda(n: usize) -> Result<(Device, Option<CudaInfo>)> {
         Error::Resource(format!("--device cuda:{n}: {what}: {e}"))
     };
     let dev = Device::new_cuda(n).map_err(|e| fail("cannot open the GPU", &e))?;
-    let cd = dev.as_cuda_device().map_err(|e| fail("not a CUDA device", &e))?;
+    let cd = dev
+        .as_cuda_device()
+        .map_err(|e| fail("not a CUDA device", &e))?;
     crate::ops::cuda::warm_up(cd).map_err(|e| fail("kernels", &e))?;
     let stream = cd.cuda_stream();
     let (major, minor) =

@@ -271,15 +271,22 @@ fn bad_prompt_files() {
 fn device_flag_errors() {
     let (code, _, err) = infer_eval(&["--device", "tpu", "--max-tokens", "1"]);
     assert_eq!(code, 3, "{err}");
-    assert!(err.contains("--device 'tpu'") && err.contains("cuda:N"), "{err}");
+    assert!(
+        err.contains("--device 'tpu'") && err.contains("cuda:N"),
+        "{err}"
+    );
     // A CPU-only build names the way to a CUDA one instead of failing obscurely.
     #[cfg(not(feature = "cuda"))]
     {
         let t = tiny_model(Dtype::F32, 3);
         let dir = t.dir.path().to_str().unwrap();
-        let (code, _, err) = infer_eval(&["--model", dir, "--device", "cuda:1", "--max-tokens", "1"]);
+        let (code, _, err) =
+            infer_eval(&["--model", dir, "--device", "cuda:1", "--max-tokens", "1"]);
         assert_eq!(code, 3, "{err}");
-        assert!(err.contains("built without CUDA") && err.contains("build-cuda.sh"), "{err}");
+        assert!(
+            err.contains("built without CUDA") && err.contains("build-cuda.sh"),
+            "{err}"
+        );
         let (code, _, err) = infer_eval(&["bench", "speed", "--device", "cuda"]);
         assert_eq!(code, 3, "{err}");
     }

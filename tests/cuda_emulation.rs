@@ -22,7 +22,14 @@ fn harness() -> &'static PathBuf {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cuda-emulator-harness");
         let status = Command::new("g++")
-            .args(["-std=c++20", "-O2", "-ffp-contract=off", "-mf16c", "-mfma", "-pthread"])
+            .args([
+                "-std=c++20",
+                "-O2",
+                "-ffp-contract=off",
+                "-mf16c",
+                "-mfma",
+                "-pthread",
+            ])
             .arg("-I")
             .arg(root.join("kernels"))
             .arg(root.join("tests/cuda_emulator/harness.cpp"))
@@ -30,7 +37,10 @@ fn harness() -> &'static PathBuf {
             .arg(&out)
             .status()
             .expect("g++ (C++20) is needed to emulate the CUDA kernels");
-        assert!(status.success(), "the CUDA kernels did not build for emulation");
+        assert!(
+            status.success(),
+            "the CUDA kernels did not build for emulation"
+        );
         out
     })
 }
@@ -135,7 +145,13 @@ fn matmul_and_gather_match_the_cpu_on_every_format() {
             matmul::matmul(&x, m, k, &w, fmt, n, &mut cpu);
             let mut input = w.clone();
             input.extend(bytes_of(&x));
-            let args = ["matmul", &id.to_string(), &m.to_string(), &n.to_string(), &k.to_string()];
+            let args = [
+                "matmul",
+                &id.to_string(),
+                &m.to_string(),
+                &n.to_string(),
+                &k.to_string(),
+            ];
             let cuda = run(&args.map(String::from), &input);
             assert_bits(&cuda, &cpu, &format!("matmul {} with {m} rows", fmt.name()));
         }
@@ -144,7 +160,13 @@ fn matmul_and_gather_match_the_cpu_on_every_format() {
         matmul::gather_rows(&w, fmt, k, &ids, &mut cpu);
         let mut input = w.clone();
         input.extend(ids.iter().flat_map(|i| i.to_le_bytes()));
-        let args = ["gather", &id.to_string(), &n.to_string(), &k.to_string(), "5"];
+        let args = [
+            "gather",
+            &id.to_string(),
+            &n.to_string(),
+            &k.to_string(),
+            "5",
+        ];
         let cuda = run(&args.map(String::from), &input);
         assert_bits(&cuda, &cpu, &format!("gather {}", fmt.name()));
     }
@@ -173,7 +195,15 @@ fn norm_rope_and_elementwise_match_the_cpu() {
         let mut input = bytes_of(&x);
         input.extend(bytes_of(&cos));
         input.extend(bytes_of(&sin));
-        let args = ["rope", "5", &(heads * hd).to_string(), "64", inter, "7", "16"];
+        let args = [
+            "rope",
+            "5",
+            &(heads * hd).to_string(),
+            "64",
+            inter,
+            "7",
+            "16",
+        ];
         let cuda = run(&args.map(String::from), &input);
         assert_bits(&cuda, &cpu, &format!("rope {layout:?}"));
     }
@@ -186,9 +216,17 @@ fn norm_rope_and_elementwise_match_the_cpu() {
     input.extend(bytes_of(&b));
     let mut cpu = vec![0f32; 1000];
     elementwise::swiglu(&a, &b, &mut cpu);
-    assert_bits(&run(&["swiglu", "1000"].map(String::from), &input), &cpu, "swiglu");
+    assert_bits(
+        &run(&["swiglu", "1000"].map(String::from), &input),
+        &cpu,
+        "swiglu",
+    );
     elementwise::add(&a, &b, &mut cpu);
-    assert_bits(&run(&["add", "1000"].map(String::from), &input), &cpu, "add");
+    assert_bits(
+        &run(&["add", "1000"].map(String::from), &input),
+        &cpu,
+        "add",
+    );
 }
 
 #[test]
@@ -218,6 +256,10 @@ fn attention_matches_the_cpu() {
             pos0.to_string(),
             cap.to_string(),
         ];
-        assert_bits(&run(&args, &input), &cpu, &format!("attention hd {hd}, {rows} rows at {pos0}"));
+        assert_bits(
+            &run(&args, &input),
+            &cpu,
+            &format!("attention hd {hd}, {rows} rows at {pos0}"),
+        );
     }
 }

@@ -270,8 +270,14 @@ fn contrast_with_stock_candle() {
         assert_eq!(p.tokens, 12);
         assert_eq!(p.ours_batch_bits_differ, 0, "{p:?}");
         assert_eq!(p.ours_device_vs_cpu_bits_differ, 0, "{p:?}");
-        assert!(p.stock_vs_ours_max_abs.is_finite() && p.stock_vs_ours_max_abs < 3.0, "{p:?}");
-        assert!(p.stock_vs_ours_max_abs > 0.0, "stock Candle and ours should not agree to the bit: {p:?}");
+        assert!(
+            p.stock_vs_ours_max_abs.is_finite() && p.stock_vs_ours_max_abs < 3.0,
+            "{p:?}"
+        );
+        assert!(
+            p.stock_vs_ours_max_abs > 0.0,
+            "stock Candle and ours should not agree to the bit: {p:?}"
+        );
     }
     let e = infer_eval::contrast::run(&smollm2_path(), &texts, 0, &candle_core::Device::Cpu);
     assert!(e.is_err());

@@ -64,7 +64,10 @@ fn contrast(model: &str, prompt_tokens: usize, out: Option<PathBuf>) -> Result<i
         r.prompts.first().map_or(0, |p| p.tokens),
         r.batch
     );
-    println!("logits at the last prompt position, of {} each; bits differ = how many of them", r.vocab);
+    println!(
+        "logits at the last prompt position, of {} each; bits differ = how many of them",
+        r.vocab
+    );
     println!("prompt | stock vs ours: max |diff|, same argmax | stock prefill vs token-by-token: bits differ, max |diff| | stock alone vs batch: bits differ, max |diff| | ours on device vs CPU: bits differ | ours alone vs batch: bits differ");
     for p in &r.prompts {
         println!(

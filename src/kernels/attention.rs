@@ -7,8 +7,8 @@
 
 use super::dot::dot;
 use super::multiversion;
-use crate::numerics::exp_f32;
 use super::pool;
+use crate::numerics::exp_f32;
 
 #[derive(Debug, Clone, Copy)]
 pub struct AttnShape {
@@ -115,7 +115,9 @@ mod tests {
                 let mut got = vec![0f32; q.len()];
                 attention(&q, &k, &v, pos0, shape, &mut got);
                 assert!(
-                    got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    got.iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
                     "head_dim {hd} on {}",
                     isa.name()
                 );

@@ -335,7 +335,10 @@ pub unsafe fn attention_head(
         let mut d = 0;
         while d < full {
             let o = out.as_mut_ptr().add(d);
-            _mm256_storeu_ps(o, _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr.as_ptr().add(d)), _mm256_loadu_ps(o)));
+            _mm256_storeu_ps(
+                o,
+                _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr.as_ptr().add(d)), _mm256_loadu_ps(o)),
+            );
             d += 8;
         }
         for d in full..hd {

@@ -8,10 +8,10 @@
 
 use super::dot::{accumulate, tree};
 use super::multiversion;
+use super::pool;
 use super::qdot::{self, Q8Row};
 use super::quant::{dequantize_row, WeightFormat};
 use crate::numerics::LANES;
-use super::pool;
 
 /// Output rows one task computes; fixed, so work splitting never depends on
 /// the thread count (and would not change bits even if it did). Small enough
@@ -132,7 +132,15 @@ pub fn matmul(
         pool::for_each_chunk_mut(&mut transposed, ROWS_PER_TASK * m, |i, o| {
             let r0 = i * ROWS_PER_TASK;
             let mut scratch = vec![0f32; k];
-            rows(fmt, &w[r0 * rb..(r0 + o.len() / m) * rb], x, m, k, o, &mut scratch)
+            rows(
+                fmt,
+                &w[r0 * rb..(r0 + o.len() / m) * rb],
+                x,
+                m,
+                k,
+                o,
+                &mut scratch,
+            )
         });
     }
     if m == 1 {

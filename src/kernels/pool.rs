@@ -182,7 +182,11 @@ pub fn parallel_for(n: usize, f: &(dyn Fn(usize) + Sync)) {
 
 /// `out` in chunks of `chunk` elements (the last may be shorter); task i gets
 /// chunk i. Each task writes only its own chunk.
-pub fn for_each_chunk_mut<T: Send>(out: &mut [T], chunk: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+pub fn for_each_chunk_mut<T: Send>(
+    out: &mut [T],
+    chunk: usize,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) {
     let len = out.len();
     if len == 0 {
         return;
@@ -226,7 +230,10 @@ mod tests {
                         hits[i].fetch_add(1, Ordering::Relaxed);
                     })
                 });
-                assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "{threads} threads, {n} tasks");
+                assert!(
+                    hits.iter().all(|h| h.load(Ordering::Relaxed) == 1),
+                    "{threads} threads, {n} tasks"
+                );
             }
         }
     }

@@ -239,7 +239,10 @@ impl GgufFile {
         if let Bytes::Map(m) = &self.data {
             const PAGE: usize = 4096;
             let base = m.as_ptr() as usize;
-            let (start, end) = (bytes.as_ptr() as usize, bytes.as_ptr() as usize + bytes.len());
+            let (start, end) = (
+                bytes.as_ptr() as usize,
+                bytes.as_ptr() as usize + bytes.len(),
+            );
             if start < base || end > base + m.len() {
                 return;
             }
@@ -249,7 +252,11 @@ impl GgufFile {
                 // Safety: the map is a read-only, private view of the file;
                 // dropped pages are read back from the file unchanged if used.
                 let _ = unsafe {
-                    m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, last - first)
+                    m.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        first,
+                        last - first,
+                    )
                 };
             }
         }

@@ -78,7 +78,8 @@ impl Mlp {
         let inter = self.gate_up.rows / 2;
         let g = gu.narrow(1, 0, inter)?.contiguous()?;
         let u = gu.narrow(1, inter, inter)?.contiguous()?;
-        self.down.forward(&g.apply_op2_no_bwd(&u, &ops::Elementwise::SwiGlu)?)
+        self.down
+            .forward(&g.apply_op2_no_bwd(&u, &ops::Elementwise::SwiGlu)?)
     }
 }
 

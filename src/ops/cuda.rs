@@ -6,9 +6,9 @@
 //! so the bits equal the CPU's whatever the batch or launch shape.
 
 use crate::kernels::{attention::AttnShape, qdot, quant::WeightFormat, rope::RopeLayout};
+use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{CudaView, LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions};
-use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::{CudaDevice, CudaStorage, WrapErr};
 use candle_core::{bail, Layout, Result, Shape};
 use std::collections::HashMap;
@@ -85,7 +85,9 @@ fn ptx(dev: &CudaDevice) -> Result<String> {
         ..Default::default()
     };
     let p = compile_ptx_with_opts(kernel_source(), opts)
-        .map_err(|e| candle_core::Error::Cuda(format!("NVRTC could not compile kernels/*.cu: {e}").into()))?
+        .map_err(|e| {
+            candle_core::Error::Cuda(format!("NVRTC could not compile kernels/*.cu: {e}").into())
+        })?
         .to_src();
     map.insert(arch, p.clone());
     Ok(p)
@@ -146,7 +148,9 @@ fn view<'a, T: candle_core::cuda_backend::CudaDType>(
 }
 
 fn i32_of(v: usize, what: &str) -> Result<i32> {
-    i32::try_from(v).map_err(|_| candle_core::Error::Msg(format!("{what} = {v} is too large for the CUDA kernels")))
+    i32::try_from(v).map_err(|_| {
+        candle_core::Error::Msg(format!("{what} = {v} is too large for the CUDA kernels"))
+    })
 }
 
 /// Our wrapper of Candle's launch: the function of our module, on Candle's stream.
@@ -178,11 +182,19 @@ pub fn matmul(
     }
     let rb = match fmt.row_bytes(k) {
         Some(rb) if rb * n == w.len() => rb as i64,
-        _ => bail!("det-matmul: weight bytes do not match {n} rows of {k} {}", fmt.name()),
+        _ => bail!(
+            "det-matmul: weight bytes do not match {n} rows of {k} {}",
+            fmt.name()
+        ),
     };
     let m = x.len() / k;
     let mut y = alloc::<f32>(dev, m * n)?;
-    let (fi, mi, ni, ki) = (format_id(fmt), i32_of(m, "rows")?, i32_of(n, "n")?, i32_of(k, "k")?);
+    let (fi, mi, ni, ki) = (
+        format_id(fmt),
+        i32_of(m, "rows")?,
+        i32_of(n, "n")?,
+        i32_of(k, "k")?,
+    );
     if m > 0 && n > 0 {
         if qdot::is_integer_format(fmt) {
             let blocks = m * k / 32;
@@ -190,15 +202,53 @@ pub fn matmul(
             let mut xq = alloc::<i8>(dev, m * k)?;
             let mut xd = alloc::<f32>(dev, blocks)?;
             let mut xs = alloc::<f32>(dev, blocks)?;
-            launch!(dev, "quantize_q8", blocks * 32, &x, &mut xq, &mut xd, &mut xs, &bi);
-            launch!(dev, "matmul_int", m * n * 8, &fi, &w, &rb, &xq, &xd, &xs, &mut y, &mi, &ni, &ki);
+            launch!(
+                dev,
+                "quantize_q8",
+                blocks * 32,
+                &x,
+                &mut xq,
+                &mut xd,
+                &mut xs,
+                &bi
+            );
+            launch!(
+                dev,
+                "matmul_int",
+                m * n * 8,
+                &fi,
+                &w,
+                &rb,
+                &xq,
+                &xd,
+                &xs,
+                &mut y,
+                &mi,
+                &ni,
+                &ki
+            );
         } else {
-            launch!(dev, "matmul_float", m * n * 32, &fi, &w, &rb, &x, &mut y, &mi, &ni, &ki);
+            launch!(
+                dev,
+                "matmul_float",
+                m * n * 32,
+                &fi,
+                &w,
+                &rb,
+                &x,
+                &mut y,
+                &mi,
+                &ni,
+                &ki
+            );
         }
     }
     let mut od = dims.to_vec();
     *od.last_mut().unwrap() = n;
-    Ok((CudaStorage::wrap_cuda_slice(y, dev.clone()), Shape::from(od)))
+    Ok((
+        CudaStorage::wrap_cuda_slice(y, dev.clone()),
+        Shape::from(od),
+    ))
 }
 
 pub fn embedding(
@@ -223,9 +273,23 @@ pub fn embedding(
     let mut out = alloc::<f32>(dev, count * k)?;
     if count > 0 {
         let (fi, ci, ki) = (format_id(fmt), i32_of(count, "ids")?, i32_of(k, "k")?);
-        launch!(dev, "gather_rows", count * k, &fi, &w, &rb, &ids, &mut out, &ci, &ki);
+        launch!(
+            dev,
+            "gather_rows",
+            count * k,
+            &fi,
+            &w,
+            &rb,
+            &ids,
+            &mut out,
+            &ci,
+            &ki
+        );
     }
-    Ok((CudaStorage::wrap_cuda_slice(out, dev.clone()), Shape::from((count, k))))
+    Ok((
+        CudaStorage::wrap_cuda_slice(out, dev.clone()),
+        Shape::from((count, k)),
+    ))
 }
 
 pub fn rms_norm(
@@ -248,7 +312,10 @@ pub fn rms_norm(
         let (ri, ni) = (i32_of(rows, "rows")?, i32_of(n, "n")?);
         launch!(dev, "rms_norm", rows * 32, &x, &w, &mut y, &ri, &ni, &eps);
     }
-    Ok((CudaStorage::wrap_cuda_slice(y, dev.clone()), l1.shape().clone()))
+    Ok((
+        CudaStorage::wrap_cuda_slice(y, dev.clone()),
+        l1.shape().clone(),
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -282,9 +349,24 @@ pub fn rope(
             i32_of(head_dim, "head_dim")?,
             i32_of(pos0, "position")?,
         );
-        launch!(dev, "rope", rows * row / 2, &mut out, &cos, &sin, &ri, &li, &hi, &inter, &pi);
+        launch!(
+            dev,
+            "rope",
+            rows * row / 2,
+            &mut out,
+            &cos,
+            &sin,
+            &ri,
+            &li,
+            &hi,
+            &inter,
+            &pi
+        );
     }
-    Ok((CudaStorage::wrap_cuda_slice(out, dev.clone()), l1.shape().clone()))
+    Ok((
+        CudaStorage::wrap_cuda_slice(out, dev.clone()),
+        l1.shape().clone(),
+    ))
 }
 
 /// Element-wise kernels of two equal-length inputs: "swiglu" or "add".
@@ -308,7 +390,10 @@ pub fn binary(
         let n64 = n as i64;
         launch!(dev, kernel, n, &a, &b, &mut y, &n64);
     }
-    Ok((CudaStorage::wrap_cuda_slice(y, dev.clone()), l1.shape().clone()))
+    Ok((
+        CudaStorage::wrap_cuda_slice(y, dev.clone()),
+        l1.shape().clone(),
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -333,7 +418,10 @@ pub fn attention(
     } = shape;
     let rows = q.len() / (n_heads * head_dim);
     if (pos0 + rows) * n_kv_heads * head_dim > k.len() || k.len() != v.len() {
-        bail!("det-attention: KV cache too small for position {}", pos0 + rows);
+        bail!(
+            "det-attention: KV cache too small for position {}",
+            pos0 + rows
+        );
     }
     let max_pos = pos0 + rows;
     let mut out = alloc::<f32>(dev, q.len())?;
@@ -349,8 +437,24 @@ pub fn attention(
             i32_of(max_pos, "positions")?,
         );
         launch!(
-            dev, "attention", rows * n_heads * 32, &q, &k, &v, &mut out, &mut scores, &ri, &hi, &kvi, &di, &pi, &mpi
+            dev,
+            "attention",
+            rows * n_heads * 32,
+            &q,
+            &k,
+            &v,
+            &mut out,
+            &mut scores,
+            &ri,
+            &hi,
+            &kvi,
+            &di,
+            &pi,
+            &mpi
         );
     }
-    Ok((CudaStorage::wrap_cuda_slice(out, dev.clone()), l1.shape().clone()))
+    Ok((
+        CudaStorage::wrap_cuda_slice(out, dev.clone()),
+        l1.shape().clone(),
+    ))
 }

@@ -7,9 +7,9 @@
 
 use crate::kernels::{self, attention::AttnShape, quant::WeightFormat, rope::RopeLayout};
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 #[cfg(feature = "cuda")]
 use candle_core::CudaStorage;
+use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
 #[cfg(feature = "cuda")]
 pub mod cuda;
@@ -217,7 +217,17 @@ impl CustomOp3 for Rope {
         s3: &CudaStorage,
         l3: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
-        cuda::rope(self.head_dim, self.layout, self.pos0, s1, l1, s2, l2, s3, l3)
+        cuda::rope(
+            self.head_dim,
+            self.layout,
+            self.pos0,
+            s1,
+            l1,
+            s2,
+            l2,
+            s3,
+            l3,
+        )
     }
 }
 
