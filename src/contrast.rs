@@ -6,6 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::model::llama::{Llama, Logits, SeqStep};
+use crate::sampling::argmax;
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_llama::ModelWeights;
@@ -59,16 +60,6 @@ fn bits_differ(a: &[f32], b: &[f32]) -> usize {
         .count()
 }
 
-fn argmax(v: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, x) in v.iter().enumerate() {
-        if *x > v[best] {
-            best = i;
-        }
-    }
-    best
-}
-
 fn load_stock(path: &Path, dev: &Device) -> Result<ModelWeights> {
     let bad =
         |e: &dyn std::fmt::Display| Error::bad_file(path, format!("stock Candle loader: {e}"));
@@ -77,12 +68,8 @@ fn load_stock(path: &Path, dev: &Device) -> Result<ModelWeights> {
     ModelWeights::from_gguf(content, &mut f, dev).map_err(|e| bad(&e))
 }
 
-/// Last-position logits of every prompt from our engine, each run alone and
-/// all together in one batch.
-/// Last-position logits per prompt.
-type Rows = Vec<Vec<f32>>;
-
-fn ours(model: &Llama, prompts: &[Vec<u32>]) -> Result<(Rows, Rows)> {
+/// Last-position logits of each prompt from our engine, each run alone.
+fn ours_alone(model: &Llama, prompts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
     let mut alone = Vec::new();
     for p in prompts {
         let mut cache = model.new_cache(p.len())?;
@@ -93,6 +80,11 @@ fn ours(model: &Llama, prompts: &[Vec<u32>]) -> Result<(Rows, Rows)> {
         }])?;
         alone.push(to_vec(out[0].as_ref().expect("asked for logits"))?);
     }
+    Ok(alone)
+}
+
+/// The same logits with all prompts run together in one batch.
+fn ours_batched(model: &Llama, prompts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
     let mut caches = prompts
         .iter()
         .map(|p| model.new_cache(p.len()))
@@ -106,12 +98,11 @@ fn ours(model: &Llama, prompts: &[Vec<u32>]) -> Result<(Rows, Rows)> {
             logits: Logits::Last,
         })
         .collect();
-    let batched = model
+    model
         .forward(&mut steps)?
         .iter()
         .map(|t| to_vec(t.as_ref().expect("asked for logits")))
-        .collect::<Result<Vec<_>>>()?;
-    Ok((alone, batched))
+        .collect()
 }
 
 /// Each prompt is tokenized and its tokens repeated to `len` (so that every
@@ -162,12 +153,14 @@ pub fn run(path: &Path, texts: &[String], len: usize, dev: &Device) -> Result<Co
     drop(stock);
 
     // Our engine: the CPU reference, and the device under test.
-    let (ref_alone, _) = ours(&cpu.model, &prompts)?;
+    // On the CPU the device under test is the reference itself.
+    let ref_alone = ours_alone(&cpu.model, &prompts)?;
     let (dev_alone, dev_batch) = if dev.is_cpu() {
-        ours(&cpu.model, &prompts)?
+        (ref_alone.clone(), ours_batched(&cpu.model, &prompts)?)
     } else {
         drop(cpu);
-        ours(&crate::model::load(path, dev)?.model, &prompts)?
+        let m = crate::model::load(path, dev)?.model;
+        (ours_alone(&m, &prompts)?, ours_batched(&m, &prompts)?)
     };
 
     let rows = (0..prompts.len())

@@ -165,9 +165,7 @@ macro_rules! launch {
 }
 
 pub fn matmul(
-    fmt: WeightFormat,
-    n: usize,
-    k: usize,
+    op: &super::MatMul,
     s1: &CudaStorage,
     l1: &Layout,
     s2: &CudaStorage,
@@ -176,18 +174,9 @@ pub fn matmul(
     let dev = &s1.device;
     let x = view::<f32>(s1, l1, "det-matmul")?;
     let w = view::<u8>(s2, l2, "det-matmul")?;
-    let dims = l1.shape().dims();
-    if dims.last() != Some(&k) {
-        bail!("det-matmul: input {:?} does not end in k={}", dims, k);
-    }
-    let rb = match fmt.row_bytes(k) {
-        Some(rb) if rb * n == w.len() => rb as i64,
-        _ => bail!(
-            "det-matmul: weight bytes do not match {n} rows of {k} {}",
-            fmt.name()
-        ),
-    };
-    let m = x.len() / k;
+    let (m, shape) = op.check(l1.shape(), w.len())?;
+    let (fmt, n, k) = (op.fmt, op.n, op.k);
+    let rb = fmt.row_bytes(k).expect("checked") as i64;
     let mut y = alloc::<f32>(dev, m * n)?;
     let (fi, mi, ni, ki) = (
         format_id(fmt),
@@ -243,18 +232,11 @@ pub fn matmul(
             );
         }
     }
-    let mut od = dims.to_vec();
-    *od.last_mut().unwrap() = n;
-    Ok((
-        CudaStorage::wrap_cuda_slice(y, dev.clone()),
-        Shape::from(od),
-    ))
+    Ok((CudaStorage::wrap_cuda_slice(y, dev.clone()), shape))
 }
 
 pub fn embedding(
-    fmt: WeightFormat,
-    rows: usize,
-    k: usize,
+    op: &super::Embedding,
     s1: &CudaStorage,
     l1: &Layout,
     s2: &CudaStorage,
@@ -264,9 +246,8 @@ pub fn embedding(
     let ids = view::<u32>(s1, l1, "det-embedding")?;
     // Ids are few (one per new token): check them on the host, as the CPU does.
     let host = dev.clone_dtoh(&ids)?;
-    if let Some(bad) = host.iter().find(|&&i| i as usize >= rows) {
-        bail!("det-embedding: token id {bad} is out of range (vocabulary has {rows} rows)");
-    }
+    op.check_ids(&host)?;
+    let (fmt, k) = (op.fmt, op.k);
     let w = view::<u8>(s2, l2, "det-embedding")?;
     let rb = fmt.row_bytes(k).unwrap_or(0) as i64;
     let count = host.len();
@@ -293,7 +274,7 @@ pub fn embedding(
 }
 
 pub fn rms_norm(
-    eps: f32,
+    op: &super::RmsNorm,
     s1: &CudaStorage,
     l1: &Layout,
     s2: &CudaStorage,
@@ -303,10 +284,8 @@ pub fn rms_norm(
     let x = view::<f32>(s1, l1, "det-rms-norm")?;
     let w = view::<f32>(s2, l2, "det-rms-norm")?;
     let n = w.len();
-    if l1.shape().dims().last() != Some(&n) {
-        bail!("det-rms-norm: input {:?} vs weight {}", l1.shape(), n);
-    }
-    let rows = x.len() / n.max(1);
+    let rows = super::RmsNorm::check(l1.shape(), n)?;
+    let eps = op.eps;
     let mut y = alloc::<f32>(dev, x.len())?;
     if rows > 0 {
         let (ri, ni) = (i32_of(rows, "rows")?, i32_of(n, "n")?);
@@ -318,11 +297,8 @@ pub fn rms_norm(
     ))
 }
 
-#[allow(clippy::too_many_arguments)]
 pub fn rope(
-    head_dim: usize,
-    layout: RopeLayout,
-    pos0: usize,
+    op: &super::Rope,
     s1: &CudaStorage,
     l1: &Layout,
     s2: &CudaStorage,
@@ -334,11 +310,8 @@ pub fn rope(
     let x = view::<f32>(s1, l1, "det-rope")?;
     let cos = view::<f32>(s2, l2, "det-rope")?;
     let sin = view::<f32>(s3, l3, "det-rope")?;
-    let row = *l1.shape().dims().last().unwrap_or(&0);
-    let rows = if row == 0 { 0 } else { x.len() / row };
-    if (pos0 + rows) * (head_dim / 2) > cos.len() {
-        bail!("det-rope: position {} beyond the rope table", pos0 + rows);
-    }
+    let (rows, row) = op.check(l1.shape(), cos.len())?;
+    let (head_dim, layout, pos0) = (op.head_dim, op.layout, op.pos0);
     let mut out = alloc::<f32>(dev, x.len())?;
     dev.memcpy_dtod(&x, &mut out)?;
     if rows > 0 {
@@ -369,21 +342,22 @@ pub fn rope(
     ))
 }
 
-/// Element-wise kernels of two equal-length inputs: "swiglu" or "add".
-pub fn binary(
-    kernel: &'static str,
-    op: &str,
+pub fn elementwise(
+    op: &super::Elementwise,
     s1: &CudaStorage,
     l1: &Layout,
     s2: &CudaStorage,
     l2: &Layout,
 ) -> Result<(CudaStorage, Shape)> {
+    use candle_core::CustomOp2;
+    let kernel = match op {
+        super::Elementwise::SwiGlu => "swiglu",
+        super::Elementwise::Add => "add",
+    };
     let dev = &s1.device;
-    let a = view::<f32>(s1, l1, op)?;
-    let b = view::<f32>(s2, l2, op)?;
-    if a.len() != b.len() {
-        bail!("{op}: shapes differ");
-    }
+    let a = view::<f32>(s1, l1, op.name())?;
+    let b = view::<f32>(s2, l2, op.name())?;
+    op.check(a.len(), b.len())?;
     let n = a.len();
     let mut y = alloc::<f32>(dev, n)?;
     if n > 0 {
@@ -396,10 +370,8 @@ pub fn binary(
     ))
 }
 
-#[allow(clippy::too_many_arguments)]
 pub fn attention(
-    shape: AttnShape,
-    pos0: usize,
+    op: &super::Attention,
     s1: &CudaStorage,
     l1: &Layout,
     s2: &CudaStorage,
@@ -415,14 +387,9 @@ pub fn attention(
         n_heads,
         n_kv_heads,
         head_dim,
-    } = shape;
-    let rows = q.len() / (n_heads * head_dim);
-    if (pos0 + rows) * n_kv_heads * head_dim > k.len() || k.len() != v.len() {
-        bail!(
-            "det-attention: KV cache too small for position {}",
-            pos0 + rows
-        );
-    }
+    } = op.shape;
+    let pos0 = op.pos0;
+    let rows = op.check(q.len(), k.len(), v.len())?;
     let max_pos = pos0 + rows;
     let mut out = alloc::<f32>(dev, q.len())?;
     if rows > 0 {

@@ -43,6 +43,29 @@ pub struct MatMul {
     pub k: usize,
 }
 
+impl MatMul {
+    /// Checks x [.., k] and W (n rows of k in `fmt`, `w_len` bytes); returns
+    /// the rows of x and the output shape [.., n]. Shared by every backend.
+    fn check(&self, x: &Shape, w_len: usize) -> Result<(usize, Shape)> {
+        let dims = x.dims();
+        if dims.last() != Some(&self.k) {
+            bail!("det-matmul: input {:?} does not end in k={}", dims, self.k);
+        }
+        match self.fmt.row_bytes(self.k) {
+            Some(rb) if rb * self.n == w_len => {}
+            _ => bail!(
+                "det-matmul: weight bytes do not match {} rows of {} {}",
+                self.n,
+                self.k,
+                self.fmt.name()
+            ),
+        }
+        let mut od = dims.to_vec();
+        *od.last_mut().unwrap() = self.n;
+        Ok((x.elem_count() / self.k, Shape::from(od)))
+    }
+}
+
 impl CustomOp2 for MatMul {
     fn name(&self) -> &'static str {
         "det-matmul"
@@ -56,16 +79,10 @@ impl CustomOp2 for MatMul {
     ) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(s1, l1, self.name())?;
         let w = u8_slice(s2, l2, self.name())?;
-        let dims = l1.shape().dims();
-        if dims.last() != Some(&self.k) {
-            bail!("det-matmul: input {:?} does not end in k={}", dims, self.k);
-        }
-        let m = x.len() / self.k;
+        let (m, shape) = self.check(l1.shape(), w.len())?;
         let mut out = vec![0f32; m * self.n];
         kernels::matmul::matmul(x, m, self.k, w, self.fmt, self.n, &mut out);
-        let mut od = dims.to_vec();
-        *od.last_mut().unwrap() = self.n;
-        Ok((CpuStorage::F32(out), Shape::from(od)))
+        Ok((CpuStorage::F32(out), shape))
     }
 
     #[cfg(feature = "cuda")]
@@ -76,7 +93,7 @@ impl CustomOp2 for MatMul {
         s2: &CudaStorage,
         l2: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
-        cuda::matmul(self.fmt, self.n, self.k, s1, l1, s2, l2)
+        cuda::matmul(self, s1, l1, s2, l2)
     }
 }
 
@@ -85,6 +102,18 @@ pub struct Embedding {
     pub fmt: WeightFormat,
     pub rows: usize,
     pub k: usize,
+}
+
+impl Embedding {
+    fn check_ids(&self, ids: &[u32]) -> Result<()> {
+        if let Some(bad) = ids.iter().find(|&&i| i as usize >= self.rows) {
+            bail!(
+                "det-embedding: token id {bad} is out of range (vocabulary has {} rows)",
+                self.rows
+            );
+        }
+        Ok(())
+    }
 }
 
 impl CustomOp2 for Embedding {
@@ -102,12 +131,7 @@ impl CustomOp2 for Embedding {
             (CpuStorage::U32(d), Some((a, b))) => &d[a..b],
             _ => bail!("det-embedding: ids must be a contiguous u32 tensor"),
         };
-        if let Some(bad) = ids.iter().find(|&&i| i as usize >= self.rows) {
-            bail!(
-                "det-embedding: token id {bad} is out of range (vocabulary has {} rows)",
-                self.rows
-            );
-        }
+        self.check_ids(ids)?;
         let w = u8_slice(s2, l2, self.name())?;
         let mut out = vec![0f32; ids.len() * self.k];
         kernels::matmul::gather_rows(w, self.fmt, self.k, ids, &mut out);
@@ -122,12 +146,22 @@ impl CustomOp2 for Embedding {
         s2: &CudaStorage,
         l2: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
-        cuda::embedding(self.fmt, self.rows, self.k, s1, l1, s2, l2)
+        cuda::embedding(self, s1, l1, s2, l2)
     }
 }
 
 pub struct RmsNorm {
     pub eps: f32,
+}
+
+impl RmsNorm {
+    /// Checks x [.., n] against a weight of n; returns the rows of x.
+    fn check(x: &Shape, n: usize) -> Result<usize> {
+        if x.dims().last() != Some(&n) {
+            bail!("det-rms-norm: input {x:?} vs weight {n}");
+        }
+        Ok(x.elem_count() / n.max(1))
+    }
 }
 
 impl CustomOp2 for RmsNorm {
@@ -143,9 +177,7 @@ impl CustomOp2 for RmsNorm {
     ) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(s1, l1, self.name())?;
         let w = f32_slice(s2, l2, self.name())?;
-        if l1.shape().dims().last() != Some(&w.len()) {
-            bail!("det-rms-norm: input {:?} vs weight {}", l1.shape(), w.len());
-        }
+        Self::check(l1.shape(), w.len())?;
         let mut out = vec![0f32; x.len()];
         kernels::norm::rms_norm(x, w, self.eps, &mut out);
         Ok((CpuStorage::F32(out), l1.shape().clone()))
@@ -159,7 +191,7 @@ impl CustomOp2 for RmsNorm {
         s2: &CudaStorage,
         l2: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
-        cuda::rms_norm(self.eps, s1, l1, s2, l2)
+        cuda::rms_norm(self, s1, l1, s2, l2)
     }
 }
 
@@ -168,6 +200,22 @@ pub struct Rope {
     pub head_dim: usize,
     pub layout: RopeLayout,
     pub pos0: usize,
+}
+
+impl Rope {
+    /// Checks that rows of x reach no further than the `table_len` entries of
+    /// the cos table; returns (rows, row length).
+    fn check(&self, x: &Shape, table_len: usize) -> Result<(usize, usize)> {
+        let row = *x.dims().last().unwrap_or(&0);
+        let rows = if row == 0 { 0 } else { x.elem_count() / row };
+        if (self.pos0 + rows) * (self.head_dim / 2) > table_len {
+            bail!(
+                "det-rope: position {} beyond the rope table",
+                self.pos0 + rows
+            );
+        }
+        Ok((rows, row))
+    }
 }
 
 impl CustomOp3 for Rope {
@@ -186,14 +234,7 @@ impl CustomOp3 for Rope {
         let x = f32_slice(s1, l1, self.name())?;
         let cos = f32_slice(s2, l2, self.name())?;
         let sin = f32_slice(s3, l3, self.name())?;
-        let row = *l1.shape().dims().last().unwrap_or(&0);
-        let rows = if row == 0 { 0 } else { x.len() / row };
-        if (self.pos0 + rows) * (self.head_dim / 2) > cos.len() {
-            bail!(
-                "det-rope: position {} beyond the rope table",
-                self.pos0 + rows
-            );
-        }
+        let (_, row) = self.check(l1.shape(), cos.len())?;
         let mut out = x.to_vec();
         kernels::rope::apply(
             &mut out,
@@ -217,17 +258,7 @@ impl CustomOp3 for Rope {
         s3: &CudaStorage,
         l3: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
-        cuda::rope(
-            self.head_dim,
-            self.layout,
-            self.pos0,
-            s1,
-            l1,
-            s2,
-            l2,
-            s3,
-            l3,
-        )
+        cuda::rope(self, s1, l1, s2, l2, s3, l3)
     }
 }
 
@@ -238,6 +269,15 @@ pub enum Elementwise {
     SwiGlu,
     /// a + b (the residual connection).
     Add,
+}
+
+impl Elementwise {
+    fn check(&self, a: usize, b: usize) -> Result<()> {
+        if a != b {
+            bail!("{}: shapes differ", self.name());
+        }
+        Ok(())
+    }
 }
 
 impl CustomOp2 for Elementwise {
@@ -256,9 +296,7 @@ impl CustomOp2 for Elementwise {
     ) -> Result<(CpuStorage, Shape)> {
         let a = f32_slice(s1, l1, self.name())?;
         let b = f32_slice(s2, l2, self.name())?;
-        if a.len() != b.len() {
-            bail!("{}: shapes differ", self.name());
-        }
+        self.check(a.len(), b.len())?;
         let mut out = vec![0f32; a.len()];
         match self {
             Elementwise::SwiGlu => kernels::elementwise::swiglu(a, b, &mut out),
@@ -275,11 +313,7 @@ impl CustomOp2 for Elementwise {
         s2: &CudaStorage,
         l2: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
-        let kernel = match self {
-            Elementwise::SwiGlu => "swiglu",
-            Elementwise::Add => "add",
-        };
-        cuda::binary(kernel, self.name(), s1, l1, s2, l2)
+        cuda::elementwise(self, s1, l1, s2, l2)
     }
 }
 
@@ -287,6 +321,26 @@ impl CustomOp2 for Elementwise {
 pub struct Attention {
     pub shape: AttnShape,
     pub pos0: usize,
+}
+
+impl Attention {
+    /// Checks that the KV cache holds every position the q rows attend to;
+    /// returns the rows of q.
+    fn check(&self, q_len: usize, k_len: usize, v_len: usize) -> Result<usize> {
+        let AttnShape {
+            n_heads,
+            n_kv_heads,
+            head_dim,
+        } = self.shape;
+        let rows = q_len / (n_heads * head_dim);
+        if (self.pos0 + rows) * n_kv_heads * head_dim > k_len || k_len != v_len {
+            bail!(
+                "det-attention: KV cache too small for position {}",
+                self.pos0 + rows
+            );
+        }
+        Ok(rows)
+    }
 }
 
 impl CustomOp3 for Attention {
@@ -305,18 +359,7 @@ impl CustomOp3 for Attention {
         let q = f32_slice(s1, l1, self.name())?;
         let k = f32_slice(s2, l2, self.name())?;
         let v = f32_slice(s3, l3, self.name())?;
-        let AttnShape {
-            n_heads,
-            n_kv_heads,
-            head_dim,
-        } = self.shape;
-        let rows = q.len() / (n_heads * head_dim);
-        if (self.pos0 + rows) * n_kv_heads * head_dim > k.len() || k.len() != v.len() {
-            bail!(
-                "det-attention: KV cache too small for position {}",
-                self.pos0 + rows
-            );
-        }
+        self.check(q.len(), k.len(), v.len())?;
         let mut out = vec![0f32; q.len()];
         kernels::attention::attention(q, k, v, self.pos0, self.shape, &mut out);
         Ok((CpuStorage::F32(out), l1.shape().clone()))
@@ -332,7 +375,7 @@ impl CustomOp3 for Attention {
         s3: &CudaStorage,
         l3: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
-        cuda::attention(self.shape, self.pos0, s1, l1, s2, l2, s3, l3)
+        cuda::attention(self, s1, l1, s2, l2, s3, l3)
     }
 }
 
