@@ -42,7 +42,8 @@ fn main() {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    println!("isa {}, {threads} threads", kernels::isa().name());
+    let isa = kernels::default_isa().expect("INFER_EVAL_ISA");
+    println!("isa {}, {threads} threads", isa.name());
     println!("{:<34} {:>12} {:>12}", "kernel", "median us", "GFLOP/s");
     let row = |name: String, us: f64, flops: f64| {
         println!("{name:<34} {us:>12.1} {:>12.2}", flops / us / 1e3)
@@ -62,7 +63,7 @@ fn main() {
             let x = floats(m * k);
             let mut out = vec![0f32; m * n];
             let us = median_us(9, || {
-                kernels::matmul::matmul(&x, m, k, &w, fmt, n, &mut out)
+                kernels::matmul::matmul(isa, &x, m, k, &w, fmt, n, &mut out)
             });
             row(
                 format!("matmul {} {n}x{k}, {m} rows", fmt.name()),
@@ -77,6 +78,7 @@ fn main() {
     let mut o = vec![0f32; nh * hd];
     let us = median_us(9, || {
         kernels::attention::attention(
+            isa,
             &q,
             &kv,
             &kv,
@@ -97,17 +99,17 @@ fn main() {
     let x = floats(64 * 576);
     let w = floats(576);
     let mut y = vec![0f32; 64 * 576];
-    let us = median_us(9, || kernels::norm::rms_norm(&x, &w, 1e-5, &mut y));
+    let us = median_us(9, || kernels::norm::rms_norm(isa, &x, &w, 1e-5, &mut y));
     row("rmsnorm 64 x 576".into(), us, 3.0 * 64.0 * 576.0);
     let l = floats(49152);
     let us = median_us(9, || {
-        std::hint::black_box(infer_eval::numerics::log_softmax_at(&l, 7));
+        std::hint::black_box(kernels::softmax::log_softmax_at(isa, &l, &[7]));
     });
     row("log-softmax 49152".into(), us, 3.0 * 49152.0);
 
     let path =
         infer_eval::fetch::resolve("llama", &mut |s| eprintln!("{s}")).expect("default model");
-    let m = infer_eval::model::load(&path, &candle_core::Device::Cpu).expect("load");
+    let m = infer_eval::loader::load(&path, &candle_core::Device::Cpu).expect("load");
     let prompt: Vec<u32> = (0..256).map(|i| 100 + (i * 37 % 5000) as u32).collect();
     println!(
         "\n{:<34} {:>12} {:>12}",

@@ -3,7 +3,8 @@
 
 // One warp per row: mean = dot(x, x) / n; r = 1 / sqrt(mean + eps); y = w * (x * r).
 extern "C" __global__ void rms_norm(const float* x, const float* w, float* y, int rows, int n, float eps) {
-    int row = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
+    long row = ((long)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    int lane = threadIdx.x % 32;
     if (row >= rows) return;
     const float* xr = x + (long)row * n;
     float acc = 0.0f;
@@ -20,7 +21,8 @@ extern "C" __global__ void rope(float* x, const float* cos_t, const float* sin_t
     long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
     int h = head_dim / 2, pairs_per_row = row_len / 2;
     if (i >= (long)rows * pairs_per_row) return;
-    int t = i / pairs_per_row, p = i % pairs_per_row, head = p / h, j = p % h;
+    long t = i / pairs_per_row;
+    int p = i % pairs_per_row, head = p / h, j = p % h;
     float* hd = x + (long)t * row_len + head * head_dim;
     int ia = interleaved ? 2 * j : j, ib = interleaved ? 2 * j + 1 : j + h;
     float c = cos_t[(long)(pos0 + t) * h + j], s = sin_t[(long)(pos0 + t) * h + j];
@@ -43,8 +45,9 @@ extern "C" __global__ void add(const float* a, const float* b, float* y, long n)
 // One warp per (query row, head). scores: scratch of n_pos floats per warp.
 extern "C" __global__ void attention(const float* q, const float* k, const float* v, float* out, float* scores,
                                      int rows, int n_heads, int n_kv, int hd, int pos0, int max_pos) {
-    int wid = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
-    if (wid >= rows * n_heads) return;
+    long wid = ((long)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    int lane = threadIdx.x % 32;
+    if (wid >= (long)rows * n_heads) return;
     int t = wid / n_heads, h = wid % n_heads, g = h / (n_heads / n_kv);
     int n_pos = pos0 + t + 1, kv_row = n_kv * hd;
     const float* qh = q + (long)t * n_heads * hd + h * hd;

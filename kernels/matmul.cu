@@ -1,14 +1,17 @@
-// y = x W^T (docs §2, §3, §3b). One warp per output for the f32 path; one
-// thread per output for the integer path. Each output is computed whole by
-// one warp or thread, so neither batch size nor launch shape changes a bit.
+// y = x W^T (docs §2, §3, §3b). One warp per output for the f32 path; eight
+// threads per output for the integer path. Each output is computed whole by
+// one warp or group, so neither batch size nor launch shape changes a bit.
+// Thread, warp and output indices are 64-bit: all-position logits of a
+// 262k vocabulary over a 512-token chunk are 2^32 threads.
 #include "dequant.cuh"
 
 // Float formats (F32, F16, BF16, Q4_K, Q6_K): y[t][r] = dot(dequant(W[r]), x[t]).
 extern "C" __global__ void matmul_float(int fmt, const unsigned char* w, long row_bytes, const float* x,
                                         float* y, int m, int n, int k) {
-    int warp = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
-    if (warp >= m * n) return;
-    int t = warp / n, r = warp % n;
+    long warp = ((long)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    int lane = threadIdx.x % 32;
+    if (warp >= (long)m * n) return;
+    long t = warp / n, r = warp % n;
     const unsigned char* row = w + (long)r * row_bytes;
     const float* xt = x + (long)t * k;
     float acc = 0.0f;
@@ -19,10 +22,22 @@ extern "C" __global__ void matmul_float(int fmt, const unsigned char* w, long ro
 
 // Activation quantisation (§3b): one warp per 32-element block of x.
 extern "C" __global__ void quantize_q8(const float* x, signed char* q, float* d, float* s, int blocks) {
-    int b = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
+    long b = ((long)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    int lane = threadIdx.x % 32;
     if (b >= blocks) return;
     float v = x[b * 32 + lane];
-    // As the CPU: amax starts at 0 and ignores NaN; a NaN product quantises to 0.
+    // As the CPU: a block holding a NaN or an infinity gets NaN scales (and
+    // q = 0), so every output reading it is NaN, as in the float formats.
+    int bad = !isfinite(v);
+    for (int off = 16; off > 0; off >>= 1) bad |= __shfl_xor_sync(0xffffffffu, bad, off);
+    if (bad) {
+        q[b * 32 + lane] = 0;
+        if (lane == 0) {
+            d[b] = __int_as_float(0x7fc00000);
+            s[b] = __int_as_float(0x7fc00000);
+        }
+        return;
+    }
     float a = fabsf(v);
     float amax = a > 0.0f ? a : 0.0f;
     for (int off = 16; off > 0; off >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));  // max is exact
@@ -53,7 +68,8 @@ extern "C" __global__ void matmul_int(int fmt, const unsigned char* w, long row_
     int l = threadIdx.x % 8;
     bool live = gid < (long)m * n;
     long i = live ? gid : 0;
-    int t = i / n, r = i % n, nb = k / 32;
+    long t = i / n, r = i % n;
+    int nb = k / 32;
     int bb = fmt == Q4_0 ? 18 : (fmt == Q4_1 ? 20 : 34);
     const unsigned char* row = w + (long)r * row_bytes;
     float acc = 0.0f, acc_m = 0.0f;
@@ -88,6 +104,7 @@ extern "C" __global__ void gather_rows(int fmt, const unsigned char* w, long row
                                        float* out, int count, int k) {
     long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (long)count * k) return;
-    int t = i / k, kk = i % k;
+    long t = i / k;
+    int kk = i % k;
     out[i] = dequant(fmt, w + (long)ids[t] * row_bytes, kk);
 }

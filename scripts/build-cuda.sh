@@ -20,9 +20,9 @@ else
 fi
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/cuda}
 if [ "${1:-}" = "--check" ]; then
-  exec cargo check --locked --release --features cuda --all-targets
+  exec cargo check --locked --release --features cuda,contrast --all-targets
 fi
-cargo build --locked --release --features cuda
+cargo build --locked --release --features cuda,contrast
 cp "$CARGO_TARGET_DIR/release/infer-eval" "$CARGO_TARGET_DIR/infer-eval-cuda"
 strip "$CARGO_TARGET_DIR/infer-eval-cuda"
 ls -l "$CARGO_TARGET_DIR/infer-eval-cuda" >&2

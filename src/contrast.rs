@@ -21,6 +21,9 @@ pub struct PromptContrast {
     pub stock_vs_ours_max_abs: f32,
     /// Whether the two agree on the most likely next token.
     pub stock_vs_ours_same_argmax: bool,
+    /// Our logit gap between the top two tokens: a disagreement on the
+    /// argmax is only excusable where this is small.
+    pub ours_top2_gap: f32,
     /// Logits whose bits differ between a whole-prompt prefill and feeding the
     /// prompt one token at a time (stock).
     pub stock_chunk_bits_differ: usize,
@@ -29,8 +32,12 @@ pub struct PromptContrast {
     /// (stock; both fed one token at a time).
     pub stock_batch_bits_differ: usize,
     pub stock_batch_max_abs: f32,
-    /// The same two comparisons for our engine on the device under test.
-    pub ours_device_vs_cpu_bits_differ: usize,
+    /// Logits whose bits differ between our engine on the device under test
+    /// and on the CPU; None when the device under test is the CPU (there is
+    /// nothing to compare: the CPU is the reference).
+    pub ours_device_vs_cpu_bits_differ: Option<usize>,
+    /// Logits whose bits differ between our engine on the device under test
+    /// alone and in the batch.
     pub ours_batch_bits_differ: usize,
 }
 
@@ -51,6 +58,20 @@ fn max_abs(a: &[f32], b: &[f32]) -> f32 {
         .zip(b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
+}
+
+/// The largest logit minus the second largest.
+fn top2_gap(l: &[f32]) -> f32 {
+    let (mut a, mut b) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
+    for &v in l {
+        if v > a {
+            b = a;
+            a = v;
+        } else if v > b {
+            b = v;
+        }
+    }
+    a - b
 }
 
 fn bits_differ(a: &[f32], b: &[f32]) -> usize {
@@ -109,7 +130,7 @@ fn ours_batched(model: &Llama, prompts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
 /// prompt has the same length and a batch needs no padding). Logits are those
 /// of the last prompt position.
 pub fn run(path: &Path, texts: &[String], len: usize, dev: &Device) -> Result<ContrastReport> {
-    let cpu = crate::model::load(path, &Device::Cpu)?;
+    let cpu = crate::loader::load(path, &Device::Cpu)?;
     if len == 0 || len > cpu.model.config.max_position_embeddings {
         return Err(Error::Input(format!(
             "contrast: prompt length {len} must be between 1 and the context ({})",
@@ -156,12 +177,13 @@ pub fn run(path: &Path, texts: &[String], len: usize, dev: &Device) -> Result<Co
     // On the CPU the device under test is the reference itself.
     let ref_alone = ours_alone(&cpu.model, &prompts)?;
     let (dev_alone, dev_batch) = if dev.is_cpu() {
-        (ref_alone.clone(), ours_batched(&cpu.model, &prompts)?)
+        (None, ours_batched(&cpu.model, &prompts)?)
     } else {
         drop(cpu);
-        let m = crate::model::load(path, dev)?.model;
-        (ours_alone(&m, &prompts)?, ours_batched(&m, &prompts)?)
+        let m = crate::loader::load(path, dev)?.model;
+        (Some(ours_alone(&m, &prompts)?), ours_batched(&m, &prompts)?)
     };
+    let dut_alone = dev_alone.as_ref().unwrap_or(&ref_alone);
 
     let rows = (0..prompts.len())
         .map(|i| PromptContrast {
@@ -169,12 +191,15 @@ pub fn run(path: &Path, texts: &[String], len: usize, dev: &Device) -> Result<Co
             tokens: len,
             stock_vs_ours_max_abs: max_abs(&stock_prefill[i], &ref_alone[i]),
             stock_vs_ours_same_argmax: argmax(&stock_prefill[i]) == argmax(&ref_alone[i]),
+            ours_top2_gap: top2_gap(&ref_alone[i]),
             stock_chunk_bits_differ: bits_differ(&stock_prefill[i], &stock_alone[i]),
             stock_chunk_max_abs: max_abs(&stock_prefill[i], &stock_alone[i]),
             stock_batch_bits_differ: bits_differ(&stock_alone[i], &stock_batch[i]),
             stock_batch_max_abs: max_abs(&stock_alone[i], &stock_batch[i]),
-            ours_device_vs_cpu_bits_differ: bits_differ(&dev_alone[i], &ref_alone[i]),
-            ours_batch_bits_differ: bits_differ(&dev_alone[i], &dev_batch[i]),
+            ours_device_vs_cpu_bits_differ: dev_alone
+                .as_ref()
+                .map(|d| bits_differ(&d[i], &ref_alone[i])),
+            ours_batch_bits_differ: bits_differ(&dut_alone[i], &dev_batch[i]),
         })
         .collect();
     Ok(ContrastReport {

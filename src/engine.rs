@@ -44,6 +44,17 @@ pub enum StopReason {
     Context,
 }
 
+impl StopReason {
+    /// As records write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            StopReason::Eos => "eos",
+            StopReason::Length => "length",
+            StopReason::Context => "context",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SeqOutput {
     pub id: String,
@@ -161,10 +172,13 @@ pub fn generate(
                 } else {
                     Vec::new()
                 };
-                let tok = sampler.sample(&logits, &history, s.key, s.out.len() as u64);
+                let tok = sampler
+                    .sample(&logits, &history, s.key, s.out.len() as u64)
+                    .map_err(|e| Error::Input(format!("sequence '{}': {e}", s.req.id)))?;
                 s.out.push(tok);
-                s.logprobs
-                    .push(crate::kernels::softmax::log_softmax_at(&logits, &[tok as usize])[0]);
+                s.logprobs.push(
+                    crate::kernels::softmax::log_softmax_at(model.isa, &logits, &[tok as usize])[0],
+                );
                 produced += 1;
                 let now = Instant::now();
                 if s.out.len() == 1 {
@@ -204,6 +218,7 @@ pub fn generate(
                 if let Some(t) = o {
                     let v: Vec<f32> = t.flatten_all()?.to_vec1()?;
                     let s = &mut live[*i];
+                    check_finite(&v, &s.req.id, s.fed + s.out.len())?;
                     hash_f32s(&mut s.hasher, &v);
                     if opts.keep_logits {
                         s.logits.push(v.clone());
@@ -227,6 +242,19 @@ pub fn generate(
         }
     }
     Ok(results)
+}
+
+/// A forward pass that produced a NaN or an infinity has diverged (or the
+/// weights are broken): that is an error on every backend and format, never
+/// a token picked from garbage. `pos` is the number of tokens it had seen.
+fn check_finite(logits: &[f32], what: &str, pos: usize) -> Result<()> {
+    if let Some(i) = logits.iter().position(|v| !v.is_finite()) {
+        return Err(Error::Input(format!(
+            "{what}: the forward pass produced a non-finite logit ({} for token {i}) after {pos} tokens; the activations diverged or the model is broken",
+            logits[i]
+        )));
+    }
+    Ok(())
 }
 
 /// Feed the f32 bits of `v`, little-endian, to `h`: one call per vector,
@@ -296,9 +324,9 @@ pub fn loglikelihoods(
             let mut toks = r.context.clone();
             toks.extend_from_slice(&r.continuation[..r.continuation.len() - 1]);
             if toks.len() > ctx_len {
-                return Err(Error::Input(format!(
-                    "{} tokens exceed the model's context of {ctx_len}",
-                    toks.len()
+                return Err(Error::Resource(format!(
+                    "a log-likelihood request of {} tokens (context plus continuation) exceeds the model's context of {ctx_len} positions",
+                    toks.len() + 1
                 )));
             }
             let cache = model.new_cache(toks.len())?;
@@ -329,6 +357,7 @@ pub fn loglikelihoods(
                 let first = group[i].context.len() - 1;
                 for (p, row) in (start..end).zip(rows) {
                     if p >= first {
+                        check_finite(&row, "log-likelihood request", p + 1)?;
                         seqs[i].3.push(row);
                     }
                 }
@@ -337,7 +366,7 @@ pub fn loglikelihoods(
         for (r, (_, _, _, rows)) in group.iter().zip(seqs) {
             let mut ll = 0f64;
             for (row, &t) in rows.iter().zip(&r.continuation) {
-                ll += crate::kernels::softmax::log_softmax_at(row, &[t as usize])[0];
+                ll += crate::kernels::softmax::log_softmax_at(model.isa, row, &[t as usize])[0];
             }
             out.push(LoglikOutput { loglik: ll });
         }

@@ -35,6 +35,11 @@ pub enum Error {
     #[error("invalid input: {0}")]
     Input(String),
 
+    /// A command-line flag with a value it cannot take (exit code 2, as
+    /// clap's own usage errors).
+    #[error("{0}")]
+    Usage(String),
+
     /// Something would not fit: memory, or the model's context.
     #[error("{0}")]
     Resource(String),
@@ -71,6 +76,7 @@ impl Error {
             | Error::HashMismatch { .. }
             | Error::Tokenizer(_)
             | Error::Input(_) => exit::INVALID_INPUT,
+            Error::Usage(_) => exit::USAGE,
             Error::Fetch { .. } => exit::FETCH,
             Error::Resource(_) => exit::RESOURCE,
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {

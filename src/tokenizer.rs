@@ -5,7 +5,7 @@
 //! the text; control tokens only when `parse_special` is set (chat prompts).
 
 use crate::error::{Error, Result};
-use crate::model::gguf::GgufFile;
+use crate::formats::gguf::GgufFile;
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
@@ -36,6 +36,22 @@ pub struct Tokenizer {
     /// tokenizer metadata in key order).
     pub sha256: String,
     pub vocab_size: usize,
+}
+
+/// Instructions a chat template may run for one prompt (a real one takes a
+/// few thousand), and how deep it may recurse.
+const CHAT_TEMPLATE_FUEL: u64 = 2_000_000;
+const CHAT_TEMPLATE_RECURSION: usize = 64;
+
+/// A JSON file's value: Null if the file is absent, an error naming it if it
+/// is present but unreadable or not JSON.
+fn read_json_if_present(path: &Path) -> Result<serde_json::Value> {
+    match std::fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map_err(|e| terr(path, format!("not valid JSON: {e}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(serde_json::Value::Null),
+        Err(e) => Err(Error::io(path, e)),
+    }
 }
 
 fn terr(path: &Path, msg: impl std::fmt::Display) -> Error {
@@ -150,9 +166,8 @@ impl Tokenizer {
             specials,
             inner_handles_specials: false,
             bos: check("bos_token_id", id("tokenizer.ggml.bos_token_id"))?,
-            eos: check("eos_token_id", id("tokenizer.ggml.eos_token_id"))?
-                .into_iter()
-                .collect(),
+            eos: vec![check("eos_token_id", id("tokenizer.ggml.eos_token_id"))?
+                .ok_or_else(|| terr(p, "no tokenizer.ggml.eos_token_id: generation would never stop"))?],
             add_bos: g
                 .metadata
                 .get("tokenizer.ggml.add_bos_token")
@@ -169,43 +184,104 @@ impl Tokenizer {
     }
 
     /// A Hugging Face model folder: tokenizer.json, with BOS/EOS from
-    /// config.json and the chat template from tokenizer_config.json if present.
+    /// config.json (else generation_config.json, else the token strings of
+    /// tokenizer_config.json) and the chat template from tokenizer_config.json
+    /// or chat_template.jinja. A file that is present but does not parse is
+    /// an error naming it, and so is a folder that names no EOS token: they
+    /// used to be ignored, and generation then ran silently to the limit.
     pub fn from_hf_dir(dir: &Path) -> Result<Self> {
         let path = dir.join("tokenizer.json");
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
         let inner = tokenizers::Tokenizer::from_bytes(&bytes)
             .map_err(|e| terr(&path, format!("invalid tokenizer.json: {e}")))?;
-        let cfg_path = dir.join("config.json");
-        let cfg: serde_json::Value = std::fs::read(&cfg_path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or(serde_json::Value::Null);
-        let ids = |v: &serde_json::Value| -> Vec<u32> {
+        let cfg = read_json_if_present(&dir.join("config.json"))?;
+        let gen = read_json_if_present(&dir.join("generation_config.json"))?;
+        let tc = read_json_if_present(&dir.join("tokenizer_config.json"))?;
+        let ids = |file: &str, key: &str, v: &serde_json::Value| -> Result<Option<Vec<u32>>> {
+            let bad = || {
+                terr(
+                    &dir.join(file),
+                    format!("{key} must be a token id or a list of token ids, got {v}"),
+                )
+            };
             match v {
+                serde_json::Value::Null => Ok(None),
                 serde_json::Value::Number(n) => {
-                    n.as_u64().map(|x| vec![x as u32]).unwrap_or_default()
+                    Ok(Some(vec![n.as_u64().filter(|&x| x <= u32::MAX as u64).ok_or_else(bad)? as u32]))
                 }
                 serde_json::Value::Array(a) => a
                     .iter()
-                    .filter_map(|x| x.as_u64())
-                    .map(|x| x as u32)
-                    .collect(),
-                _ => vec![],
+                    .map(|x| x.as_u64().filter(|&x| x <= u32::MAX as u64).map(|x| x as u32).ok_or_else(bad))
+                    .collect::<Result<Vec<_>>>()
+                    .map(Some),
+                _ => Err(bad()),
             }
         };
-        let tc: serde_json::Value = std::fs::read(dir.join("tokenizer_config.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or(serde_json::Value::Null);
+        // tokenizer_config.json names tokens by their text ("</s>" or {"content": "</s>"}).
+        let by_text = |key: &str| -> Result<Option<u32>> {
+            let text = match &tc[key] {
+                serde_json::Value::String(t) => Some(t.clone()),
+                serde_json::Value::Object(o) => o.get("content").and_then(|c| c.as_str()).map(String::from),
+                _ => None,
+            };
+            match text {
+                None => Ok(None),
+                Some(t) => inner.token_to_id(&t).map(Some).ok_or_else(|| {
+                    terr(
+                        &dir.join("tokenizer_config.json"),
+                        format!("{key} {t:?} is not a token of tokenizer.json"),
+                    )
+                }),
+            }
+        };
+        let eos = match ids("config.json", "eos_token_id", &cfg["eos_token_id"])? {
+            Some(v) if !v.is_empty() => v,
+            _ => match ids("generation_config.json", "eos_token_id", &gen["eos_token_id"])? {
+                Some(v) if !v.is_empty() => v,
+                _ => by_text("eos_token")?.into_iter().collect(),
+            },
+        };
+        if eos.is_empty() {
+            return Err(terr(
+                dir,
+                "no end-of-sequence token: none of config.json (eos_token_id), generation_config.json (eos_token_id) or tokenizer_config.json (eos_token) names one",
+            ));
+        }
+        let bos = match ids("config.json", "bos_token_id", &cfg["bos_token_id"])? {
+            Some(v) if !v.is_empty() => Some(v[0]),
+            _ => by_text("bos_token")?,
+        };
         let vocab_size = inner.get_vocab_size(true);
+        for (name, id) in eos.iter().map(|&i| ("eos_token_id", i)).chain(bos.map(|b| ("bos_token_id", b))) {
+            if id as usize >= vocab_size {
+                return Err(terr(dir, format!("{name} {id} is outside the vocabulary ({vocab_size} tokens)")));
+            }
+        }
+        let chat_template = match &tc["chat_template"] {
+            serde_json::Value::String(t) => Some(t.clone()),
+            // A list of named templates: the one called "default".
+            serde_json::Value::Array(a) => a
+                .iter()
+                .find(|t| t["name"] == "default")
+                .and_then(|t| t["template"].as_str())
+                .map(String::from),
+            _ => {
+                let jinja = dir.join("chat_template.jinja");
+                if jinja.is_file() {
+                    Some(std::fs::read_to_string(&jinja).map_err(|e| Error::io(&jinja, e))?)
+                } else {
+                    None
+                }
+            }
+        };
         Ok(Tokenizer {
             inner,
             specials: Vec::new(),
             inner_handles_specials: true,
-            bos: ids(&cfg["bos_token_id"]).first().copied(),
-            eos: ids(&cfg["eos_token_id"]),
+            bos,
+            eos,
             add_bos: false, // tokenizer.json's post-processor adds what the model wants
-            chat_template: tc["chat_template"].as_str().map(String::from),
+            chat_template,
             sha256: hex::encode(Sha256::digest(&bytes)),
             vocab_size,
         })
@@ -300,6 +376,10 @@ impl Tokenizer {
             .as_deref()
             .ok_or_else(|| Error::Input("--chat: this model has no chat template".into()))?;
         let mut env = minijinja::Environment::new();
+        // A template comes from the model file: bound its work (loops over
+        // huge ranges, deep recursion) so a crafted file cannot hang us.
+        env.set_fuel(Some(CHAT_TEMPLATE_FUEL));
+        env.set_recursion_limit(CHAT_TEMPLATE_RECURSION);
         env.add_function(
             "raise_exception",
             |msg: String| -> std::result::Result<String, minijinja::Error> {
@@ -327,7 +407,7 @@ impl Tokenizer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::gguf::Value;
+    use crate::formats::gguf::Value;
     use std::collections::BTreeMap;
 
     fn gguf(tokens: &[&str], types: &[i32], merges: &[&str]) -> GgufFile {
@@ -347,6 +427,7 @@ mod tests {
             "tokenizer.ggml.merges".into(),
             Value::Array(merges.iter().map(|m| s(m)).collect()),
         );
+        md.insert("tokenizer.ggml.eos_token_id".into(), Value::U32(0));
         GgufFile::from_metadata(Path::new("t.gguf"), md)
     }
 
@@ -374,5 +455,42 @@ mod tests {
     #[test]
     fn bad_metadata_is_an_error() {
         assert!(Tokenizer::from_gguf(&gguf(&["a"], &[1], &["a zz"])).is_err());
+    }
+
+    /// Finding 14 of issue 11: a chat template from a model file cannot
+    /// hang the CLI: loops and recursion are bounded, and end in an error.
+    #[test]
+    fn a_crafted_chat_template_is_stopped() {
+        for tpl in [
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+            "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+        ] {
+            let mut g = gguf(&["<s>", "a"], &[3, 1], &[]);
+            g.metadata.insert(
+                "tokenizer.chat_template".into(),
+                Value::String(tpl.into()),
+            );
+            let t = Tokenizer::from_gguf(&g).unwrap();
+            let t0 = std::time::Instant::now();
+            let e = t.apply_chat_template("hi").unwrap_err().to_string();
+            assert!(e.contains("chat template failed"), "{e}");
+            assert!(t0.elapsed().as_secs() < 20, "took {:?}", t0.elapsed());
+        }
+        // A real template still renders.
+        let mut g = gguf(&["<s>", "a"], &[3, 1], &[]);
+        g.metadata.insert(
+            "tokenizer.chat_template".into(),
+            Value::String("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}".into()),
+        );
+        let t = Tokenizer::from_gguf(&g).unwrap();
+        assert_eq!(t.apply_chat_template("hi").unwrap(), "<|user|>hi");
+    }
+
+    #[test]
+    fn a_gguf_without_eos_is_refused() {
+        let mut g = gguf(&["a"], &[1], &[]);
+        g.metadata.remove("tokenizer.ggml.eos_token_id");
+        let e = Tokenizer::from_gguf(&g).err().unwrap().to_string();
+        assert!(e.contains("eos_token_id"), "{e}");
     }
 }

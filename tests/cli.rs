@@ -269,10 +269,11 @@ fn bad_prompt_files() {
 
 #[test]
 fn device_flag_errors() {
+    // A bad flag value is a usage error (exit 2), as the README says.
     let (code, _, err) = infer_eval(&["--device", "tpu", "--max-tokens", "1"]);
-    assert_eq!(code, 3, "{err}");
+    assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("--device 'tpu'") && err.contains("cuda:N"),
+        err.contains("'tpu'") && err.contains("--device") && err.contains("cuda:N"),
         "{err}"
     );
     // A CPU-only build names the way to a CUDA one instead of failing obscurely.
@@ -290,4 +291,98 @@ fn device_flag_errors() {
         let (code, _, err) = infer_eval(&["bench", "speed", "--device", "cuda"]);
         assert_eq!(code, 3, "{err}");
     }
+}
+
+/// Finding 10 of issue 11: with `--allow-extra-tensors` a file with an
+/// unused tensor loads, says so, records it, and computes what the file
+/// without it computes (the tensor really is ignored).
+#[test]
+fn extra_tensors_load_only_when_allowed_and_are_recorded() {
+    let t = tiny_model(Dtype::F32, 41);
+    let extra = t.dir.path().join("extra");
+    std::fs::create_dir_all(&extra).unwrap();
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(t.dir.path().join(f), extra.join(f)).unwrap();
+    }
+    let mut w = t.weights.clone();
+    w.insert("model.layers.0.self_attn.k_proj.bias".into(), (vec![KV_HEADS * HEAD_DIM], vec![1.0; KV_HEADS * HEAD_DIM]));
+    write_safetensors(&extra.join("model.safetensors"), &w, Dtype::F32).unwrap();
+    let plain = t.dir.path().to_str().unwrap();
+    let extra = extra.to_str().unwrap();
+    let gen = ["--prompt", "w1 w2", "--max-tokens", "4"];
+    let (code, _, err) = infer_eval(&[&["--model", extra][..], &gen].concat());
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("k_proj.bias"), "{err}");
+    let (code, out_plain, _) = infer_eval(&[&["--model", plain][..], &gen].concat());
+    assert_eq!(code, 0);
+    let (code, out_extra, err) =
+        infer_eval(&[&["--model", extra, "--allow-extra-tensors"][..], &gen].concat());
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("ignoring 1 tensor") && err.contains("k_proj.bias"), "{err}");
+    assert_eq!(out_plain, out_extra);
+    let (code, info, _) = infer_eval(&["info", "--model", extra, "--allow-extra-tensors"]);
+    assert_eq!(code, 0);
+    assert!(info.contains("\"ignored_tensors\"") && info.contains("k_proj.bias"), "{info}");
+}
+
+/// Finding 11 of issue 11: the fingerprint of a Hugging Face folder covers
+/// every file that changes the outputs, not only the weights.
+#[test]
+fn hf_fingerprint_covers_config_and_tokenizer_files() {
+    let t = tiny_model(Dtype::F32, 42);
+    let d = t.dir.path();
+    let sha = || {
+        infer_eval::loader::load(d, &candle_core::Device::Cpu)
+            .unwrap()
+            .info
+            .sha256
+    };
+    let base = sha();
+    let mut cfg = config_json();
+    cfg["rope_theta"] = serde_json::json!(50000.0);
+    std::fs::write(d.join("config.json"), cfg.to_string()).unwrap();
+    let theta = sha();
+    assert_ne!(base, theta, "config.json (rope_theta) must change the fingerprint");
+    std::fs::write(d.join("generation_config.json"), "{\"eos_token_id\": 2}").unwrap();
+    let gen = sha();
+    assert_ne!(theta, gen, "generation_config.json must change the fingerprint");
+    std::fs::write(d.join("tokenizer_config.json"), "{\"chat_template\": \"{{ messages[0].content }}\"}").unwrap();
+    assert_ne!(gen, sha(), "tokenizer_config.json must change the fingerprint");
+}
+
+/// Finding 17 of issue 11: a record renamed into place is followed by an
+/// fsync of its folder, or a crash can lose the rename. Watched with strace.
+#[test]
+fn records_fsync_their_folder_after_the_rename() {
+    let t = tiny_model(Dtype::F32, 43);
+    let out = t.dir.path().join("rec.json");
+    let log = t.dir.path().join("strace.log");
+    let status = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=rename,renameat,renameat2,openat,fsync", "-o"])
+        .arg(&log)
+        .arg(env!("CARGO_BIN_EXE_infer-eval"))
+        .args(["--model", t.dir.path().to_str().unwrap(), "--prompt", "w1", "--max-tokens", "2", "--out"])
+        .arg(&out)
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .expect("strace is needed for this test (Debian package strace; .ci/run installs it)");
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let trace = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = trace.lines().collect();
+    let name = out.to_str().unwrap();
+    let at = lines
+        .iter()
+        .position(|l| l.contains("rename") && l.contains(&format!("\"{name}\"")))
+        .unwrap_or_else(|| panic!("no rename onto {name} in:\n{trace}"));
+    let dir = t.dir.path().to_str().unwrap();
+    // After the rename: the folder opened (O_DIRECTORY or plain read), then fsync of that descriptor.
+    let open = lines[at..]
+        .iter()
+        .find(|l| l.contains("openat") && l.contains(&format!("\"{dir}\"")))
+        .unwrap_or_else(|| panic!("the folder is not opened after the rename:\n{trace}"));
+    let fd = open.rsplit('=').next().unwrap().trim();
+    assert!(
+        lines[at..].iter().any(|l| l.contains(&format!("fsync({fd})"))),
+        "no fsync({fd}) of the folder after the rename:\n{trace}"
+    );
 }

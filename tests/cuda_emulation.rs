@@ -7,9 +7,11 @@
 
 use infer_eval::kernels::{
     attention::{attention, AttnShape},
+    dot::dot,
     elementwise, matmul, norm,
     quant::WeightFormat,
     rope::{self, RopeLayout},
+    Isa,
 };
 use std::io::Write;
 use std::path::PathBuf;
@@ -132,17 +134,30 @@ fn matmul_and_gather_match_the_cpu_on_every_format() {
         for m in [1usize, 3] {
             let mut x = r.floats(m * k, 2.0);
             if m == 3 {
-                // Edge blocks of the activation quantisation: an infinity, and a
-                // tiny amax (127/amax overflows) beside zeros; outputs are then
-                // inf/NaN or exact zeros, and must still match.
+                // Edge blocks of the activation quantisation: an infinity, a
+                // NaN, and a tiny amax (127/amax overflows) beside zeros;
+                // outputs are then NaN or exact zeros, and must still match.
                 x[40] = f32::INFINITY;
+                x[2 * k + 100] = f32::NAN;
                 for v in &mut x[k + 64..k + 96] {
                     *v = 0.0;
                 }
                 x[k + 70] = 1e-39;
             }
             let mut cpu = vec![0f32; m * n];
-            matmul::matmul(&x, m, k, &w, fmt, n, &mut cpu);
+            matmul::matmul(Isa::Scalar, &x, m, k, &w, fmt, n, &mut cpu);
+            if m == 3 {
+                // Finding 8 of issue 11: a non-finite activation is never
+                // quantised away: its rows' outputs are all non-finite in
+                // every format (NaN for the integer ones, inf or NaN otherwise).
+                for t in [0, 2] {
+                    assert!(
+                        cpu[t * n..(t + 1) * n].iter().all(|v| !v.is_finite()),
+                        "{}: row {t} holds a non-finite activation but gives finite outputs",
+                        fmt.name()
+                    );
+                }
+            }
             let mut input = w.clone();
             input.extend(bytes_of(&x));
             let args = [
@@ -179,7 +194,7 @@ fn norm_rope_and_elementwise_match_the_cpu() {
     let x = r.floats(rows * n, 3.0);
     let w = r.floats(n, 1.5);
     let mut cpu = vec![0f32; x.len()];
-    norm::rms_norm(&x, &w, 1e-5, &mut cpu);
+    norm::rms_norm(Isa::Scalar, &x, &w, 1e-5, &mut cpu);
     let mut input = bytes_of(&x);
     input.extend(bytes_of(&w));
     let cuda = run(&["rms_norm", "5", "576", "1e-5"].map(String::from), &input);
@@ -191,7 +206,7 @@ fn norm_rope_and_elementwise_match_the_cpu() {
     for (layout, inter) in [(RopeLayout::Interleaved, "1"), (RopeLayout::Half, "0")] {
         let x = r.floats(rows * heads * hd, 2.0);
         let mut cpu = x.clone();
-        rope::apply(&mut cpu, hd, layout, &cos, &sin, pos0, heads * hd);
+        rope::apply(Isa::Scalar, &mut cpu, hd, layout, &cos, &sin, pos0, heads * hd);
         let mut input = bytes_of(&x);
         input.extend(bytes_of(&cos));
         input.extend(bytes_of(&sin));
@@ -215,7 +230,7 @@ fn norm_rope_and_elementwise_match_the_cpu() {
     let mut input = bytes_of(&a);
     input.extend(bytes_of(&b));
     let mut cpu = vec![0f32; 1000];
-    elementwise::swiglu(&a, &b, &mut cpu);
+    elementwise::swiglu(Isa::Scalar, &a, &b, &mut cpu);
     assert_bits(
         &run(&["swiglu", "1000"].map(String::from), &input),
         &cpu,
@@ -243,7 +258,7 @@ fn attention_matches_the_cpu() {
         let k = r.floats(cap * 2 * hd, 2.0);
         let v = r.floats(cap * 2 * hd, 2.0);
         let mut cpu = vec![0f32; q.len()];
-        attention(&q, &k, &v, pos0, shape, &mut cpu);
+        attention(Isa::Scalar, &q, &k, &v, pos0, shape, &mut cpu);
         let mut input = bytes_of(&q);
         input.extend(bytes_of(&k));
         input.extend(bytes_of(&v));
@@ -262,4 +277,52 @@ fn attention_matches_the_cpu() {
             &format!("attention hd {hd}, {rows} rows at {pos0}"),
         );
     }
+}
+
+/// Finding 9 of issue 11: all-position logits of a 262k vocabulary over a
+/// 512-token chunk launch more than 2^32 threads. The emulator runs the
+/// blocks on either side of thread 2^31 and 2^32 (and the first and last)
+/// of such a launch of `matmul_float` and checks each output they write
+/// lands at its own index with the CPU's bits, and nothing else is written.
+/// With 32-bit index arithmetic the warp index wraps negative there.
+#[test]
+fn matmul_indices_past_2_pow_32() {
+    let (m, n, k) = (512usize, 263_144usize, 32usize);
+    let threads = (m * n * 32) as u64;
+    assert!(threads > 1 << 32);
+    let per_block = 256u64;
+    let last = threads.div_ceil(per_block) - 1;
+    let blocks: Vec<u64> = vec![
+        0,
+        (1u64 << 31) / per_block - 1,
+        (1u64 << 31) / per_block,
+        (1u64 << 32) / per_block - 1,
+        (1u64 << 32) / per_block,
+        last,
+    ];
+    let w = |r: usize| -> Vec<f32> {
+        (0..k)
+            .map(|c| ((r % 251) as f32 - 125.0) / 64.0 + c as f32 / 32.0)
+            .collect()
+    };
+    let x = |t: usize| -> Vec<f32> {
+        (0..k)
+            .map(|c| ((t % 13) as f32 - 6.0) / 8.0 + c as f32 / 64.0)
+            .collect()
+    };
+    let mut want = Vec::new();
+    for &b in &blocks {
+        for warp in 0..per_block / 32 {
+            let out = (b * (per_block / 32) + warp) as usize;
+            if out < m * n {
+                want.push(dot(&w(out % n), &x(out / n)));
+            }
+        }
+    }
+    let mut args = vec!["matmul_far".to_string(), m.to_string(), n.to_string(), k.to_string()];
+    args.extend(blocks.iter().map(|b| b.to_string()));
+    let got = run(&args, &[]);
+    let (outs, stray) = got.split_at(got.len() - 1);
+    assert_bits(outs, &want, "matmul_float outputs around threads 2^31 and 2^32");
+    assert_eq!(stray[0], 0.0, "outputs written at indices no listed block owns");
 }

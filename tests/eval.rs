@@ -315,3 +315,58 @@ fn config_errors_name_the_key() {
         "failed configs create no run folder"
     );
 }
+
+/// Finding 12 of issue 11: `--resume` refuses a folder whose recorded
+/// fingerprint (binary, determinism version, model, tokenizer, config, data)
+/// is not the current one, and samples computed from other prompt tokens or
+/// parameters; with nothing changed it resumes to the same digest.
+#[test]
+fn resume_refuses_another_model_version_or_samples() {
+    let p = project();
+    let t = common::tiny_model(common::Dtype::F32, 51);
+    let model = format!("model.name={}", t.dir.path().display());
+    let args = ["task=capitals", "run.limit=3", "sampling.max_tokens=3", &model];
+    let (dir, digest) = eval(p.path(), &args);
+    let d = dir.to_str().unwrap();
+    let interrupt = || std::fs::write(dir.join("INCOMPLETE"), "").unwrap();
+    let resume = || cmd(p.path(), &["eval", "--resume", d]).output().unwrap();
+    let refused = |what: &str| {
+        let o = resume();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(3), "{err}");
+        assert!(err.contains("cannot resume") || err.contains("not this run's samples"), "{err}");
+        assert!(err.contains(what), "should name {what}: {err}");
+    };
+
+    // Unchanged: resumes (nothing left to compute) to the same digest.
+    interrupt();
+    assert_eq!(field(&ok(resume()), "run digest "), digest);
+
+    // Another determinism version recorded.
+    interrupt();
+    let fp = dir.join("fingerprint.json");
+    let orig = std::fs::read_to_string(&fp).unwrap();
+    let v = infer_eval::DETERMINISM_VERSION;
+    std::fs::write(&fp, orig.replace(&format!("\"determinism_version\": {v}"), &format!("\"determinism_version\": {}", v - 1))).unwrap();
+    refused("determinism_version");
+    // Another binary.
+    let mut f: serde_json::Value = serde_json::from_str(&orig).unwrap();
+    f["binary_sha256"] = serde_json::json!("0".repeat(64));
+    std::fs::write(&fp, f.to_string()).unwrap();
+    refused("binary_sha256");
+    std::fs::write(&fp, &orig).unwrap();
+
+    // Samples computed from other parameters, appended to this folder.
+    let samples = dir.join("samples.jsonl");
+    let text = std::fs::read_to_string(&samples).unwrap();
+    let mut first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    first["params_hash"] = serde_json::json!("f".repeat(64));
+    let rest: Vec<&str> = text.lines().skip(1).collect();
+    std::fs::write(&samples, format!("{first}\n{}\n", rest.join("\n"))).unwrap();
+    refused("not this run's samples");
+    std::fs::write(&samples, &text).unwrap();
+
+    // Another model in the same folder (same path, other weights).
+    let _ = common::write_tiny_model(t.dir.path(), common::Dtype::F32, 52).unwrap();
+    refused("model_sha256");
+}

@@ -303,12 +303,89 @@ fn malformed_inputs_give_one_clear_error_each() {
     );
     c.env.push(("INFER_EVAL_MEMORY_LIMIT", "10K".into()));
     cases.push(c);
+    // Bad flag values are usage errors (exit 2), wherever they come from
+    // (finding 17 of issue 11: they exited 3; a bad INFER_EVAL_ISA was
+    // silently replaced by detection for eval, verify and bench).
     cases.push(case(
         "bad flag value",
         &["--model", &td, "--top-p", "2"],
-        3,
+        2,
         &["top-p must be in (0, 1]"],
     ));
+    cases.push(case(
+        "zero threads",
+        &["--model", &td, "--threads", "0"],
+        2,
+        &["--threads"],
+    ));
+    cases.push(case("unknown ISA", &["--isa", "avx9", "--model", &td], 2, &["avx9", "scalar, avx2 or avx512"]));
+    let mut c = case(
+        "unknown ISA from the environment, for eval",
+        &["eval", "--config-dir", "/nonexistent"],
+        2,
+        &["avx9", "scalar, avx2 or avx512"],
+    );
+    c.env.push(("INFER_EVAL_ISA", "avx9".into()));
+    cases.push(c);
+
+    // Finding 14: tokenizer and config files that are present but broken are
+    // errors (EOS used to become empty and generation ran to the limit).
+    let hf = |name: &str, edit: &dyn Fn(&Path)| -> String {
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        for f in ["model.safetensors", "tokenizer.json", "config.json"] {
+            std::fs::copy(t.dir.path().join(f), d.join(f)).unwrap();
+        }
+        edit(&d);
+        d.to_str().unwrap().to_string()
+    };
+    let m = hf("broken-tc", &|d| std::fs::write(d.join("tokenizer_config.json"), "{\"chat_template\": ").unwrap());
+    let mut c = case("broken tokenizer_config.json", &[], 3, &["tokenizer_config.json", "not valid JSON"]);
+    c.args = gen(m);
+    cases.push(c);
+    let m = hf("no-eos", &|d| {
+        let mut cfg = config_json();
+        cfg.as_object_mut().unwrap().remove("eos_token_id");
+        std::fs::write(d.join("config.json"), cfg.to_string()).unwrap();
+    });
+    let mut c = case("no EOS anywhere", &[], 3, &["no-eos", "no end-of-sequence token"]);
+    c.args = gen(m);
+    cases.push(c);
+
+    // Finding 10: a tensor the architecture does not use (a Qwen-style
+    // attention bias in a checkpoint labelled llama) is refused by name.
+    let m = hf("with-bias", &|d| {
+        let mut w = t.weights.clone();
+        w.insert(
+            "model.layers.1.self_attn.q_proj.bias".into(),
+            (vec![HEADS * HEAD_DIM], vec![0.5; HEADS * HEAD_DIM]),
+        );
+        write_safetensors(&d.join("model.safetensors"), &w, Dtype::F32).unwrap();
+    });
+    let mut c = case(
+        "unused tensor",
+        &[],
+        3,
+        &["with-bias", "model.layers.1.self_attn.q_proj.bias", "--allow-extra-tensors"],
+    );
+    c.args = gen(m);
+    cases.push(c);
+
+    // Finding 15: the KV cache counts against the memory limit (the
+    // weights fit in 2 MiB; a cache for 100,000 positions does not).
+    let m = hf("long-context", &|d| {
+        let mut cfg = config_json();
+        cfg["max_position_embeddings"] = serde_json::json!(131072);
+        std::fs::write(d.join("config.json"), cfg.to_string()).unwrap();
+    });
+    let mut c = case(
+        "KV cache larger than the memory limit",
+        &["--model", &m, "--prompt", "w1", "--max-tokens", "100000"],
+        5,
+        &["KV cache for 100001 positions", "INFER_EVAL_MEMORY_LIMIT"],
+    );
+    c.env.push(("INFER_EVAL_MEMORY_LIMIT", "2M".into()));
+    cases.push(c);
 
     // Evaluation data: an empty dataset and duplicate sample ids (hashes updated by override).
     let proj = dir.join("proj");
@@ -326,7 +403,7 @@ fn malformed_inputs_give_one_clear_error_each() {
     ] {
         let path = proj.join("data").join(file);
         std::fs::write(&path, content).unwrap();
-        let sha = infer_eval::model::sha256_file(&path).unwrap();
+        let sha = infer_eval::formats::sha256_file(&path).unwrap();
         cases.push(case(
             "malformed dataset",
             &[
@@ -341,6 +418,30 @@ fn malformed_inputs_give_one_clear_error_each() {
             &[file, says],
         ));
     }
+
+    // Finding 17: a log-likelihood request past the context exits 5, as a
+    // generation prompt past it does (it exited 3).
+    let long_q = vec!["w1"; MAX_POS + 20].join(" ");
+    let line = serde_json::json!({"id": 1, "question": long_q, "choices": ["w2", "w3"], "answer": 0});
+    let path = proj.join("data").join("long_mc.jsonl");
+    std::fs::write(&path, format!("{line}\n")).unwrap();
+    let sha = infer_eval::formats::sha256_file(&path).unwrap();
+    cases.push(case(
+        "log-likelihood request past the context",
+        &[
+            "eval",
+            "--config-dir",
+            cfgdir.to_str().unwrap(),
+            "task=multiple_choice",
+            &format!("model.name={td}"),
+            "task.datasets.0.path=data/long_mc.jsonl",
+            &format!("task.datasets.0.sha256={sha}"),
+            "--outputs",
+            dir.join("outputs").to_str().unwrap(),
+        ],
+        5,
+        &["exceeds the model's context of 256"],
+    ));
 
     let failures: Vec<String> = cases.iter().filter_map(|c| check(c).err()).collect();
     assert!(

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use infer_eval::engine::{GenOptions, Request};
-use infer_eval::model::LoadedModel;
+use infer_eval::loader::LoadedModel;
 use infer_eval::sampling::SamplingParams;
 use std::sync::OnceLock;
 
@@ -233,17 +233,18 @@ fn seeded_sampling_repeats_across_threads() {
     );
 }
 
+/// Each ISA on its own copy of the model (the ISA is a field of the model,
+/// not a process global, so concurrent tests cannot switch it).
 #[test]
 fn every_isa_gives_the_same_bits_end_to_end() {
-    use infer_eval::kernels::{self, Isa};
-    let m = model();
+    use infer_eval::kernels::Isa;
     let reqs = &requests()[..2];
+    let mut m = load(&smollm2_path());
     let mut runs = Vec::new();
     for isa in Isa::available() {
-        kernels::set_isa(isa).unwrap();
-        runs.push((isa, run(m, reqs, &greedy(4), 2)));
+        m.model.isa = isa;
+        runs.push((isa, run(&m, reqs, &greedy(4), 2)));
     }
-    kernels::set_isa(Isa::detect()).unwrap();
     for (isa, r) in &runs[1..] {
         assert_same_bits(
             &runs[0].1,
@@ -251,36 +252,9 @@ fn every_isa_gives_the_same_bits_end_to_end() {
             &format!("SmolLM2: {} vs {}", runs[0].0.name(), isa.name()),
         );
     }
-}
-
-/// The contrast run on the CPU: our engine gives the same bits alone and in a
-/// batch (a second route to the batching property), and stock Candle is a
-/// sane comparison (same model: close logits, same top token).
-#[test]
-fn contrast_with_stock_candle() {
-    let texts: Vec<String> = infer_eval::prompts::builtin()
-        .into_iter()
-        .take(3)
-        .map(|p| p.prompt)
-        .collect();
-    let r = infer_eval::contrast::run(&smollm2_path(), &texts, 12, &candle_core::Device::Cpu)
-        .expect("contrast run");
-    assert_eq!(r.prompts.len(), 3);
-    for p in &r.prompts {
-        assert_eq!(p.tokens, 12);
-        assert_eq!(p.ours_batch_bits_differ, 0, "{p:?}");
-        // On the CPU the device under test is the reference (0 by definition);
-        // scripts/gpu-check.sh reads this field on a GPU.
-        assert_eq!(p.ours_device_vs_cpu_bits_differ, 0, "{p:?}");
-        assert!(
-            p.stock_vs_ours_max_abs.is_finite() && p.stock_vs_ours_max_abs < 3.0,
-            "{p:?}"
-        );
-        assert!(
-            p.stock_vs_ours_max_abs > 0.0,
-            "stock Candle and ours should not agree to the bit: {p:?}"
-        );
-    }
-    let e = infer_eval::contrast::run(&smollm2_path(), &texts, 0, &candle_core::Device::Cpu);
-    assert!(e.is_err());
+    eprintln!(
+        "SmolLM2: compared {} end to end",
+        runs.iter().map(|(i, _)| i.name()).collect::<Vec<_>>().join(" vs ")
+    );
+    assert!(runs.len() >= 2, "this CPU has only the scalar ISA: nothing was compared");
 }

@@ -174,18 +174,18 @@ fn seeded_sampling_is_reproducible_across_threads_and_batches() {
     );
 }
 
+/// The model's ISA is its own field, not a process global: each run below
+/// uses exactly the ISA it names, whatever other tests do meanwhile.
 #[test]
 fn every_isa_gives_the_same_bits() {
-    use infer_eval::kernels::{self, Isa};
+    use infer_eval::kernels::Isa;
     let t = tiny_model(Dtype::F32, 6);
-    let m = load(t.dir.path());
-    let before = kernels::isa();
+    let mut m = load(t.dir.path());
     let mut results = Vec::new();
     for isa in Isa::available() {
-        kernels::set_isa(isa).unwrap();
+        m.model.isa = isa;
         results.push((isa, run(&m, &prompts(), &greedy(8), 2)));
     }
-    kernels::set_isa(before).unwrap();
     for (isa, r) in &results[1..] {
         assert_same_bits(
             &results[0].1,
@@ -193,4 +193,56 @@ fn every_isa_gives_the_same_bits() {
             &format!("{} vs {}", results[0].0.name(), isa.name()),
         );
     }
+    eprintln!(
+        "tiny model: compared {} end to end",
+        results.iter().map(|(i, _)| i.name()).collect::<Vec<_>>().join(" vs ")
+    );
+}
+
+/// Finding 15 of issue 11: a long-context model does not build RoPE tables
+/// for its whole context up front; they grow with the positions in use, and
+/// growing changes no bit (an entry depends only on its position).
+#[test]
+fn rope_tables_grow_on_demand_with_the_same_bits() {
+    let t = tiny_model(Dtype::F32, 61);
+    let short = load(t.dir.path());
+    let long_dir = t.dir.path().join("long");
+    std::fs::create_dir_all(&long_dir).unwrap();
+    for f in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(t.dir.path().join(f), long_dir.join(f)).unwrap();
+    }
+    let mut cfg = config_json();
+    cfg["max_position_embeddings"] = serde_json::json!(131_072);
+    std::fs::write(long_dir.join("config.json"), cfg.to_string()).unwrap();
+    let long = load(&long_dir);
+    assert_eq!(long.model.rotary.max_positions, 131_072);
+    assert!(
+        long.model.rotary.positions() <= 1024,
+        "built {} table rows up front",
+        long.model.rotary.positions()
+    );
+    assert_same_bits(
+        &run(&short, &prompts(), &greedy(8), 2),
+        &run(&long, &prompts(), &greedy(8), 2),
+        "context 256 vs 131072",
+    );
+    // A prompt past the first table rows: the tables grow, and a chunked
+    // prefill (which grows them in steps) gives the same bits.
+    let req = [Request {
+        id: "long".into(),
+        prompt_ids: (0..1500).map(|j| (3 + (j * 11) % 61) as u32).collect(),
+    }];
+    let whole = run(&long, &req, &greedy(3), 2);
+    assert!(long.model.rotary.positions() >= 1503);
+    let fresh = load(&long_dir);
+    let chunked = run(
+        &fresh,
+        &req,
+        &GenOptions {
+            prefill_chunk: 700,
+            ..greedy(3)
+        },
+        2,
+    );
+    assert_same_bits(&whole, &chunked, "1500-token prompt, tables grown in steps");
 }

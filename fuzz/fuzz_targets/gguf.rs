@@ -1,7 +1,7 @@
 //! The GGUF reader on arbitrary bytes: it must return an error, never panic,
 //! and never allocate by a size it has not checked against the input.
 #![no_main]
-use infer_eval::model::gguf::GgufFile;
+use infer_eval::formats::gguf::GgufFile;
 use std::path::Path;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

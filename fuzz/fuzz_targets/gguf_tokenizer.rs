@@ -1,7 +1,7 @@
 //! The tokenizer built from GGUF metadata, from fuzzed vocabularies, merges,
 //! token types and special ids, then encoding and decoding fuzzed text.
 #![no_main]
-use infer_eval::model::gguf::{GgufFile, Value};
+use infer_eval::formats::gguf::{GgufFile, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
 

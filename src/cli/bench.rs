@@ -48,7 +48,16 @@ pub enum BenchCmd {
     },
 }
 
+#[cfg(not(feature = "contrast"))]
+fn contrast(_model: &str, _prompt_tokens: usize, _out: Option<PathBuf>) -> Result<i32> {
+    Err(infer_eval::Error::Usage(
+        "bench contrast: this binary was built without the `contrast` feature (stock Candle); build with `cargo build --release --features contrast`".into(),
+    )
+    .into())
+}
+
 /// The contrast table (see `infer_eval::contrast`), on the built-in prompts.
+#[cfg(feature = "contrast")]
 fn contrast(model: &str, prompt_tokens: usize, out: Option<PathBuf>) -> Result<i32> {
     let path = infer_eval::fetch::resolve(model, &mut |s| eprintln!("infer-eval: {s}"))?;
     let texts: Vec<String> = infer_eval::prompts::builtin()
@@ -79,7 +88,8 @@ fn contrast(model: &str, prompt_tokens: usize, out: Option<PathBuf>) -> Result<i
             p.stock_chunk_max_abs,
             p.stock_batch_bits_differ,
             p.stock_batch_max_abs,
-            p.ours_device_vs_cpu_bits_differ,
+            p.ours_device_vs_cpu_bits_differ
+                .map_or("- (device is the CPU)".to_string(), |n| n.to_string()),
             p.ours_batch_bits_differ
         );
     }
@@ -126,7 +136,7 @@ fn speed(model: &str, prompt_tokens: usize, gen_tokens: usize, threads: usize) -
             "gen_tokens": o.output_ids.len(),
             "prefill_tok_s": prompt_tokens as f64 / o.ttft_s,
             "decode_tok_s": o.token_times_s.len() as f64 / decode_s,
-            "isa": infer_eval::kernels::isa().name(),
+            "isa": m.model.isa.name(),
             "device": infer_eval::device::describe().0,
             "max_rss_kb": std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
                 s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())

@@ -111,7 +111,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         (Some(d), _) => d.clone(),
         (None, Some(c)) => {
             let outputs = a.outputs.clone().unwrap_or_else(|| root.join("outputs"));
-            run::create_run_dir(&outputs, &c.config.name, &c.tree, &c.overrides)?
+            run::create_run_dir(&outputs, &c.config.name, &c.tree, &c.overrides, &prep)?
         }
         (None, None) => unreachable!("composed when not resuming"),
     };
@@ -195,7 +195,7 @@ pub fn verify(a: VerifyArgs) -> Result<i32> {
     // Data and templates must be what the run used (its recorded hashes, drift included).
     for f in manifest.datasets.iter().chain(&manifest.templates) {
         let p = root.join(&f.path);
-        match infer_eval::model::sha256_file(&p) {
+        match infer_eval::formats::sha256_file(&p) {
             Ok(h) if h == f.sha256 => {}
             Ok(h) => problems.push(format!(
                 "{} changed since the run: recorded sha256 {}, now {h}",
@@ -251,7 +251,10 @@ pub fn verify(a: VerifyArgs) -> Result<i32> {
     }
     let diffs = manifest
         .environment
-        .differences(&Environment::current(threads));
+        .differences(&Environment::current(
+            threads,
+            infer_eval::kernels::default_isa().map_err(infer_eval::Error::Usage)?,
+        ));
     if diffs.is_empty() {
         println!("environment: same as recorded");
     } else {

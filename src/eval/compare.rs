@@ -241,7 +241,7 @@ pub struct RunDiff {
 fn read_tree(dir: &Path) -> Result<Value> {
     let p = dir.join("config.yaml");
     let t = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
-    serde_yaml::from_str(&t).map_err(|e| Error::bad_file(&p, format!("invalid YAML: {e}")))
+    serde_norway::from_str(&t).map_err(|e| Error::bad_file(&p, format!("invalid YAML: {e}")))
 }
 
 pub fn diff_runs(a: &Path, b: &Path) -> Result<RunDiff> {

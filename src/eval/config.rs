@@ -137,7 +137,7 @@ pub struct Composed {
 
 fn read_yaml(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let v: Value = serde_yaml::from_str(&text)
+    let v: Value = serde_norway::from_str(&text)
         .map_err(|e| Error::bad_file(path, format!("invalid YAML: {e}")))?;
     Ok(if v.is_null() {
         Value::Object(Map::new())
@@ -203,8 +203,14 @@ fn deep_merge(base: &mut Value, top: Value) {
     }
 }
 
-fn parse_value(raw: &str) -> Value {
-    serde_yaml::from_str::<Value>(raw).unwrap_or_else(|_| Value::String(raw.to_string()))
+/// An override's value, read as YAML (`3`, `0.5`, `true`, `null`, `[a, b]`),
+/// except where the key already holds a string: then the text is kept as it
+/// is, so `model.name=1.0` or a hex digest of only digits stays a string.
+fn parse_value(raw: &str, current: Option<&Value>) -> Value {
+    if matches!(current, Some(Value::String(_))) {
+        return Value::String(raw.to_string());
+    }
+    serde_norway::from_str::<Value>(raw).unwrap_or_else(|_| Value::String(raw.to_string()))
 }
 
 /// Set `parts[depth..]` below `node` to the parsed `raw` value. A numeric
@@ -228,7 +234,7 @@ fn set_path(
             .and_then(|i| items.get_mut(i))
             .ok_or_else(|| Error::Input(format!("override '{key}={raw}': '{here}' is a list of {n}; '{p}' is not an index in it")))?;
         if last {
-            *slot = parse_value(raw);
+            *slot = parse_value(raw, Some(slot));
             return Ok(());
         }
         return set_path(slot, parts, depth + 1, add, key, raw);
@@ -250,7 +256,8 @@ fn set_path(
                 )))
             }
             _ => {
-                obj.insert(p.to_string(), parse_value(raw));
+                let v = parse_value(raw, obj.get(p));
+                obj.insert(p.to_string(), v);
                 Ok(())
             }
         };
@@ -265,6 +272,23 @@ fn set_path(
         obj.insert(p.to_string(), Value::Object(Map::new()));
     }
     set_path(obj.get_mut(p).unwrap(), parts, depth + 1, add, key, raw)
+}
+
+/// Set the existing value at `parts` to the string `raw`.
+fn set_string(node: &mut Value, parts: &[&str], raw: &str) {
+    let mut cur = node;
+    for p in parts {
+        let next = match cur {
+            Value::Object(m) => m.get_mut(*p),
+            Value::Array(a) => p.parse::<usize>().ok().and_then(|i| a.get_mut(i)),
+            _ => None,
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return,
+        }
+    }
+    *cur = Value::String(raw.to_string());
 }
 
 /// Compose experiment + groups + overrides into a typed config.
@@ -366,6 +390,23 @@ pub fn compose(config_dir: &Path, args: &[String]) -> Result<Composed> {
         applied.contains(a) || a.split_once('=').is_some_and(|(k, _)| GROUPS.contains(&k))
     });
     let origin = format!("{exp_origin} with overrides [{}]", args.join(" "));
+    // A new key (+a.b=1.0) has no current value to go by: where the schema
+    // wants a string there, the override's text is taken as one.
+    for _ in 0..=dotted.len() {
+        let path = match serde_path_to_error::deserialize::<_, EvalConfig>(tree.clone()) {
+            Ok(_) => break,
+            Err(e) if e.inner().to_string().contains("expected a string") => {
+                // serde's "task.datasets[0].pattern" is our "task.datasets.0.pattern".
+                e.path().to_string().replace('[', ".").replace(']', "")
+            }
+            Err(_) => break,
+        };
+        let Some((_, key, raw)) = dotted.iter().rev().find(|(_, k, _)| *k == path) else {
+            break;
+        };
+        let parts: Vec<&str> = key.split('.').collect();
+        set_string(&mut tree, &parts, raw);
+    }
     let config: EvalConfig = typed(&tree, &origin, "")?;
     validate(&config).map_err(|m| Error::Input(format!("{origin}: {m}")))?;
     Ok(Composed {
@@ -417,7 +458,7 @@ pub fn load_resolved(path: &Path) -> Result<(EvalConfig, Value)> {
 }
 
 pub fn to_yaml(v: &Value) -> String {
-    serde_yaml::to_string(v).expect("config serializes")
+    serde_norway::to_string(v).expect("config serializes")
 }
 
 #[cfg(test)]
@@ -473,6 +514,31 @@ mod tests {
         assert_eq!(c.config.task.datasets[0].sha256, "def");
         assert_eq!(c.overrides.len(), 6);
         assert_eq!(c.tree["sampling"]["seed"], 7);
+    }
+
+    /// Finding 18 of issue 11: an override value that YAML reads as a
+    /// number stays the text it was where the schema says string.
+    #[test]
+    fn string_keys_keep_the_override_text() {
+        let d = tree();
+        let c = compose(
+            d.path(),
+            &args(&[
+                "experiment=exp",
+                "model.name=1.0",
+                "task.datasets.0.sha256=0123",
+                "+task.datasets.0.pattern=1e3",
+                "name=007",
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.config.model.name, "1.0");
+        assert_eq!(c.config.task.datasets[0].sha256, "0123");
+        assert_eq!(c.config.task.datasets[0].pattern.as_deref(), Some("1e3"));
+        assert_eq!(c.config.name, "007");
+        // Numbers stay numbers where the schema says number.
+        let c = compose(d.path(), &args(&["experiment=exp", "sampling.top_p=0.5"])).unwrap();
+        assert_eq!(c.config.sampling.top_p, 0.5);
     }
 
     #[test]

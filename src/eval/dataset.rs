@@ -98,18 +98,26 @@ pub fn parse(cfg: &DatasetConfig, path: &Path, bytes: &[u8]) -> Result<Vec<Item>
                 (a, Vec::new(), 0)
             }
             TaskKind::MultipleChoice => {
-                let choices: Vec<String> = fields
+                let list = fields
                     .get("choices")
                     .and_then(|c| c.as_array())
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|x| x.as_str().map(String::from))
-                            .collect::<Vec<_>>()
-                    })
-                    .filter(|c: &Vec<String>| c.len() >= 2)
+                    .filter(|c| c.len() >= 2)
                     .ok_or_else(|| {
                         bad("\"choices\" must be a list of at least two strings".into())
                     })?;
+                // Every choice must be a string: dropping one would shift
+                // the answer index onto another choice.
+                let mut choices = Vec::with_capacity(list.len());
+                for (i, c) in list.iter().enumerate() {
+                    match c.as_str() {
+                        Some(t) => choices.push(t.to_string()),
+                        None => {
+                            return Err(bad(format!(
+                                "choice {i} of \"choices\" is {c}, not a string"
+                            )))
+                        }
+                    }
+                }
                 let k = fields
                     .get("answer")
                     .and_then(|a| a.as_u64())
@@ -136,4 +144,40 @@ pub fn parse(cfg: &DatasetConfig, path: &Path, bytes: &[u8]) -> Result<Vec<Item>
         return Err(Error::bad_file(path, "the dataset is empty"));
     }
     Ok(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mc() -> DatasetConfig {
+        DatasetConfig {
+            name: "d".into(),
+            path: "d.jsonl".into(),
+            sha256: String::new(),
+            kind: TaskKind::MultipleChoice,
+            scorer: None,
+            pattern: None,
+            max_tokens: None,
+            stop_at_newline: false,
+        }
+    }
+
+    /// Finding 13 of issue 11: a non-string choice is refused with its line
+    /// and position, never dropped (which moved the answer index).
+    #[test]
+    fn non_string_choices_are_refused() {
+        let p = Path::new("d.jsonl");
+        let good = br#"{"id": 1, "question": "q", "choices": ["a", "b", "c"], "answer": 2}"#;
+        assert_eq!(parse(&mc(), p, good).unwrap()[0].answer, "c");
+        for bad in [
+            r#"{"id": 1, "question": "q", "choices": [3, "b", "c"], "answer": 2}"#,
+            r#"{"id": 1, "question": "q", "choices": ["a", null, "c"], "answer": 2}"#,
+            r#"{"id": 1, "question": "q", "choices": ["a", "b", ["c"]], "answer": 2}"#,
+        ] {
+            let text = format!("{}\n{bad}\n", std::str::from_utf8(good).unwrap().replace("\"id\": 1", "\"id\": 0"));
+            let e = parse(&mc(), p, text.as_bytes()).unwrap_err().to_string();
+            assert!(e.contains("d.jsonl") && e.contains("line 2") && e.contains("not a string"), "{e}");
+        }
+    }
 }

@@ -4,6 +4,7 @@
 pub mod compare;
 pub mod config;
 pub mod dataset;
+pub mod folder;
 pub mod run;
 pub mod score;
 pub mod template;

@@ -3,22 +3,22 @@
 //! metrics.json and manifest.json. A run directory holds an INCOMPLETE marker
 //! until the end, and `--resume` continues it to the same digests.
 
-use super::config::{to_yaml, EvalConfig, Scorer, TaskKind};
+use super::config::{EvalConfig, Scorer, TaskKind};
 use super::dataset::{self, Drift, Item};
 use super::score::{self, Estimate, Percentiles};
 use super::template::Template;
 use crate::engine::{self, GenOptions, LoglikRequest, Request};
 use crate::error::{Error, Result};
-use crate::model::LoadedModel;
-use crate::record::{environment::Environment, write_atomic, write_json};
+use crate::loader::LoadedModel;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-pub const INCOMPLETE: &str = "INCOMPLETE";
+pub use super::folder::{
+    create_run_dir, execute, read_samples, Fingerprint, Manifest, RunOutcome, INCOMPLETE,
+};
 
 /// One sample to compute.
 pub struct SampleSpec {
@@ -57,7 +57,8 @@ pub struct SampleRecord {
     pub prediction: Option<usize>,
     pub score: f64,
     /// Multiple choice: the score when log-likelihoods are divided by the
-    /// choice's length in bytes (lm-evaluation-harness's acc_norm).
+    /// choice's length in characters, as lm-evaluation-harness's acc_norm
+    /// (see `score::acc_norm_prediction`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score_norm: Option<f64>,
     /// Generation: sha256 of the output ids (LE u32). Multiple choice: of the
@@ -118,30 +119,11 @@ pub struct Metrics {
     pub tpot_ms: Percentiles,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FileHash {
     pub name: String,
     pub path: String,
     pub sha256: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Manifest {
-    pub run_name: String,
-    pub infer_eval_version: String,
-    pub determinism_version: u32,
-    pub environment: Environment,
-    pub model: crate::record::ModelRecord,
-    pub model_files: Vec<(String, String)>,
-    pub tokenizer_sha256: String,
-    pub config_sha256: String,
-    pub datasets: Vec<FileHash>,
-    pub templates: Vec<FileHash>,
-    pub data_drift: Vec<Drift>,
-    pub n_samples: usize,
-    pub resumed: bool,
-    /// sha256 over the per-sample digests in order.
-    pub run_digest: String,
 }
 
 /// Everything needed to compute a run's samples.
@@ -164,7 +146,7 @@ fn ids_hash(h: &mut Sha256, ids: &[u32]) {
     ids.iter().for_each(|i| h.update(i.to_le_bytes()));
 }
 
-fn sha_hex(b: &[u8]) -> String {
+pub(crate) fn sha_hex(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
 }
 
@@ -318,6 +300,11 @@ pub fn prepare(
 }
 
 impl Prepared {
+    /// sha256 of the effective parameters of `s`'s dataset (baseline key).
+    pub fn params_hash(&self, s: &SampleSpec) -> String {
+        self.params_hash[s.dataset].clone()
+    }
+
     pub fn sample_id(&self, s: &SampleSpec) -> String {
         format!(
             "{}/{}",
@@ -466,15 +453,9 @@ impl Prepared {
                     )));
                 }
                 let pred = argmax_f64(&ll);
-                let norm: Vec<f64> = ll
-                    .iter()
-                    .zip(&s.item.choices)
-                    .map(|(l, c)| {
-                        l / (self.config.prompt.choice_prefix.len() + c.len()).max(1) as f64
-                    })
-                    .collect();
+                let pred_norm = score::acc_norm_prediction(&ll, &s.item.choices);
                 let score = (pred == s.item.correct) as u8 as f64;
-                let score_norm = (argmax_f64(&norm) == s.item.correct) as u8 as f64;
+                let score_norm = (pred_norm == s.item.correct) as u8 as f64;
                 common(
                     s.item.choices[pred].clone(),
                     score,
@@ -597,7 +578,7 @@ impl Prepared {
     }
 }
 
-fn argmax_f64(v: &[f64]) -> usize {
+pub(crate) fn argmax_f64(v: &[f64]) -> usize {
     let mut best = 0;
     for (i, x) in v.iter().enumerate() {
         if *x > v[best] {
@@ -656,173 +637,3 @@ pub fn metrics(config: &EvalConfig, samples: &[SampleRecord]) -> Metrics {
     }
 }
 
-/// Read the complete lines of a samples.jsonl; a torn last line is dropped.
-pub fn read_samples(path: &Path) -> Result<Vec<SampleRecord>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(path, e)),
-    };
-    let mut out = Vec::new();
-    let complete = if text.ends_with('\n') {
-        text.as_str()
-    } else {
-        text.rsplit_once('\n').map(|(a, _)| a).unwrap_or("")
-    };
-    for (n, line) in complete.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        out.push(serde_json::from_str(line).map_err(|e| {
-            Error::bad_file(path, format!("line {}: not a sample record: {e}", n + 1))
-        })?);
-    }
-    Ok(out)
-}
-
-pub struct RunOutcome {
-    pub dir: PathBuf,
-    pub metrics: Metrics,
-    pub digest: String,
-    pub samples: Vec<SampleRecord>,
-}
-
-/// Create outputs/<date>/<time>-<name>/ with the INCOMPLETE marker, the
-/// resolved config and the overrides, appearing at once by a rename.
-pub fn create_run_dir(
-    outputs: &Path,
-    name: &str,
-    tree: &serde_json::Value,
-    overrides: &[String],
-) -> Result<PathBuf> {
-    let (date, time) = crate::record::utc_now();
-    let safe: String = name
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let parent = outputs.join(date);
-    std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
-    let mut dir = parent.join(format!("{time}-{safe}"));
-    let mut k = 1;
-    while dir.exists() {
-        k += 1;
-        dir = parent.join(format!("{time}-{safe}-{k}"));
-    }
-    let tmp = parent.join(format!(
-        ".{}.tmp-{}",
-        dir.file_name().unwrap().to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    write_atomic(
-        &tmp.join(INCOMPLETE),
-        b"this run has not finished; `infer-eval eval --resume <this folder>` continues it\n",
-    )?;
-    write_atomic(&tmp.join("config.yaml"), to_yaml(tree).as_bytes())?;
-    write_atomic(
-        &tmp.join("overrides.yaml"),
-        to_yaml(&serde_json::json!(overrides)).as_bytes(),
-    )?;
-    std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))?;
-    Ok(dir)
-}
-
-/// Compute every sample not yet in `dir`/samples.jsonl, then write the
-/// metrics and manifest and remove the INCOMPLETE marker.
-pub fn execute(
-    prep: &Prepared,
-    dir: &Path,
-    resumed: bool,
-    threads: usize,
-    mut store: Option<(&mut crate::baseline::Store, CacheMode)>,
-    mut progress: impl FnMut(usize, usize),
-) -> Result<RunOutcome> {
-    let samples_path = dir.join("samples.jsonl");
-    let mut done = read_samples(&samples_path)?;
-    if done.len() > prep.samples.len() {
-        return Err(Error::bad_file(
-            &samples_path,
-            "holds more samples than the config produces",
-        ));
-    }
-    for (r, s) in done.iter().zip(&prep.samples) {
-        if r.id != prep.sample_id(s) {
-            return Err(Error::bad_file(
-                &samples_path,
-                format!(
-                    "sample '{}' where '{}' was expected: not this run's samples",
-                    r.id,
-                    prep.sample_id(s)
-                ),
-            ));
-        }
-    }
-    // Rewrite without a torn last line before appending.
-    let mut text = String::new();
-    for r in &done {
-        text.push_str(&serde_json::to_string(r).expect("records serialize"));
-        text.push('\n');
-    }
-    write_atomic(&samples_path, text.as_bytes())?;
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&samples_path)
-        .map_err(|e| Error::io(&samples_path, e))?;
-    progress(done.len(), prep.samples.len());
-    for batch in prep.batches(done.len()) {
-        let recs = prep.compute_cached(&batch, &mut store)?;
-        let mut chunk = String::new();
-        for r in &recs {
-            chunk.push_str(&serde_json::to_string(r).expect("records serialize"));
-            chunk.push('\n');
-        }
-        file.write_all(chunk.as_bytes())
-            .and_then(|_| file.sync_data())
-            .map_err(|e| Error::io(&samples_path, e))?;
-        done.extend(recs);
-        progress(done.len(), prep.samples.len());
-    }
-    let digest = run_digest(&done);
-    let metrics = metrics(&prep.config, &done);
-    write_json(&dir.join("metrics.json"), &metrics)?;
-    let info = &prep.model.info;
-    let manifest = Manifest {
-        run_name: prep.config.name.clone(),
-        infer_eval_version: env!("CARGO_PKG_VERSION").into(),
-        determinism_version: crate::DETERMINISM_VERSION,
-        environment: Environment::current(threads),
-        model: crate::record::ModelRecord {
-            name: prep.config.model.name.clone(),
-            path: info.path.display().to_string(),
-            format: info.format.into(),
-            sha256: info.sha256.clone(),
-        },
-        model_files: info.files.clone(),
-        tokenizer_sha256: prep.model.tokenizer.sha256.clone(),
-        config_sha256: sha_hex(
-            &std::fs::read(dir.join("config.yaml"))
-                .map_err(|e| Error::io(dir.join("config.yaml"), e))?,
-        ),
-        datasets: prep.datasets.clone(),
-        templates: prep.templates.clone(),
-        data_drift: prep.drifts.clone(),
-        n_samples: done.len(),
-        resumed,
-        run_digest: digest.clone(),
-    };
-    write_json(&dir.join("manifest.json"), &manifest)?;
-    let marker = dir.join(INCOMPLETE);
-    std::fs::remove_file(&marker).map_err(|e| Error::io(&marker, e))?;
-    Ok(RunOutcome {
-        dir: dir.to_path_buf(),
-        metrics,
-        digest,
-        samples: done,
-    })
-}

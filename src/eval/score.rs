@@ -134,6 +134,19 @@ pub fn mcnemar_exact(b: usize, c: usize) -> f64 {
     (2.0 * cdf).min(1.0)
 }
 
+/// The choice lm-evaluation-harness's `acc_norm` picks: the largest
+/// log-likelihood divided by the choice's length in characters (Python's
+/// `len(choice)`: Unicode scalar values, without the target delimiter),
+/// first index on ties. A choice of no characters counts as length 1.
+pub fn acc_norm_prediction(logliks: &[f64], choices: &[String]) -> usize {
+    let norm: Vec<f64> = logliks
+        .iter()
+        .zip(choices)
+        .map(|(l, c)| l / c.chars().count().max(1) as f64)
+        .collect();
+    super::run::argmax_f64(&norm)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,5 +196,27 @@ mod tests {
         let p = percentiles(&[4.0, 1.0, 3.0, 2.0]);
         assert_eq!(p.p50, 2.5);
         assert!((p.p99 - 3.97).abs() < 1e-12);
+    }
+
+    /// Finding 16 of issue 11: acc_norm divides by the choice's length in
+    /// characters, as lm-eval does, not by the bytes of prefix plus choice.
+    #[test]
+    fn acc_norm_counts_characters_of_the_choice() {
+        let choices: Vec<String> = ["café au lait", "thé vert chaud", "ab"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        // chars: 12, 14, 2; bytes: 13, 15, 2.
+        let ll = [-12.05, -14.0, -3.5];
+        // per char: -1.00417, -1.0, -1.75 -> choice 1
+        assert_eq!(acc_norm_prediction(&ll, &choices), 1);
+        // per byte (the old reading, prefix " " included): -0.861, -0.875, -1.17 -> choice 0
+        let by_bytes: Vec<f64> = ll
+            .iter()
+            .zip(&choices)
+            .map(|(l, c)| l / (1 + c.len()) as f64)
+            .collect();
+        assert_eq!(super::super::run::argmax_f64(&by_bytes), 0);
+        assert_eq!(acc_norm_prediction(&[-1.0, -1.0], &choices[..2].to_vec()), 1);
     }
 }

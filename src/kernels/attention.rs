@@ -8,6 +8,7 @@
 use super::dot::dot;
 use super::multiversion;
 use super::pool;
+use super::Isa;
 use crate::numerics::exp_f32;
 
 #[derive(Debug, Clone, Copy)]
@@ -58,7 +59,16 @@ multiversion! {
 }
 
 /// q: [t][n_heads*hd]; k, v: cache [capacity][n_kv_heads*hd]; out like q.
-pub fn attention(q: &[f32], k: &[f32], v: &[f32], pos0: usize, shape: AttnShape, out: &mut [f32]) {
+pub fn attention(
+    isa: Isa,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    pos0: usize,
+    shape: AttnShape,
+    out: &mut [f32],
+) {
+    isa.assert_available();
     let AttnShape {
         n_heads,
         n_kv_heads,
@@ -74,13 +84,13 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], pos0: usize, shape: AttnShape,
         let mut scores = Vec::with_capacity(n_pos);
         let kv_off = (h / group) * hd;
         #[cfg(target_arch = "x86_64")]
-        if super::isa() != super::Isa::Scalar {
-            // SAFETY: isa() is not Scalar only when the CPU has avx2, fma and f16c.
+        if isa != Isa::Scalar {
+            // SAFETY: checked above: the CPU has avx2, fma and f16c.
             return unsafe {
                 super::avx2::attention_head(qh, k, v, kv_row, kv_off, n_pos, scale, &mut scores, o)
             };
         }
-        head_kernel(qh, k, v, kv_row, kv_off, n_pos, scale, &mut scores, o);
+        head_kernel(Isa::Scalar, qh, k, v, kv_row, kv_off, n_pos, scale, &mut scores, o);
     });
 }
 
@@ -108,12 +118,10 @@ mod tests {
             let k: Vec<f32> = (0..cap * 2 * hd).map(|_| r()).collect();
             let v: Vec<f32> = (0..cap * 2 * hd).map(|_| r()).collect();
             let mut want = vec![0f32; q.len()];
-            crate::kernels::set_isa(crate::kernels::Isa::Scalar).unwrap();
-            attention(&q, &k, &v, pos0, shape, &mut want);
-            for isa in crate::kernels::Isa::available() {
-                crate::kernels::set_isa(isa).unwrap();
+            attention(Isa::Scalar, &q, &k, &v, pos0, shape, &mut want);
+            for isa in Isa::available() {
                 let mut got = vec![0f32; q.len()];
-                attention(&q, &k, &v, pos0, shape, &mut got);
+                attention(isa, &q, &k, &v, pos0, shape, &mut got);
                 assert!(
                     got.iter()
                         .zip(&want)
@@ -123,6 +131,9 @@ mod tests {
                 );
             }
         }
-        crate::kernels::set_isa(crate::kernels::Isa::detect()).unwrap();
+        eprintln!(
+            "attention: compared {} with scalar",
+            Isa::available().iter().map(|i| i.name()).collect::<Vec<_>>().join(", ")
+        );
     }
 }

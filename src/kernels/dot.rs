@@ -22,9 +22,10 @@ pub fn accumulate(acc: &mut [f32; LANES], a: &[f32], b: &[f32]) {
     }
 }
 
-/// The fixed tree that folds 32 lanes into one value.
+/// The fixed tree that folds 32 lanes into one value (f32 lanes of the dot
+/// product, f64 lanes of the log-softmax sum).
 #[inline(always)]
-pub fn tree(mut acc: [f32; LANES]) -> f32 {
+pub fn tree<T: Copy + std::ops::AddAssign>(mut acc: [T; LANES]) -> T {
     let mut half = LANES / 2;
     while half > 0 {
         for j in 0..half {

@@ -11,6 +11,7 @@ use super::multiversion;
 use super::pool;
 use super::qdot::{self, Q8Row};
 use super::quant::{dequantize_row, WeightFormat};
+use super::Isa;
 use crate::numerics::LANES;
 
 /// Output rows one task computes; fixed, so work splitting never depends on
@@ -65,7 +66,9 @@ unsafe fn rows_kernel_avx2(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn rows(
+    isa: Isa,
     fmt: WeightFormat,
     w_rows: &[u8],
     x: &[f32],
@@ -75,15 +78,15 @@ fn rows(
     scratch: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if super::isa() != super::Isa::Scalar {
-        // SAFETY: isa() is Avx2 only when the CPU has avx2 and fma.
+    if isa != Isa::Scalar {
+        // SAFETY: matmul checked that the CPU has the ISA (avx2, fma, f16c at least).
         return unsafe { rows_kernel_avx2(fmt, w_rows, x, m, k, rows_out, scratch) };
     }
-    rows_kernel(fmt, w_rows, x, m, k, rows_out, scratch)
+    rows_kernel(Isa::Scalar, fmt, w_rows, x, m, k, rows_out, scratch)
 }
 
 /// Integer-format rows (Q4_0, Q4_1, Q8_0) against quantised rows of x.
-fn rows_int(fmt: WeightFormat, w_rows: &[u8], xs: &[Q8Row], k: usize, out: &mut [f32]) {
+fn rows_int(isa: Isa, fmt: WeightFormat, w_rows: &[u8], xs: &[Q8Row], k: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         let code = match fmt {
@@ -91,20 +94,21 @@ fn rows_int(fmt: WeightFormat, w_rows: &[u8], xs: &[Q8Row], k: usize, out: &mut 
             WeightFormat::Q4_1 => 1,
             _ => 2,
         };
-        match super::isa() {
-            // SAFETY: isa() returns an ISA only when the CPU has its features.
-            super::Isa::Avx512 => {
-                return unsafe { super::avx2::rows_int_vnni(code, w_rows, xs, k, out) }
-            }
-            super::Isa::Avx2 => return unsafe { super::avx2::rows_int(code, w_rows, xs, k, out) },
-            super::Isa::Scalar => {}
+        match isa {
+            // SAFETY: matmul checked that the CPU has the ISA's features.
+            Isa::Avx512 => return unsafe { super::avx2::rows_int_vnni(code, w_rows, xs, k, out) },
+            Isa::Avx2 => return unsafe { super::avx2::rows_int(code, w_rows, xs, k, out) },
+            Isa::Scalar => {}
         }
     }
     qdot::rows(fmt, w_rows, xs, k, out)
 }
 
-/// out[t * n + r] = dot(dequant(W[r]), x[t * k ..]) for t < m, r < n.
+/// out[t * n + r] = dot(dequant(W[r]), x[t * k ..]) for t < m, r < n, with
+/// the code of `isa` (the same bits on every ISA).
+#[allow(clippy::too_many_arguments)]
 pub fn matmul(
+    isa: Isa,
     x: &[f32],
     m: usize,
     k: usize,
@@ -117,22 +121,24 @@ pub fn matmul(
     assert_eq!(w.len(), rb * n, "weight bytes");
     assert_eq!(x.len(), m * k, "input shape");
     assert_eq!(out.len(), m * n, "output shape");
+    isa.assert_available();
     if m == 0 || n == 0 {
         return;
     }
     let mut transposed = vec![0f32; n * m];
     if qdot::is_integer_format(fmt) {
         // Activations are quantised once per call; each row's result depends only on its own row.
-        let xs: Vec<Q8Row> = x.chunks_exact(k).map(qdot::quantize_row).collect();
+        let xs: Vec<Q8Row> = x.chunks_exact(k).map(|r| qdot::quantize_row(isa, r)).collect();
         pool::for_each_chunk_mut(&mut transposed, ROWS_PER_TASK * m, |i, o| {
             let r0 = i * ROWS_PER_TASK;
-            rows_int(fmt, &w[r0 * rb..(r0 + o.len() / m) * rb], &xs, k, o)
+            rows_int(isa, fmt, &w[r0 * rb..(r0 + o.len() / m) * rb], &xs, k, o)
         });
     } else {
         pool::for_each_chunk_mut(&mut transposed, ROWS_PER_TASK * m, |i, o| {
             let r0 = i * ROWS_PER_TASK;
             let mut scratch = vec![0f32; k];
             rows(
+                isa,
                 fmt,
                 &w[r0 * rb..(r0 + o.len() / m) * rb],
                 x,
@@ -206,16 +212,15 @@ mod tests {
                     for t in 0..m {
                         let xt = &x[t * k..t * k + k];
                         want[t * n + r] = if qdot::is_integer_format(fmt) {
-                            qdot::dot(fmt, row, &qdot::quantize_row(xt))
+                            qdot::dot(fmt, row, &qdot::quantize_row(Isa::Scalar, xt))
                         } else {
                             dot(&scratch, xt)
                         };
                     }
                 }
-                for isa in crate::kernels::Isa::available() {
-                    crate::kernels::set_isa(isa).unwrap();
+                for isa in Isa::available() {
                     let mut got = vec![0f32; m * n];
-                    matmul(&x, m, k, &w, fmt, n, &mut got);
+                    matmul(isa, &x, m, k, &w, fmt, n, &mut got);
                     let same = got
                         .iter()
                         .zip(&want)
@@ -229,7 +234,10 @@ mod tests {
                 }
             }
         }
-        crate::kernels::set_isa(crate::kernels::Isa::detect()).unwrap();
+        eprintln!(
+            "matmul: compared {} with the scalar reference definition",
+            Isa::available().iter().map(|i| i.name()).collect::<Vec<_>>().join(", ")
+        );
     }
 
     #[test]
@@ -244,10 +252,12 @@ mod tests {
         let w: Vec<u8> = wf.iter().flat_map(|v| v.to_le_bytes()).collect();
         let x: Vec<f32> = (0..5 * k).map(|_| r()).collect();
         let mut all = vec![0f32; 5 * n];
-        matmul(&x, 5, k, &w, WeightFormat::F32, n, &mut all);
+        let isa = Isa::detect();
+        matmul(isa, &x, 5, k, &w, WeightFormat::F32, n, &mut all);
         for t in 0..5 {
             let mut one = vec![0f32; n];
             matmul(
+                isa,
                 &x[t * k..(t + 1) * k],
                 1,
                 k,

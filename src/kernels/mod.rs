@@ -5,13 +5,16 @@
 //! as portable code, and inside a `#[target_feature(enable = "avx2,fma,f16c")]`
 //! wrapper where LLVM vectorises the 32 independent lanes. Both compute every
 //! lane with the same correctly rounded operations in the same order, so the
-//! bits are the same; `Isa` only picks the speed.
+//! bits are the same; `Isa` only picks the speed. Every kernel entry point
+//! takes the ISA as its first argument: there is no hidden global, so a test
+//! comparing two ISAs compares exactly those two.
 
 pub mod attention;
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
 pub mod dot;
 pub mod elementwise;
+pub mod fp_env;
 pub mod matmul;
 pub mod norm;
 pub mod pool;
@@ -20,7 +23,7 @@ pub mod quant;
 pub mod rope;
 pub mod softmax;
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::OnceLock;
 
 /// Instruction set the kernels are compiled for at run time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -29,7 +32,9 @@ pub enum Isa {
     Scalar,
     /// AVX2 + FMA + F16C.
     Avx2,
-    /// AVX2 plus AVX-512 (F, BW, VL) with VNNI for the integer products.
+    /// The AVX2 float code, plus AVX-512 VNNI (with F, BW, VL) for the
+    /// integer block products. There is no 16-wide float path: the float
+    /// kernels are the AVX2 ones (same bits on every ISA by contract).
     Avx512,
 }
 
@@ -81,32 +86,47 @@ impl Isa {
     }
 }
 
-// 0 = not chosen yet, 1 = scalar, 2 = avx2, 3 = avx512.
-static ISA: AtomicU8 = AtomicU8::new(0);
+impl Isa {
+    /// Panics (never undefined behaviour) if this CPU lacks the ISA: the
+    /// kernels' vector paths are only sound where it is available.
+    #[inline]
+    pub fn assert_available(self) {
+        if self != Isa::Scalar && !self.is_available() {
+            panic!("ISA '{}' is not available on this CPU", self.name());
+        }
+    }
 
-/// The ISA in use: forced by `set_isa` or `INFER_EVAL_ISA`, else detected.
-pub fn isa() -> Isa {
-    match ISA.load(Ordering::Relaxed) {
-        1 => Isa::Scalar,
-        2 => Isa::Avx2,
-        3 => Isa::Avx512,
-        _ => {
-            let chosen = std::env::var("INFER_EVAL_ISA")
-                .ok()
-                .and_then(|s| Isa::parse(&s))
-                .filter(|i| Isa::available().contains(i))
-                .unwrap_or_else(Isa::detect);
-            set_isa(chosen).expect("detected ISA is available");
-            chosen
+    pub fn is_available(self) -> bool {
+        static DETECTED: OnceLock<Isa> = OnceLock::new();
+        let best = *DETECTED.get_or_init(Isa::detect);
+        match self {
+            Isa::Scalar => true,
+            Isa::Avx2 => best != Isa::Scalar,
+            Isa::Avx512 => best == Isa::Avx512,
+        }
+    }
+
+    /// What each ISA runs, for records and `--help`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Isa::Scalar => "portable code",
+            Isa::Avx2 => "AVX2+FMA+F16C: 8-wide float lanes, maddubs integer block sums",
+            Isa::Avx512 => {
+                "the AVX2 float code, with AVX-512 VNNI (dpbusd) for the integer block sums"
+            }
         }
     }
 }
 
-/// Force an ISA; an error if this machine lacks it.
-pub fn set_isa(isa: Isa) -> Result<(), String> {
-    if !Isa::available().contains(&isa) {
+/// An ISA named by `--isa` or `INFER_EVAL_ISA`: an error naming the bad
+/// value, or an ISA this CPU lacks (with the ones it has).
+pub fn parse_isa(s: &str, origin: &str) -> Result<Isa, String> {
+    let isa = Isa::parse(s.trim()).ok_or_else(|| {
+        format!("{origin} '{s}': expected scalar, avx2 or avx512")
+    })?;
+    if !isa.is_available() {
         return Err(format!(
-            "ISA '{}' is not available on this CPU (available: {})",
+            "{origin} '{s}': ISA '{}' is not available on this CPU (available: {})",
             isa.name(),
             Isa::available()
                 .iter()
@@ -115,31 +135,60 @@ pub fn set_isa(isa: Isa) -> Result<(), String> {
                 .join(", ")
         ));
     }
-    ISA.store(
-        match isa {
-            Isa::Scalar => 1,
-            Isa::Avx2 => 2,
-            Isa::Avx512 => 3,
-        },
-        Ordering::Relaxed,
-    );
+    Ok(isa)
+}
+
+static DEFAULT: OnceLock<Isa> = OnceLock::new();
+
+/// Fix the process's default ISA (`--isa`); an error if this CPU lacks it
+/// or a different default was already fixed.
+pub fn set_default_isa(isa: Isa) -> Result<(), String> {
+    if !isa.is_available() {
+        return parse_isa(isa.name(), "--isa").map(|_| ());
+    }
+    let got = *DEFAULT.get_or_init(|| isa);
+    if got != isa {
+        return Err(format!(
+            "the default ISA is already '{}'; it cannot change to '{}'",
+            got.name(),
+            isa.name()
+        ));
+    }
     Ok(())
 }
 
-/// Defines `pub fn $name(args) -> ret` that runs `$body` compiled for the ISA
-/// in use. The body must be pure arithmetic over its arguments.
+/// The ISA models use unless told otherwise: the one fixed by
+/// `set_default_isa`, else `INFER_EVAL_ISA` (a bad or unavailable value is
+/// an error, never silently replaced), else the best this CPU has.
+pub fn default_isa() -> Result<Isa, String> {
+    if let Some(i) = DEFAULT.get() {
+        return Ok(*i);
+    }
+    let isa = match std::env::var("INFER_EVAL_ISA") {
+        Ok(v) if !v.trim().is_empty() => parse_isa(&v, "INFER_EVAL_ISA")?,
+        _ => Isa::detect(),
+    };
+    Ok(*DEFAULT.get_or_init(|| isa))
+}
+
+/// Defines `pub fn $name(isa, args) -> ret` that runs `$body` compiled for
+/// `isa`. The body must be pure arithmetic over its arguments.
 macro_rules! multiversion {
     ($(#[$m:meta])* pub fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$m])*
-        pub fn $name($($arg: $ty),*) $(-> $ret)? {
+        #[allow(clippy::too_many_arguments)]
+        pub fn $name(isa: $crate::kernels::Isa, $($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
             fn body($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2,fma,f16c")]
+            #[allow(clippy::too_many_arguments)]
             unsafe fn avx2($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
-            match $crate::kernels::isa() {
+            isa.assert_available();
+            match isa {
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: isa() returns Avx2 only when the CPU has avx2 and fma.
+                // SAFETY: assert_available checked that the CPU has avx2, fma and f16c.
                 $crate::kernels::Isa::Avx2 | $crate::kernels::Isa::Avx512 => unsafe { avx2($($arg),*) },
                 _ => body($($arg),*),
             }

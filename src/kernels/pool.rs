@@ -5,17 +5,21 @@
 //! more than the work. Workers spin for a short while after each region, then
 //! sleep until the next.
 //!
+//! Each calling thread owns its own workers (created on its first region,
+//! stopped when it exits), so concurrent callers, such as tests or several
+//! engines in one process, never share or wait for one another. The thread
+//! count is rayon's current one (`--threads`, or the pool a caller
+//! installed), exactly: more threads than cores is allowed (slower, never
+//! different). A region started from inside a task runs its tasks inline.
+//!
 //! Tasks are handed out dynamically, so which thread runs a task is arbitrary:
 //! callers make every task write its own outputs, computed the same way on any
-//! thread, so the bits never depend on it. The thread count is rayon's current
-//! one (`--threads`, or the pool a caller installed), at most the core count.
-//! A call made while the pool is busy (another thread's region, or a nested
-//! one) falls back to rayon.
+//! thread, so the bits never depend on it.
 
-use std::cell::UnsafeCell;
+use std::cell::{Cell, RefCell, UnsafeCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// An idle worker spins this long (decode's gaps between regions are a few
@@ -29,40 +33,44 @@ type Task<'a> = &'a (dyn Fn(usize) + Sync);
 struct Shared {
     /// generation << 16 | number of workers taking part in it.
     state: AtomicU64,
-    /// The current job; written by the caller before `state` is published,
-    /// read by workers after they see it, untouched until `pending` is 0.
+    /// The current job; written by the owning thread before `state` is
+    /// published, read by workers after they see it, untouched until
+    /// `pending` is 0.
     job: UnsafeCell<(Option<Task<'static>>, usize)>,
     next: AtomicUsize,
     pending: AtomicUsize,
     panicked: AtomicBool,
+    /// Set when the owning thread exits: workers leave.
+    shutdown: AtomicBool,
     sleep: Mutex<()>,
     wake: Condvar,
 }
 
-// Safety: `job` is only written by the thread holding `Pool::busy` while no
-// worker reads it (between jobs, with pending == 0), as described above.
+// Safety: `job` is only written by the one owning thread while no worker
+// reads it (between jobs, with pending == 0), as described above.
 unsafe impl Sync for Shared {}
+unsafe impl Send for Shared {}
 
-struct Pool {
-    shared: &'static Shared,
-    /// Held by the caller for the whole of a job; also guards `workers`.
-    busy: Mutex<usize>,
+/// A calling thread's workers.
+struct Local {
+    shared: Arc<Shared>,
+    workers: usize,
 }
 
-fn pool() -> &'static Pool {
-    static POOL: OnceLock<Pool> = OnceLock::new();
-    POOL.get_or_init(|| Pool {
-        shared: Box::leak(Box::new(Shared {
-            state: AtomicU64::new(0),
-            job: UnsafeCell::new((None, 0)),
-            next: AtomicUsize::new(0),
-            pending: AtomicUsize::new(0),
-            panicked: AtomicBool::new(false),
-            sleep: Mutex::new(()),
-            wake: Condvar::new(),
-        })),
-        busy: Mutex::new(0),
-    })
+impl Drop for Local {
+    fn drop(&mut self) {
+        let s = &self.shared;
+        s.shutdown.store(true, Ordering::Release);
+        let _g = s.sleep.lock().unwrap_or_else(|e| e.into_inner());
+        s.wake.notify_all();
+    }
+}
+
+thread_local! {
+    static LOCAL: RefCell<Option<Local>> = const { RefCell::new(None) };
+    /// Set on workers, and on a caller while it runs tasks: a region started
+    /// there runs inline.
+    static IN_TASK: Cell<bool> = const { Cell::new(false) };
 }
 
 fn run_tasks(s: &Shared, f: Task, n: usize) {
@@ -81,7 +89,8 @@ fn run_tasks(s: &Shared, f: Task, n: usize) {
 
 /// `seen`: the generation current when the worker was spawned (the caller
 /// publishes its job after spawning it, and the worker must not skip that job).
-fn worker(s: &'static Shared, index: usize, mut seen: u64) {
+fn worker(s: Arc<Shared>, index: usize, mut seen: u64) {
+    IN_TASK.with(|t| t.set(true));
     loop {
         let mut idle_since = Instant::now();
         let mut spins = 0u32;
@@ -92,10 +101,15 @@ fn worker(s: &'static Shared, index: usize, mut seen: u64) {
             }
             spins += 1;
             if spins.is_multiple_of(256) {
+                if s.shutdown.load(Ordering::Acquire) {
+                    return;
+                }
                 let idle = idle_since.elapsed();
                 if idle > IDLE {
                     let guard = s.sleep.lock().unwrap_or_else(|e| e.into_inner());
-                    if s.state.load(Ordering::Acquire) >> 16 == seen {
+                    if s.state.load(Ordering::Acquire) >> 16 == seen
+                        && !s.shutdown.load(Ordering::Acquire)
+                    {
                         drop(s.wake.wait(guard));
                     }
                     idle_since = Instant::now();
@@ -110,44 +124,55 @@ fn worker(s: &'static Shared, index: usize, mut seen: u64) {
             // Safety: published before `state`; stable until `pending` is 0.
             let (f, n) = unsafe { *s.job.get() };
             if let Some(f) = f {
-                run_tasks(s, f, n);
+                run_tasks(&s, f, n);
             }
             s.pending.fetch_sub(1, Ordering::Release);
         }
     }
 }
 
-/// Run `f(0)`, ..., `f(n - 1)`, each once, on up to rayon's current number of
-/// threads; returns when all are done.
+/// Run `f(0)`, ..., `f(n - 1)`, each once, on rayon's current number of
+/// threads (the calling thread and its own workers); returns when all are done.
 pub fn parallel_for(n: usize, f: &(dyn Fn(usize) + Sync)) {
-    // Never more threads than cores: a spinning thread without a core of its
-    // own only delays the region it belongs to.
-    static CORES: OnceLock<usize> = OnceLock::new();
-    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |c| c.get()));
-    let threads = rayon::current_num_threads().min(cores).min(n).min(0xffff);
-    if threads <= 1 {
+    let threads = rayon::current_num_threads().min(n).min(0xffff);
+    if threads <= 1 || IN_TASK.with(|t| t.get()) {
         (0..n).for_each(f);
         return;
     }
-    let p = pool();
-    let Ok(mut workers) = p.busy.try_lock() else {
-        use rayon::prelude::*;
-        (0..n).into_par_iter().for_each(f);
-        return;
-    };
-    let s = p.shared;
-    while *workers < threads - 1 {
-        let index = *workers;
+    LOCAL.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let local = slot.get_or_insert_with(|| Local {
+            shared: Arc::new(Shared {
+                state: AtomicU64::new(0),
+                job: UnsafeCell::new((None, 0)),
+                next: AtomicUsize::new(0),
+                pending: AtomicUsize::new(0),
+                panicked: AtomicBool::new(false),
+                shutdown: AtomicBool::new(false),
+                sleep: Mutex::new(()),
+                wake: Condvar::new(),
+            }),
+            workers: 0,
+        });
+        region(local, threads, n, f)
+    })
+}
+
+fn region(local: &mut Local, threads: usize, n: usize, f: Task) {
+    let s = &*local.shared;
+    while local.workers < threads - 1 {
+        let index = local.workers;
         let seen = s.state.load(Ordering::Relaxed) >> 16;
+        let shared = local.shared.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("infer-eval-kernel-{index}"))
-            .spawn(move || worker(s, index, seen));
+            .spawn(move || worker(shared, index, seen));
         if spawned.is_err() {
             break;
         }
-        *workers += 1;
+        local.workers += 1;
     }
-    let helpers = (threads - 1).min(*workers);
+    let helpers = (threads - 1).min(local.workers);
     // Safety: no worker reads `job` now (the last job's pending reached 0),
     // and `f` outlives its use: we return only after pending is 0 again.
     unsafe {
@@ -163,19 +188,21 @@ pub fn parallel_for(n: usize, f: &(dyn Fn(usize) + Sync)) {
         let _g = s.sleep.lock().unwrap_or_else(|e| e.into_inner());
         s.wake.notify_all();
     }
+    IN_TASK.with(|t| t.set(true));
     run_tasks(s, f, n);
+    IN_TASK.with(|t| t.set(false));
     let mut spins = 0u32;
     while s.pending.load(Ordering::Acquire) != 0 {
         spins = spins.wrapping_add(1);
         if spins.is_multiple_of(1024) {
-            // A helper without a core (other programs, other tests): let it run.
+            // A helper without a core (more threads than cores, other
+            // programs): let it run.
             std::thread::yield_now();
         }
         std::hint::spin_loop();
     }
     unsafe { *s.job.get() = (None, 0) };
     if s.panicked.swap(false, Ordering::Relaxed) {
-        drop(workers);
         panic!("a kernel task panicked");
     }
 }
@@ -214,15 +241,20 @@ unsafe impl<T: Send> Send for SendPtr<T> {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
     use std::sync::atomic::AtomicU32;
+
+    fn rayon_pool(threads: usize) -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+    }
 
     #[test]
     fn every_task_runs_once_on_any_thread_count() {
         for threads in [1, 2, 3, 5] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
+            let pool = rayon_pool(threads);
             for n in [0, 1, 2, 7, 100, 1000] {
                 let hits: Vec<AtomicU32> = (0..n).map(|_| AtomicU32::new(0)).collect();
                 pool.install(|| {
@@ -238,22 +270,76 @@ mod tests {
         }
     }
 
+    /// One region of `threads` tasks that each wait until all `threads` are
+    /// running at once: it completes only if that many distinct threads
+    /// really took part. Returns the distinct threads seen.
+    fn all_at_once(threads: usize) -> usize {
+        let arrived = AtomicUsize::new(0);
+        let ids = Mutex::new(HashSet::new());
+        parallel_for(threads, &|_| {
+            ids.lock().unwrap().insert(std::thread::current().id());
+            arrived.fetch_add(1, Ordering::SeqCst);
+            let t0 = Instant::now();
+            while arrived.load(Ordering::SeqCst) < threads && t0.elapsed() < Duration::from_secs(30)
+            {
+                std::thread::yield_now();
+            }
+        });
+        assert_eq!(arrived.load(Ordering::SeqCst), threads);
+        let n = ids.lock().unwrap().len();
+        n
+    }
+
+    /// The thread count asked for is the thread count that runs, also past
+    /// the number of cores (finding 3 of issue 11: 4 used to silently be 2).
     #[test]
-    fn concurrent_and_nested_callers_fall_back() {
-        let total = AtomicU32::new(0);
+    fn a_region_runs_on_exactly_the_requested_threads() {
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        for threads in [2, 3, 4, 2 * cores + 1] {
+            let seen = rayon_pool(threads).install(|| all_at_once(threads));
+            assert_eq!(seen, threads, "asked for {threads} threads on {cores} cores");
+        }
+    }
+
+    /// Four callers at once, each with its own 3 threads, on however many
+    /// cores: every region still runs on 3 distinct threads (no caller falls
+    /// back or waits for another), every task once, and the integer sums are
+    /// those of one thread.
+    #[test]
+    fn concurrent_callers_each_get_their_own_workers() {
         std::thread::scope(|sc| {
-            for _ in 0..4 {
-                sc.spawn(|| {
-                    for _ in 0..50 {
-                        parallel_for(8, &|_| {
-                            parallel_for(3, &|_| {
-                                total.fetch_add(1, Ordering::Relaxed);
-                            });
+            for c in 0..4u64 {
+                sc.spawn(move || {
+                    let pool = rayon_pool(3);
+                    for round in 0..20u64 {
+                        assert_eq!(pool.install(|| all_at_once(3)), 3, "caller {c} round {round}");
+                        let out: Vec<AtomicU64> = (0..97).map(|_| AtomicU64::new(0)).collect();
+                        pool.install(|| {
+                            parallel_for(97, &|i| {
+                                let v = (0..1000u64).map(|k| k * (i as u64 + c + round)).sum();
+                                out[i].fetch_add(v, Ordering::Relaxed);
+                            })
                         });
+                        for (i, o) in out.iter().enumerate() {
+                            let want: u64 = (0..1000u64).map(|k| k * (i as u64 + c + round)).sum();
+                            assert_eq!(o.load(Ordering::Relaxed), want);
+                        }
                     }
                 });
             }
         });
-        assert_eq!(total.load(Ordering::Relaxed), 4 * 50 * 8 * 3);
+    }
+
+    #[test]
+    fn nested_regions_run_inline() {
+        let total = AtomicU32::new(0);
+        rayon_pool(3).install(|| {
+            parallel_for(8, &|_| {
+                parallel_for(3, &|_| {
+                    total.fetch_add(1, Ordering::Relaxed);
+                });
+            })
+        });
+        assert_eq!(total.load(Ordering::Relaxed), 8 * 3);
     }
 }

@@ -25,17 +25,28 @@ pub fn is_integer_format(fmt: WeightFormat) -> bool {
 super::multiversion! {
     /// Quantise x (length a multiple of 32), as llama.cpp's AVX2 code does:
     /// q = round-half-even(x * (127 / amax)) clamped to ±127; the scale
-    /// d = amax / 127 and s = d * sum(q) are then rounded to f16.
+    /// d = amax / 127 and s = d * sum(q) are then rounded to f16. A block
+    /// holding a NaN or an infinity gets d = s = NaN (and q = 0).
     pub fn quantize_row(x: &[f32]) -> Q8Row {
         let nb = x.len() / 32;
         let mut out = Q8Row { d: Vec::with_capacity(nb), s: Vec::with_capacity(nb), q: vec![0; x.len()] };
         for (b, blk) in x.chunks_exact(32).enumerate() {
             let mut amax = 0f32;
+            let mut finite = true;
             for &v in blk {
                 let a = v.abs();
                 if a > amax {
                     amax = a;
                 }
+                finite &= v.is_finite();
+            }
+            if !finite {
+                // A NaN or infinity is never quantised away: the block's
+                // scales become NaN, so every output that reads it is NaN,
+                // as in the float formats (docs/DETERMINISM.md §3b).
+                out.d.push(f32::NAN);
+                out.s.push(f32::NAN);
+                continue;
             }
             let d = amax / 127.0;
             let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
@@ -137,11 +148,29 @@ mod tests {
         x[0] = 2.54;
         x[1] = -1.27;
         x[2] = 0.005;
-        let q = quantize_row(&x);
+        let q = quantize_row(crate::kernels::Isa::Scalar, &x);
         assert_eq!(q.d[0], half::f16::from_f32(2.54f32 / 127.0).to_f32());
         assert_eq!(&q.q[..3], &[127, -64, 0]); // -63.5 rounds to even
         assert_eq!(q.s[0], half::f16::from_f32(2.54f32 / 127.0 * 63.0).to_f32());
-        assert_eq!(quantize_row(&[0f32; 32]).q, vec![0i8; 32]);
+        assert_eq!(
+            quantize_row(crate::kernels::Isa::Scalar, &[0f32; 32]).q,
+            vec![0i8; 32]
+        );
+    }
+
+    /// A NaN or infinity in a block makes its scales NaN on every ISA (it
+    /// used to quantise to 0 and vanish); other blocks are untouched.
+    #[test]
+    fn non_finite_blocks_get_nan_scales() {
+        for bad in [f32::NAN, -f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut x: Vec<f32> = (0..64).map(|i| i as f32 * 0.1 - 3.0).collect();
+            x[40] = bad;
+            for isa in crate::kernels::Isa::available() {
+                let q = quantize_row(isa, &x);
+                assert!(!q.d[0].is_nan() && !q.s[0].is_nan(), "{}", isa.name());
+                assert!(q.d[1].is_nan() && q.s[1].is_nan(), "{bad} on {}", isa.name());
+            }
+        }
     }
 
     #[test]
@@ -150,7 +179,7 @@ mod tests {
         let x: Vec<f32> = (0..k)
             .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
             .collect();
-        let xq = quantize_row(&x);
+        let xq = quantize_row(crate::kernels::Isa::Scalar, &x);
         for fmt in [WeightFormat::Q4_0, WeightFormat::Q4_1, WeightFormat::Q8_0] {
             let mut row = Vec::new();
             for b in 0..k / 32 {

@@ -1,7 +1,7 @@
 //! The Llama configuration, parsed once into a typed struct: from GGUF
 //! metadata, or from a Hugging Face config.json through a serde mirror.
 
-use super::gguf::GgufFile;
+use crate::formats::gguf::GgufFile;
 use crate::error::{Error, Result};
 use crate::kernels::rope::{Llama3Scaling, RopeLayout};
 use serde::Deserialize;

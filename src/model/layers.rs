@@ -3,9 +3,12 @@
 use super::weights::Matrix;
 use crate::error::Result;
 use crate::kernels::attention::AttnShape;
-use crate::kernels::rope::RopeLayout;
+use crate::kernels::rope::{self, RopeLayout};
+use crate::kernels::Isa;
 use crate::ops;
 use candle_core::{DType, Device, Tensor};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 impl Matrix {
     /// One matrix holding the rows of `parts` in order (same format and
@@ -30,8 +33,15 @@ impl Matrix {
     }
 
     /// x [rows, cols] -> x W^T [rows, self.rows]
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(ops::matmul(x, &self.data, self.fmt, self.rows, self.cols)?)
+    pub fn forward(&self, x: &Tensor, isa: Isa) -> Result<Tensor> {
+        Ok(ops::matmul(
+            x, &self.data, self.fmt, self.rows, self.cols, isa,
+        )?)
+    }
+
+    /// Bytes of the stored weights.
+    pub fn bytes(&self) -> u64 {
+        self.data.elem_count() as u64
     }
 
     /// Rows `ids` of the matrix (an embedding lookup).
@@ -53,8 +63,8 @@ pub struct RmsNorm {
 }
 
 impl RmsNorm {
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.apply_op2_no_bwd(&self.weight, &ops::RmsNorm { eps: self.eps })?)
+    pub fn forward(&self, x: &Tensor, isa: Isa) -> Result<Tensor> {
+        Ok(x.apply_op2_no_bwd(&self.weight, &ops::RmsNorm { eps: self.eps, isa })?)
     }
 }
 
@@ -73,33 +83,106 @@ impl Mlp {
         })
     }
 
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gu = self.gate_up.forward(x)?;
+    pub fn forward(&self, x: &Tensor, isa: Isa) -> Result<Tensor> {
+        let gu = self.gate_up.forward(x, isa)?;
         let inter = self.gate_up.rows / 2;
         let g = gu.narrow(1, 0, inter)?.contiguous()?;
         let u = gu.narrow(1, inter, inter)?.contiguous()?;
-        self.down
-            .forward(&g.apply_op2_no_bwd(&u, &ops::Elementwise::SwiGlu)?)
+        let op = ops::Elementwise {
+            kind: ops::ElementwiseKind::SwiGlu,
+            isa,
+        };
+        self.down.forward(&g.apply_op2_no_bwd(&u, &op)?, isa)
     }
 }
 
-/// Rotary embedding tables shared by all layers.
+/// Rotary embedding tables shared by all layers, [positions][head_dim / 2].
+/// Built for the positions in use and grown on demand (a 128k context does
+/// not cost 128k rows up front); an entry depends only on its position, so
+/// growing never changes a bit.
 pub struct Rotary {
-    pub cos: Tensor,
-    pub sin: Tensor,
+    inv_freqs: Vec<f64>,
+    tables: RwLock<(Tensor, Tensor, usize)>,
     pub head_dim: usize,
     pub layout: RopeLayout,
     pub max_positions: usize,
+    device: Device,
 }
 
+/// Rows a table starts with, and grows by at least.
+const ROPE_STEP: usize = 1024;
+
 impl Rotary {
-    pub fn apply(&self, x: &Tensor, pos0: usize) -> Result<Tensor> {
+    pub fn new(
+        inv_freqs: Vec<f64>,
+        head_dim: usize,
+        layout: RopeLayout,
+        max_positions: usize,
+        dev: &Device,
+    ) -> Result<Self> {
+        let n = ROPE_STEP.min(max_positions);
+        let (cos, sin) = Self::build(&inv_freqs, n, dev)?;
+        Ok(Rotary {
+            inv_freqs,
+            tables: RwLock::new((cos, sin, n)),
+            head_dim,
+            layout,
+            max_positions,
+            device: dev.clone(),
+        })
+    }
+
+    fn build(inv_freqs: &[f64], n: usize, dev: &Device) -> Result<(Tensor, Tensor)> {
+        let (cos, sin) = rope::tables(inv_freqs, n);
+        let h = inv_freqs.len();
+        Ok((
+            Tensor::from_vec(cos, (n, h), dev)?,
+            Tensor::from_vec(sin, (n, h), dev)?,
+        ))
+    }
+
+    /// Bytes the tables take for `positions` rows.
+    pub fn table_bytes(head_dim: usize, positions: usize) -> u64 {
+        2 * positions as u64 * (head_dim / 2) as u64 * 4
+    }
+
+    /// Rows the tables hold now.
+    pub fn positions(&self) -> usize {
+        self.tables.read().unwrap_or_else(|e| e.into_inner()).2
+    }
+
+    /// Make sure positions 0..n have table rows (n <= max_positions).
+    pub fn ensure(&self, n: usize) -> Result<()> {
+        if n <= self.positions() {
+            return Ok(());
+        }
+        let mut t = self.tables.write().unwrap_or_else(|e| e.into_inner());
+        if n <= t.2 {
+            return Ok(());
+        }
+        let grown = n
+            .max(2 * t.2)
+            .div_ceil(ROPE_STEP)
+            .saturating_mul(ROPE_STEP)
+            .min(self.max_positions)
+            .max(n);
+        let (cos, sin) = Self::build(&self.inv_freqs, grown, &self.device)?;
+        *t = (cos, sin, grown);
+        Ok(())
+    }
+
+    pub fn apply(&self, x: &Tensor, pos0: usize, isa: Isa) -> Result<Tensor> {
         let op = ops::Rope {
             head_dim: self.head_dim,
             layout: self.layout,
             pos0,
+            isa,
         };
-        Ok(x.apply_op3_no_bwd(&self.cos, &self.sin, &op)?)
+        let (cos, sin) = {
+            let t = self.tables.read().unwrap_or_else(|e| e.into_inner());
+            (t.0.clone(), t.1.clone())
+        };
+        Ok(x.apply_op3_no_bwd(&cos, &sin, &op)?)
     }
 }
 
@@ -114,6 +197,8 @@ pub struct KvCache {
     pub layers: Vec<LayerCache>,
     pub len: usize,
     pub capacity: usize,
+    /// The model's count of bytes held by live caches, which this one is part of.
+    accounted: Option<(Arc<AtomicU64>, u64)>,
 }
 
 impl KvCache {
@@ -130,7 +215,27 @@ impl KvCache {
             layers,
             len: 0,
             capacity,
+            accounted: None,
         })
+    }
+
+    /// Bytes of a cache of `capacity` positions.
+    pub fn bytes_for(n_layers: usize, capacity: usize, kv_dim: usize) -> u64 {
+        2 * n_layers as u64 * capacity as u64 * kv_dim as u64 * 4
+    }
+
+    /// Count this cache's bytes in `live` until it is dropped.
+    pub(crate) fn account(&mut self, live: &Arc<AtomicU64>, bytes: u64) {
+        live.fetch_add(bytes, Ordering::Relaxed);
+        self.accounted = Some((live.clone(), bytes));
+    }
+}
+
+impl Drop for KvCache {
+    fn drop(&mut self) {
+        if let Some((live, bytes)) = &self.accounted {
+            live.fetch_sub(*bytes, Ordering::Relaxed);
+        }
     }
 }
 
@@ -159,8 +264,9 @@ impl SelfAttention {
         rotary: &Rotary,
         layer: usize,
         segments: &mut [(usize, usize, &mut KvCache)],
+        isa: Isa,
     ) -> Result<Tensor> {
-        let qkv = self.qkv.forward(x)?;
+        let qkv = self.qkv.forward(x, isa)?;
         let q_dim = self.shape.n_heads * self.shape.head_dim;
         let kv_dim = self.shape.n_kv_heads * self.shape.head_dim;
         let q = qkv.narrow(1, 0, q_dim)?.contiguous()?;
@@ -169,14 +275,15 @@ impl SelfAttention {
         let mut outs = Vec::with_capacity(segments.len());
         for (off, len, cache) in segments.iter_mut() {
             let pos0 = cache.len;
-            let qs = rotary.apply(&q.narrow(0, *off, *len)?, pos0)?;
-            let ks = rotary.apply(&k.narrow(0, *off, *len)?, pos0)?;
+            let qs = rotary.apply(&q.narrow(0, *off, *len)?, pos0, isa)?;
+            let ks = rotary.apply(&k.narrow(0, *off, *len)?, pos0, isa)?;
             let c = &cache.layers[layer];
             c.k.slice_set(&ks, 0, pos0)?;
             c.v.slice_set(&v.narrow(0, *off, *len)?.contiguous()?, 0, pos0)?;
             let op = ops::Attention {
                 shape: self.shape,
                 pos0,
+                isa,
             };
             outs.push(qs.apply_op3_no_bwd(&c.k, &c.v, &op)?);
         }
@@ -185,6 +292,6 @@ impl SelfAttention {
         } else {
             Tensor::cat(&outs, 0)?
         };
-        self.o.forward(&att)
+        self.o.forward(&att, isa)
     }
 }

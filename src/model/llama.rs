@@ -4,12 +4,15 @@
 
 use super::config::LlamaConfig;
 use super::layers::{KvCache, Mlp, RmsNorm, Rotary, SelfAttention};
-use super::weights::{Matrix, Part, WeightSource};
+use super::weights::{Matrix, Part, WeightReader, WeightSource};
+use super::LoadOptions;
 use crate::error::{Error, Result};
 use crate::kernels::attention::AttnShape;
-use crate::kernels::rope;
+use crate::kernels::{rope, Isa};
 use crate::ops;
 use candle_core::{Device, Tensor};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 pub struct Block {
     pub attn_norm: RmsNorm,
@@ -26,6 +29,13 @@ pub struct Llama {
     pub lm_head: Matrix,
     pub rotary: Rotary,
     pub device: Device,
+    /// The CPU kernels' instruction set (same bits on every ISA; set by
+    /// `load` to `kernels::default_isa()`).
+    pub isa: Isa,
+    /// Bytes of the weights on the device.
+    weight_bytes: u64,
+    /// Bytes held by this model's live KV caches.
+    live_cache_bytes: Arc<AtomicU64>,
 }
 
 /// Which positions of a sequence want logits back.
@@ -44,18 +54,24 @@ pub struct SeqStep<'a> {
 }
 
 impl Llama {
+    /// Build the model from `src`. Returns it and the tensors of the file it
+    /// did not use (an error instead unless `opts.allow_extra_tensors`).
     pub fn load(
         src: &dyn WeightSource,
         config: LlamaConfig,
-        rope_factors: Option<&[f32]>,
         dev: &Device,
-    ) -> Result<Self> {
+        opts: &LoadOptions,
+    ) -> Result<(Self, Vec<String>)> {
+        let isa = crate::kernels::default_isa().map_err(Error::Input)?;
+        crate::kernels::fp_env::check().map_err(Error::Input)?;
+        let w = WeightReader::new(src, dev);
         let c = &config;
         let (h, kv) = (c.hidden_size, c.n_kv_heads * c.head_dim);
         let q_dim = c.n_heads * c.head_dim;
-        let embed = src.matrix(Part::Embed, c.vocab_size, h, dev)?;
-        let lm_head = if src.has(Part::Output)? {
-            src.matrix(Part::Output, c.vocab_size, h, dev)?
+        let embed = w.matrix(Part::Embed, c.vocab_size, h)?;
+        let separate_head = w.has(Part::Output)?;
+        let lm_head = if separate_head {
+            w.matrix(Part::Output, c.vocab_size, h)?
         } else if c.tie_word_embeddings || src.path().extension().is_some_and(|e| e == "gguf") {
             embed.clone()
         } else {
@@ -63,13 +79,13 @@ impl Llama {
                 src.path(),
                 format!(
                     "missing tensor '{}' (and tie_word_embeddings is false)",
-                    src.name_of(Part::Output)
+                    w.name_of(Part::Output)
                 ),
             ));
         };
         let norm = |p: Part| -> Result<RmsNorm> {
             Ok(RmsNorm {
-                weight: src.vector(p, h, dev)?,
+                weight: w.vector(p, h)?,
                 eps: c.rms_norm_eps,
             })
         };
@@ -78,10 +94,10 @@ impl Llama {
             blocks.push(Block {
                 attn_norm: norm(Part::AttnNorm(i))?,
                 attn: SelfAttention::new(
-                    &src.matrix(Part::Q(i), q_dim, h, dev)?,
-                    &src.matrix(Part::K(i), kv, h, dev)?,
-                    &src.matrix(Part::V(i), kv, h, dev)?,
-                    src.matrix(Part::O(i), h, q_dim, dev)?,
+                    &w.matrix(Part::Q(i), q_dim, h)?,
+                    &w.matrix(Part::K(i), kv, h)?,
+                    &w.matrix(Part::V(i), kv, h)?,
+                    w.matrix(Part::O(i), h, q_dim)?,
                     AttnShape {
                         n_heads: c.n_heads,
                         n_kv_heads: c.n_kv_heads,
@@ -90,46 +106,94 @@ impl Llama {
                 )?,
                 ffn_norm: norm(Part::FfnNorm(i))?,
                 mlp: Mlp::new(
-                    &src.matrix(Part::Gate(i), c.intermediate_size, h, dev)?,
-                    &src.matrix(Part::Up(i), c.intermediate_size, h, dev)?,
-                    src.matrix(Part::Down(i), h, c.intermediate_size, dev)?,
+                    &w.matrix(Part::Gate(i), c.intermediate_size, h)?,
+                    &w.matrix(Part::Up(i), c.intermediate_size, h)?,
+                    w.matrix(Part::Down(i), h, c.intermediate_size)?,
                 )?,
             });
         }
+        // GGUF files of Llama 3 carry the rope scaling as per-frequency divisors.
+        let factors = if w.has(Part::RopeFreqs)? {
+            Some(w.host_vector(Part::RopeFreqs, c.head_dim / 2)?)
+        } else {
+            None
+        };
         let freqs = rope::inv_freqs(
             c.head_dim,
             c.rope_theta,
             c.rope_scaling.as_ref(),
-            rope_factors,
+            factors.as_deref(),
         );
-        let (cos, sin) = rope::tables(&freqs, c.max_position_embeddings);
-        let half = c.head_dim / 2;
-        let rotary = Rotary {
-            cos: Tensor::from_vec(cos, (c.max_position_embeddings, half), dev)?,
-            sin: Tensor::from_vec(sin, (c.max_position_embeddings, half), dev)?,
-            head_dim: c.head_dim,
-            layout: c.rope_layout,
-            max_positions: c.max_position_embeddings,
-        };
-        Ok(Llama {
-            norm: norm(Part::OutputNorm)?,
-            config,
-            embed,
-            blocks,
-            lm_head,
-            rotary,
-            device: dev.clone(),
-        })
+        let rotary = Rotary::new(
+            freqs,
+            c.head_dim,
+            c.rope_layout,
+            c.max_position_embeddings,
+            dev,
+        )?;
+        let norm = norm(Part::OutputNorm)?;
+        let ignored = w.check_unused(opts.allow_extra_tensors)?;
+        let weight_bytes = embed.bytes()
+            + if separate_head { lm_head.bytes() } else { 0 }
+            + blocks
+                .iter()
+                .map(|b| {
+                    b.attn.qkv.bytes() + b.attn.o.bytes() + b.mlp.gate_up.bytes() + b.mlp.down.bytes()
+                })
+                .sum::<u64>();
+        Ok((
+            Llama {
+                norm,
+                config,
+                embed,
+                blocks,
+                lm_head,
+                rotary,
+                device: dev.clone(),
+                isa,
+                weight_bytes,
+                live_cache_bytes: Arc::new(AtomicU64::new(0)),
+            },
+            ignored,
+        ))
     }
 
+    /// Memory a model needs beside its `weight_bytes` when it is loaded: the
+    /// first RoPE tables and a tenth of the weights for activations and
+    /// buffers. KV caches are checked when they are made (`new_cache`).
+    pub fn load_overhead_bytes(c: &LlamaConfig, weight_bytes: u64) -> u64 {
+        Rotary::table_bytes(c.head_dim, c.max_position_embeddings.min(1024)) + weight_bytes / 10
+    }
+
+    /// A KV cache for `capacity` positions; a Resource error if it would not
+    /// fit in memory (with $INFER_EVAL_MEMORY_LIMIT: on top of the weights,
+    /// tables and live caches; otherwise within MemAvailable now).
     pub fn new_cache(&self, capacity: usize) -> Result<KvCache> {
         let c = &self.config;
-        KvCache::new(
-            c.n_layers,
-            capacity,
-            c.n_kv_heads * c.head_dim,
-            &self.device,
-        )
+        let kv_dim = c.n_kv_heads * c.head_dim;
+        let bytes = KvCache::bytes_for(c.n_layers, capacity, kv_dim);
+        let live = self.live_cache_bytes.load(Ordering::Relaxed);
+        let what = || format!("a KV cache for {capacity} positions");
+        match crate::model::env_memory_limit() {
+            Some(limit) => {
+                let held = self.weight_bytes
+                    + Rotary::table_bytes(c.head_dim, self.rotary.positions())
+                    + live;
+                if held + bytes > limit {
+                    return Err(Error::Resource(format!(
+                        "{}: needs {:.2} GiB on top of the {:.2} GiB in use (weights, tables, other caches), over INFER_EVAL_MEMORY_LIMIT = {:.2} GiB",
+                        what(),
+                        crate::model::gib(bytes),
+                        crate::model::gib(held),
+                        crate::model::gib(limit)
+                    )));
+                }
+            }
+            None => crate::model::check_memory(bytes, what)?,
+        }
+        let mut cache = KvCache::new(c.n_layers, capacity, kv_dim, &self.device)?;
+        cache.account(&self.live_cache_bytes, bytes);
+        Ok(cache)
     }
 
     /// Run new tokens of several sequences together. Returns, per sequence,
@@ -141,7 +205,7 @@ impl Llama {
                 return Err(Error::Input("a sequence step has no tokens".into()));
             }
             if s.cache.len + s.tokens.len() > s.cache.capacity.min(self.rotary.max_positions) {
-                return Err(Error::Input(format!(
+                return Err(Error::Resource(format!(
                     "sequence of {} tokens exceeds the context ({} positions)",
                     s.cache.len + s.tokens.len(),
                     s.cache.capacity.min(self.rotary.max_positions)
@@ -149,6 +213,14 @@ impl Llama {
             }
             ids.extend_from_slice(s.tokens);
         }
+        crate::kernels::fp_env::check().map_err(Error::Input)?;
+        let end = batch
+            .iter()
+            .map(|s| s.cache.len + s.tokens.len())
+            .max()
+            .unwrap_or(0);
+        self.rotary.ensure(end)?;
+        let isa = self.isa;
         let n = ids.len();
         let mut x = self
             .embed
@@ -162,12 +234,16 @@ impl Llama {
             off += s.tokens.len();
         }
         for (i, b) in self.blocks.iter().enumerate() {
-            let a = b
-                .attn
-                .forward(&b.attn_norm.forward(&x)?, &self.rotary, i, &mut segments)?;
-            x = ops::add(&x, &a)?;
-            let m = b.mlp.forward(&b.ffn_norm.forward(&x)?)?;
-            x = ops::add(&x, &m)?;
+            let a = b.attn.forward(
+                &b.attn_norm.forward(&x, isa)?,
+                &self.rotary,
+                i,
+                &mut segments,
+                isa,
+            )?;
+            x = ops::add(&x, &a, isa)?;
+            let m = b.mlp.forward(&b.ffn_norm.forward(&x, isa)?, isa)?;
+            x = ops::add(&x, &m, isa)?;
         }
         let mut out = Vec::with_capacity(segments.len());
         for ((off, len, cache), s) in segments.into_iter().zip(wants) {
@@ -182,6 +258,7 @@ impl Llama {
     }
 
     fn logits(&self, x: &Tensor) -> Result<Tensor> {
-        self.lm_head.forward(&self.norm.forward(&x.contiguous()?)?)
+        self.lm_head
+            .forward(&self.norm.forward(&x.contiguous()?, self.isa)?, self.isa)
     }
 }

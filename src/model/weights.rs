@@ -2,12 +2,12 @@
 //! matrices as raw bytes in their stored format (quantised or not) and norm
 //! vectors as f32, after checking every name, shape and dtype.
 
-use super::gguf::GgufFile;
+use crate::formats::gguf::GgufFile;
+use crate::formats::safetensors::SafetensorsDir;
 use crate::error::{Error, Result};
 use crate::kernels::quant::{dequantize_row, WeightFormat};
 use candle_core::{Device, Tensor};
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// A weight matrix of `rows` x `cols`, rows stored one after another.
 #[derive(Clone)]
@@ -33,10 +33,14 @@ pub enum Part {
     Gate(usize),
     Up(usize),
     Down(usize),
+    /// GGUF `rope_freqs.weight`: per-frequency divisors (Llama 3 scaling baked in).
+    RopeFreqs,
 }
 
 pub trait WeightSource {
     fn path(&self) -> &Path;
+    /// Every tensor the source holds.
+    fn names(&self) -> Vec<String>;
     fn name_of(&self, part: Part) -> String;
     /// Raw bytes, format and shape [rows, cols] of a tensor, if present.
     fn raw(&self, name: &str) -> Result<Option<(&[u8], WeightFormat, Vec<usize>)>>;
@@ -45,16 +49,57 @@ pub trait WeightSource {
     /// mapped file may drop those pages from memory (they are read again from
     /// the file if ever needed), so a loaded model is not resident twice.
     fn release(&self, _bytes: &[u8]) {}
+}
 
-    fn has(&self, part: Part) -> Result<bool> {
-        Ok(self.raw(&self.name_of(part))?.is_some())
+/// Tensors that a checkpoint may carry and the forward pass rightly ignores:
+/// precomputed RoPE inverse frequencies of older Hugging Face checkpoints
+/// (we compute our own, docs/DETERMINISM.md §5).
+fn ignorable(name: &str) -> bool {
+    name.ends_with(".rotary_emb.inv_freq")
+}
+
+/// Reads a model's tensors from a source onto a device, remembering which it
+/// used, so that a tensor the forward pass would silently ignore (a bias, a
+/// norm of another architecture) is reported instead of dropped.
+pub struct WeightReader<'a> {
+    src: &'a dyn WeightSource,
+    dev: &'a Device,
+    used: std::cell::RefCell<std::collections::BTreeSet<String>>,
+}
+
+impl<'a> WeightReader<'a> {
+    pub fn new(src: &'a dyn WeightSource, dev: &'a Device) -> Self {
+        WeightReader {
+            src,
+            dev,
+            used: Default::default(),
+        }
     }
 
-    fn matrix(&self, part: Part, rows: usize, cols: usize, dev: &Device) -> Result<Matrix> {
-        let name = self.name_of(part);
+    pub fn path(&self) -> &Path {
+        self.src.path()
+    }
+
+    pub fn name_of(&self, part: Part) -> String {
+        self.src.name_of(part)
+    }
+
+    pub fn has(&self, part: Part) -> Result<bool> {
+        Ok(self.src.raw(&self.src.name_of(part))?.is_some())
+    }
+
+    fn take(&self, part: Part) -> Result<(String, &'a [u8], WeightFormat, Vec<usize>)> {
+        let name = self.src.name_of(part);
         let (bytes, fmt, shape) = self
+            .src
             .raw(&name)?
             .ok_or_else(|| Error::bad_file(self.path(), format!("missing tensor '{name}'")))?;
+        self.used.borrow_mut().insert(name.clone());
+        Ok((name, bytes, fmt, shape))
+    }
+
+    pub fn matrix(&self, part: Part, rows: usize, cols: usize) -> Result<Matrix> {
+        let (name, bytes, fmt, shape) = self.take(part)?;
         if shape != [rows, cols] {
             return Err(Error::bad_file(
                 self.path(),
@@ -70,8 +115,8 @@ pub trait WeightSource {
                 ),
             ));
         }
-        let data = Tensor::from_slice(bytes, bytes.len(), dev)?;
-        self.release(bytes);
+        let data = Tensor::from_slice(bytes, bytes.len(), self.dev)?;
+        self.src.release(bytes);
         Ok(Matrix {
             data,
             fmt,
@@ -80,11 +125,9 @@ pub trait WeightSource {
         })
     }
 
-    fn vector(&self, part: Part, len: usize, dev: &Device) -> Result<Tensor> {
-        let name = self.name_of(part);
-        let (bytes, fmt, shape) = self
-            .raw(&name)?
-            .ok_or_else(|| Error::bad_file(self.path(), format!("missing tensor '{name}'")))?;
+    /// A vector of `len` values, dequantised to f32 on the host.
+    pub fn host_vector(&self, part: Part, len: usize) -> Result<Vec<f32>> {
+        let (name, bytes, fmt, shape) = self.take(part)?;
         if shape.iter().product::<usize>() != len || fmt.row_bytes(len) != Some(bytes.len()) {
             return Err(Error::bad_file(
                 self.path(),
@@ -99,13 +142,53 @@ pub trait WeightSource {
                 format!("tensor '{name}' holds a non-finite value at {i}"),
             ));
         }
-        Ok(Tensor::from_vec(v, len, dev)?)
+        Ok(v)
+    }
+
+    pub fn vector(&self, part: Part, len: usize) -> Result<Tensor> {
+        let v = self.host_vector(part, len)?;
+        Ok(Tensor::from_vec(v, len, self.dev)?)
+    }
+
+    /// Tensors of the source that nothing read (beyond the known ignorable ones).
+    pub fn unused(&self) -> Vec<String> {
+        let used = self.used.borrow();
+        self.src
+            .names()
+            .into_iter()
+            .filter(|n| !used.contains(n) && !ignorable(n))
+            .collect()
+    }
+
+    /// An error naming the unused tensors, unless `allow` (then they are returned).
+    pub fn check_unused(&self, allow: bool) -> Result<Vec<String>> {
+        let unused = self.unused();
+        if unused.is_empty() || allow {
+            return Ok(unused);
+        }
+        let shown: Vec<&str> = unused.iter().take(8).map(|s| s.as_str()).collect();
+        let more = if unused.len() > shown.len() {
+            format!(" and {} more", unused.len() - shown.len())
+        } else {
+            String::new()
+        };
+        Err(Error::bad_file(
+            self.path(),
+            format!(
+                "{} tensor(s) that this architecture does not use: {}{more}; the file is probably another architecture or variant (e.g. attention biases), which would run wrong. --allow-extra-tensors loads it anyway and records the ignored tensors",
+                unused.len(),
+                shown.join(", ")
+            ),
+        ))
     }
 }
 
 impl WeightSource for GgufFile {
     fn path(&self) -> &Path {
         &self.path
+    }
+    fn names(&self) -> Vec<String> {
+        self.tensors.iter().map(|t| t.name.clone()).collect()
     }
     fn name_of(&self, part: Part) -> String {
         match part {
@@ -121,6 +204,7 @@ impl WeightSource for GgufFile {
             Part::Gate(i) => format!("blk.{i}.ffn_gate.weight"),
             Part::Up(i) => format!("blk.{i}.ffn_up.weight"),
             Part::Down(i) => format!("blk.{i}.ffn_down.weight"),
+            Part::RopeFreqs => "rope_freqs.weight".into(),
         }
     }
     fn release(&self, bytes: &[u8]) {
@@ -138,92 +222,12 @@ impl WeightSource for GgufFile {
     }
 }
 
-/// Every tensor of one safetensors image: name -> (format, shape, byte range).
-pub fn index_safetensors(
-    bytes: &[u8],
-    path: &Path,
-) -> Result<Vec<(String, (WeightFormat, Vec<usize>, usize, usize))>> {
-    let st = safetensors::SafeTensors::deserialize(bytes)
-        .map_err(|e| Error::bad_file(path, format!("invalid safetensors file: {e}")))?;
-    let mut out = Vec::new();
-    for (name, view) in st.tensors() {
-        let fmt = match view.dtype() {
-            safetensors::Dtype::F32 => WeightFormat::F32,
-            safetensors::Dtype::F16 => WeightFormat::F16,
-            safetensors::Dtype::BF16 => WeightFormat::BF16,
-            other => {
-                return Err(Error::bad_file(
-                    path,
-                    format!("tensor '{name}' has dtype {other:?} (supported: F32, F16, BF16)"),
-                ))
-            }
-        };
-        let start = view.data().as_ptr() as usize - bytes.as_ptr() as usize;
-        out.push((
-            name,
-            (fmt, view.shape().to_vec(), start, start + view.data().len()),
-        ));
-    }
-    Ok(out)
-}
-
-/// A Hugging Face model folder: one or more *.safetensors files.
-pub struct SafetensorsDir {
-    dir: PathBuf,
-    maps: Vec<(PathBuf, memmap2::Mmap)>,
-    /// name -> (file index, format, shape, byte range in that file)
-    index: HashMap<String, (usize, WeightFormat, Vec<usize>, usize, usize)>,
-}
-
-impl SafetensorsDir {
-    pub fn open(dir: &Path) -> Result<Self> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| Error::io(dir, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-            .collect();
-        files.sort();
-        if files.is_empty() {
-            return Err(Error::bad_file(
-                dir,
-                "no *.safetensors files in this model folder",
-            ));
-        }
-        let mut maps = Vec::new();
-        let mut index = HashMap::new();
-        for (fi, path) in files.into_iter().enumerate() {
-            let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-            // SAFETY: read-only map of a file we do not modify.
-            let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| Error::io(&path, e))?;
-            for (name, entry) in index_safetensors(&map, &path)? {
-                if index
-                    .insert(name.clone(), (fi, entry.0, entry.1, entry.2, entry.3))
-                    .is_some()
-                {
-                    return Err(Error::bad_file(
-                        &path,
-                        format!("tensor '{name}' appears in two shards"),
-                    ));
-                }
-            }
-            maps.push((path, map));
-        }
-        Ok(SafetensorsDir {
-            dir: dir.to_path_buf(),
-            maps,
-            index,
-        })
-    }
-
-    /// The files, for hashing.
-    pub fn files(&self) -> Vec<&Path> {
-        self.maps.iter().map(|(p, _)| p.as_path()).collect()
-    }
-}
-
 impl WeightSource for SafetensorsDir {
     fn path(&self) -> &Path {
-        &self.dir
+        self.dir()
+    }
+    fn names(&self) -> Vec<String> {
+        SafetensorsDir::names(self)
     }
     fn name_of(&self, part: Part) -> String {
         let l = |i: usize, s: &str| format!("model.layers.{i}.{s}.weight");
@@ -240,12 +244,13 @@ impl WeightSource for SafetensorsDir {
             Part::Gate(i) => l(i, "mlp.gate_proj"),
             Part::Up(i) => l(i, "mlp.up_proj"),
             Part::Down(i) => l(i, "mlp.down_proj"),
+            // Hugging Face checkpoints carry the scaling in config.json.
+            Part::RopeFreqs => "rope_freqs.weight".into(),
         }
     }
     fn raw(&self, name: &str) -> Result<Option<(&[u8], WeightFormat, Vec<usize>)>> {
         Ok(self
-            .index
-            .get(name)
-            .map(|(fi, fmt, shape, a, b)| (&self.maps[*fi].1[*a..*b], *fmt, shape.clone())))
+            .tensor(name)
+            .map(|(bytes, fmt, shape)| (bytes, fmt, shape.to_vec())))
     }
 }

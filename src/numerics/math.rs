@@ -194,8 +194,11 @@ mod tests {
     }
 }
 
-/// log softmax(l)[idx] = l[idx] - (max + ln(sum_i exp(l_i - max))), the sum in
-/// f32 in index order with our exp, the log in f64 with our ln.
+/// log softmax(l)[idx] = l[idx] - (max + ln(sum_i exp(l_i - max))): each
+/// exp in f32 with our exp, converted exactly to f64 and summed over 32
+/// strided lanes (lane j: i = j, j+32, ... ascending), the lanes folded by
+/// the fixed tree 16, 8, 4, 2, 1, the log in f64 with our ln. The reference
+/// definition of docs/DETERMINISM.md §7b, element by element.
 pub fn log_softmax_at(l: &[f32], idx: usize) -> f64 {
     let mut max = f32::NEG_INFINITY;
     for &v in l {
@@ -203,9 +206,14 @@ pub fn log_softmax_at(l: &[f32], idx: usize) -> f64 {
             max = v;
         }
     }
-    let mut sum = 0f32;
-    for &v in l {
-        sum += exp_f32(v - max);
+    let mut lanes = [0f64; 32];
+    for (i, &v) in l.iter().enumerate() {
+        lanes[i % 32] += exp_f32(v - max) as f64;
     }
-    l[idx] as f64 - (max as f64 + ln_f64(sum as f64))
+    for half in [16, 8, 4, 2, 1] {
+        for j in 0..half {
+            lanes[j] += lanes[j + half];
+        }
+    }
+    l[idx] as f64 - (max as f64 + ln_f64(lanes[0]))
 }

@@ -24,7 +24,7 @@ pub const COMPILE_FLAGS: [&str; 4] = [
 ];
 
 const MODULE: &str = "infer_eval_kernels";
-const THREADS: u32 = 256;
+const THREADS: u32 = super::CUDA_BLOCK;
 
 /// The kernel sources as one translation unit (NVRTC has no file system:
 /// the local `#include`s and include guards are resolved here, in order).
@@ -111,12 +111,14 @@ fn alloc<T: candle_core::cuda_backend::cudarc::driver::DeviceRepr>(
     unsafe { dev.alloc::<T>(len) }
 }
 
-fn launch_cfg(threads: usize) -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: ((threads as u32).div_ceil(THREADS).max(1), 1, 1),
+/// Kernels index threads in 64 bits (kernels/*.cu); the grid is computed
+/// in 64 bits too, so no launch wraps.
+fn launch_cfg(threads: usize) -> Result<LaunchConfig> {
+    Ok(LaunchConfig {
+        grid_dim: (super::cuda_grid(threads as u64)?, 1, 1),
         block_dim: (THREADS, 1, 1),
         shared_mem_bytes: 0,
-    }
+    })
 }
 
 fn format_id(fmt: WeightFormat) -> i32 {
@@ -160,7 +162,8 @@ macro_rules! launch {
         let mut b = f.builder();
         $( b.arg($arg); )+
         // Safety: argument types and order match the kernel's signature in kernels/*.cu.
-        unsafe { b.launch(launch_cfg($threads)) }.w()?;
+        let cfg = launch_cfg($threads)?;
+        unsafe { b.launch(cfg) }.w()?;
     }};
 }
 
@@ -350,9 +353,9 @@ pub fn elementwise(
     l2: &Layout,
 ) -> Result<(CudaStorage, Shape)> {
     use candle_core::CustomOp2;
-    let kernel = match op {
-        super::Elementwise::SwiGlu => "swiglu",
-        super::Elementwise::Add => "add",
+    let kernel = match op.kind {
+        super::ElementwiseKind::SwiGlu => "swiglu",
+        super::ElementwiseKind::Add => "add",
     };
     let dev = &s1.device;
     let a = view::<f32>(s1, l1, op.name())?;

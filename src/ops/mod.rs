@@ -5,7 +5,7 @@
 //! (`cuda.rs`, with the `cuda` feature) runs kernels/*.cu in the same
 //! canonical order.
 
-use crate::kernels::{self, attention::AttnShape, quant::WeightFormat, rope::RopeLayout};
+use crate::kernels::{self, attention::AttnShape, quant::WeightFormat, rope::RopeLayout, Isa};
 use candle_core::backend::BackendStorage;
 #[cfg(feature = "cuda")]
 use candle_core::CudaStorage;
@@ -13,6 +13,21 @@ use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape,
 
 #[cfg(feature = "cuda")]
 pub mod cuda;
+
+#[cfg(test)]
+mod tests {
+    /// Finding 9 of issue 11: the grid of a launch past 2^32 threads is not
+    /// truncated to 32 bits (it was `threads as u32`).
+    #[test]
+    fn cuda_grid_is_computed_in_64_bits() {
+        assert_eq!(super::cuda_grid(0).unwrap(), 1);
+        assert_eq!(super::cuda_grid(257).unwrap(), 2);
+        let threads = 512u64 * 262_144 * 32 + 1000;
+        assert!(threads > 1 << 32);
+        assert_eq!(super::cuda_grid(threads).unwrap() as u64, threads.div_ceil(256));
+        assert!(super::cuda_grid(u64::MAX / 2).is_err());
+    }
+}
 
 fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
     let data = match s {
@@ -41,6 +56,8 @@ pub struct MatMul {
     pub fmt: WeightFormat,
     pub n: usize,
     pub k: usize,
+    /// The CPU code to run (same bits on every ISA); unused on other devices.
+    pub isa: Isa,
 }
 
 impl MatMul {
@@ -81,7 +98,7 @@ impl CustomOp2 for MatMul {
         let w = u8_slice(s2, l2, self.name())?;
         let (m, shape) = self.check(l1.shape(), w.len())?;
         let mut out = vec![0f32; m * self.n];
-        kernels::matmul::matmul(x, m, self.k, w, self.fmt, self.n, &mut out);
+        kernels::matmul::matmul(self.isa, x, m, self.k, w, self.fmt, self.n, &mut out);
         Ok((CpuStorage::F32(out), shape))
     }
 
@@ -152,6 +169,7 @@ impl CustomOp2 for Embedding {
 
 pub struct RmsNorm {
     pub eps: f32,
+    pub isa: Isa,
 }
 
 impl RmsNorm {
@@ -179,7 +197,7 @@ impl CustomOp2 for RmsNorm {
         let w = f32_slice(s2, l2, self.name())?;
         Self::check(l1.shape(), w.len())?;
         let mut out = vec![0f32; x.len()];
-        kernels::norm::rms_norm(x, w, self.eps, &mut out);
+        kernels::norm::rms_norm(self.isa, x, w, self.eps, &mut out);
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -200,6 +218,7 @@ pub struct Rope {
     pub head_dim: usize,
     pub layout: RopeLayout,
     pub pos0: usize,
+    pub isa: Isa,
 }
 
 impl Rope {
@@ -237,6 +256,7 @@ impl CustomOp3 for Rope {
         let (_, row) = self.check(l1.shape(), cos.len())?;
         let mut out = x.to_vec();
         kernels::rope::apply(
+            self.isa,
             &mut out,
             self.head_dim,
             self.layout,
@@ -263,12 +283,18 @@ impl CustomOp3 for Rope {
 }
 
 /// Element-wise ops of two equal-length f32 inputs.
-#[derive(Debug, Clone, Copy)]
-pub enum Elementwise {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElementwiseKind {
     /// silu(a) * b (the MLP gate).
     SwiGlu,
     /// a + b (the residual connection).
     Add,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Elementwise {
+    pub kind: ElementwiseKind,
+    pub isa: Isa,
 }
 
 impl Elementwise {
@@ -282,9 +308,9 @@ impl Elementwise {
 
 impl CustomOp2 for Elementwise {
     fn name(&self) -> &'static str {
-        match self {
-            Elementwise::SwiGlu => "det-swiglu",
-            Elementwise::Add => "det-add",
+        match self.kind {
+            ElementwiseKind::SwiGlu => "det-swiglu",
+            ElementwiseKind::Add => "det-add",
         }
     }
     fn cpu_fwd(
@@ -298,9 +324,9 @@ impl CustomOp2 for Elementwise {
         let b = f32_slice(s2, l2, self.name())?;
         self.check(a.len(), b.len())?;
         let mut out = vec![0f32; a.len()];
-        match self {
-            Elementwise::SwiGlu => kernels::elementwise::swiglu(a, b, &mut out),
-            Elementwise::Add => kernels::elementwise::add(a, b, &mut out),
+        match self.kind {
+            ElementwiseKind::SwiGlu => kernels::elementwise::swiglu(self.isa, a, b, &mut out),
+            ElementwiseKind::Add => kernels::elementwise::add(a, b, &mut out),
         }
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
@@ -321,6 +347,7 @@ impl CustomOp2 for Elementwise {
 pub struct Attention {
     pub shape: AttnShape,
     pub pos0: usize,
+    pub isa: Isa,
 }
 
 impl Attention {
@@ -361,7 +388,7 @@ impl CustomOp3 for Attention {
         let v = f32_slice(s3, l3, self.name())?;
         self.check(q.len(), k.len(), v.len())?;
         let mut out = vec![0f32; q.len()];
-        kernels::attention::attention(q, k, v, self.pos0, self.shape, &mut out);
+        kernels::attention::attention(self.isa, q, k, v, self.pos0, self.shape, &mut out);
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -379,12 +406,39 @@ impl CustomOp3 for Attention {
     }
 }
 
+/// Threads per block of every CUDA launch (src/ops/cuda.rs).
+pub const CUDA_BLOCK: u32 = 256;
+
+/// Blocks of `CUDA_BLOCK` threads that cover `threads` threads, computed in
+/// 64 bits (a 262k-vocabulary logits launch is past 2^32 threads); an error
+/// past CUDA's grid limit of 2^31 - 1 blocks.
+pub fn cuda_grid(threads: u64) -> Result<u32> {
+    let blocks = threads.div_ceil(CUDA_BLOCK as u64).max(1);
+    match u32::try_from(blocks) {
+        Ok(b) if b <= i32::MAX as u32 => Ok(b),
+        _ => bail!("a CUDA launch of {threads} threads needs {blocks} blocks, past the limit of 2^31 - 1"),
+    }
+}
+
 /// Convenience wrappers.
-pub fn matmul(x: &Tensor, w: &Tensor, fmt: WeightFormat, n: usize, k: usize) -> Result<Tensor> {
-    x.apply_op2_no_bwd(w, &MatMul { fmt, n, k })
+pub fn matmul(
+    x: &Tensor,
+    w: &Tensor,
+    fmt: WeightFormat,
+    n: usize,
+    k: usize,
+    isa: Isa,
+) -> Result<Tensor> {
+    x.apply_op2_no_bwd(w, &MatMul { fmt, n, k, isa })
 }
 
 /// a + b through our Add op (the residual connection).
-pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    a.apply_op2_no_bwd(b, &Elementwise::Add)
+pub fn add(a: &Tensor, b: &Tensor, isa: Isa) -> Result<Tensor> {
+    a.apply_op2_no_bwd(
+        b,
+        &Elementwise {
+            kind: ElementwiseKind::Add,
+            isa,
+        },
+    )
 }

@@ -22,6 +22,10 @@ pub struct Environment {
     pub cpu_model: String,
     /// The kernel ISA used (bits do not depend on it, by contract).
     pub isa: String,
+    /// What that ISA runs (`avx512` is the AVX2 float code with VNNI
+    /// integer block sums).
+    #[serde(default)]
+    pub isa_kernels: String,
     pub cpu_features: Vec<String>,
     pub cores: usize,
     pub threads: usize,
@@ -69,13 +73,25 @@ fn cpu_features() -> Vec<String> {
         macro_rules! check {
             ($($name:tt),*) => { $( if std::is_x86_feature_detected!($name) { f.push($name.to_string()); } )* };
         }
-        check!("sse4.2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl");
+        check!(
+            "sse4.2",
+            "avx",
+            "avx2",
+            "fma",
+            "f16c",
+            "avx512f",
+            "avx512bw",
+            "avx512vl",
+            "avx512vnni",
+            "avxvnni"
+        );
     }
     f
 }
 
 impl Environment {
-    pub fn current(threads: usize) -> Self {
+    /// The environment of a run on `threads` threads with the CPU kernels of `isa`.
+    pub fn current(threads: usize, isa: crate::kernels::Isa) -> Self {
         let (device, cuda) = crate::device::describe();
         Environment {
             infer_eval_version: env!("CARGO_PKG_VERSION").into(),
@@ -87,7 +103,8 @@ impl Environment {
             candle_version: lock_version("candle-core"),
             tokenizers_version: lock_version("tokenizers"),
             cpu_model: cpu_model(),
-            isa: crate::kernels::isa().name().into(),
+            isa: isa.name().into(),
+            isa_kernels: isa.describe().into(),
             cpu_features: cpu_features(),
             cores: std::thread::available_parallelism()
                 .map(|n| n.get())

@@ -74,10 +74,24 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .and_then(|_| f.sync_all())
         .map_err(|e| Error::io(&tmp, e))?;
     drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| {
+    rename_durably(&tmp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
     })
+}
+
+/// Rename `from` to `to`, then fsync the folder that holds `to`, so that the
+/// rename itself survives a crash (without the second step a power cut can
+/// leave the old name, or neither).
+pub fn rename_durably(from: &Path, to: &Path) -> Result<()> {
+    std::fs::rename(from, to).map_err(|e| Error::io(to, e))?;
+    sync_dir(to.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
+}
+
+/// fsync a folder: its entries (new names, renames, removals) reach the disk.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
 }
 
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {

@@ -64,9 +64,26 @@ pub struct Sampler<'a> {
 impl Sampler<'_> {
     /// Pick the next token from `logits`, given the tokens so far (for the
     /// repetition penalty), for sequence `seq_key` at decoding step `step`.
-    pub fn sample(&self, logits: &[f32], history: &[u32], seq_key: u64, step: u64) -> u32 {
+    /// NaN logits count as -inf (whatever their sign bit: x86 and CUDA make
+    /// NaNs of opposite signs); a row with no finite logit is an error.
+    pub fn sample(
+        &self,
+        logits: &[f32],
+        history: &[u32],
+        seq_key: u64,
+        step: u64,
+    ) -> Result<u32, String> {
         let p = self.params;
-        let mut l = logits.to_vec();
+        let mut l: Vec<f32> = logits
+            .iter()
+            .map(|&v| if v.is_nan() { f32::NEG_INFINITY } else { v })
+            .collect();
+        if !l.iter().any(|v| v.is_finite()) {
+            return Err(format!(
+                "no finite logit among {} at step {step}: nothing to sample",
+                l.len()
+            ));
+        }
         if p.repetition_penalty != 1.0 {
             let mut seen: Vec<u32> = history.to_vec();
             seen.sort_unstable();
@@ -82,9 +99,9 @@ impl Sampler<'_> {
             }
         }
         if p.temperature == 0.0 {
-            return argmax(&l);
+            return Ok(argmax(&l));
         }
-        // NaN sorts last, so a broken logit can never be chosen over a real one.
+        // No NaN is left, so the order is total; -inf sorts last.
         let mut cand: Vec<(f32, u32)> = l
             .iter()
             .enumerate()
@@ -127,10 +144,10 @@ impl Sampler<'_> {
         for i in 0..keep {
             cum += probs[i];
             if u < cum {
-                return cand[i].1;
+                return Ok(cand[i].1);
             }
         }
-        cand[keep - 1].1
+        Ok(cand[keep - 1].1)
     }
 }
 
@@ -167,11 +184,11 @@ mod tests {
         };
         let s = Sampler { params: &params };
         let a: Vec<u32> = (0..50)
-            .map(|step| s.sample(&logits, &[], 5, step))
+            .map(|step| s.sample(&logits, &[], 5, step).unwrap())
             .collect();
         let b: Vec<u32> = (0..50)
             .rev()
-            .map(|step| s.sample(&logits, &[], 5, step))
+            .map(|step| s.sample(&logits, &[], 5, step).unwrap())
             .collect::<Vec<_>>()
             .into_iter()
             .rev()
@@ -197,7 +214,40 @@ mod tests {
             ..Default::default()
         };
         let s = Sampler { params: &params };
-        assert_eq!(s.sample(&[1.0, 1.5, 0.2], &[1], 0, 0), 0);
-        assert_eq!(s.sample(&[1.0, 1.5, 0.2], &[], 0, 0), 1);
+        assert_eq!(s.sample(&[1.0, 1.5, 0.2], &[1], 0, 0), Ok(0));
+        assert_eq!(s.sample(&[1.0, 1.5, 0.2], &[], 0, 0), Ok(1));
+    }
+
+    /// Finding 5 of issue 11: a NaN logit of either sign (x86 makes
+    /// negative NaNs, CUDA positive ones) is never chosen, greedy or
+    /// sampled, and a row of only NaN is an error.
+    #[test]
+    fn nan_of_either_sign_is_never_chosen() {
+        let pos_nan = f32::from_bits(0x7fc0_0000);
+        let neg_nan = f32::from_bits(0xffc0_0000);
+        assert!(pos_nan.is_nan() && neg_nan.is_nan() && neg_nan.is_sign_negative());
+        for nan in [pos_nan, neg_nan] {
+            let logits = [0.5, nan, 0.25, nan, -1.0];
+            for (temperature, top_k, top_p) in [(0.0, 0, 1.0), (1.0, 0, 1.0), (5.0, 2, 1.0), (2.0, 0, 0.5)] {
+                let params = SamplingParams {
+                    temperature,
+                    top_k,
+                    top_p,
+                    ..Default::default()
+                };
+                let s = Sampler { params: &params };
+                for step in 0..200 {
+                    let t = s.sample(&logits, &[], 9, step).unwrap();
+                    assert!(
+                        !logits[t as usize].is_nan(),
+                        "picked NaN ({:#x}) at T={temperature} k={top_k} p={top_p}",
+                        nan.to_bits()
+                    );
+                }
+            }
+            let params = SamplingParams { temperature: 0.7, ..Default::default() };
+            let s = Sampler { params: &params };
+            assert!(s.sample(&[nan, nan], &[], 0, 0).is_err());
+        }
     }
 }

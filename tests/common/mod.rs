@@ -4,10 +4,10 @@
 #![allow(dead_code)]
 
 use infer_eval::engine::{self, GenOptions, Request, SeqOutput};
-use infer_eval::model::{self, LoadedModel};
+use infer_eval::loader::{self, LoadedModel};
 use std::path::{Path, PathBuf};
 
-pub use infer_eval::testkit::*;
+pub use infer_eval::bench::tiny::*;
 
 pub struct Tiny {
     pub dir: tempfile::TempDir,
@@ -22,7 +22,7 @@ pub fn tiny_model(dtype: Dtype, seed: u64) -> Tiny {
 }
 
 pub fn load(path: &Path) -> LoadedModel {
-    model::load(path, &candle_core::Device::Cpu)
+    loader::load(path, &candle_core::Device::Cpu)
         .unwrap_or_else(|e| panic!("load {}: {e}", path.display()))
 }
 

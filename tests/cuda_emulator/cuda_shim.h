@@ -49,12 +49,15 @@ inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fdiv_rn(float a, float b) { return a / b; }
 inline float __fsqrt_rn(float a) { return std::sqrt(a); }
 inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
+using std::isfinite;
 using std::isnan;
 
-// Run a kernel on grid x block threads (block a multiple of 32). Warp kernels
-// need every lane live at once; `warps = false` runs threads one by one.
-template <class F> void launch(unsigned grid, unsigned block, bool warps, F kernel) {
-    for (unsigned b = 0; b < grid; b++) {
+// Run the listed blocks of a launch of `block` threads per block (a multiple
+// of 32; blocks may run in any order on a GPU, so a subset is a faithful
+// part of a huge launch). Warp kernels need every lane live at once;
+// `warps = false` runs threads one by one.
+template <class F> void launch_blocks(const std::vector<unsigned>& blocks, unsigned block, bool warps, F kernel) {
+    for (unsigned b : blocks) {
         if (!warps) {
             for (unsigned t = 0; t < block; t++) {
                 blockIdx.x = b; threadIdx.x = t; blockDim.x = block;
@@ -74,4 +77,11 @@ template <class F> void launch(unsigned grid, unsigned block, bool warps, F kern
             for (auto& l : lanes) l.join();
         }
     }
+}
+
+// Run a kernel on grid x block threads.
+template <class F> void launch(unsigned grid, unsigned block, bool warps, F kernel) {
+    std::vector<unsigned> all(grid);
+    for (unsigned b = 0; b < grid; b++) all[b] = b;
+    launch_blocks(all, block, warps, kernel);
 }

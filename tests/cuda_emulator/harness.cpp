@@ -53,6 +53,38 @@ int main(int argc, char** argv) {
             launch(grid_for((long)m * n * 32), THREADS, true, [&] { matmul_float(fmt, w.data(), rb, x.data(), y.data(), m, n, kk); });
         }
         write(y);
+    } else if (k == "matmul_far") {  // m n k block...: F32 weights, only the listed blocks run
+        // A launch of m*n*32 threads, past 2^32 for a real vocabulary over a
+        // long chunk; the weights are w[r][c] = (r % 251 - 125) / 64 + c / 32
+        // and x[t][c] = (t % 13 - 6) / 8 + c / 64, all exact in f32. Prints
+        // the outputs of the listed blocks' warps, then how many outputs
+        // anywhere else are non-zero (a wrapped index writes elsewhere).
+        long m = arg(2), n = arg(3), kk = arg(4);
+        std::vector<unsigned> blocks;
+        for (int i = 5; i < argc; i++) blocks.push_back((unsigned)atol(argv[i]));
+        std::vector<float> wf((size_t)n * kk), x((size_t)m * kk);
+        for (long r = 0; r < n; r++)
+            for (long c = 0; c < kk; c++) wf[r * kk + c] = (float)(r % 251 - 125) / 64.0f + (float)c / 32.0f;
+        for (long t = 0; t < m; t++)
+            for (long c = 0; c < kk; c++) x[t * kk + c] = (float)(t % 13 - 6) / 8.0f + (float)c / 64.0f;
+        float* y = (float*)calloc((size_t)m * n, sizeof(float));  // untouched pages cost nothing
+        launch_blocks(blocks, THREADS, true, [&] {
+            matmul_float(F32, (const unsigned char*)wf.data(), 4 * kk, x.data(), y, (int)m, (int)n, (int)kk);
+        });
+        std::vector<float> picked;
+        for (unsigned b : blocks)
+            for (long w = 0; w < THREADS / 32; w++) {
+                long out = (long)b * (THREADS / 32) + w;
+                if (out < m * n) {
+                    picked.push_back(y[out]);
+                    y[out] = 0.0f;
+                }
+            }
+        long others = 0;
+        for (long i = 0; i < m * n; i++) others += y[i] != 0.0f;
+        picked.push_back((float)others);
+        write(picked);
+        free(y);
     } else if (k == "gather") {  // fmt rows k count
         int fmt = arg(2), rows = arg(3), kk = arg(4), count = arg(5);
         long rb = row_bytes(fmt, kk);

@@ -1,6 +1,8 @@
 //! The bit-exactness regression suite: cases in tests/golden/bitexact.toml
 //! (model, prompts, parameters, expected digests), re-run and compared.
 
+pub mod tiny;
+
 use crate::engine::{self, GenOptions, Request};
 use crate::error::{Error, Result};
 use crate::sampling::SamplingParams;
@@ -20,19 +22,26 @@ pub struct Golden {
 #[serde(deny_unknown_fields)]
 pub struct Case {
     pub name: String,
-    /// "tiny" (the testkit model, from `tiny_seed`), a manifest name, or a path.
+    /// "tiny" (the tiny random model of `tiny.rs`, from `tiny_seed`), a manifest name, or a path.
     pub model: String,
     #[serde(default)]
     pub tiny_seed: u64,
     pub prompts: Vec<String>,
     #[serde(default)]
     pub chat: bool,
+    /// Non-empty: a log-likelihood case. Every prompt is scored with every
+    /// continuation (the eval's multiple-choice path) instead of generating.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub continuations: Vec<String>,
+    #[serde(default)]
     pub max_tokens: usize,
+    #[serde(default)]
     pub temperature: f32,
     #[serde(default)]
     pub top_k: usize,
     #[serde(default = "one")]
     pub top_p: f32,
+    #[serde(default)]
     pub seed: u64,
     #[serde(default = "one_usize")]
     pub batch_size: usize,
@@ -42,6 +51,10 @@ pub struct Case {
     pub digest: String,
     /// sha256 over the sequences' logits digests, in order.
     pub logits_digest: String,
+    /// sha256 over the f64 bits (LE) of every log-probability the case
+    /// produces: each generated token's (docs/DETERMINISM.md §7b), or each
+    /// log-likelihood of a log-likelihood case.
+    pub logprobs_digest: String,
 }
 
 fn one() -> f32 {
@@ -66,6 +79,7 @@ pub fn fingerprint(g: &Golden) -> String {
         h.update(c.name.as_bytes());
         h.update(c.digest.as_bytes());
         h.update(c.logits_digest.as_bytes());
+        h.update(c.logprobs_digest.as_bytes());
     }
     hex::encode(h.finalize())
 }
@@ -73,6 +87,7 @@ pub fn fingerprint(g: &Golden) -> String {
 pub struct Outcome {
     pub digest: String,
     pub logits_digest: String,
+    pub logprobs_digest: String,
     pub tokens: usize,
     pub seconds: f64,
 }
@@ -81,13 +96,13 @@ pub struct Outcome {
 pub fn run_case(c: &Case, tiny_dir: &Path, log: &mut dyn FnMut(&str)) -> Result<Outcome> {
     let path = if c.model == "tiny" {
         let d = tiny_dir.join(format!("tiny-{}", c.tiny_seed));
-        crate::testkit::write_tiny_model(&d, crate::testkit::Dtype::F32, c.tiny_seed)
+        tiny::write_tiny_model(&d, tiny::Dtype::F32, c.tiny_seed)
             .map_err(|e| Error::io(&d, e))?;
         d
     } else {
         crate::fetch::resolve(&c.model, log)?
     };
-    let m = crate::model::load(&path, &crate::device::open()?)?;
+    let m = crate::loader::load(&path, &crate::device::open()?)?;
     let reqs = c
         .prompts
         .iter()
@@ -113,6 +128,9 @@ pub fn run_case(c: &Case, tiny_dir: &Path, log: &mut dyn FnMut(&str)) -> Result<
         keep_logits: false,
     };
     let t0 = std::time::Instant::now();
+    if !c.continuations.is_empty() {
+        return loglik_case(c, &m, &reqs, t0);
+    }
     let outs = engine::generate(&m.model, &m.tokenizer.eos, &reqs, &opts, |_| {})?;
     let seconds = t0.elapsed().as_secs_f64();
     let ids: Vec<String> = outs
@@ -122,7 +140,55 @@ pub fn run_case(c: &Case, tiny_dir: &Path, log: &mut dyn FnMut(&str)) -> Result<
     Ok(Outcome {
         digest: engine::combine_digests(ids.iter().map(|s| s.as_str())),
         logits_digest: engine::combine_digests(outs.iter().map(|o| o.logits_digest.as_str())),
+        logprobs_digest: f64_digest(outs.iter().flat_map(|o| o.logprobs.iter().copied())),
         tokens: outs.iter().map(|o| o.output_ids.len()).sum(),
+        seconds,
+    })
+}
+
+/// sha256 of f64 values' bits, little-endian, in order.
+fn f64_digest(v: impl IntoIterator<Item = f64>) -> String {
+    let mut h = Sha256::new();
+    for x in v {
+        h.update(x.to_bits().to_le_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// A log-likelihood case: every prompt with every continuation, as the
+/// eval's multiple-choice path scores them (continuation tokens are those
+/// that follow the prompt's in the whole text). `digest` is over the
+/// continuations' token ids, `logprobs_digest` over the log-likelihoods;
+/// `logits_digest` is empty.
+fn loglik_case(
+    c: &Case,
+    m: &crate::loader::LoadedModel,
+    prompts: &[Request],
+    t0: std::time::Instant,
+) -> Result<Outcome> {
+    let mut reqs = Vec::new();
+    for (p, text) in prompts.iter().zip(&c.prompts) {
+        for cont in &c.continuations {
+            let whole = m.tokenizer.encode(&format!("{text}{cont}"), false)?;
+            let cont_ids = if whole.len() > p.prompt_ids.len() && whole.starts_with(&p.prompt_ids) {
+                whole[p.prompt_ids.len()..].to_vec()
+            } else {
+                m.tokenizer.encode(cont, false)?
+            };
+            reqs.push(engine::LoglikRequest {
+                context: p.prompt_ids.clone(),
+                continuation: cont_ids,
+            });
+        }
+    }
+    let lls = engine::loglikelihoods(&m.model, &reqs, c.batch_size, c.prefill_chunk)?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let ids: Vec<String> = reqs.iter().map(|r| engine::ids_digest(&r.continuation)).collect();
+    Ok(Outcome {
+        digest: engine::combine_digests(ids.iter().map(|s| s.as_str())),
+        logits_digest: String::new(),
+        logprobs_digest: f64_digest(lls.iter().map(|l| l.loglik)),
+        tokens: reqs.iter().map(|r| r.context.len() + r.continuation.len()).sum(),
         seconds,
     })
 }
@@ -136,8 +202,10 @@ pub struct CaseResult {
     pub device: String,
     pub expected_digest: String,
     pub expected_logits_digest: String,
+    pub expected_logprobs_digest: String,
     pub digest: String,
     pub logits_digest: String,
+    pub logprobs_digest: String,
     pub matched: bool,
     pub tokens_per_s: f64,
 }
@@ -166,14 +234,18 @@ pub fn run_table(
         .filter(|c| filter.is_none_or(|f| c.name.contains(f)))
     {
         let o = run_case(c, &tmp, &mut |s| eprintln!("infer-eval: {s}"))?;
-        let ok = o.digest == c.digest && o.logits_digest == c.logits_digest;
+        let ok = o.digest == c.digest
+            && o.logits_digest == c.logits_digest
+            && o.logprobs_digest == c.logprobs_digest;
         results.push(CaseResult {
             case: c.name.clone(),
             device: crate::device::describe().0,
             expected_digest: c.digest.clone(),
             expected_logits_digest: c.logits_digest.clone(),
+            expected_logprobs_digest: c.logprobs_digest.clone(),
             digest: o.digest.clone(),
             logits_digest: o.logits_digest.clone(),
+            logprobs_digest: o.logprobs_digest.clone(),
             matched: ok,
             tokens_per_s: o.tokens as f64 / o.seconds,
         });
@@ -190,11 +262,17 @@ pub fn run_table(
             ),
         )?;
         if !ok && o.digest == c.digest {
-            w(out, format!("{:<26} (same tokens, logits bits differ)", ""))?;
+            let what = if o.logits_digest != c.logits_digest {
+                "logits"
+            } else {
+                "log-probabilities"
+            };
+            w(out, format!("{:<26} (same tokens, {what} bits differ)", ""))?;
         }
         if update {
             c.digest = o.digest;
             c.logits_digest = o.logits_digest;
+            c.logprobs_digest = o.logprobs_digest;
         }
     }
     let _ = std::fs::remove_dir_all(&tmp);

@@ -1,4 +1,5 @@
-//! A tiny random Llama written as a Hugging Face folder (config.json,
+//! The tiny random Llama of the bit-exactness suite (`bench bitexact`, case
+//! model "tiny"), written as a Hugging Face folder (config.json,
 //! model.safetensors, tokenizer.json): for tests, the bit-exactness suite and
 //! benchmarks, where a model must exist without any download.
 

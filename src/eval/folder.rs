@@ -1,0 +1,309 @@
+//! Run folders: outputs/<date>/<time>-<name>/ with the resolved config, a
+//! fingerprint of everything that decides the outputs, samples.jsonl
+//! appended batch by batch, and at the end metrics.json and manifest.json.
+//! An INCOMPLETE marker stays until the end; `--resume` continues a folder
+//! only if its fingerprint is the current one, to the same digests.
+
+use super::config::to_yaml;
+use super::dataset::Drift;
+use super::run::{metrics, run_digest, sha_hex, CacheMode, FileHash, Metrics, Prepared, SampleRecord};
+use crate::error::{Error, Result};
+use crate::record::{environment::Environment, write_atomic, write_json};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub const INCOMPLETE: &str = "INCOMPLETE";
+pub const FINGERPRINT: &str = "fingerprint.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub run_name: String,
+    pub infer_eval_version: String,
+    pub determinism_version: u32,
+    pub environment: Environment,
+    pub model: crate::record::ModelRecord,
+    pub model_files: Vec<(String, String)>,
+    pub tokenizer_sha256: String,
+    pub config_sha256: String,
+    pub datasets: Vec<FileHash>,
+    pub templates: Vec<FileHash>,
+    pub data_drift: Vec<Drift>,
+    pub n_samples: usize,
+    pub resumed: bool,
+    /// sha256 over the per-sample digests in order.
+    pub run_digest: String,
+}
+
+/// Everything that decides a run's outputs, written when its folder is
+/// made: a resumed run must match it field for field, so that samples from
+/// another binary, determinism version, model, tokenizer, config or data are
+/// never appended to it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Fingerprint {
+    pub infer_eval_version: String,
+    pub git_sha: String,
+    pub git_dirty: String,
+    /// sha256 of the running executable.
+    pub binary_sha256: String,
+    pub determinism_version: u32,
+    pub model_sha256: String,
+    pub tokenizer_sha256: String,
+    /// sha256 of the resolved config as saved (config.yaml).
+    pub config_sha256: String,
+    pub datasets: Vec<FileHash>,
+    pub templates: Vec<FileHash>,
+}
+
+impl Fingerprint {
+    /// The fingerprint of `prep` run by this executable, with `config_yaml`.
+    pub fn current(prep: &Prepared, config_yaml: &[u8]) -> Result<Self> {
+        let exe = std::env::current_exe().map_err(|e| Error::io("<current executable>", e))?;
+        Ok(Fingerprint {
+            infer_eval_version: env!("CARGO_PKG_VERSION").into(),
+            git_sha: env!("INFER_EVAL_GIT_SHA").into(),
+            git_dirty: env!("INFER_EVAL_GIT_DIRTY").into(),
+            binary_sha256: crate::formats::sha256_file(&exe)?,
+            determinism_version: crate::DETERMINISM_VERSION,
+            model_sha256: prep.model.info.sha256.clone(),
+            tokenizer_sha256: prep.model.tokenizer.sha256.clone(),
+            config_sha256: hex::encode(Sha256::digest(config_yaml)),
+            datasets: prep.datasets.clone(),
+            templates: prep.templates.clone(),
+        })
+    }
+
+    /// Fields that differ: (field, recorded, current).
+    pub fn differences(&self, now: &Fingerprint) -> Vec<(String, String, String)> {
+        let flat = |f: &Fingerprint| match serde_json::to_value(f).expect("serializes") {
+            serde_json::Value::Object(m) => m,
+            _ => unreachable!("a struct"),
+        };
+        let (a, b) = (flat(self), flat(now));
+        a.iter()
+            .filter(|(k, v)| b.get(*k) != Some(*v))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.to_string(),
+                    b.get(k).map(|x| x.to_string()).unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Read the complete lines of a samples.jsonl; a torn last line is dropped.
+pub fn read_samples(path: &Path) -> Result<Vec<SampleRecord>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let mut out = Vec::new();
+    let complete = if text.ends_with('\n') {
+        text.as_str()
+    } else {
+        text.rsplit_once('\n').map(|(a, _)| a).unwrap_or("")
+    };
+    for (n, line) in complete.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(serde_json::from_str(line).map_err(|e| {
+            Error::bad_file(path, format!("line {}: not a sample record: {e}", n + 1))
+        })?);
+    }
+    Ok(out)
+}
+
+pub struct RunOutcome {
+    pub dir: PathBuf,
+    pub metrics: Metrics,
+    pub digest: String,
+    pub samples: Vec<SampleRecord>,
+}
+
+/// Create outputs/<date>/<time>-<name>/ with the INCOMPLETE marker, the
+/// resolved config and the overrides, appearing at once by a rename.
+pub fn create_run_dir(
+    outputs: &Path,
+    name: &str,
+    tree: &serde_json::Value,
+    overrides: &[String],
+    prep: &Prepared,
+) -> Result<PathBuf> {
+    let config_yaml = to_yaml(tree);
+    let fingerprint = Fingerprint::current(prep, config_yaml.as_bytes())?;
+    let (date, time) = crate::record::utc_now();
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let parent = outputs.join(date);
+    std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
+    let mut dir = parent.join(format!("{time}-{safe}"));
+    let mut k = 1;
+    while dir.exists() {
+        k += 1;
+        dir = parent.join(format!("{time}-{safe}-{k}"));
+    }
+    let tmp = parent.join(format!(
+        ".{}.tmp-{}",
+        dir.file_name().unwrap().to_string_lossy(),
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    write_json(&tmp.join(FINGERPRINT), &fingerprint)?;
+    write_atomic(
+        &tmp.join(INCOMPLETE),
+        b"this run has not finished; `infer-eval eval --resume <this folder>` continues it\n",
+    )?;
+    write_atomic(&tmp.join("config.yaml"), config_yaml.as_bytes())?;
+    write_atomic(
+        &tmp.join("overrides.yaml"),
+        to_yaml(&serde_json::json!(overrides)).as_bytes(),
+    )?;
+    crate::record::sync_dir(&tmp)?;
+    crate::record::rename_durably(&tmp, &dir)?;
+    Ok(dir)
+}
+
+/// Refuse to resume `dir` unless its recorded fingerprint is the current one.
+fn check_resumable(prep: &Prepared, dir: &Path) -> Result<()> {
+    let path = dir.join(FINGERPRINT);
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let recorded: Fingerprint = serde_json::from_str(&text)
+        .map_err(|e| Error::bad_file(&path, format!("not a run fingerprint: {e}")))?;
+    let yaml = std::fs::read(dir.join("config.yaml"))
+        .map_err(|e| Error::io(dir.join("config.yaml"), e))?;
+    let now = Fingerprint::current(prep, &yaml)?;
+    let diffs = recorded.differences(&now);
+    if diffs.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Input(format!(
+        "{}: cannot resume: the run was started with other inputs; differs (recorded -> now): {}",
+        dir.display(),
+        diffs
+            .iter()
+            .map(|(k, a, b)| format!("{k} {a} -> {b}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    )))
+}
+
+/// Compute every sample not yet in `dir`/samples.jsonl, then write the
+/// metrics and manifest and remove the INCOMPLETE marker.
+pub fn execute(
+    prep: &Prepared,
+    dir: &Path,
+    resumed: bool,
+    threads: usize,
+    mut store: Option<(&mut crate::baseline::Store, CacheMode)>,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<RunOutcome> {
+    let samples_path = dir.join("samples.jsonl");
+    if resumed {
+        check_resumable(prep, dir)?;
+    }
+    let mut done = read_samples(&samples_path)?;
+    if done.len() > prep.samples.len() {
+        return Err(Error::bad_file(
+            &samples_path,
+            "holds more samples than the config produces",
+        ));
+    }
+    for (r, s) in done.iter().zip(&prep.samples) {
+        if r.prompt_hash != s.prompt_hash || r.params_hash != prep.params_hash(s) {
+            return Err(Error::bad_file(
+                &samples_path,
+                format!(
+                    "sample '{}' was computed from other prompt tokens or parameters than this run's: not this run's samples",
+                    r.id
+                ),
+            ));
+        }
+        if r.id != prep.sample_id(s) {
+            return Err(Error::bad_file(
+                &samples_path,
+                format!(
+                    "sample '{}' where '{}' was expected: not this run's samples",
+                    r.id,
+                    prep.sample_id(s)
+                ),
+            ));
+        }
+    }
+    // Rewrite without a torn last line before appending.
+    let mut text = String::new();
+    for r in &done {
+        text.push_str(&serde_json::to_string(r).expect("records serialize"));
+        text.push('\n');
+    }
+    write_atomic(&samples_path, text.as_bytes())?;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&samples_path)
+        .map_err(|e| Error::io(&samples_path, e))?;
+    progress(done.len(), prep.samples.len());
+    for batch in prep.batches(done.len()) {
+        let recs = prep.compute_cached(&batch, &mut store)?;
+        let mut chunk = String::new();
+        for r in &recs {
+            chunk.push_str(&serde_json::to_string(r).expect("records serialize"));
+            chunk.push('\n');
+        }
+        file.write_all(chunk.as_bytes())
+            .and_then(|_| file.sync_data())
+            .map_err(|e| Error::io(&samples_path, e))?;
+        done.extend(recs);
+        progress(done.len(), prep.samples.len());
+    }
+    let digest = run_digest(&done);
+    let metrics = metrics(&prep.config, &done);
+    write_json(&dir.join("metrics.json"), &metrics)?;
+    let info = &prep.model.info;
+    let manifest = Manifest {
+        run_name: prep.config.name.clone(),
+        infer_eval_version: env!("CARGO_PKG_VERSION").into(),
+        determinism_version: crate::DETERMINISM_VERSION,
+        environment: Environment::current(threads, prep.model.model.isa),
+        model: crate::record::ModelRecord {
+            name: prep.config.model.name.clone(),
+            path: info.path.display().to_string(),
+            format: info.format.into(),
+            sha256: info.sha256.clone(),
+        },
+        model_files: info.files.clone(),
+        tokenizer_sha256: prep.model.tokenizer.sha256.clone(),
+        config_sha256: sha_hex(
+            &std::fs::read(dir.join("config.yaml"))
+                .map_err(|e| Error::io(dir.join("config.yaml"), e))?,
+        ),
+        datasets: prep.datasets.clone(),
+        templates: prep.templates.clone(),
+        data_drift: prep.drifts.clone(),
+        n_samples: done.len(),
+        resumed,
+        run_digest: digest.clone(),
+    };
+    write_json(&dir.join("manifest.json"), &manifest)?;
+    let marker = dir.join(INCOMPLETE);
+    std::fs::remove_file(&marker).map_err(|e| Error::io(&marker, e))?;
+    crate::record::sync_dir(dir)?;
+    Ok(RunOutcome {
+        dir: dir.to_path_buf(),
+        metrics,
+        digest,
+        samples: done,
+    })
+}
