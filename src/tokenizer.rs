@@ -183,9 +183,9 @@ impl Tokenizer {
         })
     }
 
-    /// A Hugging Face model folder: tokenizer.json, with BOS/EOS from
-    /// config.json (else generation_config.json, else the token strings of
-    /// tokenizer_config.json) and the chat template from tokenizer_config.json
+    /// A Hugging Face model folder: tokenizer.json, with EOS from
+    /// generation_config.json and config.json (else the token string of
+    /// tokenizer_config.json), BOS likewise and the chat template from tokenizer_config.json
     /// or chat_template.jinja. A file that is present but does not parse is
     /// an error naming it, and so is a folder that names no EOS token: they
     /// used to be ignored, and generation then ran silently to the limit.
@@ -234,13 +234,24 @@ impl Tokenizer {
                 }),
             }
         };
-        let eos = match ids("config.json", "eos_token_id", &cfg["eos_token_id"])? {
-            Some(v) if !v.is_empty() => v,
-            _ => match ids("generation_config.json", "eos_token_id", &gen["eos_token_id"])? {
-                Some(v) if !v.is_empty() => v,
-                _ => by_text("eos_token")?.into_iter().collect(),
-            },
-        };
+        // Every token that ends a sequence: generation_config.json's list
+        // (which chat models extend with their end-of-turn token, as
+        // Hugging Face `generate` reads it), then config.json's, then the
+        // text of tokenizer_config.json's eos_token if neither names one.
+        let mut eos: Vec<u32> = Vec::new();
+        for (file, v) in [
+            ("generation_config.json", &gen["eos_token_id"]),
+            ("config.json", &cfg["eos_token_id"]),
+        ] {
+            for id in ids(file, "eos_token_id", v)?.unwrap_or_default() {
+                if !eos.contains(&id) {
+                    eos.push(id);
+                }
+            }
+        }
+        if eos.is_empty() {
+            eos.extend(by_text("eos_token")?);
+        }
         if eos.is_empty() {
             return Err(terr(
                 dir,

@@ -386,6 +386,15 @@ fn malformed_inputs_give_one_clear_error_each() {
     );
     c.env.push(("INFER_EVAL_MEMORY_LIMIT", "2M".into()));
     cases.push(c);
+    // A limit that does not parse is an error, not silently MemAvailable.
+    let mut c = case(
+        "malformed memory limit",
+        &["--model", &td, "--prompt", "w1", "--max-tokens", "1"],
+        2,
+        &["INFER_EVAL_MEMORY_LIMIT '8X'"],
+    );
+    c.env.push(("INFER_EVAL_MEMORY_LIMIT", "8X".into()));
+    cases.push(c);
 
     // Evaluation data: an empty dataset and duplicate sample ids (hashes updated by override).
     let proj = dir.join("proj");

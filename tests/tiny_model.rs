@@ -246,3 +246,36 @@ fn rope_tables_grow_on_demand_with_the_same_bits() {
     );
     assert_same_bits(&whole, &chunked, "1500-token prompt, tables grown in steps");
 }
+
+/// Finding 8 of issue 11: a forward pass whose activations overflow gives
+/// an error naming the sequence, never a token picked from NaN or infinity
+/// (in F16 files such logits used to come out NaN, in Q8 paths finite).
+#[test]
+fn non_finite_logits_are_an_error() {
+    let t = tiny_model(Dtype::F32, 71);
+    let mut w = t.weights.clone();
+    // A finite but enormous final norm: the normed activations (RMS 1, so
+    // some above 1) overflow to infinity, and the logits with them.
+    for v in &mut w.get_mut("model.norm.weight").unwrap().1 {
+        *v = f32::MAX as f64;
+    }
+    write_safetensors(&t.dir.path().join("model.safetensors"), &w, Dtype::F32).unwrap();
+    let m = load(t.dir.path());
+    let reqs = &prompts()[..1];
+    let e = pool(1)
+        .install(|| infer_eval::engine::generate(&m.model, &m.tokenizer.eos, reqs, &greedy(4), |_| {}))
+        .err()
+        .expect("overflowing logits must be an error");
+    let msg = e.to_string();
+    assert!(msg.contains("non-finite logit") && msg.contains("p0"), "{msg}");
+    let ll = infer_eval::engine::loglikelihoods(
+        &m.model,
+        &[infer_eval::engine::LoglikRequest {
+            context: vec![3, 4],
+            continuation: vec![5],
+        }],
+        1,
+        512,
+    );
+    assert!(ll.unwrap_err().to_string().contains("non-finite logit"));
+}

@@ -206,7 +206,12 @@ fn deep_merge(base: &mut Value, top: Value) {
 /// An override's value, read as YAML (`3`, `0.5`, `true`, `null`, `[a, b]`),
 /// except where the key already holds a string: then the text is kept as it
 /// is, so `model.name=1.0` or a hex digest of only digits stays a string.
+/// `null` (or `~`) is null everywhere.
 fn parse_value(raw: &str, current: Option<&Value>) -> Value {
+    // `null` or `~` unsets an optional key, whatever it holds.
+    if matches!(raw.trim(), "null" | "~") {
+        return Value::Null;
+    }
     if matches!(current, Some(Value::String(_))) {
         return Value::String(raw.to_string());
     }
@@ -536,6 +541,8 @@ mod tests {
         assert_eq!(c.config.task.datasets[0].sha256, "0123");
         assert_eq!(c.config.task.datasets[0].pattern.as_deref(), Some("1e3"));
         assert_eq!(c.config.name, "007");
+        let c = compose(d.path(), &args(&["experiment=exp", "+task.datasets.0.pattern=x", "task.datasets.0.pattern=null"])).unwrap();
+        assert_eq!(c.config.task.datasets[0].pattern, None);
         // Numbers stay numbers where the schema says number.
         let c = compose(d.path(), &args(&["experiment=exp", "sampling.top_p=0.5"])).unwrap();
         assert_eq!(c.config.sampling.top_p, 0.5);

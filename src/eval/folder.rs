@@ -150,17 +150,7 @@ pub fn create_run_dir(
         .collect();
     let parent = outputs.join(date);
     std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
-    let mut dir = parent.join(format!("{time}-{safe}"));
-    let mut k = 1;
-    while dir.exists() {
-        k += 1;
-        dir = parent.join(format!("{time}-{safe}-{k}"));
-    }
-    let tmp = parent.join(format!(
-        ".{}.tmp-{}",
-        dir.file_name().unwrap().to_string_lossy(),
-        std::process::id()
-    ));
+    let tmp = crate::record::unique_sibling(&parent, &format!("{time}-{safe}"), "tmp");
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     write_json(&tmp.join(FINGERPRINT), &fingerprint)?;
     write_atomic(
@@ -173,14 +163,44 @@ pub fn create_run_dir(
         to_yaml(&serde_json::json!(overrides)).as_bytes(),
     )?;
     crate::record::sync_dir(&tmp)?;
-    crate::record::rename_durably(&tmp, &dir)?;
-    Ok(dir)
+    // The first free name: another process may take one between the check
+    // and the rename (renaming onto its non-empty folder fails), so retry.
+    for k in 1.. {
+        let dir = match k {
+            1 => parent.join(format!("{time}-{safe}")),
+            k => parent.join(format!("{time}-{safe}-{k}")),
+        };
+        if dir.exists() {
+            continue;
+        }
+        match std::fs::rename(&tmp, &dir) {
+            Ok(()) => {
+                crate::record::sync_dir(&parent)?;
+                return Ok(dir);
+            }
+            Err(_) if dir.exists() => continue,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(Error::io(&dir, e));
+            }
+        }
+    }
+    unreachable!("some run folder name is free")
 }
 
 /// Refuse to resume `dir` unless its recorded fingerprint is the current one.
 fn check_resumable(prep: &Prepared, dir: &Path) -> Result<()> {
     let path = dir.join(FINGERPRINT);
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::bad_file(
+                &path,
+                "cannot resume: the run folder has no fingerprint (it was made by an older infer-eval); start the run again",
+            )
+        } else {
+            Error::io(&path, e)
+        }
+    })?;
     let recorded: Fingerprint = serde_json::from_str(&text)
         .map_err(|e| Error::bad_file(&path, format!("not a run fingerprint: {e}")))?;
     let yaml = std::fs::read(dir.join("config.yaml"))

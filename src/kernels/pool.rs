@@ -16,17 +16,21 @@
 //! callers make every task write its own outputs, computed the same way on any
 //! thread, so the bits never depend on it.
 
+use std::any::Any;
 use std::cell::{Cell, RefCell, UnsafeCell};
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// An idle worker spins this long (decode's gaps between regions are a few
 /// microseconds), then yields its core to any other runnable thread until
-/// `IDLE`, then sleeps until the next region.
+/// `IDLE`, then sleeps until the next region. A worker that has slept
+/// `RECLAIM` with nothing to do leaves (the highest-numbered first), so a
+/// calling thread that stopped computing does not keep threads forever.
 const SPIN: Duration = Duration::from_micros(50);
 const IDLE: Duration = Duration::from_millis(2);
+const RECLAIM: Duration = Duration::from_secs(10);
 
 type Task<'a> = &'a (dyn Fn(usize) + Sync);
 
@@ -39,10 +43,15 @@ struct Shared {
     job: UnsafeCell<(Option<Task<'static>>, usize)>,
     next: AtomicUsize,
     pending: AtomicUsize,
+    /// The first panic of the current job's tasks, re-raised by the owner.
+    panic: Mutex<Option<Box<dyn Any + Send>>>,
     panicked: AtomicBool,
     /// Set when the owning thread exits: workers leave.
     shutdown: AtomicBool,
-    sleep: Mutex<()>,
+    /// The number of live workers (indices 0..live). The owner publishes a
+    /// job and a worker leaves only while holding it, so a job never counts
+    /// a worker that has left.
+    live: Mutex<usize>,
     wake: Condvar,
 }
 
@@ -54,14 +63,13 @@ unsafe impl Send for Shared {}
 /// A calling thread's workers.
 struct Local {
     shared: Arc<Shared>,
-    workers: usize,
 }
 
 impl Drop for Local {
     fn drop(&mut self) {
         let s = &self.shared;
         s.shutdown.store(true, Ordering::Release);
-        let _g = s.sleep.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = s.live.lock().unwrap_or_else(|e| e.into_inner());
         s.wake.notify_all();
     }
 }
@@ -81,8 +89,13 @@ fn run_tasks(s: &Shared, f: Task, n: usize) {
         }
         if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(i))) {
             s.panicked.store(true, Ordering::Relaxed);
-            // Dropping the payload could panic again, outside the guard.
-            std::mem::forget(payload);
+            let mut first = s.panic.lock().unwrap_or_else(|e| e.into_inner());
+            if first.is_none() {
+                *first = Some(payload);
+            } else {
+                // Dropping a payload could panic again, outside any guard.
+                std::mem::forget(payload);
+            }
         }
     }
 }
@@ -106,12 +119,22 @@ fn worker(s: Arc<Shared>, index: usize, mut seen: u64) {
                 }
                 let idle = idle_since.elapsed();
                 if idle > IDLE {
-                    let guard = s.sleep.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut live = s.live.lock().unwrap_or_else(|e| e.into_inner());
                     if s.state.load(Ordering::Acquire) >> 16 == seen
                         && !s.shutdown.load(Ordering::Acquire)
                     {
-                        drop(s.wake.wait(guard));
+                        let (guard, timeout) = s
+                            .wake
+                            .wait_timeout(live, RECLAIM)
+                            .unwrap_or_else(|e| e.into_inner());
+                        live = guard;
+                        let still_idle = s.state.load(Ordering::Acquire) >> 16 == seen;
+                        if timeout.timed_out() && still_idle && index + 1 == *live {
+                            *live -= 1;
+                            return;
+                        }
                     }
+                    drop(live);
                     idle_since = Instant::now();
                 } else if idle > SPIN {
                     std::thread::yield_now();
@@ -131,8 +154,19 @@ fn worker(s: Arc<Shared>, index: usize, mut seen: u64) {
     }
 }
 
+/// Workers this thread's pool has now (a region of T threads runs on the
+/// calling thread and T - 1 of them).
+pub fn workers() -> usize {
+    LOCAL.with(|cell| {
+        cell.borrow()
+            .as_ref()
+            .map_or(0, |l| *l.shared.live.lock().unwrap_or_else(|e| e.into_inner()))
+    })
+}
+
 /// Run `f(0)`, ..., `f(n - 1)`, each once, on rayon's current number of
-/// threads (the calling thread and its own workers); returns when all are done.
+/// threads (the calling thread and its own workers); returns when all are
+/// done. A panic in a task is re-raised here, after every task has ended.
 pub fn parallel_for(n: usize, f: &(dyn Fn(usize) + Sync)) {
     let threads = rayon::current_num_threads().min(n).min(0xffff);
     if threads <= 1 || IN_TASK.with(|t| t.get()) {
@@ -147,32 +181,19 @@ pub fn parallel_for(n: usize, f: &(dyn Fn(usize) + Sync)) {
                 job: UnsafeCell::new((None, 0)),
                 next: AtomicUsize::new(0),
                 pending: AtomicUsize::new(0),
+                panic: Mutex::new(None),
                 panicked: AtomicBool::new(false),
                 shutdown: AtomicBool::new(false),
-                sleep: Mutex::new(()),
+                live: Mutex::new(0),
                 wake: Condvar::new(),
             }),
-            workers: 0,
         });
-        region(local, threads, n, f)
+        region(&local.shared, threads, n, f)
     })
 }
 
-fn region(local: &mut Local, threads: usize, n: usize, f: Task) {
-    let s = &*local.shared;
-    while local.workers < threads - 1 {
-        let index = local.workers;
-        let seen = s.state.load(Ordering::Relaxed) >> 16;
-        let shared = local.shared.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("infer-eval-kernel-{index}"))
-            .spawn(move || worker(shared, index, seen));
-        if spawned.is_err() {
-            break;
-        }
-        local.workers += 1;
-    }
-    let helpers = (threads - 1).min(local.workers);
+fn region(shared: &Arc<Shared>, threads: usize, n: usize, f: Task) {
+    let s = &**shared;
     // Safety: no worker reads `job` now (the last job's pending reached 0),
     // and `f` outlives its use: we return only after pending is 0 again.
     unsafe {
@@ -180,12 +201,25 @@ fn region(local: &mut Local, threads: usize, n: usize, f: Task) {
         *s.job.get() = (Some(f_static), n);
     }
     s.next.store(0, Ordering::Relaxed);
-    s.pending.store(helpers, Ordering::Relaxed);
-    let generation = (s.state.load(Ordering::Relaxed) >> 16) + 1;
-    s.state
-        .store(generation << 16 | helpers as u64, Ordering::Release);
     {
-        let _g = s.sleep.lock().unwrap_or_else(|e| e.into_inner());
+        let mut live = s.live.lock().unwrap_or_else(|e| e.into_inner());
+        while *live < threads - 1 {
+            let index = *live;
+            let seen = s.state.load(Ordering::Relaxed) >> 16;
+            let sh = shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("infer-eval-kernel-{index}"))
+                .spawn(move || worker(sh, index, seen));
+            if spawned.is_err() {
+                break;
+            }
+            *live += 1;
+        }
+        let helpers = (threads - 1).min(*live);
+        s.pending.store(helpers, Ordering::Relaxed);
+        let generation = (s.state.load(Ordering::Relaxed) >> 16) + 1;
+        s.state
+            .store(generation << 16 | helpers as u64, Ordering::Release);
         s.wake.notify_all();
     }
     IN_TASK.with(|t| t.set(true));
@@ -203,7 +237,11 @@ fn region(local: &mut Local, threads: usize, n: usize, f: Task) {
     }
     unsafe { *s.job.get() = (None, 0) };
     if s.panicked.swap(false, Ordering::Relaxed) {
-        panic!("a kernel task panicked");
+        let payload = s.panic.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match payload {
+            Some(p) => resume_unwind(p),
+            None => panic!("a kernel task panicked"),
+        }
     }
 }
 
@@ -341,5 +379,26 @@ mod tests {
             })
         });
         assert_eq!(total.load(Ordering::Relaxed), 8 * 3);
+    }
+
+    /// A task's panic reaches the caller with its own message, after the
+    /// region has ended, and the pool keeps working.
+    #[test]
+    fn a_task_panic_is_re_raised_with_its_message() {
+        let pool = rayon_pool(3);
+        let r = pool.install(|| {
+            std::panic::catch_unwind(|| {
+                parallel_for(50, &|i| {
+                    if i == 37 {
+                        panic!("task 37 failed");
+                    }
+                })
+            })
+        });
+        let msg = r.unwrap_err();
+        assert_eq!(msg.downcast_ref::<&str>(), Some(&"task 37 failed"));
+        let hits = AtomicU32::new(0);
+        pool.install(|| parallel_for(10, &|_| { hits.fetch_add(1, Ordering::Relaxed); }));
+        assert_eq!(hits.load(Ordering::Relaxed), 10);
     }
 }

@@ -224,9 +224,9 @@ impl KvCache {
         2 * n_layers as u64 * capacity as u64 * kv_dim as u64 * 4
     }
 
-    /// Count this cache's bytes in `live` until it is dropped.
+    /// This cache's `bytes`, already added to `live`, are taken back from it
+    /// when the cache is dropped.
     pub(crate) fn account(&mut self, live: &Arc<AtomicU64>, bytes: u64) {
-        live.fetch_add(bytes, Ordering::Relaxed);
         self.accounted = Some((live.clone(), bytes));
     }
 }

@@ -172,15 +172,22 @@ impl Llama {
         let c = &self.config;
         let kv_dim = c.n_kv_heads * c.head_dim;
         let bytes = KvCache::bytes_for(c.n_layers, capacity, kv_dim);
-        let live = self.live_cache_bytes.load(Ordering::Relaxed);
+        // Count the bytes first, so two threads making caches at once cannot
+        // both pass the check; given back below if the check fails.
+        let live = self.live_cache_bytes.fetch_add(bytes, Ordering::Relaxed);
+        let refuse = |e: Error| {
+            self.live_cache_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            Err(e)
+        };
         let what = || format!("a KV cache for {capacity} positions");
         match crate::model::env_memory_limit() {
-            Some(limit) => {
+            Err(e) => return refuse(e),
+            Ok(Some(limit)) => {
                 let held = self.weight_bytes
                     + Rotary::table_bytes(c.head_dim, self.rotary.positions())
                     + live;
                 if held + bytes > limit {
-                    return Err(Error::Resource(format!(
+                    return refuse(Error::Resource(format!(
                         "{}: needs {:.2} GiB on top of the {:.2} GiB in use (weights, tables, other caches), over INFER_EVAL_MEMORY_LIMIT = {:.2} GiB",
                         what(),
                         crate::model::gib(bytes),
@@ -189,11 +196,23 @@ impl Llama {
                     )));
                 }
             }
-            None => crate::model::check_memory(bytes, what)?,
+            // MemAvailable does not yet see caches that were made but not
+            // written (zeroed pages are mapped lazily): count them too.
+            Ok(None) => {
+                if let Err(e) = crate::model::check_memory(bytes + live, || {
+                    format!("{} (and the {:.2} GiB of caches already made)", what(), crate::model::gib(live))
+                }) {
+                    return refuse(e);
+                }
+            }
         }
-        let mut cache = KvCache::new(c.n_layers, capacity, kv_dim, &self.device)?;
-        cache.account(&self.live_cache_bytes, bytes);
-        Ok(cache)
+        match KvCache::new(c.n_layers, capacity, kv_dim, &self.device) {
+            Ok(mut cache) => {
+                cache.account(&self.live_cache_bytes, bytes);
+                Ok(cache)
+            }
+            Err(e) => refuse(e),
+        }
     }
 
     /// Run new tokens of several sequences together. Returns, per sequence,

@@ -64,11 +64,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| Error::Input(format!("{}: not a file path", path.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    let tmp = unique_sibling(dir, &name.to_string_lossy(), "tmp");
     let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
     f.write_all(bytes)
         .and_then(|_| f.sync_all())
@@ -77,6 +73,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     rename_durably(&tmp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
     })
+}
+
+/// A path in `dir` for a temporary `.{name}.{what}-…` that no other thread
+/// or process uses at the same time (process id, a counter, the time).
+pub fn unique_sibling(dir: &Path, name: &str, what: &str) -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    dir.join(format!(
+        ".{name}.{what}-{}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ))
 }
 
 /// Rename `from` to `to`, then fsync the folder that holds `to`, so that the

@@ -108,6 +108,12 @@ impl Sampler<'_> {
             .map(|(i, &v)| (v / p.temperature, i as u32))
             .collect();
         cand.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        // A temperature so small that the top logit divided by it is not
+        // finite leaves no distribution to sample (exp(inf - inf) is NaN):
+        // take its limit, the greedy choice on the (penalised) logits.
+        if !cand[0].0.is_finite() {
+            return Ok(argmax(&l));
+        }
         if p.top_k > 0 && p.top_k < cand.len() {
             cand.truncate(p.top_k);
         }
@@ -216,6 +222,20 @@ mod tests {
         let s = Sampler { params: &params };
         assert_eq!(s.sample(&[1.0, 1.5, 0.2], &[1], 0, 0), Ok(0));
         assert_eq!(s.sample(&[1.0, 1.5, 0.2], &[], 0, 0), Ok(1));
+    }
+
+    /// A temperature so small that logits / T overflow is greedy in the
+    /// limit, not a draw from NaN probabilities (which took the last token).
+    #[test]
+    fn a_tiny_temperature_is_greedy() {
+        let logits = [0.5, 3.0, 2.0, -1.0];
+        for t in [1e-38f32, 1e-45] {
+            let params = SamplingParams { temperature: t, ..Default::default() };
+            let s = Sampler { params: &params };
+            for step in 0..20 {
+                assert_eq!(s.sample(&logits, &[], 1, step), Ok(1), "T = {t}");
+            }
+        }
     }
 
     /// Finding 5 of issue 11: a NaN logit of either sign (x86 makes

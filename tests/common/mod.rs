@@ -34,8 +34,21 @@ pub fn pool(threads: usize) -> rayon::ThreadPool {
 }
 
 pub fn run(m: &LoadedModel, reqs: &[Request], opts: &GenOptions, threads: usize) -> Vec<SeqOutput> {
-    pool(threads)
-        .install(|| engine::generate(&m.model, &m.tokenizer.eos, reqs, opts, |_| {}).unwrap())
+    run_counted(m, reqs, opts, threads).0
+}
+
+/// `run`, and how many kernel worker threads the run started beside the
+/// calling one (so a test can show that `threads` really ran).
+pub fn run_counted(
+    m: &LoadedModel,
+    reqs: &[Request],
+    opts: &GenOptions,
+    threads: usize,
+) -> (Vec<SeqOutput>, usize) {
+    pool(threads).install(|| {
+        let out = engine::generate(&m.model, &m.tokenizer.eos, reqs, opts, |_| {}).unwrap();
+        (out, infer_eval::kernels::pool::workers())
+    })
 }
 
 /// Greedy decoding of `max_tokens`, one sequence at a time, keeping logits.
