@@ -3,7 +3,14 @@
 #pragma once
 #include "det_math.cuh"
 
-enum WeightFormat { F32 = 0, F16 = 1, BF16 = 2, Q4_0 = 3, Q4_1 = 4, Q8_0 = 5, Q4K = 6, Q6K = 7 };
+enum WeightFormat { F32 = 0, F16 = 1, BF16 = 2, Q4_0 = 3, Q4_1 = 4, Q8_0 = 5, Q4K = 6, Q6K = 7, Q5_0 = 8 };
+
+// Q5_0's 5-bit integer of element j (0..32) of block b: the nibble, and bit j of qh as bit 4.
+__device__ __forceinline__ int q5_0_int(const unsigned char* b, int j) {
+    unsigned int qh = b[2] | (b[3] << 8) | (b[4] << 16) | ((unsigned int)b[5] << 24);
+    int nib = j < 16 ? (b[6 + j] & 0xF) : (b[6 + j - 16] >> 4);
+    return (nib | (((qh >> j) & 1u) << 4)) - 16;
+}
 
 __device__ __forceinline__ float dequant(int fmt, const unsigned char* row, int k) {
     switch (fmt) {
@@ -19,6 +26,10 @@ __device__ __forceinline__ float dequant(int fmt, const unsigned char* row, int 
         const unsigned char* b = row + (k / 32) * 20; int j = k % 32;
         int q = j < 16 ? (b[4 + j] & 0xF) : (b[4 + j - 16] >> 4);
         return __fadd_rn(__fmul_rn(half_at(b), (float)q), half_at(b + 2));
+    }
+    case Q5_0: {
+        const unsigned char* b = row + (k / 32) * 22;
+        return __fmul_rn(half_at(b), (float)q5_0_int(b, k % 32));
     }
     case Q8_0: {
         const unsigned char* b = row + (k / 32) * 34; int j = k % 32;

@@ -54,7 +54,7 @@ extern "C" __global__ void quantize_q8(const float* x, signed char* q, float* d,
     }
 }
 
-// Integer formats (Q4_0, Q4_1, Q8_0) against quantised x (§3b). Eight lanes
+// Integer formats (Q4_0, Q4_1, Q5_0, Q8_0) against quantised x (§3b). Eight lanes
 // per output, lane l holding the canonical lane l: for each block in order,
 // the exact sum of its 4 products, folded in with fma; then the fixed tree
 // of 8 (+4, +2, +1) by shuffles, and lane 0 adds the Q4_1 term, which it
@@ -70,7 +70,7 @@ extern "C" __global__ void matmul_int(int fmt, const unsigned char* w, long row_
     long i = live ? gid : 0;
     long t = i / n, r = i % n;
     int nb = k / 32;
-    int bb = fmt == Q4_0 ? 18 : (fmt == Q4_1 ? 20 : 34);
+    int bb = fmt == Q4_0 ? 18 : (fmt == Q4_1 ? 20 : (fmt == Q5_0 ? 22 : 34));
     const unsigned char* row = w + (long)r * row_bytes;
     float acc = 0.0f, acc_m = 0.0f;
     for (int b = 0; b < nb; b++) {
@@ -81,6 +81,7 @@ extern "C" __global__ void matmul_int(int fmt, const unsigned char* w, long row_
         for (int j = 4 * l; j < 4 * l + 4; j++) {
             int wj;
             if (fmt == Q8_0) wj = (signed char)blk[2 + j];
+            else if (fmt == Q5_0) wj = q5_0_int(blk, j);
             else {
                 const unsigned char* qs = blk + (fmt == Q4_0 ? 2 : 4);
                 wj = j < 16 ? (qs[j] & 0xF) : (qs[j - 16] >> 4);

@@ -45,6 +45,16 @@ fn check_memory(path: &Path, weight_bytes: u64, config: &LlamaConfig) -> Result<
     })
 }
 
+/// Only the tokenizer of a .gguf file (its metadata: a vocab-only GGUF
+/// with no tensors is enough) or of a Hugging Face model folder.
+pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
+    if path.is_dir() {
+        Tokenizer::from_hf_dir(path)
+    } else {
+        Tokenizer::from_gguf(&GgufFile::open(path)?)
+    }
+}
+
 /// Load a .gguf file or a Hugging Face model folder.
 pub fn load(path: &Path, dev: &Device) -> Result<LoadedModel> {
     load_with(path, dev, &LoadOptions::default())

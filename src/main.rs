@@ -82,13 +82,20 @@ enum Command {
         #[arg(long, default_value = "llama")]
         model: String,
     },
-    /// Print the token ids of a text.
+    /// Print the token ids of a text (reads only the tokenizer: a
+    /// vocab-only GGUF is enough).
     Tokenize {
         #[arg(long, default_value = "llama")]
         model: String,
         /// Match special tokens such as <|im_start|> written in the text.
         #[arg(long)]
         special: bool,
+        /// Leave out BOS/EOS even where the model's metadata adds them.
+        #[arg(long)]
+        no_bos: bool,
+        /// Print JSON: {"ids": [...], "pieces": [...]}.
+        #[arg(long)]
+        json: bool,
         text: String,
     },
 }
@@ -223,10 +230,22 @@ fn real_main() -> Result<()> {
         Some(Command::Tokenize {
             model,
             special,
+            no_bos,
+            json,
             text,
         }) => {
-            let loaded = load(&model)?;
-            println!("{:?}", loaded.tokenizer.encode(&text, special)?);
+            let path = fetch::resolve(&model, &mut |s| log(s))?;
+            let tok = loader::load_tokenizer(&path)?;
+            let ids = tok.encode_with(&text, !no_bos, special)?;
+            if json {
+                let pieces: Vec<Option<String>> = ids.iter().map(|&i| tok.token_text(i)).collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"ids": ids, "pieces": pieces, "tokenizer": tok.kind()})
+                );
+            } else {
+                println!("{ids:?}");
+            }
             Ok(())
         }
         Some(Command::Eval(a)) => cli::eval::eval(a),

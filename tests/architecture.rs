@@ -12,7 +12,7 @@ const RULES: &[(&str, &[&str])] = &[
     ("ops", &["model", "tokenizer", "engine", "eval", "loader", "formats", "sampling"]),
     ("formats", &["model", "tokenizer", "engine", "eval", "loader", "ops"]),
     ("model", &["tokenizer", "engine", "eval", "loader", "sampling", "generation", "bench", "baseline"]),
-    ("tokenizer.rs", &["model", "engine", "eval", "loader", "ops", "kernels"]),
+    ("tokenizer", &["model", "engine", "eval", "loader", "ops", "kernels"]),
     ("sampling", &["model", "tokenizer", "engine", "eval", "loader", "ops"]),
     ("engine.rs", &["tokenizer", "eval", "loader", "generation", "bench", "baseline"]),
 ];

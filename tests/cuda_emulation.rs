@@ -109,7 +109,7 @@ impl Rng {
     }
 }
 
-const FORMATS: [(WeightFormat, i32); 8] = [
+const FORMATS: [(WeightFormat, i32); 9] = [
     (WeightFormat::F32, 0),
     (WeightFormat::F16, 1),
     (WeightFormat::BF16, 2),
@@ -118,6 +118,7 @@ const FORMATS: [(WeightFormat, i32); 8] = [
     (WeightFormat::Q8_0, 5),
     (WeightFormat::Q4K, 6),
     (WeightFormat::Q6K, 7),
+    (WeightFormat::Q5_0, 8),
 ];
 
 #[test]

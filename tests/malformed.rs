@@ -212,12 +212,12 @@ fn malformed_inputs_give_one_clear_error_each() {
     // An unsupported tensor type.
     let mut wrong = real.clone();
     let nd = u32::from_le_bytes(wrong[dims_at - 4..dims_at].try_into().unwrap()) as usize;
-    wrong[dims_at + 8 * nd..dims_at + 8 * nd + 4].copy_from_slice(&6u32.to_le_bytes());
+    wrong[dims_at + 8 * nd..dims_at + 8 * nd + 4].copy_from_slice(&7u32.to_le_bytes());
     let mut c = case(
         "unsupported tensor type",
         &[],
         3,
-        &["wrong-type.gguf", "GGML type 6", "does not support"],
+        &["wrong-type.gguf", "GGML type 7", "does not support"],
     );
     c.args = gen(write(dir, "wrong-type.gguf", &wrong));
     cases.push(c);

@@ -25,7 +25,7 @@ fn format(name: &str) -> Option<WeightFormat> {
         "Q8_0" => WeightFormat::Q8_0,
         "Q4_K" => WeightFormat::Q4K,
         "Q6_K" => WeightFormat::Q6K,
-        // Q5_0 (in the vectors and in Gemma) is not a format we read yet.
+        "Q5_0" => WeightFormat::Q5_0,
         _ => return None,
     })
 }
@@ -64,7 +64,7 @@ fn dequantisation_matches_gguf_py_known_answers() {
         compared.push(name);
     }
     eprintln!("dequantisation equals gguf-py for {}", compared.join(", "));
-    for must in ["Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q6_K"] {
+    for must in ["Q4_0", "Q4_1", "Q5_0", "Q8_0", "Q4_K", "Q6_K"] {
         assert!(compared.contains(&must), "no known answers for {must}");
     }
 }
@@ -111,7 +111,7 @@ fn a_real_q4_k_m_file_dequantises_as_gguf_py_does() {
         compared.push(format!("{name} ({})", fmt.name()));
     }
     eprintln!("Gemma 3 270M Q4_K_M: {} tensors equal gguf-py's: {}", compared.len(), compared.join(", "));
-    for must in ["Q4_K", "Q6_K", "Q8_0"] {
+    for must in ["Q4_K", "Q5_0", "Q6_K", "Q8_0"] {
         assert!(
             compared.iter().filter(|c| c.contains(must)).count() >= 2,
             "fewer than two {must} tensors compared"

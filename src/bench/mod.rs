@@ -173,7 +173,7 @@ fn loglik_case(
             let cont_ids = if whole.len() > p.prompt_ids.len() && whole.starts_with(&p.prompt_ids) {
                 whole[p.prompt_ids.len()..].to_vec()
             } else {
-                m.tokenizer.encode(cont, false)?
+                m.tokenizer.encode_with(cont, false, false)?
             };
             reqs.push(engine::LoglikRequest {
                 context: p.prompt_ids.clone(),

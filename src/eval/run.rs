@@ -214,7 +214,7 @@ pub fn prepare(
                                 if whole.len() > ctx_ids.len() && whole.starts_with(&ctx_ids) {
                                     whole[ctx_ids.len()..].to_vec()
                                 } else {
-                                    tok.encode(&cont, false)?
+                                    tok.encode_with(&cont, false, false)?
                                 };
                             if cont_ids.is_empty() {
                                 return Err(Error::Input(format!(

@@ -3,6 +3,7 @@
 //! models or tokenizers; both read through them.
 
 pub mod gguf;
+pub mod gguf_write;
 pub mod safetensors;
 
 use crate::error::{Error, Result};

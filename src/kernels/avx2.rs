@@ -144,6 +144,34 @@ unsafe fn int_block(fmt: u8, p: *const u8) -> (__m256i, __m256i) {
             let w = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
             (_mm256_sign_epi8(w, w), w)
         }
+        // Q5_0: (nibble | bit j of qh << 4) - 16 in [-16, 15]
+        3 => {
+            let q = _mm_loadu_si128(p.add(6) as *const __m128i);
+            let mask = _mm_set1_epi8(0x0F);
+            let lo = _mm_and_si128(q, mask);
+            let hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
+            let qh = u32::from_le_bytes([*p.add(2), *p.add(3), *p.add(4), *p.add(5)]);
+            // Byte j of `bits` is 0xFF where bit j of qh is set.
+            let spread = _mm256_shuffle_epi8(
+                _mm256_set1_epi32(qh as i32),
+                _mm256_set_epi64x(
+                    0x0303030303030303,
+                    0x0202020202020202,
+                    0x0101010101010101,
+                    0,
+                ),
+            );
+            let bits = _mm256_cmpeq_epi8(
+                _mm256_or_si256(spread, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe)),
+                _mm256_set1_epi8(-1),
+            );
+            let q5 = _mm256_or_si256(
+                _mm256_set_m128i(hi, lo),
+                _mm256_and_si256(bits, _mm256_set1_epi8(0x10)),
+            );
+            let w = _mm256_sub_epi8(q5, _mm256_set1_epi8(16));
+            (_mm256_sign_epi8(w, w), w)
+        }
         // Q8_0: signed bytes
         _ => {
             let w = _mm256_loadu_si256(p.add(2) as *const __m256i);
@@ -254,7 +282,7 @@ unsafe fn rows_int_impl<const VNNI: bool>(
     k: usize,
     out: &mut [f32],
 ) {
-    let bb = [18, 20, 34][fmt as usize];
+    let bb = [18, 20, 34, 22][fmt as usize];
     let m = xs.len();
     let mut t0 = 0;
     while t0 < m {
@@ -269,7 +297,7 @@ unsafe fn rows_int_impl<const VNNI: bool>(
 }
 
 /// Integer-format rows against quantised rows of x, four at a time; the
-/// same operations as `qdot::dot`. `fmt`: 0 Q4_0, 1 Q4_1, 2 Q8_0.
+/// same operations as `qdot::dot`. `fmt`: 0 Q4_0, 1 Q4_1, 2 Q8_0, 3 Q5_0.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn rows_int(
     fmt: u8,

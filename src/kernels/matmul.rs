@@ -85,13 +85,14 @@ fn rows(
     rows_kernel(Isa::Scalar, fmt, w_rows, x, m, k, rows_out, scratch)
 }
 
-/// Integer-format rows (Q4_0, Q4_1, Q8_0) against quantised rows of x.
+/// Integer-format rows (Q4_0, Q4_1, Q5_0, Q8_0) against quantised rows of x.
 fn rows_int(isa: Isa, fmt: WeightFormat, w_rows: &[u8], xs: &[Q8Row], k: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         let code = match fmt {
             WeightFormat::Q4_0 => 0,
             WeightFormat::Q4_1 => 1,
+            WeightFormat::Q5_0 => 3,
             _ => 2,
         };
         match isa {
@@ -192,6 +193,7 @@ mod tests {
             WeightFormat::BF16,
             WeightFormat::Q4_0,
             WeightFormat::Q4_1,
+            WeightFormat::Q5_0,
             WeightFormat::Q8_0,
             WeightFormat::Q4K,
             WeightFormat::Q6K,

@@ -1,4 +1,4 @@
-//! Integer block dot products for Q4_0, Q4_1 and Q8_0 weights
+//! Integer block dot products for Q4_0, Q4_1, Q5_0 and Q8_0 weights
 //! (docs/DETERMINISM.md §3b): activations are quantised to 8 bits per
 //! 32-element block, each block's products are summed exactly in integers
 //! (8 lanes of 4 elements), and blocks are combined with fma in block order.
@@ -18,7 +18,7 @@ pub struct Q8Row {
 pub fn is_integer_format(fmt: WeightFormat) -> bool {
     matches!(
         fmt,
-        WeightFormat::Q4_0 | WeightFormat::Q4_1 | WeightFormat::Q8_0
+        WeightFormat::Q4_0 | WeightFormat::Q4_1 | WeightFormat::Q5_0 | WeightFormat::Q8_0
     )
 }
 
@@ -75,6 +75,14 @@ fn weights(fmt: WeightFormat, blk: &[u8], w: &mut [i32; 32]) -> (f32, f32) {
         WeightFormat::Q8_0 => {
             for j in 0..32 {
                 w[j] = blk[2 + j] as i8 as i32;
+            }
+            (f16_at(blk, 0), 0.0)
+        }
+        WeightFormat::Q5_0 => {
+            let qh = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
+            for j in 0..16 {
+                w[j] = ((blk[6 + j] & 0xF) as u32 | ((qh >> j) & 1) << 4) as i32 - 16;
+                w[j + 16] = ((blk[6 + j] >> 4) as u32 | ((qh >> (j + 16)) & 1) << 4) as i32 - 16;
             }
             (f16_at(blk, 0), 0.0)
         }
@@ -180,12 +188,15 @@ mod tests {
             .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
             .collect();
         let xq = quantize_row(crate::kernels::Isa::Scalar, &x);
-        for fmt in [WeightFormat::Q4_0, WeightFormat::Q4_1, WeightFormat::Q8_0] {
+        for fmt in [WeightFormat::Q4_0, WeightFormat::Q4_1, WeightFormat::Q5_0, WeightFormat::Q8_0] {
             let mut row = Vec::new();
             for b in 0..k / 32 {
                 row.extend_from_slice(&half::f16::from_f32(0.01 * (b + 1) as f32).to_le_bytes());
                 if fmt == WeightFormat::Q4_1 {
                     row.extend_from_slice(&half::f16::from_f32(-0.05).to_le_bytes());
+                }
+                if fmt == WeightFormat::Q5_0 {
+                    row.extend_from_slice(&(0x9e37_79b9u32.rotate_left(b as u32)).to_le_bytes());
                 }
                 let n = if fmt == WeightFormat::Q8_0 { 32 } else { 16 };
                 row.extend((0..n).map(|j| (j * 29 + b * 7) as u8));

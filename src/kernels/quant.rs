@@ -13,6 +13,7 @@ pub enum WeightFormat {
     BF16,
     Q4_0,
     Q4_1,
+    Q5_0,
     Q8_0,
     Q4K,
     Q6K,
@@ -25,6 +26,7 @@ impl WeightFormat {
             1 => Self::F16,
             2 => Self::Q4_0,
             3 => Self::Q4_1,
+            6 => Self::Q5_0,
             8 => Self::Q8_0,
             12 => Self::Q4K,
             14 => Self::Q6K,
@@ -40,6 +42,7 @@ impl WeightFormat {
             Self::BF16 => "BF16",
             Self::Q4_0 => "Q4_0",
             Self::Q4_1 => "Q4_1",
+            Self::Q5_0 => "Q5_0",
             Self::Q8_0 => "Q8_0",
             Self::Q4K => "Q4_K",
             Self::Q6K => "Q6_K",
@@ -50,7 +53,7 @@ impl WeightFormat {
     pub fn block_elems(self) -> usize {
         match self {
             Self::F32 | Self::F16 | Self::BF16 => 1,
-            Self::Q4_0 | Self::Q4_1 | Self::Q8_0 => 32,
+            Self::Q4_0 | Self::Q4_1 | Self::Q5_0 | Self::Q8_0 => 32,
             Self::Q4K | Self::Q6K => 256,
         }
     }
@@ -62,6 +65,7 @@ impl WeightFormat {
             Self::F16 | Self::BF16 => 2,
             Self::Q4_0 => 18,
             Self::Q4_1 => 20,
+            Self::Q5_0 => 22,
             Self::Q8_0 => 34,
             Self::Q4K => 144,
             Self::Q6K => 210,
@@ -137,6 +141,20 @@ pub fn dequantize_row(fmt: WeightFormat, row: &[u8], out: &mut [f32]) {
                 }
             }
         }
+        // w = d * (q - 16), q = low nibble | bit j of qh << 4
+        WeightFormat::Q5_0 => {
+            for (blk, o) in row.chunks_exact(bb).zip(out.chunks_exact_mut(be)) {
+                let d = f16_at(blk, 0);
+                let qh = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
+                let qs = &blk[6..22];
+                for j in 0..16 {
+                    let lo = (qs[j] & 0xF) as i32 | (((qh >> j) & 1) << 4) as i32;
+                    let hi = (qs[j] >> 4) as i32 | (((qh >> (j + 16)) & 1) << 4) as i32;
+                    o[j] = d * (lo - 16) as f32;
+                    o[j + 16] = d * (hi - 16) as f32;
+                }
+            }
+        }
         // w = d * q
         WeightFormat::Q8_0 => {
             for (blk, o) in row.chunks_exact(bb).zip(out.chunks_exact_mut(be)) {
@@ -204,7 +222,7 @@ pub fn first_non_finite(fmt: WeightFormat, data: &[u8]) -> Option<usize> {
     let bb = fmt.block_bytes();
     // Byte offsets of the f16 scales within a block.
     let scales: &[usize] = match fmt {
-        WeightFormat::Q4_0 | WeightFormat::Q8_0 => &[0],
+        WeightFormat::Q4_0 | WeightFormat::Q5_0 | WeightFormat::Q8_0 => &[0],
         WeightFormat::Q4_1 | WeightFormat::Q4K => &[0, 2],
         WeightFormat::Q6K => &[208],
         _ => &[],

@@ -132,6 +132,7 @@ fn format_id(fmt: WeightFormat) -> i32 {
         WeightFormat::Q8_0 => 5,
         WeightFormat::Q4K => 6,
         WeightFormat::Q6K => 7,
+        WeightFormat::Q5_0 => 8,
     }
 }
 

@@ -1,36 +1,80 @@
-//! Tokenizers: from a Hugging Face tokenizer.json, or built from GGUF
-//! metadata (`tokenizer.ggml.*`) so that a GGUF gives llama.cpp's token ids.
+//! Tokenizers: from a Hugging Face tokenizer.json, or rebuilt from GGUF
+//! metadata (`tokenizer.ggml.*`: byte-level BPE or SentencePiece) so that a
+//! GGUF gives llama.cpp's token ids.
 //!
-//! Special tokens follow llama.cpp: user-defined tokens are always matched in
-//! the text; control tokens only when `parse_special` is set (chat prompts).
+//! Special tokens follow llama.cpp (`tokenizer_st_partition`): before the
+//! model sees the text, every control, user-defined and unknown token is
+//! split out of it, the longest texts first, each left to right; control and
+//! unknown ones only when `parse_special` is set (chat prompts),
+//! user-defined ones always.
+
+mod chat;
+mod gguf;
+mod hf;
+pub mod spm;
 
 use crate::error::{Error, Result};
-use crate::formats::gguf::GgufFile;
-use sha2::{Digest, Sha256};
 use std::path::Path;
-use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
-use tokenizers::models::bpe::BPE;
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::pre_tokenizers::digits::Digits;
-use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 
-#[derive(Debug, Clone)]
-struct Special {
-    text: String,
-    id: u32,
-    /// Control tokens are matched only when parsing specials; user-defined always.
-    control: bool,
+/// llama.cpp's token types (`tokenizer.ggml.token_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenType {
+    Normal,
+    Unknown,
+    Control,
+    UserDefined,
+    Unused,
+    Byte,
+}
+
+impl TokenType {
+    pub fn from_gguf(v: i64) -> Self {
+        match v {
+            2 => TokenType::Unknown,
+            3 => TokenType::Control,
+            4 => TokenType::UserDefined,
+            5 => TokenType::Unused,
+            6 => TokenType::Byte,
+            _ => TokenType::Normal,
+        }
+    }
+
+    /// Split out of the text before the model sees it (with `parse_special`
+    /// for control and unknown tokens).
+    fn is_special(self) -> bool {
+        matches!(
+            self,
+            TokenType::Control | TokenType::UserDefined | TokenType::Unknown
+        )
+    }
+}
+
+enum Model {
+    /// tokenizer.json: the tokenizers crate does everything, added tokens too.
+    Hf(tokenizers::Tokenizer),
+    /// GGUF `gpt2`: pre-tokenizer and merges in the tokenizers crate.
+    Bpe(tokenizers::Tokenizer),
+    /// GGUF `llama`: SentencePiece merges by score, byte fallback.
+    Spm(spm::SpmVocab),
 }
 
 pub struct Tokenizer {
-    inner: tokenizers::Tokenizer,
-    specials: Vec<Special>,
-    /// true: `inner` already matches added tokens itself (tokenizer.json).
-    inner_handles_specials: bool,
+    model: Model,
+    /// GGUF vocabularies: every piece and its type (empty for tokenizer.json).
+    pieces: Vec<String>,
+    types: Vec<TokenType>,
+    /// Ids split out of the text before the model sees it, in llama.cpp's
+    /// order: longest text first, then lowest id.
+    specials: Vec<u32>,
     pub bos: Option<u32>,
+    /// Every token that ends generation: EOS and, for GGUF, llama.cpp's
+    /// end-of-turn tokens (`<end_of_turn>`, `<|im_end|>`, ...).
     pub eos: Vec<u32>,
     pub add_bos: bool,
+    pub add_eos: bool,
+    /// SentencePiece: a space before the text and after every special token.
+    pub add_space_prefix: bool,
     pub chat_template: Option<String>,
     /// sha256 of the tokenizer definition (tokenizer.json bytes, or the GGUF
     /// tokenizer metadata in key order).
@@ -38,335 +82,184 @@ pub struct Tokenizer {
     pub vocab_size: usize,
 }
 
-/// Instructions a chat template may run for one prompt (a real one takes a
-/// few thousand), and how deep it may recurse.
-const CHAT_TEMPLATE_FUEL: u64 = 2_000_000;
-const CHAT_TEMPLATE_RECURSION: usize = 64;
-
-/// A JSON file's value: Null if the file is absent, an error naming it if it
-/// is present but unreadable or not JSON.
-fn read_json_if_present(path: &Path) -> Result<serde_json::Value> {
-    match std::fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map_err(|e| terr(path, format!("not valid JSON: {e}"))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(serde_json::Value::Null),
-        Err(e) => Err(Error::io(path, e)),
-    }
+/// One piece of the text after special tokens are split out.
+enum Fragment {
+    Raw(usize, usize),
+    Token(u32),
 }
 
-fn terr(path: &Path, msg: impl std::fmt::Display) -> Error {
+pub(crate) fn terr(path: &Path, msg: impl std::fmt::Display) -> Error {
     Error::bad_file(path, format!("tokenizer: {msg}"))
 }
 
+/// The special tokens of a GGUF vocabulary in the order they are split
+/// out: longest text first, then lowest id. An empty text would match
+/// everywhere (found by fuzzing) and is skipped.
+fn special_order(pieces: &[String], types: &[TokenType]) -> Vec<u32> {
+    let mut s: Vec<u32> = (0..pieces.len() as u32)
+        .filter(|&i| types[i as usize].is_special() && !pieces[i as usize].is_empty())
+        .collect();
+    s.sort_by(|&a, &b| {
+        pieces[b as usize]
+            .len()
+            .cmp(&pieces[a as usize].len())
+            .then(a.cmp(&b))
+    });
+    s
+}
+
 impl Tokenizer {
-    pub fn from_gguf(g: &GgufFile) -> Result<Self> {
-        let p = g.path.as_path();
-        let model = g.get_str("tokenizer.ggml.model")?;
-        if model != "gpt2" {
-            return Err(terr(
-                p,
-                format!("tokenizer model '{model}' is not supported from GGUF metadata (supported: gpt2 byte-level BPE); put a tokenizer.json beside the model"),
-            ));
+    /// Which implementation runs: "tokenizer.json", "gpt2" (GGUF BPE) or
+    /// "llama" (GGUF SentencePiece).
+    pub fn kind(&self) -> &'static str {
+        match self.model {
+            Model::Hf(_) => "tokenizer.json",
+            Model::Bpe(_) => "gpt2",
+            Model::Spm(_) => "llama",
         }
-        let pre = g
-            .metadata
-            .get("tokenizer.ggml.pre")
-            .and_then(|v| v.as_str())
-            .unwrap_or("default");
-        let tokens = g
-            .get("tokenizer.ggml.tokens")?
-            .as_array()
-            .ok_or_else(|| terr(p, "tokenizer.ggml.tokens is not an array"))?;
-        let types = g
-            .metadata
-            .get("tokenizer.ggml.token_type")
-            .and_then(|v| v.as_array());
-        let merges = g
-            .get("tokenizer.ggml.merges")?
-            .as_array()
-            .ok_or_else(|| terr(p, "tokenizer.ggml.merges is not an array"))?;
-        let mut vocab = tokenizers::models::bpe::Vocab::with_capacity(tokens.len());
-        let mut specials = Vec::new();
-        for (i, t) in tokens.iter().enumerate() {
-            let s = t
-                .as_str()
-                .ok_or_else(|| terr(p, format!("token {i} is not a string")))?;
-            vocab.insert(s.to_string(), i as u32);
-            let ty = types
-                .and_then(|ty| ty.get(i))
-                .and_then(|v| v.as_u64())
-                .unwrap_or(1);
-            // 3 = control, 4 = user-defined (llama.cpp's llama_token_type)
-            // An empty special token would match everywhere (found by fuzzing).
-            if (ty == 3 || ty == 4) && !s.is_empty() {
-                specials.push(Special {
-                    text: s.to_string(),
-                    id: i as u32,
-                    control: ty == 3,
-                });
-            }
-        }
-        let mut merge_pairs = Vec::with_capacity(merges.len());
-        for (i, m) in merges.iter().enumerate() {
-            let s = m
-                .as_str()
-                .ok_or_else(|| terr(p, format!("merge {i} is not a string")))?;
-            let (a, b) = s
-                .split_once(' ')
-                .ok_or_else(|| terr(p, format!("merge {i} '{s}' is not two tokens")))?;
-            if !vocab.contains_key(a) || !vocab.contains_key(b) {
-                return Err(terr(
-                    p,
-                    format!("merge {i} '{s}' names a token not in the vocabulary"),
-                ));
-            }
-            merge_pairs.push((a.to_string(), b.to_string()));
-        }
-        let bpe = BPE::builder()
-            .vocab_and_merges(vocab, merge_pairs)
-            .build()
-            .map_err(|e| terr(p, format!("cannot build BPE: {e}")))?;
-        let byte_level = PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, true));
-        let pre_tok = match pre {
-            // llama.cpp's smollm and gpt2-style pre-tokenizers: digits one by one, then the GPT-2 split.
-            "smollm" | "starcoder" | "refact" | "default" | "gpt-2" => Sequence::new(vec![
-                PreTokenizerWrapper::Digits(Digits::new(pre != "gpt-2" && pre != "default")),
-                byte_level,
-            ]),
-            other => {
-                return Err(terr(p, format!("pre-tokenizer '{other}' is not supported (supported: smollm, starcoder, refact, gpt-2, default)")));
-            }
-        };
-        let mut inner = tokenizers::Tokenizer::new(bpe);
-        inner.with_pre_tokenizer(Some(pre_tok));
-        inner.with_decoder(Some(ByteLevelDecoder::default()));
-        specials.sort_by(|a, b| b.text.len().cmp(&a.text.len()).then(a.id.cmp(&b.id)));
-
-        let mut h = Sha256::new();
-        for (k, v) in g.metadata.range("tokenizer.".to_string()..) {
-            if !k.starts_with("tokenizer.") {
-                break;
-            }
-            h.update(k.as_bytes());
-            v.hash_into(&mut h);
-        }
-        let id = |k: &str| g.metadata.get(k).and_then(|v| v.as_u64()).map(|v| v as u32);
-        let n = tokens.len();
-        let check = |name: &str, v: Option<u32>| -> Result<Option<u32>> {
-            match v {
-                Some(i) if i as usize >= n => Err(terr(
-                    p,
-                    format!("{name} {i} is outside the vocabulary ({n} tokens)"),
-                )),
-                _ => Ok(v),
-            }
-        };
-        Ok(Tokenizer {
-            inner,
-            specials,
-            inner_handles_specials: false,
-            bos: check("bos_token_id", id("tokenizer.ggml.bos_token_id"))?,
-            eos: vec![check("eos_token_id", id("tokenizer.ggml.eos_token_id"))?
-                .ok_or_else(|| terr(p, "no tokenizer.ggml.eos_token_id: generation would never stop"))?],
-            add_bos: g
-                .metadata
-                .get("tokenizer.ggml.add_bos_token")
-                .and_then(|v| v.as_bool())
-                .unwrap_or(false),
-            chat_template: g
-                .metadata
-                .get("tokenizer.chat_template")
-                .and_then(|v| v.as_str())
-                .map(String::from),
-            sha256: hex::encode(h.finalize()),
-            vocab_size: n,
-        })
     }
 
-    /// A Hugging Face model folder: tokenizer.json, with EOS from
-    /// generation_config.json and config.json (else the token string of
-    /// tokenizer_config.json), BOS likewise and the chat template from tokenizer_config.json
-    /// or chat_template.jinja. A file that is present but does not parse is
-    /// an error naming it, and so is a folder that names no EOS token: they
-    /// used to be ignored, and generation then ran silently to the limit.
-    pub fn from_hf_dir(dir: &Path) -> Result<Self> {
-        let path = dir.join("tokenizer.json");
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let inner = tokenizers::Tokenizer::from_bytes(&bytes)
-            .map_err(|e| terr(&path, format!("invalid tokenizer.json: {e}")))?;
-        let cfg = read_json_if_present(&dir.join("config.json"))?;
-        let gen = read_json_if_present(&dir.join("generation_config.json"))?;
-        let tc = read_json_if_present(&dir.join("tokenizer_config.json"))?;
-        let ids = |file: &str, key: &str, v: &serde_json::Value| -> Result<Option<Vec<u32>>> {
-            let bad = || {
-                terr(
-                    &dir.join(file),
-                    format!("{key} must be a token id or a list of token ids, got {v}"),
-                )
-            };
-            match v {
-                serde_json::Value::Null => Ok(None),
-                serde_json::Value::Number(n) => {
-                    Ok(Some(vec![n.as_u64().filter(|&x| x <= u32::MAX as u64).ok_or_else(bad)? as u32]))
+    /// Split `text` at its special tokens (llama.cpp's partition).
+    fn partition(&self, text: &str, parse_special: bool) -> Vec<Fragment> {
+        let mut frags = vec![Fragment::Raw(0, text.len())];
+        for &id in &self.specials {
+            if !parse_special && self.types[id as usize] != TokenType::UserDefined {
+                continue;
+            }
+            let pat = self.pieces[id as usize].as_str();
+            let mut out = Vec::with_capacity(frags.len());
+            for f in frags {
+                let Fragment::Raw(mut s, e) = f else {
+                    out.push(f);
+                    continue;
+                };
+                while let Some(at) = text[s..e].find(pat) {
+                    if at > 0 {
+                        out.push(Fragment::Raw(s, s + at));
+                    }
+                    out.push(Fragment::Token(id));
+                    s += at + pat.len();
                 }
-                serde_json::Value::Array(a) => a
-                    .iter()
-                    .map(|x| x.as_u64().filter(|&x| x <= u32::MAX as u64).map(|x| x as u32).ok_or_else(bad))
-                    .collect::<Result<Vec<_>>>()
-                    .map(Some),
-                _ => Err(bad()),
-            }
-        };
-        // tokenizer_config.json names tokens by their text ("</s>" or {"content": "</s>"}).
-        let by_text = |key: &str| -> Result<Option<u32>> {
-            let text = match &tc[key] {
-                serde_json::Value::String(t) => Some(t.clone()),
-                serde_json::Value::Object(o) => o.get("content").and_then(|c| c.as_str()).map(String::from),
-                _ => None,
-            };
-            match text {
-                None => Ok(None),
-                Some(t) => inner.token_to_id(&t).map(Some).ok_or_else(|| {
-                    terr(
-                        &dir.join("tokenizer_config.json"),
-                        format!("{key} {t:?} is not a token of tokenizer.json"),
-                    )
-                }),
-            }
-        };
-        // Every token that ends a sequence: generation_config.json's list
-        // (which chat models extend with their end-of-turn token, as
-        // Hugging Face `generate` reads it), then config.json's, then the
-        // text of tokenizer_config.json's eos_token if neither names one.
-        let mut eos: Vec<u32> = Vec::new();
-        for (file, v) in [
-            ("generation_config.json", &gen["eos_token_id"]),
-            ("config.json", &cfg["eos_token_id"]),
-        ] {
-            for id in ids(file, "eos_token_id", v)?.unwrap_or_default() {
-                if !eos.contains(&id) {
-                    eos.push(id);
+                if s < e {
+                    out.push(Fragment::Raw(s, e));
                 }
             }
+            frags = out;
         }
-        if eos.is_empty() {
-            eos.extend(by_text("eos_token")?);
-        }
-        if eos.is_empty() {
-            return Err(terr(
-                dir,
-                "no end-of-sequence token: none of config.json (eos_token_id), generation_config.json (eos_token_id) or tokenizer_config.json (eos_token) names one",
-            ));
-        }
-        let bos = match ids("config.json", "bos_token_id", &cfg["bos_token_id"])? {
-            Some(v) if !v.is_empty() => Some(v[0]),
-            _ => by_text("bos_token")?,
-        };
-        let vocab_size = inner.get_vocab_size(true);
-        for (name, id) in eos.iter().map(|&i| ("eos_token_id", i)).chain(bos.map(|b| ("bos_token_id", b))) {
-            if id as usize >= vocab_size {
-                return Err(terr(dir, format!("{name} {id} is outside the vocabulary ({vocab_size} tokens)")));
-            }
-        }
-        let chat_template = match &tc["chat_template"] {
-            serde_json::Value::String(t) => Some(t.clone()),
-            // A list of named templates: the one called "default".
-            serde_json::Value::Array(a) => a
-                .iter()
-                .find(|t| t["name"] == "default")
-                .and_then(|t| t["template"].as_str())
-                .map(String::from),
-            _ => {
-                let jinja = dir.join("chat_template.jinja");
-                if jinja.is_file() {
-                    Some(std::fs::read_to_string(&jinja).map_err(|e| Error::io(&jinja, e))?)
-                } else {
-                    None
-                }
-            }
-        };
-        Ok(Tokenizer {
-            inner,
-            specials: Vec::new(),
-            inner_handles_specials: true,
-            bos,
-            eos,
-            add_bos: false, // tokenizer.json's post-processor adds what the model wants
-            chat_template,
-            sha256: hex::encode(Sha256::digest(&bytes)),
-            vocab_size,
-        })
+        frags
     }
 
-    /// Token ids of `text`. `parse_special`: match control tokens such as
-    /// `<|im_start|>` written in the text (chat prompts), as llama.cpp does.
+    /// Token ids of `text`, with BOS (and EOS) as the model's metadata asks.
+    /// `parse_special`: match control tokens such as `<|im_start|>` written
+    /// in the text (chat prompts), as llama.cpp does.
     pub fn encode(&self, text: &str, parse_special: bool) -> Result<Vec<u32>> {
-        let mut ids = Vec::new();
-        if self.inner_handles_specials {
-            let enc = self
-                .inner
-                .encode(text, true)
+        self.encode_with(text, true, parse_special)
+    }
+
+    /// `encode`, choosing whether BOS/EOS are added (`add_special`, as
+    /// llama.cpp's tokenize; tokenizer.json's post-processor likewise).
+    pub fn encode_with(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<u32>> {
+        if let Model::Hf(inner) = &self.model {
+            let enc = inner
+                .encode(text, add_special)
                 .map_err(|e| Error::Tokenizer(e.to_string()))?;
             return Ok(enc.get_ids().to_vec());
         }
-        if self.add_bos {
+        let mut ids = Vec::new();
+        if add_special && self.add_bos {
             ids.extend(self.bos);
         }
-        let mut rest = text;
-        while !rest.is_empty() {
-            // leftmost match; among matches at one place, the longest (specials are sorted so)
-            let found = self
-                .specials
-                .iter()
-                .filter(|s| parse_special || !s.control)
-                .filter_map(|s| rest.find(&s.text).map(|at| (at, s)))
-                .min_by_key(|(at, _)| *at);
-            let (plain, special) = match found {
-                Some((at, s)) => (&rest[..at], Some(s)),
-                None => (rest, None),
-            };
-            if !plain.is_empty() {
-                let enc = self
-                    .inner
-                    .encode(plain, false)
-                    .map_err(|e| Error::Tokenizer(e.to_string()))?;
-                ids.extend_from_slice(enc.get_ids());
-            }
-            match special {
-                Some(s) => {
-                    ids.push(s.id);
-                    rest = &rest[plain.len() + s.text.len()..];
+        // SentencePiece prefixes a space at the start and after each special token.
+        let mut prev_special = true;
+        for f in self.partition(text, parse_special) {
+            match f {
+                Fragment::Token(id) => {
+                    ids.push(id);
+                    prev_special = true;
                 }
-                None => break,
+                Fragment::Raw(s, e) => {
+                    let raw = &text[s..e];
+                    match &self.model {
+                        Model::Bpe(inner) => {
+                            let enc = inner
+                                .encode(raw, false)
+                                .map_err(|e| Error::Tokenizer(e.to_string()))?;
+                            ids.extend_from_slice(enc.get_ids());
+                        }
+                        Model::Spm(v) => {
+                            let mut t = String::with_capacity(raw.len() + 3);
+                            if self.add_space_prefix && prev_special {
+                                t.push(' ');
+                            }
+                            t.push_str(raw);
+                            let escaped = t.replace(' ', "\u{2581}");
+                            spm::encode(v, &escaped, &mut ids).map_err(Error::Tokenizer)?;
+                        }
+                        Model::Hf(_) => unreachable!("handled above"),
+                    }
+                    prev_special = false;
+                }
             }
+        }
+        if add_special && self.add_eos {
+            ids.extend(self.eos.first().copied());
         }
         Ok(ids)
     }
 
-    /// Text of `ids`; special tokens are left out.
+    /// Text of `ids`; control and unknown tokens are left out.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        if self.inner_handles_specials {
-            return self
-                .inner
+        match &self.model {
+            Model::Hf(inner) => inner
                 .decode(ids, true)
-                .map_err(|e| Error::Tokenizer(e.to_string()));
+                .map_err(|e| Error::Tokenizer(e.to_string())),
+            Model::Bpe(inner) => {
+                let plain: Vec<u32> = ids
+                    .iter()
+                    .copied()
+                    .filter(|&i| !self.types.get(i as usize).is_some_and(|t| t.is_special()))
+                    .collect();
+                inner
+                    .decode(&plain, false)
+                    .map_err(|e| Error::Tokenizer(e.to_string()))
+            }
+            Model::Spm(_) => {
+                let mut bytes = Vec::new();
+                for &i in ids {
+                    let (Some(piece), Some(ty)) = (self.pieces.get(i as usize), self.types.get(i as usize)) else {
+                        return Err(Error::Tokenizer(format!("token id {i} is outside the vocabulary")));
+                    };
+                    match ty {
+                        TokenType::Normal | TokenType::Unused => {
+                            bytes.extend_from_slice(piece.replace('\u{2581}', " ").as_bytes())
+                        }
+                        TokenType::Byte => match spm_byte(piece) {
+                            Some(b) => bytes.push(b),
+                            None => bytes.extend_from_slice(piece.as_bytes()),
+                        },
+                        TokenType::UserDefined => bytes.extend_from_slice(piece.as_bytes()),
+                        TokenType::Control | TokenType::Unknown => {}
+                    }
+                }
+                if self.add_space_prefix && bytes.first() == Some(&b' ') {
+                    bytes.remove(0);
+                }
+                Ok(String::from_utf8_lossy(&bytes).into_owned())
+            }
         }
-        let plain: Vec<u32> = ids
-            .iter()
-            .copied()
-            .filter(|i| !self.specials.iter().any(|s| s.id == *i))
-            .collect();
-        self.inner
-            .decode(&plain, false)
-            .map_err(|e| Error::Tokenizer(e.to_string()))
     }
 
+    /// The piece of a token as the vocabulary writes it.
     pub fn token_text(&self, id: u32) -> Option<String> {
-        self.inner.id_to_token(id)
+        match &self.model {
+            Model::Hf(inner) => inner.id_to_token(id),
+            _ => self.pieces.get(id as usize).cloned(),
+        }
     }
 
     /// Token ids of a user prompt: wrapped in the chat template (and special
-    /// tokens parsed) when `chat`; an empty prompt starts from BOS, as in llama.cpp.
+    /// tokens parsed) when `chat`; an empty prompt starts from BOS, as in
+    /// llama.cpp. A template that writes BOS itself gets no second one.
     pub fn encode_prompt(&self, prompt: &str, chat: bool) -> Result<Vec<u32>> {
         let text = if chat {
             self.apply_chat_template(prompt)?
@@ -374,51 +267,26 @@ impl Tokenizer {
             prompt.to_string()
         };
         let mut ids = self.encode(&text, chat)?;
+        if chat && self.add_bos && ids.len() >= 2 && ids[0] == ids[1] && Some(ids[0]) == self.bos {
+            ids.remove(0);
+        }
         if ids.is_empty() {
             ids.extend(self.bos);
         }
         Ok(ids)
     }
+}
 
-    /// The prompt wrapped in the model's chat template as one user turn.
-    pub fn apply_chat_template(&self, user: &str) -> Result<String> {
-        let tpl = self
-            .chat_template
-            .as_deref()
-            .ok_or_else(|| Error::Input("--chat: this model has no chat template".into()))?;
-        let mut env = minijinja::Environment::new();
-        // A template comes from the model file: bound its work (loops over
-        // huge ranges, deep recursion) so a crafted file cannot hang us.
-        env.set_fuel(Some(CHAT_TEMPLATE_FUEL));
-        env.set_recursion_limit(CHAT_TEMPLATE_RECURSION);
-        env.add_function(
-            "raise_exception",
-            |msg: String| -> std::result::Result<String, minijinja::Error> {
-                Err(minijinja::Error::new(
-                    minijinja::ErrorKind::InvalidOperation,
-                    msg,
-                ))
-            },
-        );
-        env.add_template("chat", tpl)
-            .map_err(|e| Error::Tokenizer(format!("chat template does not parse: {e}")))?;
-        let tok = |id: Option<u32>| id.and_then(|i| self.token_text(i)).unwrap_or_default();
-        let ctx = minijinja::context! {
-            messages => vec![minijinja::context!{ role => "user", content => user }],
-            add_generation_prompt => true,
-            bos_token => tok(self.bos),
-            eos_token => tok(self.eos.first().copied()),
-        };
-        env.get_template("chat")
-            .and_then(|t| t.render(ctx))
-            .map_err(|e| Error::Tokenizer(format!("chat template failed: {e}")))
-    }
+/// The byte of a `<0xXX>` piece.
+fn spm_byte(piece: &str) -> Option<u8> {
+    let hex = piece.strip_prefix("<0x")?.strip_suffix('>')?;
+    u8::from_str_radix(hex, 16).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::formats::gguf::Value;
+    use crate::formats::gguf::{GgufFile, Value};
     use std::collections::BTreeMap;
 
     fn gguf(tokens: &[&str], types: &[i32], merges: &[&str]) -> GgufFile {

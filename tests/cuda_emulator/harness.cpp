@@ -28,6 +28,7 @@ static long row_bytes(int fmt, long k) {
     case Q4_0: return k / 32 * 18;
     case Q4_1: return k / 32 * 20;
     case Q8_0: return k / 32 * 34;
+    case Q5_0: return k / 32 * 22;
     case Q4K: return k / 256 * 144;
     default: return k / 256 * 210;
     }
@@ -43,7 +44,7 @@ int main(int argc, char** argv) {
         auto w = read<unsigned char>(rb * n);
         auto x = read<float>((size_t)m * kk);
         std::vector<float> y((size_t)m * n);
-        if (fmt == Q4_0 || fmt == Q4_1 || fmt == Q8_0) {
+        if (fmt == Q4_0 || fmt == Q4_1 || fmt == Q5_0 || fmt == Q8_0) {
             int blocks = m * kk / 32;
             std::vector<signed char> xq((size_t)m * kk);
             std::vector<float> xd(blocks), xs(blocks);

@@ -1,0 +1,229 @@
+//! A tokenizer rebuilt from GGUF metadata (`tokenizer.ggml.*`), giving
+//! llama.cpp's token ids: byte-level BPE (`gpt2`) through the tokenizers
+//! crate, SentencePiece (`llama`) through `spm.rs`. Only metadata is read,
+//! so a vocab-only GGUF (no tensors) is enough.
+
+use super::spm::SpmVocab;
+use super::{terr, Model, TokenType, Tokenizer};
+use crate::error::Result;
+use crate::formats::gguf::{GgufFile, Value};
+use sha2::{Digest, Sha256};
+use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::models::bpe::BPE;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::digits::Digits;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+
+/// Texts llama.cpp treats as end of generation (and forces to CONTROL).
+const EOG_TEXTS: [&str; 9] = [
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<EOT>",
+    "<|end_of_text|>",
+    "<|eom_id|>",
+    "<|return|>",
+];
+
+impl Tokenizer {
+    pub fn from_gguf(g: &GgufFile) -> Result<Self> {
+        let p = g.path.as_path();
+        let model = g.get_str("tokenizer.ggml.model")?;
+        let tokens = g
+            .get("tokenizer.ggml.tokens")?
+            .as_array()
+            .ok_or_else(|| terr(p, "tokenizer.ggml.tokens is not an array"))?;
+        let pieces = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                t.as_str()
+                    .map(String::from)
+                    .ok_or_else(|| terr(p, format!("token {i} is not a string")))
+            })
+            .collect::<Result<Vec<String>>>()?;
+        let n = pieces.len();
+        let type_values = g
+            .metadata
+            .get("tokenizer.ggml.token_type")
+            .and_then(|v| v.as_array());
+        let mut types: Vec<TokenType> = (0..n)
+            .map(|i| {
+                let raw = type_values.and_then(|t| t.get(i)).map(int_of);
+                TokenType::from_gguf(raw.unwrap_or(1))
+            })
+            .collect();
+        let flag = |k: &str, default: bool| {
+            g.metadata
+                .get(k)
+                .and_then(|v| v.as_bool())
+                .unwrap_or(default)
+        };
+        let id = |k: &str| g.metadata.get(k).and_then(|v| v.as_u64()).map(|v| v as u32);
+        let (inner, spm_defaults) = match model {
+            "gpt2" => (Model::Bpe(bpe(g, &pieces)?), false),
+            "llama" => {
+                let scores = match g.metadata.get("tokenizer.ggml.scores") {
+                    Some(v) => {
+                        let a = v
+                            .as_array()
+                            .filter(|a| a.len() == n)
+                            .ok_or_else(|| {
+                                terr(p, format!("tokenizer.ggml.scores must be {n} numbers"))
+                            })?;
+                        a.iter()
+                            .map(|s| s.as_f64().map(|x| x as f32))
+                            .collect::<Option<Vec<f32>>>()
+                            .ok_or_else(|| terr(p, "tokenizer.ggml.scores holds a non-number"))?
+                    }
+                    None => vec![0.0; n],
+                };
+                (Model::Spm(SpmVocab::new(&pieces, scores)), true)
+            }
+            other => {
+                return Err(terr(
+                    p,
+                    format!("tokenizer model '{other}' is not supported from GGUF metadata (supported: gpt2 byte-level BPE, llama SentencePiece); put a tokenizer.json beside the model"),
+                ));
+            }
+        };
+        // llama.cpp's defaults where the metadata is silent: SentencePiece
+        // vocabularies have BOS 1, EOS 2 and add BOS; BPE ones name theirs.
+        let (bos, eos) = if spm_defaults {
+            (
+                Some(id("tokenizer.ggml.bos_token_id").unwrap_or(1)),
+                Some(id("tokenizer.ggml.eos_token_id").unwrap_or(2)),
+            )
+        } else {
+            (
+                id("tokenizer.ggml.bos_token_id"),
+                id("tokenizer.ggml.eos_token_id"),
+            )
+        };
+        for (name, v) in [("bos_token_id", bos), ("eos_token_id", eos)] {
+            if let Some(i) = v.filter(|&i| i as usize >= n) {
+                return Err(terr(
+                    p,
+                    format!("{name} {i} is outside the vocabulary ({n} tokens)"),
+                ));
+            }
+        }
+        let eos = eos.ok_or_else(|| {
+            terr(
+                p,
+                "no tokenizer.ggml.eos_token_id: generation would never stop",
+            )
+        })?;
+        // End of generation: EOS, and the end-of-turn tokens llama.cpp
+        // recognises by their text (forced to CONTROL, as llama.cpp does).
+        let mut eog = vec![eos];
+        for (i, piece) in pieces.iter().enumerate() {
+            if EOG_TEXTS.contains(&piece.as_str()) {
+                types[i] = TokenType::Control;
+                if !eog.contains(&(i as u32)) {
+                    eog.push(i as u32);
+                }
+            }
+        }
+        for extra in ["tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] {
+            if let Some(i) = id(extra).filter(|&i| (i as usize) < n) {
+                if !eog.contains(&i) {
+                    eog.push(i);
+                }
+            }
+        }
+        let mut h = Sha256::new();
+        for (k, v) in g.metadata.range("tokenizer.".to_string()..) {
+            if !k.starts_with("tokenizer.") {
+                break;
+            }
+            h.update(k.as_bytes());
+            v.hash_into(&mut h);
+        }
+        let specials = super::special_order(&pieces, &types);
+        Ok(Tokenizer {
+            model: inner,
+            specials,
+            bos,
+            eos: eog,
+            add_bos: flag("tokenizer.ggml.add_bos_token", spm_defaults),
+            add_eos: flag("tokenizer.ggml.add_eos_token", false),
+            add_space_prefix: spm_defaults && flag("tokenizer.ggml.add_space_prefix", true),
+            chat_template: g
+                .metadata
+                .get("tokenizer.chat_template")
+                .and_then(|v| v.as_str())
+                .map(String::from),
+            sha256: hex::encode(h.finalize()),
+            vocab_size: n,
+            pieces,
+            types,
+        })
+    }
+}
+
+fn int_of(v: &Value) -> i64 {
+    match *v {
+        Value::I8(x) => x as i64,
+        Value::I16(x) => x as i64,
+        Value::I32(x) => x as i64,
+        Value::I64(x) => x,
+        _ => v.as_u64().map(|x| x as i64).unwrap_or(1),
+    }
+}
+
+/// The byte-level BPE of a `gpt2` GGUF, with llama.cpp's pre-tokenizer.
+fn bpe(g: &GgufFile, pieces: &[String]) -> Result<tokenizers::Tokenizer> {
+    let p = g.path.as_path();
+    let pre = g
+        .metadata
+        .get("tokenizer.ggml.pre")
+        .and_then(|v| v.as_str())
+        .unwrap_or("default");
+    let merges = g
+        .get("tokenizer.ggml.merges")?
+        .as_array()
+        .ok_or_else(|| terr(p, "tokenizer.ggml.merges is not an array"))?;
+    let mut vocab = tokenizers::models::bpe::Vocab::with_capacity(pieces.len());
+    for (i, s) in pieces.iter().enumerate() {
+        vocab.insert(s.clone(), i as u32);
+    }
+    let mut merge_pairs = Vec::with_capacity(merges.len());
+    for (i, m) in merges.iter().enumerate() {
+        let s = m
+            .as_str()
+            .ok_or_else(|| terr(p, format!("merge {i} is not a string")))?;
+        let (a, b) = s
+            .split_once(' ')
+            .ok_or_else(|| terr(p, format!("merge {i} '{s}' is not two tokens")))?;
+        if !vocab.contains_key(a) || !vocab.contains_key(b) {
+            return Err(terr(
+                p,
+                format!("merge {i} '{s}' names a token not in the vocabulary"),
+            ));
+        }
+        merge_pairs.push((a.to_string(), b.to_string()));
+    }
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merge_pairs)
+        .build()
+        .map_err(|e| terr(p, format!("cannot build BPE: {e}")))?;
+    let byte_level = PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, true));
+    let pre_tok = match pre {
+        // llama.cpp's smollm and gpt2-style pre-tokenizers: digits one by one, then the GPT-2 split.
+        "smollm" | "starcoder" | "refact" | "default" | "gpt-2" => Sequence::new(vec![
+            PreTokenizerWrapper::Digits(Digits::new(pre != "gpt-2" && pre != "default")),
+            byte_level,
+        ]),
+        other => {
+            return Err(terr(p, format!("pre-tokenizer '{other}' is not supported (supported: smollm, starcoder, refact, gpt-2, default)")));
+        }
+    };
+    let mut inner = tokenizers::Tokenizer::new(bpe);
+    inner.with_pre_tokenizer(Some(pre_tok));
+    inner.with_decoder(Some(ByteLevelDecoder::default()));
+    Ok(inner)
+}
