@@ -83,11 +83,7 @@ fn main() {
             &kv,
             &kv,
             pos - 1,
-            AttnShape {
-                n_heads: nh,
-                n_kv_heads: nkv,
-                head_dim: hd,
-            },
+            AttnShape::causal(nh, nkv, hd),
             &mut o,
         )
     });

@@ -24,6 +24,37 @@ __device__ __forceinline__ float det_exp(float x) {
 
 __device__ __forceinline__ float det_silu(float x) { return __fdiv_rn(x, __fadd_rn(1.0f, det_exp(-x))); }
 
+// tanh (docs §4b, src/numerics/math.rs tanh_f32): Taylor for |x| < 0.5,
+// 1 - 2 / (exp(2|x|) + 1) below 9, +-1 beyond.
+__device__ __forceinline__ float det_tanh(float x) {
+    if (isnan(x)) return x;
+    float a = fabsf(x);
+    if (a >= 9.0f) return copysignf(1.0f, x);
+    if (a == 0.0f) return x;
+    if (a < 0.5f) {
+        const float q[8] = {-1.0f / 3.0f, 2.0f / 15.0f, -17.0f / 315.0f, 62.0f / 2835.0f,
+                            -1382.0f / 155925.0f, 21844.0f / 6081075.0f, -929569.0f / 638512875.0f,
+                            6404582.0f / 10854718875.0f};
+        float y2 = __fmul_rn(x, x);
+        float p = q[7];
+        for (int i = 6; i >= 0; i--) p = __fmaf_rn(p, y2, q[i]);
+        return __fmaf_rn(__fmul_rn(x, y2), p, x);
+    }
+    float e = det_exp(__fmul_rn(2.0f, a));
+    return copysignf(__fsub_rn(1.0f, __fdiv_rn(2.0f, __fadd_rn(e, 1.0f))), x);
+}
+
+// The tanh GELU: (0.5 x)(1 + tanh((c x)(1 + (a x) x))), c = sqrt(2/pi), a = 0.044715.
+__device__ __forceinline__ float det_gelu_tanh(float x) {
+    float u = __fmul_rn(__fmul_rn(0.7978846f, x), __fadd_rn(1.0f, __fmul_rn(__fmul_rn(0.044715f, x), x)));
+    return __fmul_rn(__fmul_rn(0.5f, x), __fadd_rn(1.0f, det_tanh(u)));
+}
+
+// Soft-capping: tanh(x * inv_cap) * cap.
+__device__ __forceinline__ float det_softcap(float x, float inv_cap, float cap) {
+    return __fmul_rn(det_tanh(__fmul_rn(x, inv_cap)), cap);
+}
+
 // f16 <-> f32 with PTX conversions (exact one way, round-to-nearest-even the
 // other), so that no CUDA header is needed by NVRTC. The CPU emulator of
 // tests/cuda_emulator uses the same conversions from F16C.

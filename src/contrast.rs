@@ -5,7 +5,7 @@
 //! change when the same prompt runs alone or inside a batch.
 
 use crate::error::{Error, Result};
-use crate::model::llama::{Llama, Logits, SeqStep};
+use crate::model::transformer::{Logits, SeqStep, Transformer};
 use crate::sampling::argmax;
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
@@ -90,7 +90,7 @@ fn load_stock(path: &Path, dev: &Device) -> Result<ModelWeights> {
 }
 
 /// Last-position logits of each prompt from our engine, each run alone.
-fn ours_alone(model: &Llama, prompts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+fn ours_alone(model: &Transformer, prompts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
     let mut alone = Vec::new();
     for p in prompts {
         let mut cache = model.new_cache(p.len())?;
@@ -105,7 +105,7 @@ fn ours_alone(model: &Llama, prompts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
 }
 
 /// The same logits with all prompts run together in one batch.
-fn ours_batched(model: &Llama, prompts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+fn ours_batched(model: &Transformer, prompts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
     let mut caches = prompts
         .iter()
         .map(|p| model.new_cache(p.len()))

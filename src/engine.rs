@@ -3,7 +3,7 @@
 //! or chunked, because every op computes each row on its own (see kernels).
 
 use crate::error::{Error, Result};
-use crate::model::llama::{Llama, Logits, SeqStep};
+use crate::model::transformer::{Logits, SeqStep, Transformer};
 use crate::sampling::{sequence_key, Sampler, SamplingParams};
 use sha2::{Digest, Sha256};
 use std::time::Instant;
@@ -75,7 +75,7 @@ pub struct SeqOutput {
 
 struct Live<'a> {
     req: &'a Request,
-    cache: crate::model::layers::KvCache,
+    cache: crate::model::attention::KvCache,
     fed: usize,
     out: Vec<u32>,
     logprobs: Vec<f64>,
@@ -91,7 +91,7 @@ struct Live<'a> {
 
 /// Run all requests; `on_token(done_tokens)` reports progress.
 pub fn generate(
-    model: &Llama,
+    model: &Transformer,
     eos: &[u32],
     requests: &[Request],
     opts: &GenOptions,
@@ -301,7 +301,7 @@ pub struct LoglikOutput {
 /// Log-likelihoods of continuations, `batch_size` requests per forward call,
 /// prompts fed in chunks of `prefill_chunk`. Bits do not depend on either.
 pub fn loglikelihoods(
-    model: &Llama,
+    model: &Transformer,
     reqs: &[LoglikRequest],
     batch_size: usize,
     prefill_chunk: usize,

@@ -6,8 +6,8 @@ use crate::error::{Error, Result};
 use crate::formats::gguf::GgufFile;
 use crate::formats::safetensors::SafetensorsDir;
 use crate::formats::sha256_file;
-use crate::model::config::LlamaConfig;
-use crate::model::llama::Llama;
+use crate::model::arch::ArchSpec;
+use crate::model::transformer::Transformer;
 use crate::model::LoadOptions;
 use crate::tokenizer::Tokenizer;
 use candle_core::Device;
@@ -24,7 +24,7 @@ pub struct ModelInfo {
     /// tokenizer and generation files), in name order.
     pub sha256: String,
     pub files: Vec<(String, String)>,
-    pub config: LlamaConfig,
+    pub config: ArchSpec,
     /// Tensors of the file the forward pass does not use (only with
     /// `--allow-extra-tensors`; otherwise loading refuses them).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -32,14 +32,14 @@ pub struct ModelInfo {
 }
 
 pub struct LoadedModel {
-    pub model: Llama,
+    pub model: Transformer,
     pub tokenizer: Tokenizer,
     pub info: ModelInfo,
 }
 
 /// Refuse, before loading, a model whose weights would not fit in memory.
-fn check_memory(path: &Path, weight_bytes: u64, config: &LlamaConfig) -> Result<()> {
-    let need = weight_bytes + Llama::load_overhead_bytes(config, weight_bytes);
+fn check_memory(path: &Path, weight_bytes: u64, config: &ArchSpec) -> Result<()> {
+    let need = weight_bytes + Transformer::load_overhead_bytes(config, weight_bytes);
     crate::model::check_memory(need, || {
         format!("{}: loading the model", path.display())
     })
@@ -75,7 +75,7 @@ pub fn load_with(path: &Path, dev: &Device, opts: &LoadOptions) -> Result<Loaded
 
 fn load_gguf(path: &Path, dev: &Device, opts: &LoadOptions) -> Result<LoadedModel> {
     let g = GgufFile::open(path)?;
-    let config = LlamaConfig::from_gguf(&g)?;
+    let config = ArchSpec::from_gguf(&g)?;
     check_memory(
         path,
         g.tensors
@@ -95,7 +95,7 @@ fn load_gguf(path: &Path, dev: &Device, opts: &LoadOptions) -> Result<LoadedMode
             ),
         ));
     }
-    let (model, ignored_tensors) = Llama::load(&g, config.clone(), dev, opts)?;
+    let (model, ignored_tensors) = Transformer::load(&g, config.clone(), dev, opts)?;
     let sha = sha256_file(path)?;
     Ok(LoadedModel {
         model,
@@ -129,7 +129,7 @@ pub const HF_OUTPUT_FILES: [&str; 6] = [
 ];
 
 fn load_hf_dir(dir: &Path, dev: &Device, opts: &LoadOptions) -> Result<LoadedModel> {
-    let config = LlamaConfig::from_hf_json(&dir.join("config.json"))?;
+    let config = ArchSpec::from_hf_json(&dir.join("config.json"))?;
     let tokenizer = Tokenizer::from_hf_dir(dir)?;
     if tokenizer.vocab_size > config.vocab_size {
         return Err(Error::bad_file(
@@ -148,7 +148,7 @@ fn load_hf_dir(dir: &Path, dev: &Device, opts: &LoadOptions) -> Result<LoadedMod
         .map(|m| m.len())
         .sum();
     check_memory(dir, bytes, &config)?;
-    let (model, ignored_tensors) = Llama::load(&st, config.clone(), dev, opts)?;
+    let (model, ignored_tensors) = Transformer::load(&st, config.clone(), dev, opts)?;
     let mut paths: Vec<PathBuf> = st.files().iter().map(|p| p.to_path_buf()).collect();
     paths.extend(
         HF_OUTPUT_FILES

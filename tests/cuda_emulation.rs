@@ -202,31 +202,40 @@ fn norm_rope_and_elementwise_match_the_cpu() {
     assert_bits(&cuda, &cpu, "rms_norm");
 
     let (hd, heads, pos0, table) = (64, 3, 7, 16);
-    let freqs = rope::inv_freqs(hd, 10000.0, None, None);
-    let (cos, sin) = rope::tables(&freqs, table);
-    for (layout, inter) in [(RopeLayout::Interleaved, "1"), (RopeLayout::Half, "0")] {
-        let x = r.floats(rows * heads * hd, 2.0);
-        let mut cpu = x.clone();
-        rope::apply(Isa::Scalar, &mut cpu, hd, layout, &cos, &sin, pos0, heads * hd);
-        let mut input = bytes_of(&x);
-        input.extend(bytes_of(&cos));
-        input.extend(bytes_of(&sin));
-        let args = [
-            "rope",
-            "5",
-            &(heads * hd).to_string(),
-            "64",
-            inter,
-            "7",
-            "16",
-        ];
-        let cuda = run(&args.map(String::from), &input);
-        assert_bits(&cuda, &cpu, &format!("rope {layout:?}"));
+    // Full rotation, and partial (the first 32 of 64 dimensions, as Phi-style
+    // models do), on both pair layouts; an attention factor on the tables.
+    for rd in [64usize, 32] {
+        let freqs = rope::inv_freqs(rd, 10000.0, None, None);
+        let (cos, sin) = rope::tables(&freqs, table, if rd == 32 { 1.19 } else { 1.0 });
+        for (layout, inter) in [(RopeLayout::Interleaved, "1"), (RopeLayout::Half, "0")] {
+            let x = r.floats(rows * heads * hd, 2.0);
+            let mut cpu = x.clone();
+            rope::apply(Isa::Scalar, &mut cpu, hd, rd, layout, &cos, &sin, pos0, heads * hd);
+            let mut input = bytes_of(&x);
+            input.extend(bytes_of(&cos));
+            input.extend(bytes_of(&sin));
+            let args = [
+                "rope",
+                "5",
+                &(heads * hd).to_string(),
+                "64",
+                &rd.to_string(),
+                inter,
+                "7",
+                "16",
+            ];
+            let cuda = run(&args.map(String::from), &input);
+            assert_bits(&cuda, &cpu, &format!("rope {layout:?}, {rd} of {hd} dims"));
+        }
     }
 
     let mut a = r.floats(1000, 20.0);
     a[3] = 100.0;
     a[4] = -100.0;
+    a[5] = 0.0;
+    a[6] = -0.0;
+    a[7] = 0.3; // tanh's polynomial range
+    a[8] = -0.49;
     let b = r.floats(1000, 5.0);
     let mut input = bytes_of(&a);
     input.extend(bytes_of(&b));
@@ -237,22 +246,58 @@ fn norm_rope_and_elementwise_match_the_cpu() {
         &cpu,
         "swiglu",
     );
+    elementwise::geglu(Isa::Scalar, &a, &b, &mut cpu);
+    assert_bits(
+        &run(&["geglu", "1000"].map(String::from), &input),
+        &cpu,
+        "geglu",
+    );
     elementwise::add(&a, &b, &mut cpu);
     assert_bits(
         &run(&["add", "1000"].map(String::from), &input),
         &cpu,
         "add",
     );
+    elementwise::scale(&a, 25.298_221, &mut cpu);
+    assert_bits(
+        &run(&["scale", "1000", "25.298221"].map(String::from), &bytes_of(&a)),
+        &cpu,
+        "scale",
+    );
+    elementwise::softcap(Isa::Scalar, &a, 30.0, &mut cpu);
+    assert_bits(
+        &run(&["softcap", "1000", "30"].map(String::from), &bytes_of(&a)),
+        &cpu,
+        "softcap",
+    );
+    let bias = r.floats(40, 1.0);
+    let mut cpu = vec![0f32; 1000];
+    elementwise::add_bias(&a, &bias, &mut cpu);
+    let mut input = bytes_of(&a);
+    input.extend(bytes_of(&bias));
+    assert_bits(
+        &run(&["add_bias", "25", "40"].map(String::from), &input),
+        &cpu,
+        "add_bias",
+    );
 }
 
 #[test]
 fn attention_matches_the_cpu() {
     let mut r = Rng(13);
-    for (hd, rows, pos0) in [(64, 1, 20), (64, 4, 0), (40, 3, 9)] {
+    for (hd, rows, pos0, softcap, window, prescaled) in [
+        (64, 1, 20, None, None, false),
+        (64, 4, 0, None, None, false),
+        (40, 3, 9, None, None, false),
+        (64, 3, 9, Some(50.0f32), None, true),
+        (64, 4, 20, None, Some(5usize), true),
+        (40, 2, 3, Some(2.0), Some(1), false),
+    ] {
         let shape = AttnShape {
-            n_heads: 6,
-            n_kv_heads: 2,
-            head_dim: hd,
+            scale: if prescaled { 1.0 } else { 1.0 / (hd as f32).sqrt() },
+            softcap,
+            window,
+            ..AttnShape::causal(6, 2, hd)
         };
         let cap = 32;
         let q = r.floats(rows * 6 * hd, 2.0);
@@ -271,11 +316,14 @@ fn attention_matches_the_cpu() {
             hd.to_string(),
             pos0.to_string(),
             cap.to_string(),
+            format!("{:e}", shape.scale),
+            softcap.unwrap_or(0.0).to_string(),
+            window.unwrap_or(0).to_string(),
         ];
         assert_bits(
             &run(&args, &input),
             &cpu,
-            &format!("attention hd {hd}, {rows} rows at {pos0}"),
+            &format!("attention hd {hd}, {rows} rows at {pos0}, softcap {softcap:?}, window {window:?}"),
         );
     }
 }

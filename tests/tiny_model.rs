@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use infer_eval::engine::{GenOptions, Request};
-use infer_eval::model::llama::{Logits, SeqStep};
+use infer_eval::model::transformer::{Logits, SeqStep};
 use infer_eval::sampling::SamplingParams;
 
 fn prompts() -> Vec<Request> {

@@ -9,7 +9,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         for t in &g.tensors {
             let _ = g.tensor_bytes(t);
         }
-        let _ = infer_eval::model::config::LlamaConfig::from_gguf(&g);
+        let _ = infer_eval::model::arch::ArchSpec::from_gguf(&g);
         let _ = infer_eval::tokenizer::Tokenizer::from_gguf(&g);
     }
 });

@@ -332,23 +332,25 @@ pub unsafe fn attention_head(
     v: &[f32],
     kv_row: usize,
     kv_off: usize,
+    first: usize,
     n_pos: usize,
     scale: f32,
+    softcap: Option<f32>,
     scores: &mut Vec<f32>,
     out: &mut [f32],
 ) {
     let hd = q.len();
     scores.clear();
     let mut max = f32::NEG_INFINITY;
-    for i in 0..n_pos {
+    for i in first..n_pos {
         let kr = &k[i * kv_row + kv_off..i * kv_row + kv_off + hd];
-        let s = dot(q, kr) * scale;
+        let s = super::attention::score(dot(q, kr), scale, softcap);
         if s > max {
             max = s;
         }
         scores.push(s);
     }
-    let mut e = vec![0f32; n_pos];
+    let mut e = vec![0f32; scores.len()];
     exp_shifted(scores, max, &mut e);
     let mut sum = 0f32;
     for &x in &e {
@@ -356,7 +358,8 @@ pub unsafe fn attention_head(
     }
     let full = hd / 8 * 8;
     out.fill(0.0);
-    for (i, &ei) in e.iter().enumerate() {
+    for (j, &ei) in e.iter().enumerate() {
+        let i = first + j;
         let p = ei / sum;
         let vr = &v[i * kv_row + kv_off..i * kv_row + kv_off + hd];
         let pv = _mm256_set1_ps(p);

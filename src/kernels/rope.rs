@@ -55,34 +55,38 @@ pub fn inv_freqs(
     f
 }
 
-/// cos and sin tables [positions][dim/2], angles in f64, rounded once to f32.
-pub fn tables(inv_freqs: &[f64], positions: usize) -> (Vec<f32>, Vec<f32>) {
+/// cos and sin tables [positions][dim/2], angles in f64, each value times
+/// `mscale` (LongRoPE's attention factor; 1 otherwise) in f64, rounded once
+/// to f32.
+pub fn tables(inv_freqs: &[f64], positions: usize, mscale: f64) -> (Vec<f32>, Vec<f32>) {
     let h = inv_freqs.len();
     let mut cos = vec![0f32; positions * h];
     let mut sin = vec![0f32; positions * h];
     for p in 0..positions {
         for (i, &f) in inv_freqs.iter().enumerate() {
             let (c, s) = cos_sin_f64(p as f64 * f);
-            cos[p * h + i] = c as f32;
-            sin[p * h + i] = s as f32;
+            cos[p * h + i] = (c * mscale) as f32;
+            sin[p * h + i] = (s * mscale) as f32;
         }
     }
     (cos, sin)
 }
 
 multiversion! {
-    /// Rotate each head of each row in place. Row t is at position `pos0 + t`.
-    /// (a, b) -> (a*c - b*s, a*s + b*c), no fma.
+    /// Rotate the first `rope_dims` dimensions of each head of each row in
+    /// place (the rest pass through). Row t is at position `pos0 + t`; the
+    /// tables have rope_dims / 2 columns. (a, b) -> (a*c - b*s, a*s + b*c), no fma.
     pub fn apply(
         x: &mut [f32],
         head_dim: usize,
+        rope_dims: usize,
         layout: RopeLayout,
         cos: &[f32],
         sin: &[f32],
         pos0: usize,
         row_len: usize,
     ) {
-        let h = head_dim / 2;
+        let h = rope_dims / 2;
         for (t, row) in x.chunks_exact_mut(row_len).enumerate() {
             let c = &cos[(pos0 + t) * h..(pos0 + t + 1) * h];
             let s = &sin[(pos0 + t) * h..(pos0 + t + 1) * h];
@@ -108,7 +112,7 @@ mod tests {
     #[test]
     fn table_close_to_libm() {
         let f = inv_freqs(64, 10000.0, None, None);
-        let (c, s) = tables(&f, 100);
+        let (c, s) = tables(&f, 100, 1.0);
         for p in 0..100 {
             for i in 0..32 {
                 let a = p as f64 * 10000f64.powf(-((2 * i) as f64) / 64.0);

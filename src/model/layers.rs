@@ -1,14 +1,13 @@
 //! Shared transformer blocks. Every arithmetic step is one of our ops.
 
+use super::arch::Activation;
 use super::weights::Matrix;
 use crate::error::Result;
-use crate::kernels::attention::AttnShape;
 use crate::kernels::rope::{self, RopeLayout};
 use crate::kernels::Isa;
 use crate::ops;
-use candle_core::{DType, Device, Tensor};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use candle_core::{Device, Tensor};
+use std::sync::RwLock;
 
 impl Matrix {
     /// One matrix holding the rows of `parts` in order (same format and
@@ -66,21 +65,53 @@ impl RmsNorm {
     pub fn forward(&self, x: &Tensor, isa: Isa) -> Result<Tensor> {
         Ok(x.apply_op2_no_bwd(&self.weight, &ops::RmsNorm { eps: self.eps, isa })?)
     }
+
+    /// Each head of each row on its own: x [rows, heads * n] with a weight of n.
+    pub fn forward_heads(&self, x: &Tensor, isa: Isa) -> Result<Tensor> {
+        let (rows, width) = x.dims2()?;
+        let n = self.weight.elem_count();
+        let per_head = x.reshape((rows * (width / n), n))?;
+        Ok(self.forward(&per_head, isa)?.reshape((rows, width))?)
+    }
 }
 
-/// SwiGLU feed-forward: down(silu(gate(x)) * up(x)).
+/// x * s, element by element.
+pub fn scale(x: &Tensor, s: f32, isa: Isa) -> Result<Tensor> {
+    let op = ops::Map {
+        kind: ops::MapKind::Scale(s),
+        isa,
+    };
+    Ok(x.apply_op1_no_bwd(&op)?)
+}
+
+/// tanh(x / cap) * cap, element by element.
+pub fn softcap(x: &Tensor, cap: f32, isa: Isa) -> Result<Tensor> {
+    let op = ops::Map {
+        kind: ops::MapKind::Softcap(cap),
+        isa,
+    };
+    Ok(x.apply_op1_no_bwd(&op)?)
+}
+
+/// Gated feed-forward: down(act(gate(x)) * up(x)), act silu (SwiGLU) or
+/// the tanh GELU (GeGLU).
 pub struct Mlp {
     /// gate and up projections stacked: [2 * intermediate, hidden].
     pub gate_up: Matrix,
     pub down: Matrix,
+    pub gate: ops::ElementwiseKind,
 }
 
 impl Mlp {
-    pub fn new(gate: &Matrix, up: &Matrix, down: Matrix) -> Result<Self> {
-        Ok(Mlp {
-            gate_up: Matrix::stack(&[gate, up])?,
+    pub fn new(gate_up: Matrix, down: Matrix, act: Activation) -> Self {
+        Mlp {
+            gate_up,
             down,
-        })
+            gate: match act {
+                Activation::SwiGlu => ops::ElementwiseKind::SwiGlu,
+                Activation::GeGluTanh => ops::ElementwiseKind::GeGlu,
+            },
+        }
     }
 
     pub fn forward(&self, x: &Tensor, isa: Isa) -> Result<Tensor> {
@@ -89,7 +120,7 @@ impl Mlp {
         let g = gu.narrow(1, 0, inter)?.contiguous()?;
         let u = gu.narrow(1, inter, inter)?.contiguous()?;
         let op = ops::Elementwise {
-            kind: ops::ElementwiseKind::SwiGlu,
+            kind: self.gate,
             isa,
         };
         self.down.forward(&g.apply_op2_no_bwd(&u, &op)?, isa)
@@ -102,6 +133,8 @@ impl Mlp {
 /// growing never changes a bit.
 pub struct Rotary {
     inv_freqs: Vec<f64>,
+    /// cos and sin are multiplied by this (LongRoPE's attention factor).
+    mscale: f64,
     tables: RwLock<(Tensor, Tensor, usize)>,
     pub head_dim: usize,
     pub layout: RopeLayout,
@@ -113,17 +146,20 @@ pub struct Rotary {
 const ROPE_STEP: usize = 1024;
 
 impl Rotary {
+    /// `inv_freqs`: one per rotated pair (rope_dims / 2 of them).
     pub fn new(
         inv_freqs: Vec<f64>,
+        mscale: f64,
         head_dim: usize,
         layout: RopeLayout,
         max_positions: usize,
         dev: &Device,
     ) -> Result<Self> {
         let n = ROPE_STEP.min(max_positions);
-        let (cos, sin) = Self::build(&inv_freqs, n, dev)?;
+        let (cos, sin) = Self::build(&inv_freqs, mscale, n, dev)?;
         Ok(Rotary {
             inv_freqs,
+            mscale,
             tables: RwLock::new((cos, sin, n)),
             head_dim,
             layout,
@@ -132,8 +168,8 @@ impl Rotary {
         })
     }
 
-    fn build(inv_freqs: &[f64], n: usize, dev: &Device) -> Result<(Tensor, Tensor)> {
-        let (cos, sin) = rope::tables(inv_freqs, n);
+    fn build(inv_freqs: &[f64], mscale: f64, n: usize, dev: &Device) -> Result<(Tensor, Tensor)> {
+        let (cos, sin) = rope::tables(inv_freqs, n, mscale);
         let h = inv_freqs.len();
         Ok((
             Tensor::from_vec(cos, (n, h), dev)?,
@@ -141,9 +177,14 @@ impl Rotary {
         ))
     }
 
-    /// Bytes the tables take for `positions` rows.
-    pub fn table_bytes(head_dim: usize, positions: usize) -> u64 {
-        2 * positions as u64 * (head_dim / 2) as u64 * 4
+    /// Bytes the tables take for `positions` rows of `rope_dims` / 2 pairs.
+    pub fn table_bytes(rope_dims: usize, positions: usize) -> u64 {
+        2 * positions as u64 * (rope_dims / 2) as u64 * 4
+    }
+
+    /// Rotated dimensions per head.
+    pub fn rope_dims(&self) -> usize {
+        2 * self.inv_freqs.len()
     }
 
     /// Rows the tables hold now.
@@ -166,7 +207,7 @@ impl Rotary {
             .saturating_mul(ROPE_STEP)
             .min(self.max_positions)
             .max(n);
-        let (cos, sin) = Self::build(&self.inv_freqs, grown, &self.device)?;
+        let (cos, sin) = Self::build(&self.inv_freqs, self.mscale, grown, &self.device)?;
         *t = (cos, sin, grown);
         Ok(())
     }
@@ -174,6 +215,7 @@ impl Rotary {
     pub fn apply(&self, x: &Tensor, pos0: usize, isa: Isa) -> Result<Tensor> {
         let op = ops::Rope {
             head_dim: self.head_dim,
+            rope_dims: self.rope_dims(),
             layout: self.layout,
             pos0,
             isa,
@@ -186,112 +228,3 @@ impl Rotary {
     }
 }
 
-/// One layer's keys and values for one sequence, preallocated to capacity.
-pub struct LayerCache {
-    pub k: Tensor,
-    pub v: Tensor,
-}
-
-/// A sequence's KV cache: `len` positions filled, room for `capacity`.
-pub struct KvCache {
-    pub layers: Vec<LayerCache>,
-    pub len: usize,
-    pub capacity: usize,
-    /// The model's count of bytes held by live caches, which this one is part of.
-    accounted: Option<(Arc<AtomicU64>, u64)>,
-}
-
-impl KvCache {
-    pub fn new(n_layers: usize, capacity: usize, kv_dim: usize, dev: &Device) -> Result<Self> {
-        let layers = (0..n_layers)
-            .map(|_| {
-                Ok(LayerCache {
-                    k: Tensor::zeros((capacity, kv_dim), DType::F32, dev)?,
-                    v: Tensor::zeros((capacity, kv_dim), DType::F32, dev)?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(KvCache {
-            layers,
-            len: 0,
-            capacity,
-            accounted: None,
-        })
-    }
-
-    /// Bytes of a cache of `capacity` positions.
-    pub fn bytes_for(n_layers: usize, capacity: usize, kv_dim: usize) -> u64 {
-        2 * n_layers as u64 * capacity as u64 * kv_dim as u64 * 4
-    }
-
-    /// This cache's `bytes`, already added to `live`, are taken back from it
-    /// when the cache is dropped.
-    pub(crate) fn account(&mut self, live: &Arc<AtomicU64>, bytes: u64) {
-        self.accounted = Some((live.clone(), bytes));
-    }
-}
-
-impl Drop for KvCache {
-    fn drop(&mut self) {
-        if let Some((live, bytes)) = &self.accounted {
-            live.fetch_sub(*bytes, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Grouped-query self-attention with rotary positions.
-pub struct SelfAttention {
-    /// q, k and v projections stacked: [q_dim + 2 * kv_dim, hidden].
-    pub qkv: Matrix,
-    pub o: Matrix,
-    pub shape: AttnShape,
-}
-
-impl SelfAttention {
-    pub fn new(q: &Matrix, k: &Matrix, v: &Matrix, o: Matrix, shape: AttnShape) -> Result<Self> {
-        Ok(SelfAttention {
-            qkv: Matrix::stack(&[q, k, v])?,
-            o,
-            shape,
-        })
-    }
-
-    /// x holds the new rows of several sequences back to back; `segments`
-    /// gives each one's (row offset, row count, cache).
-    pub fn forward(
-        &self,
-        x: &Tensor,
-        rotary: &Rotary,
-        layer: usize,
-        segments: &mut [(usize, usize, &mut KvCache)],
-        isa: Isa,
-    ) -> Result<Tensor> {
-        let qkv = self.qkv.forward(x, isa)?;
-        let q_dim = self.shape.n_heads * self.shape.head_dim;
-        let kv_dim = self.shape.n_kv_heads * self.shape.head_dim;
-        let q = qkv.narrow(1, 0, q_dim)?.contiguous()?;
-        let k = qkv.narrow(1, q_dim, kv_dim)?.contiguous()?;
-        let v = qkv.narrow(1, q_dim + kv_dim, kv_dim)?.contiguous()?;
-        let mut outs = Vec::with_capacity(segments.len());
-        for (off, len, cache) in segments.iter_mut() {
-            let pos0 = cache.len;
-            let qs = rotary.apply(&q.narrow(0, *off, *len)?, pos0, isa)?;
-            let ks = rotary.apply(&k.narrow(0, *off, *len)?, pos0, isa)?;
-            let c = &cache.layers[layer];
-            c.k.slice_set(&ks, 0, pos0)?;
-            c.v.slice_set(&v.narrow(0, *off, *len)?.contiguous()?, 0, pos0)?;
-            let op = ops::Attention {
-                shape: self.shape,
-                pos0,
-                isa,
-            };
-            outs.push(qs.apply_op3_no_bwd(&c.k, &c.v, &op)?);
-        }
-        let att = if outs.len() == 1 {
-            outs.pop().unwrap()
-        } else {
-            Tensor::cat(&outs, 0)?
-        };
-        self.o.forward(&att, isa)
-    }
-}

@@ -2,9 +2,11 @@
 //! the forward pass. It knows nothing of tokenizers, sampling or evaluation
 //! (`crate::loader` puts a model and its tokenizer together).
 
-pub mod config;
+pub mod arch;
+pub mod attention;
 pub mod layers;
-pub mod llama;
+pub mod names;
+pub mod transformer;
 pub mod weights;
 
 use crate::error::{Error, Result};

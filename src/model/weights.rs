@@ -18,30 +18,15 @@ pub struct Matrix {
     pub cols: usize,
 }
 
-/// The parts of a Llama checkpoint, named per source format.
-#[derive(Debug, Clone, Copy)]
-pub enum Part {
-    Embed,
-    Output,
-    OutputNorm,
-    AttnNorm(usize),
-    Q(usize),
-    K(usize),
-    V(usize),
-    O(usize),
-    FfnNorm(usize),
-    Gate(usize),
-    Up(usize),
-    Down(usize),
-    /// GGUF `rope_freqs.weight`: per-frequency divisors (Llama 3 scaling baked in).
-    RopeFreqs,
-}
+pub use super::names::Part;
+use super::arch::Family;
 
 pub trait WeightSource {
     fn path(&self) -> &Path;
     /// Every tensor the source holds.
     fn names(&self) -> Vec<String>;
-    fn name_of(&self, part: Part) -> String;
+    /// The name of `part` in this source's convention.
+    fn name_of(&self, part: Part, family: Family) -> String;
     /// Raw bytes, format and shape [rows, cols] of a tensor, if present.
     fn raw(&self, name: &str) -> Result<Option<(&[u8], WeightFormat, Vec<usize>)>>;
 
@@ -63,14 +48,16 @@ fn ignorable(name: &str) -> bool {
 /// norm of another architecture) is reported instead of dropped.
 pub struct WeightReader<'a> {
     src: &'a dyn WeightSource,
+    family: Family,
     dev: &'a Device,
     used: std::cell::RefCell<std::collections::BTreeSet<String>>,
 }
 
 impl<'a> WeightReader<'a> {
-    pub fn new(src: &'a dyn WeightSource, dev: &'a Device) -> Self {
+    pub fn new(src: &'a dyn WeightSource, family: Family, dev: &'a Device) -> Self {
         WeightReader {
             src,
+            family,
             dev,
             used: Default::default(),
         }
@@ -81,15 +68,15 @@ impl<'a> WeightReader<'a> {
     }
 
     pub fn name_of(&self, part: Part) -> String {
-        self.src.name_of(part)
+        self.src.name_of(part, self.family)
     }
 
     pub fn has(&self, part: Part) -> Result<bool> {
-        Ok(self.src.raw(&self.src.name_of(part))?.is_some())
+        Ok(self.src.raw(&self.name_of(part))?.is_some())
     }
 
     fn take(&self, part: Part) -> Result<(String, &'a [u8], WeightFormat, Vec<usize>)> {
-        let name = self.src.name_of(part);
+        let name = self.name_of(part);
         let (bytes, fmt, shape) = self
             .src
             .raw(&name)?
@@ -190,22 +177,8 @@ impl WeightSource for GgufFile {
     fn names(&self) -> Vec<String> {
         self.tensors.iter().map(|t| t.name.clone()).collect()
     }
-    fn name_of(&self, part: Part) -> String {
-        match part {
-            Part::Embed => "token_embd.weight".into(),
-            Part::Output => "output.weight".into(),
-            Part::OutputNorm => "output_norm.weight".into(),
-            Part::AttnNorm(i) => format!("blk.{i}.attn_norm.weight"),
-            Part::Q(i) => format!("blk.{i}.attn_q.weight"),
-            Part::K(i) => format!("blk.{i}.attn_k.weight"),
-            Part::V(i) => format!("blk.{i}.attn_v.weight"),
-            Part::O(i) => format!("blk.{i}.attn_output.weight"),
-            Part::FfnNorm(i) => format!("blk.{i}.ffn_norm.weight"),
-            Part::Gate(i) => format!("blk.{i}.ffn_gate.weight"),
-            Part::Up(i) => format!("blk.{i}.ffn_up.weight"),
-            Part::Down(i) => format!("blk.{i}.ffn_down.weight"),
-            Part::RopeFreqs => "rope_freqs.weight".into(),
-        }
+    fn name_of(&self, part: Part, _family: Family) -> String {
+        super::names::gguf(part)
     }
     fn release(&self, bytes: &[u8]) {
         self.release_pages(bytes)
@@ -229,24 +202,8 @@ impl WeightSource for SafetensorsDir {
     fn names(&self) -> Vec<String> {
         SafetensorsDir::names(self)
     }
-    fn name_of(&self, part: Part) -> String {
-        let l = |i: usize, s: &str| format!("model.layers.{i}.{s}.weight");
-        match part {
-            Part::Embed => "model.embed_tokens.weight".into(),
-            Part::Output => "lm_head.weight".into(),
-            Part::OutputNorm => "model.norm.weight".into(),
-            Part::AttnNorm(i) => l(i, "input_layernorm"),
-            Part::Q(i) => l(i, "self_attn.q_proj"),
-            Part::K(i) => l(i, "self_attn.k_proj"),
-            Part::V(i) => l(i, "self_attn.v_proj"),
-            Part::O(i) => l(i, "self_attn.o_proj"),
-            Part::FfnNorm(i) => l(i, "post_attention_layernorm"),
-            Part::Gate(i) => l(i, "mlp.gate_proj"),
-            Part::Up(i) => l(i, "mlp.up_proj"),
-            Part::Down(i) => l(i, "mlp.down_proj"),
-            // Hugging Face checkpoints carry the scaling in config.json.
-            Part::RopeFreqs => "rope_freqs.weight".into(),
-        }
+    fn name_of(&self, part: Part, family: Family) -> String {
+        super::names::hf(part, family)
     }
     fn raw(&self, name: &str) -> Result<Option<(&[u8], WeightFormat, Vec<usize>)>> {
         Ok(self

@@ -36,6 +36,65 @@ pub fn silu_f32(x: f32) -> f32 {
     x / (1.0 + exp_f32(-x))
 }
 
+/// Taylor coefficients of tanh(x) = x + x^3 * Q(x^2), Q's from the constant
+/// term up (as f32 of these fractions): -1/3, 2/15, -17/315, 62/2835,
+/// -1382/155925, 21844/6081075, -929569/638512875, 6404582/10854718875.
+const TANH_Q: [f32; 8] = [
+    -1.0 / 3.0,
+    2.0 / 15.0,
+    -17.0 / 315.0,
+    62.0 / 2835.0,
+    -1382.0 / 155925.0,
+    21844.0 / 6081075.0,
+    -929569.0 / 638512875.0,
+    6404582.0 / 10854718875.0,
+];
+
+/// tanh(x) in f32 (docs/DETERMINISM.md §4b): NaN -> NaN; +-0 -> +-0;
+/// |x| >= 9 -> +-1; |x| < 0.5: x + x^3 Q(x^2), Q by Horner with fma; otherwise
+/// 1 - 2 / (exp(2|x|) + 1) with our exp, the sign of x. Max relative error
+/// against libm about 3e-7.
+#[inline(always)]
+pub fn tanh_f32(x: f32) -> f32 {
+    if x.is_nan() {
+        return x;
+    }
+    let a = x.abs();
+    if a >= 9.0 {
+        return 1.0f32.copysign(x);
+    }
+    if a == 0.0 {
+        return x; // keeps the sign of zero
+    }
+    if a < 0.5 {
+        let y2 = x * x;
+        let mut q = TANH_Q[7];
+        for c in TANH_Q[..7].iter().rev() {
+            q = q.mul_add(y2, *c);
+        }
+        return (x * y2).mul_add(q, x);
+    }
+    let e = exp_f32(2.0 * a);
+    (1.0 - 2.0 / (e + 1.0)).copysign(x)
+}
+
+/// The tanh approximation of GELU, as llama.cpp's f32 code and
+/// `gelu_pytorch_tanh` write it: 0.5x (1 + tanh(sqrt(2/pi) x (1 + 0.044715 x^2))),
+/// operation by operation: u = (c * x) * (1 + (a * x) * x); (0.5 * x) * (1 + tanh(u)).
+#[inline(always)]
+pub fn gelu_tanh_f32(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    const COEF_A: f32 = 0.044_715;
+    let u = (SQRT_2_OVER_PI * x) * (1.0 + (COEF_A * x) * x);
+    (0.5 * x) * (1.0 + tanh_f32(u))
+}
+
+/// Soft-capping (Gemma 2): tanh(x * (1 / cap)) * cap, `inv_cap` = 1 / cap in f32.
+#[inline(always)]
+pub fn softcap_f32(x: f32, inv_cap: f32, cap: f32) -> f32 {
+    tanh_f32(x * inv_cap) * cap
+}
+
 const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
 const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
 
@@ -170,6 +229,36 @@ mod tests {
         assert_eq!(exp_f32(-1000.0), 0.0);
         assert_eq!(exp_f32(1000.0), f32::INFINITY);
         assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
+    }
+
+    #[test]
+    fn tanh_and_gelu_close_to_libm() {
+        let mut st = 11u64;
+        let mut worst = 0f64;
+        for i in 0..200_000 {
+            let x = if i % 2 == 0 {
+                (lcg(&mut st) * 24.0 - 12.0) as f32
+            } else {
+                ((lcg(&mut st) - 0.5) * 1.2) as f32
+            };
+            let (ours, libm) = (tanh_f32(x) as f64, (x as f64).tanh());
+            if libm != 0.0 {
+                worst = worst.max(((ours - libm) / libm).abs());
+            }
+            let g = gelu_tanh_f32(x) as f64;
+            let xd = x as f64;
+            let want = 0.5 * xd * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (xd + 0.044715 * xd * xd * xd)).tanh());
+            // 1 + tanh(u) cancels for negative x: an absolute error of a few
+            // f32 ulps of x is inherent to the formula (also llama.cpp's).
+            let tol = 1e-6 * want.abs() + 2e-7 * xd.abs().max(1.0);
+            assert!((g - want).abs() <= tol, "gelu({x}) = {g}, want {want}");
+        }
+        assert!(worst < 4e-7, "tanh relative error {worst:e}");
+        assert_eq!(tanh_f32(0.0), 0.0);
+        assert_eq!(tanh_f32(-0.0).to_bits(), (-0.0f32).to_bits());
+        assert_eq!(tanh_f32(100.0), 1.0);
+        assert_eq!(tanh_f32(f32::NEG_INFINITY), -1.0);
+        assert!(tanh_f32(f32::NAN).is_nan());
     }
 
     #[test]

@@ -315,27 +315,29 @@ pub fn rope(
     let cos = view::<f32>(s2, l2, "det-rope")?;
     let sin = view::<f32>(s3, l3, "det-rope")?;
     let (rows, row) = op.check(l1.shape(), cos.len())?;
-    let (head_dim, layout, pos0) = (op.head_dim, op.layout, op.pos0);
+    let (head_dim, rope_dims, layout, pos0) = (op.head_dim, op.rope_dims, op.layout, op.pos0);
     let mut out = alloc::<f32>(dev, x.len())?;
     dev.memcpy_dtod(&x, &mut out)?;
     if rows > 0 {
         let inter = i32::from(matches!(layout, RopeLayout::Interleaved));
-        let (ri, li, hi, pi) = (
+        let (ri, li, hi, di, pi) = (
             i32_of(rows, "rows")?,
             i32_of(row, "row length")?,
             i32_of(head_dim, "head_dim")?,
+            i32_of(rope_dims, "rope_dims")?,
             i32_of(pos0, "position")?,
         );
         launch!(
             dev,
             "rope",
-            rows * row / 2,
+            rows * (row / head_dim.max(1)) * (rope_dims / 2),
             &mut out,
             &cos,
             &sin,
             &ri,
             &li,
             &hi,
+            &di,
             &inter,
             &pi
         );
@@ -357,6 +359,7 @@ pub fn elementwise(
     let kernel = match op.kind {
         super::ElementwiseKind::SwiGlu => "swiglu",
         super::ElementwiseKind::Add => "add",
+        super::ElementwiseKind::GeGlu => "geglu",
     };
     let dev = &s1.device;
     let a = view::<f32>(s1, l1, op.name())?;
@@ -391,7 +394,12 @@ pub fn attention(
         n_heads,
         n_kv_heads,
         head_dim,
+        scale,
+        softcap,
+        window,
     } = op.shape;
+    let softcap = softcap.unwrap_or(0.0);
+    let window = i32_of(window.unwrap_or(0), "window")?;
     let pos0 = op.pos0;
     let rows = op.check(q.len(), k.len(), v.len())?;
     let max_pos = pos0 + rows;
@@ -421,11 +429,55 @@ pub fn attention(
             &kvi,
             &di,
             &pi,
-            &mpi
+            &mpi,
+            &scale,
+            &softcap,
+            &window
         );
     }
     Ok((
         CudaStorage::wrap_cuda_slice(out, dev.clone()),
+        l1.shape().clone(),
+    ))
+}
+
+pub fn map(op: &super::Map, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
+    use candle_core::CustomOp1;
+    let dev = &s.device;
+    let x = view::<f32>(s, l, op.name())?;
+    let n = x.len();
+    let mut y = alloc::<f32>(dev, n)?;
+    if n > 0 {
+        let n64 = n as i64;
+        match op.kind {
+            super::MapKind::Scale(v) => launch!(dev, "scale", n, &x, &mut y, &n64, &v),
+            super::MapKind::Softcap(c) => launch!(dev, "softcap", n, &x, &mut y, &n64, &c),
+        }
+    }
+    Ok((
+        CudaStorage::wrap_cuda_slice(y, dev.clone()),
+        l.shape().clone(),
+    ))
+}
+
+pub fn add_bias(
+    s1: &CudaStorage,
+    l1: &Layout,
+    s2: &CudaStorage,
+    l2: &Layout,
+) -> Result<(CudaStorage, Shape)> {
+    let dev = &s1.device;
+    let x = view::<f32>(s1, l1, "det-add-bias")?;
+    let b = view::<f32>(s2, l2, "det-add-bias")?;
+    super::AddBias::check(l1.shape(), b.len())?;
+    let n = x.len();
+    let mut y = alloc::<f32>(dev, n)?;
+    if n > 0 {
+        let (n64, ci) = (n as i64, i32_of(b.len(), "bias length")?);
+        launch!(dev, "add_bias", n, &x, &b, &mut y, &n64, &ci);
+    }
+    Ok((
+        CudaStorage::wrap_cuda_slice(y, dev.clone()),
         l1.shape().clone(),
     ))
 }

@@ -9,7 +9,7 @@ use crate::kernels::{self, attention::AttnShape, quant::WeightFormat, rope::Rope
 use candle_core::backend::BackendStorage;
 #[cfg(feature = "cuda")]
 use candle_core::CudaStorage;
-use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
 #[cfg(feature = "cuda")]
 pub mod cuda;
@@ -216,6 +216,8 @@ impl CustomOp2 for RmsNorm {
 /// Rotary embedding of rows at positions pos0, pos0+1, ...; inputs x, cos, sin.
 pub struct Rope {
     pub head_dim: usize,
+    /// Rotated dimensions of each head (the tables have rope_dims / 2 columns).
+    pub rope_dims: usize,
     pub layout: RopeLayout,
     pub pos0: usize,
     pub isa: Isa,
@@ -227,7 +229,10 @@ impl Rope {
     fn check(&self, x: &Shape, table_len: usize) -> Result<(usize, usize)> {
         let row = *x.dims().last().unwrap_or(&0);
         let rows = if row == 0 { 0 } else { x.elem_count() / row };
-        if (self.pos0 + rows) * (self.head_dim / 2) > table_len {
+        if (self.pos0 + rows) * (self.rope_dims / 2) > table_len
+            || self.rope_dims > self.head_dim
+            || (self.head_dim > 0 && row % self.head_dim != 0)
+        {
             bail!(
                 "det-rope: position {} beyond the rope table",
                 self.pos0 + rows
@@ -259,6 +264,7 @@ impl CustomOp3 for Rope {
             self.isa,
             &mut out,
             self.head_dim,
+            self.rope_dims,
             self.layout,
             cos,
             sin,
@@ -289,6 +295,8 @@ pub enum ElementwiseKind {
     SwiGlu,
     /// a + b (the residual connection).
     Add,
+    /// gelu_tanh(a) * b (Gemma's gate).
+    GeGlu,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -311,6 +319,7 @@ impl CustomOp2 for Elementwise {
         match self.kind {
             ElementwiseKind::SwiGlu => "det-swiglu",
             ElementwiseKind::Add => "det-add",
+            ElementwiseKind::GeGlu => "det-geglu",
         }
     }
     fn cpu_fwd(
@@ -327,6 +336,7 @@ impl CustomOp2 for Elementwise {
         match self.kind {
             ElementwiseKind::SwiGlu => kernels::elementwise::swiglu(self.isa, a, b, &mut out),
             ElementwiseKind::Add => kernels::elementwise::add(a, b, &mut out),
+            ElementwiseKind::GeGlu => kernels::elementwise::geglu(self.isa, a, b, &mut out),
         }
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
@@ -340,6 +350,88 @@ impl CustomOp2 for Elementwise {
         l2: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
         cuda::elementwise(self, s1, l1, s2, l2)
+    }
+}
+
+/// One-input element-wise maps.
+#[derive(Debug, Clone, Copy)]
+pub enum MapKind {
+    /// x * s (Gemma's embedding scale, Q pre-scaling).
+    Scale(f32),
+    /// tanh(x * (1 / cap)) * cap (Gemma 2's final logits).
+    Softcap(f32),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Map {
+    pub kind: MapKind,
+    pub isa: Isa,
+}
+
+impl CustomOp1 for Map {
+    fn name(&self) -> &'static str {
+        match self.kind {
+            MapKind::Scale(_) => "det-scale",
+            MapKind::Softcap(_) => "det-softcap",
+        }
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s, l, self.name())?;
+        let mut out = vec![0f32; x.len()];
+        match self.kind {
+            MapKind::Scale(v) => kernels::elementwise::scale(x, v, &mut out),
+            MapKind::Softcap(c) => kernels::elementwise::softcap(self.isa, x, c, &mut out),
+        }
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
+        cuda::map(self, s, l)
+    }
+}
+
+/// A bias on every row: x [.., n] + b [n].
+pub struct AddBias;
+
+impl AddBias {
+    /// Checks x [.., n] against a bias of n.
+    fn check(x: &Shape, n: usize) -> Result<()> {
+        if x.dims().last() != Some(&n) {
+            bail!("det-add-bias: input {x:?} vs bias {n}");
+        }
+        Ok(())
+    }
+}
+
+impl CustomOp2 for AddBias {
+    fn name(&self) -> &'static str {
+        "det-add-bias"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s1, l1, self.name())?;
+        let b = f32_slice(s2, l2, self.name())?;
+        Self::check(l1.shape(), b.len())?;
+        let mut out = vec![0f32; x.len()];
+        kernels::elementwise::add_bias(x, b, &mut out);
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        cuda::add_bias(s1, l1, s2, l2)
     }
 }
 
@@ -358,6 +450,7 @@ impl Attention {
             n_heads,
             n_kv_heads,
             head_dim,
+            ..
         } = self.shape;
         let rows = q_len / (n_heads * head_dim);
         if (self.pos0 + rows) * n_kv_heads * head_dim > k_len || k_len != v_len {

@@ -15,17 +15,72 @@ use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 
-/// Texts llama.cpp treats as end of generation (and forces to CONTROL).
-const EOG_TEXTS: [&str; 9] = [
+/// Texts llama.cpp (as vendored by llama-cpp-python 0.3.36,
+/// `src/llama-vocab.cpp`) treats as end of generation, and forces to
+/// CONTROL (split out of text only with special-token parsing).
+const EOG_TEXTS: [&str; 22] = [
     "<|eot_id|>",
     "<|im_end|>",
     "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<|flush|>",
+    "<|calls|>",
     "<end_of_turn>",
     "<|endoftext|>",
-    "<EOT>",
-    "<|end_of_text|>",
+    "</s>",
     "<|eom_id|>",
-    "<|return|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "[EOS]",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+    "<eos>",
+    "<turn|>",
+    "<|tool_response>",
+    "<\u{ff5c}end\u{2581}of\u{2581}sentence\u{ff5c}>",
+    "[e~[",
+];
+
+/// Fill-in-the-middle texts llama.cpp forces to CONTROL; the pad, repo and
+/// file-separator ones also end generation.
+const FIM_TEXTS: [(&str, bool); 35] = [
+    ("<|fim_prefix|>", false),
+    ("<fim-prefix>", false),
+    ("<fim_prefix>", false),
+    ("<\u{ff5c}fim\u{2581}begin\u{ff5c}>", false),
+    ("<PRE>", false),
+    ("\u{2581}<PRE>", false),
+    ("<|code_prefix|>", false),
+    ("<|prefix|>", false),
+    ("<|fim_suffix|>", false),
+    ("<fim-suffix>", false),
+    ("<fim_suffix>", false),
+    ("<\u{ff5c}fim\u{2581}hole\u{ff5c}>", false),
+    ("<SUF>", false),
+    ("\u{2581}<SUF>", false),
+    ("<|code_suffix|>", false),
+    ("<|suffix|>", false),
+    ("<|fim_middle|>", false),
+    ("<fim-middle>", false),
+    ("<fim_middle>", false),
+    ("<\u{ff5c}fim\u{2581}end\u{ff5c}>", false),
+    ("<MID>", false),
+    ("\u{2581}<MID>", false),
+    ("<|code_middle|>", false),
+    ("<|middle|>", false),
+    ("<|fim_pad|>", true),
+    ("<fim-pad>", true),
+    ("<fim_pad>", true),
+    ("<PAD>", true),
+    ("[PAD]", true),
+    ("<|fim_repo|>", true),
+    ("<|repo_name|>", true),
+    ("<fim-repo>", true),
+    ("<REPO>", true),
+    ("<reponame>", true),
+    ("<|file_sep|>", true),
 ];
 
 impl Tokenizer {
@@ -121,11 +176,13 @@ impl Tokenizer {
         // recognises by their text (forced to CONTROL, as llama.cpp does).
         let mut eog = vec![eos];
         for (i, piece) in pieces.iter().enumerate() {
-            if EOG_TEXTS.contains(&piece.as_str()) {
+            let fim = FIM_TEXTS.iter().find(|(t, _)| *t == piece.as_str());
+            let ends = EOG_TEXTS.contains(&piece.as_str()) || fim.is_some_and(|f| f.1);
+            if ends || fim.is_some() {
                 types[i] = TokenType::Control;
-                if !eog.contains(&(i as u32)) {
-                    eog.push(i as u32);
-                }
+            }
+            if ends && !eog.contains(&(i as u32)) {
+                eog.push(i as u32);
             }
         }
         for extra in ["tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] {

@@ -102,32 +102,54 @@ int main(int argc, char** argv) {
         std::vector<float> y(x.size());
         launch(grid_for((long)rows * 32), THREADS, true, [&] { rms_norm(x.data(), w.data(), y.data(), rows, n, eps); });
         write(y);
-    } else if (k == "rope") {  // rows row_len head_dim interleaved pos0 table_rows
-        int rows = arg(2), len = arg(3), hd = arg(4), inter = arg(5), pos0 = arg(6), table = arg(7);
+    } else if (k == "rope") {  // rows row_len head_dim rope_dims interleaved pos0 table_rows
+        int rows = arg(2), len = arg(3), hd = arg(4), rd = arg(5), inter = arg(6), pos0 = arg(7), table = arg(8);
         auto x = read<float>((size_t)rows * len);
-        auto c = read<float>((size_t)table * hd / 2);
-        auto s = read<float>((size_t)table * hd / 2);
-        launch(grid_for((long)rows * len / 2), THREADS, false, [&] { rope(x.data(), c.data(), s.data(), rows, len, hd, inter, pos0); });
+        auto c = read<float>((size_t)table * rd / 2);
+        auto s = read<float>((size_t)table * rd / 2);
+        launch(grid_for((long)rows * (len / hd) * (rd / 2)), THREADS, false,
+               [&] { rope(x.data(), c.data(), s.data(), rows, len, hd, rd, inter, pos0); });
         write(x);
-    } else if (k == "swiglu" || k == "add") {  // n
+    } else if (k == "swiglu" || k == "add" || k == "geglu") {  // n
         long n = arg(2);
         auto a = read<float>(n);
         auto b = read<float>(n);
         std::vector<float> y(n);
         launch(grid_for(n), THREADS, false, [&] {
             if (k == "swiglu") swiglu(a.data(), b.data(), y.data(), n);
+            else if (k == "geglu") geglu(a.data(), b.data(), y.data(), n);
             else add(a.data(), b.data(), y.data(), n);
         });
         write(y);
-    } else if (k == "attention") {  // rows n_heads n_kv hd pos0 capacity
+    } else if (k == "scale" || k == "softcap") {  // n value
+        long n = arg(2);
+        float v = strtof(argv[3], nullptr);
+        auto a = read<float>(n);
+        std::vector<float> y(n);
+        launch(grid_for(n), THREADS, false, [&] {
+            if (k == "scale") scale(a.data(), y.data(), n, v);
+            else softcap(a.data(), y.data(), n, v);
+        });
+        write(y);
+    } else if (k == "add_bias") {  // rows cols
+        long rows = arg(2), cols = arg(3), n = rows * cols;
+        auto x = read<float>(n);
+        auto b = read<float>(cols);
+        std::vector<float> y(n);
+        launch(grid_for(n), THREADS, false, [&] { add_bias(x.data(), b.data(), y.data(), n, (int)cols); });
+        write(y);
+    } else if (k == "attention") {  // rows n_heads n_kv hd pos0 capacity scale softcap window
         int rows = arg(2), nh = arg(3), nkv = arg(4), hd = arg(5), pos0 = arg(6), cap = arg(7);
+        float scale = strtof(argv[8], nullptr), softcap = strtof(argv[9], nullptr);
+        int window = arg(10);
         auto q = read<float>((size_t)rows * nh * hd);
         auto kc = read<float>((size_t)cap * nkv * hd);
         auto vc = read<float>((size_t)cap * nkv * hd);
         int max_pos = pos0 + rows;
         std::vector<float> out(q.size()), scores((size_t)rows * nh * max_pos);
         launch(grid_for((long)rows * nh * 32), THREADS, true, [&] {
-            attention(q.data(), kc.data(), vc.data(), out.data(), scores.data(), rows, nh, nkv, hd, pos0, max_pos);
+            attention(q.data(), kc.data(), vc.data(), out.data(), scores.data(), rows, nh, nkv, hd, pos0, max_pos,
+                      scale, softcap, window);
         });
         write(out);
     } else {

@@ -1,10 +1,14 @@
-//! The Llama forward pass (Touvron et al. 2023; Llama 3 rope scaling), read
-//! top to bottom: embed, then per layer x += attn(norm(x)); x += mlp(norm(x)),
-//! then a final norm and the output projection.
+//! The forward pass of every supported family, read top to bottom: embed
+//! (times a scale for Gemma), then per layer x += post_norm(attn(norm(x)));
+//! x += post_norm(mlp(norm(x))) (the post norms only where the family has
+//! them), then a final norm, the output projection and, for Gemma 2, a soft
+//! cap. What differs between families is data (`ArchSpec`), not code.
 
-use super::config::LlamaConfig;
-use super::layers::{KvCache, Mlp, RmsNorm, Rotary, SelfAttention};
-use super::weights::{Matrix, Part, WeightReader, WeightSource};
+use super::arch::ArchSpec;
+use super::attention::{KvCache, SelfAttention};
+use super::layers::{scale, softcap, Mlp, RmsNorm, Rotary};
+use super::names::Part;
+use super::weights::{Matrix, WeightReader, WeightSource};
 use super::LoadOptions;
 use crate::error::{Error, Result};
 use crate::kernels::attention::AttnShape;
@@ -17,17 +21,23 @@ use std::sync::Arc;
 pub struct Block {
     pub attn_norm: RmsNorm,
     pub attn: SelfAttention,
+    pub post_attn_norm: Option<RmsNorm>,
     pub ffn_norm: RmsNorm,
     pub mlp: Mlp,
+    pub post_ffn_norm: Option<RmsNorm>,
+    /// Sliding-window layer: its RoPE is `rotary_local`.
+    pub local: bool,
 }
 
-pub struct Llama {
-    pub config: LlamaConfig,
+pub struct Transformer {
+    pub config: ArchSpec,
     pub embed: Matrix,
     pub blocks: Vec<Block>,
     pub norm: RmsNorm,
     pub lm_head: Matrix,
+    /// RoPE of the global layers, and of the local ones where their base differs.
     pub rotary: Rotary,
+    pub rotary_local: Option<Rotary>,
     pub device: Device,
     /// The CPU kernels' instruction set (same bits on every ISA; set by
     /// `load` to `kernels::default_isa()`).
@@ -53,18 +63,18 @@ pub struct SeqStep<'a> {
     pub logits: Logits,
 }
 
-impl Llama {
+impl Transformer {
     /// Build the model from `src`. Returns it and the tensors of the file it
     /// did not use (an error instead unless `opts.allow_extra_tensors`).
     pub fn load(
         src: &dyn WeightSource,
-        config: LlamaConfig,
+        config: ArchSpec,
         dev: &Device,
         opts: &LoadOptions,
     ) -> Result<(Self, Vec<String>)> {
         let isa = crate::kernels::default_isa().map_err(Error::Input)?;
         crate::kernels::fp_env::check().map_err(Error::Input)?;
-        let w = WeightReader::new(src, dev);
+        let w = WeightReader::new(src, config.family, dev);
         let c = &config;
         let (h, kv) = (c.hidden_size, c.n_kv_heads * c.head_dim);
         let q_dim = c.n_heads * c.head_dim;
@@ -83,54 +93,78 @@ impl Llama {
                 ),
             ));
         };
-        let norm = |p: Part| -> Result<RmsNorm> {
+        let norm_of = |p: Part, len: usize| -> Result<RmsNorm> {
+            let mut v = w.host_vector(p, len)?;
+            if c.norm_plus_one {
+                v.iter_mut().for_each(|x| *x += 1.0);
+            }
             Ok(RmsNorm {
-                weight: w.vector(p, h)?,
+                weight: Tensor::from_vec(v, len, dev)?,
                 eps: c.rms_norm_eps,
             })
         };
+        let norm = |p: Part| norm_of(p, h);
         let mut blocks = Vec::with_capacity(c.n_layers);
         for i in 0..c.n_layers {
-            blocks.push(Block {
-                attn_norm: norm(Part::AttnNorm(i))?,
-                attn: SelfAttention::new(
+            let qkv = if c.fused_qkv {
+                w.matrix(Part::Qkv(i), q_dim + 2 * kv, h)?
+            } else {
+                Matrix::stack(&[
                     &w.matrix(Part::Q(i), q_dim, h)?,
                     &w.matrix(Part::K(i), kv, h)?,
                     &w.matrix(Part::V(i), kv, h)?,
-                    w.matrix(Part::O(i), h, q_dim)?,
-                    AttnShape {
-                        n_heads: c.n_heads,
-                        n_kv_heads: c.n_kv_heads,
-                        head_dim: c.head_dim,
-                    },
-                )?,
-                ffn_norm: norm(Part::FfnNorm(i))?,
-                mlp: Mlp::new(
+                ])?
+            };
+            let local = c.local_layers[i];
+            let shape = AttnShape {
+                scale: c.attn_scale(),
+                softcap: c.attn_softcap,
+                window: if local { c.sliding_window } else { None },
+                ..AttnShape::causal(c.n_heads, c.n_kv_heads, c.head_dim)
+            };
+            let mut attn = SelfAttention::new(qkv, w.matrix(Part::O(i), h, q_dim)?, shape);
+            if c.qkv_bias {
+                let mut b = w.host_vector(Part::QBias(i), q_dim)?;
+                b.extend(w.host_vector(Part::KBias(i), kv)?);
+                b.extend(w.host_vector(Part::VBias(i), kv)?);
+                attn.qkv_bias = Some(Tensor::from_vec(b, q_dim + 2 * kv, dev)?);
+            }
+            if c.qk_norm {
+                attn.q_norm = Some(norm_of(Part::QNorm(i), c.head_dim)?);
+                attn.k_norm = Some(norm_of(Part::KNorm(i), c.head_dim)?);
+            }
+            attn.q_prescale = c.q_prescale;
+            let gate_up = if c.fused_gate_up {
+                w.matrix(Part::GateUp(i), 2 * c.intermediate_size, h)?
+            } else {
+                Matrix::stack(&[
                     &w.matrix(Part::Gate(i), c.intermediate_size, h)?,
                     &w.matrix(Part::Up(i), c.intermediate_size, h)?,
+                ])?
+            };
+            blocks.push(Block {
+                attn_norm: norm(Part::AttnNorm(i))?,
+                attn,
+                post_attn_norm: if c.post_norms {
+                    Some(norm(Part::PostAttnNorm(i))?)
+                } else {
+                    None
+                },
+                ffn_norm: norm(Part::FfnNorm(i))?,
+                mlp: Mlp::new(
+                    gate_up,
                     w.matrix(Part::Down(i), h, c.intermediate_size)?,
-                )?,
+                    c.activation,
+                ),
+                post_ffn_norm: if c.post_norms {
+                    Some(norm(Part::PostFfnNorm(i))?)
+                } else {
+                    None
+                },
+                local,
             });
         }
-        // GGUF files of Llama 3 carry the rope scaling as per-frequency divisors.
-        let factors = if w.has(Part::RopeFreqs)? {
-            Some(w.host_vector(Part::RopeFreqs, c.head_dim / 2)?)
-        } else {
-            None
-        };
-        let freqs = rope::inv_freqs(
-            c.head_dim,
-            c.rope_theta,
-            c.rope_scaling.as_ref(),
-            factors.as_deref(),
-        );
-        let rotary = Rotary::new(
-            freqs,
-            c.head_dim,
-            c.rope_layout,
-            c.max_position_embeddings,
-            dev,
-        )?;
+        let (rotary, rotary_local) = Self::rotaries(&w, c, dev)?;
         let norm = norm(Part::OutputNorm)?;
         let ignored = w.check_unused(opts.allow_extra_tensors)?;
         let weight_bytes = embed.bytes()
@@ -142,13 +176,14 @@ impl Llama {
                 })
                 .sum::<u64>();
         Ok((
-            Llama {
+            Transformer {
                 norm,
                 config,
                 embed,
                 blocks,
                 lm_head,
                 rotary,
+                rotary_local,
                 device: dev.clone(),
                 isa,
                 weight_bytes,
@@ -158,11 +193,72 @@ impl Llama {
         ))
     }
 
+    /// The RoPE tables: the global layers', and the local layers' where
+    /// their base differs (Gemma 3). Frequencies per docs/DETERMINISM.md §5.
+    fn rotaries(w: &WeightReader, c: &ArchSpec, dev: &Device) -> Result<(Rotary, Option<Rotary>)> {
+        let half = c.rope_dims / 2;
+        // GGUF divisors: Llama 3's rope_freqs, or Phi-3's LongRoPE factors
+        // (long beyond the original context, as llama.cpp picks them).
+        let factors = if w.has(Part::RopeFreqs)? {
+            Some(w.host_vector(Part::RopeFreqs, half)?)
+        } else if w.has(Part::RopeFactorsLong)? {
+            let long = w.host_vector(Part::RopeFactorsLong, half)?;
+            let short = w.host_vector(Part::RopeFactorsShort, half)?;
+            let beyond = c
+                .rope_original_context
+                .is_some_and(|o| c.max_position_embeddings > o);
+            Some(if beyond { long } else { short })
+        } else {
+            None
+        };
+        let freqs = |theta: f64, scale: f64, factors: Option<&[f32]>| -> Vec<f64> {
+            let mut f = rope::inv_freqs(c.rope_dims, theta, c.rope_scaling.as_ref(), factors);
+            if scale != 1.0 {
+                f.iter_mut().for_each(|v| *v *= scale);
+            }
+            f
+        };
+        let global = Rotary::new(
+            freqs(c.rope_theta, c.rope_freq_scale, factors.as_deref()),
+            c.rope_attn_factor,
+            c.head_dim,
+            c.rope_layout,
+            c.max_position_embeddings,
+            dev,
+        )?;
+        let local = if c.local_layers.iter().any(|&l| l)
+            && (c.rope_theta_local != c.rope_theta || c.rope_freq_scale != 1.0)
+        {
+            Some(Rotary::new(
+                freqs(c.rope_theta_local, 1.0, None),
+                1.0,
+                c.head_dim,
+                c.rope_layout,
+                c.max_position_embeddings,
+                dev,
+            )?)
+        } else {
+            None
+        };
+        Ok((global, local))
+    }
+
+    /// Bytes of the RoPE tables now.
+    fn table_bytes(&self) -> u64 {
+        let d = self.config.rope_dims;
+        Rotary::table_bytes(d, self.rotary.positions())
+            + self
+                .rotary_local
+                .as_ref()
+                .map_or(0, |r| Rotary::table_bytes(d, r.positions()))
+    }
+
     /// Memory a model needs beside its `weight_bytes` when it is loaded: the
     /// first RoPE tables and a tenth of the weights for activations and
     /// buffers. KV caches are checked when they are made (`new_cache`).
-    pub fn load_overhead_bytes(c: &LlamaConfig, weight_bytes: u64) -> u64 {
-        Rotary::table_bytes(c.head_dim, c.max_position_embeddings.min(1024)) + weight_bytes / 10
+    pub fn load_overhead_bytes(c: &ArchSpec, weight_bytes: u64) -> u64 {
+        Rotary::table_bytes(c.rope_dims, c.max_position_embeddings.min(1024)) * 2
+            + weight_bytes / 10
     }
 
     /// A KV cache for `capacity` positions; a Resource error if it would not
@@ -184,7 +280,7 @@ impl Llama {
             Err(e) => return refuse(e),
             Ok(Some(limit)) => {
                 let held = self.weight_bytes
-                    + Rotary::table_bytes(c.head_dim, self.rotary.positions())
+                    + self.table_bytes()
                     + live;
                 if held + bytes > limit {
                     return refuse(Error::Resource(format!(
@@ -239,11 +335,17 @@ impl Llama {
             .max()
             .unwrap_or(0);
         self.rotary.ensure(end)?;
+        if let Some(r) = &self.rotary_local {
+            r.ensure(end)?;
+        }
         let isa = self.isa;
         let n = ids.len();
         let mut x = self
             .embed
             .gather(&Tensor::from_vec(ids, n, &self.device)?)?;
+        if let Some(s) = self.config.embed_scale {
+            x = scale(&x, s, isa)?;
+        }
 
         let wants: Vec<Logits> = batch.iter().map(|s| s.logits).collect();
         let mut segments = Vec::with_capacity(batch.len());
@@ -253,15 +355,21 @@ impl Llama {
             off += s.tokens.len();
         }
         for (i, b) in self.blocks.iter().enumerate() {
-            let a = b.attn.forward(
-                &b.attn_norm.forward(&x, isa)?,
-                &self.rotary,
-                i,
-                &mut segments,
-                isa,
-            )?;
+            let rotary = match (&self.rotary_local, b.local) {
+                (Some(r), true) => r,
+                _ => &self.rotary,
+            };
+            let mut a = b
+                .attn
+                .forward(&b.attn_norm.forward(&x, isa)?, rotary, i, &mut segments, isa)?;
+            if let Some(n) = &b.post_attn_norm {
+                a = n.forward(&a, isa)?;
+            }
             x = ops::add(&x, &a, isa)?;
-            let m = b.mlp.forward(&b.ffn_norm.forward(&x, isa)?, isa)?;
+            let mut m = b.mlp.forward(&b.ffn_norm.forward(&x, isa)?, isa)?;
+            if let Some(n) = &b.post_ffn_norm {
+                m = n.forward(&m, isa)?;
+            }
             x = ops::add(&x, &m, isa)?;
         }
         let mut out = Vec::with_capacity(segments.len());
@@ -277,7 +385,12 @@ impl Llama {
     }
 
     fn logits(&self, x: &Tensor) -> Result<Tensor> {
-        self.lm_head
-            .forward(&self.norm.forward(&x.contiguous()?, self.isa)?, self.isa)
+        let l = self
+            .lm_head
+            .forward(&self.norm.forward(&x.contiguous()?, self.isa)?, self.isa)?;
+        match self.config.final_softcap {
+            Some(cap) => softcap(&l, cap, self.isa),
+            None => Ok(l),
+        }
     }
 }
