@@ -338,11 +338,14 @@ pub fn loglikelihoods(
             for (i, (toks, cache, fed, _)) in seqs.iter_mut().enumerate() {
                 if *fed < toks.len() {
                     let end = (*fed + prefill_chunk).min(toks.len());
-                    owners.push((i, *fed, end));
+                    // Only positions from the context's last on predict the continuation.
+                    let first = group[i].context.len() - 1;
+                    let tail = end - first.max(*fed).min(end);
+                    owners.push((i, end - tail, end));
                     steps.push(SeqStep {
                         tokens: &toks[*fed..end],
                         cache,
-                        logits: Logits::All,
+                        logits: Logits::Tail(tail),
                     });
                     *fed = end;
                 }
@@ -353,13 +356,11 @@ pub fn loglikelihoods(
             let res = model.forward(&mut steps)?;
             drop(steps);
             for ((i, start, end), logits) in owners.into_iter().zip(res) {
-                let rows: Vec<Vec<f32>> = logits.expect("asked for all rows").to_vec2()?;
-                let first = group[i].context.len() - 1;
+                let Some(logits) = logits else { continue };
+                let rows: Vec<Vec<f32>> = logits.to_vec2()?;
                 for (p, row) in (start..end).zip(rows) {
-                    if p >= first {
-                        check_finite(&row, "log-likelihood request", p + 1)?;
-                        seqs[i].3.push(row);
-                    }
+                    check_finite(&row, "log-likelihood request", p + 1)?;
+                    seqs[i].3.push(row);
                 }
             }
         }

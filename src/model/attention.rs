@@ -2,7 +2,7 @@
 //! its variations (biases, per-head Q/K norms, Q pre-scaling, soft-capped
 //! scores, a sliding window) set by the architecture description.
 
-use super::layers::{scale, Rotary, RmsNorm};
+use super::layers::{scale, Rotary, RmsNorm, Stacked};
 use super::weights::Matrix;
 use crate::error::Result;
 use crate::kernels::attention::AttnShape;
@@ -68,7 +68,7 @@ impl Drop for KvCache {
 /// Grouped-query self-attention with rotary positions.
 pub struct SelfAttention {
     /// q, k and v projections stacked: [q_dim + 2 * kv_dim, hidden].
-    pub qkv: Matrix,
+    pub qkv: Stacked,
     /// Their biases, stacked the same way (Qwen2).
     pub qkv_bias: Option<Tensor>,
     /// Per-head RMSNorm of Q and of K before RoPE (Qwen3, Gemma 3).
@@ -83,7 +83,7 @@ pub struct SelfAttention {
 
 impl SelfAttention {
     /// y = o(attention(rope(q), rope(k), v)) over `segments`; see `forward`.
-    pub fn new(qkv: Matrix, o: Matrix, shape: AttnShape) -> Self {
+    pub fn new(qkv: Stacked, o: Matrix, shape: AttnShape) -> Self {
         SelfAttention {
             qkv,
             qkv_bias: None,

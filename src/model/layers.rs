@@ -38,11 +38,6 @@ impl Matrix {
         )?)
     }
 
-    /// Bytes of the stored weights.
-    pub fn bytes(&self) -> u64 {
-        self.data.elem_count() as u64
-    }
-
     /// Rows `ids` of the matrix (an embedding lookup).
     pub fn gather(&self, ids: &Tensor) -> Result<Tensor> {
         Ok(ids.apply_op2_no_bwd(
@@ -54,6 +49,64 @@ impl Matrix {
             },
         )?)
     }
+
+    /// Bytes of the stored weights.
+    pub fn bytes(&self) -> u64 {
+        self.data.elem_count() as u64
+    }
+}
+
+/// Several projections of the same input, their outputs side by side (Q, K
+/// and V; gate and up): one stacked matrix where formats agree, else one
+/// product per run of equal format, concatenated. Every output row is its
+/// own dot product, so the bits are the same either way.
+pub struct Stacked {
+    pub parts: Vec<Matrix>,
+    /// Output columns in all.
+    pub rows: usize,
+}
+
+impl Stacked {
+    pub fn new(parts: &[&Matrix]) -> Result<Self> {
+        let mut runs: Vec<Vec<&Matrix>> = Vec::new();
+        for &p in parts {
+            match runs.last_mut() {
+                Some(run) if run[0].fmt == p.fmt && run[0].cols == p.cols => run.push(p),
+                _ => runs.push(vec![p]),
+            }
+        }
+        Ok(Stacked {
+            parts: runs
+                .iter()
+                .map(|r| Matrix::stack(r))
+                .collect::<Result<Vec<_>>>()?,
+            rows: parts.iter().map(|p| p.rows).sum(),
+        })
+    }
+
+    pub fn one(m: Matrix) -> Self {
+        Stacked {
+            rows: m.rows,
+            parts: vec![m],
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor, isa: Isa) -> Result<Tensor> {
+        if self.parts.len() == 1 {
+            return self.parts[0].forward(x, isa);
+        }
+        let outs = self
+            .parts
+            .iter()
+            .map(|p| p.forward(x, isa))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::cat(&outs, 1)?)
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.parts.iter().map(|p| p.bytes()).sum()
+    }
+
 }
 
 pub struct RmsNorm {
@@ -97,13 +150,13 @@ pub fn softcap(x: &Tensor, cap: f32, isa: Isa) -> Result<Tensor> {
 /// the tanh GELU (GeGLU).
 pub struct Mlp {
     /// gate and up projections stacked: [2 * intermediate, hidden].
-    pub gate_up: Matrix,
+    pub gate_up: Stacked,
     pub down: Matrix,
     pub gate: ops::ElementwiseKind,
 }
 
 impl Mlp {
-    pub fn new(gate_up: Matrix, down: Matrix, act: Activation) -> Self {
+    pub fn new(gate_up: Stacked, down: Matrix, act: Activation) -> Self {
         Mlp {
             gate_up,
             down,

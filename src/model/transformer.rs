@@ -6,7 +6,7 @@
 
 use super::arch::ArchSpec;
 use super::attention::{KvCache, SelfAttention};
-use super::layers::{scale, softcap, Mlp, RmsNorm, Rotary};
+use super::layers::{scale, softcap, Mlp, RmsNorm, Rotary, Stacked};
 use super::names::Part;
 use super::weights::{Matrix, WeightReader, WeightSource};
 use super::LoadOptions;
@@ -54,6 +54,9 @@ pub enum Logits {
     None,
     Last,
     All,
+    /// The last n positions of this step (log-likelihoods need only the
+    /// continuation's; the output head is the largest product of all).
+    Tail(usize),
 }
 
 /// New tokens of one sequence in a batched forward call.
@@ -107,9 +110,9 @@ impl Transformer {
         let mut blocks = Vec::with_capacity(c.n_layers);
         for i in 0..c.n_layers {
             let qkv = if c.fused_qkv {
-                w.matrix(Part::Qkv(i), q_dim + 2 * kv, h)?
+                Stacked::one(w.matrix(Part::Qkv(i), q_dim + 2 * kv, h)?)
             } else {
-                Matrix::stack(&[
+                Stacked::new(&[
                     &w.matrix(Part::Q(i), q_dim, h)?,
                     &w.matrix(Part::K(i), kv, h)?,
                     &w.matrix(Part::V(i), kv, h)?,
@@ -135,9 +138,9 @@ impl Transformer {
             }
             attn.q_prescale = c.q_prescale;
             let gate_up = if c.fused_gate_up {
-                w.matrix(Part::GateUp(i), 2 * c.intermediate_size, h)?
+                Stacked::one(w.matrix(Part::GateUp(i), 2 * c.intermediate_size, h)?)
             } else {
-                Matrix::stack(&[
+                Stacked::new(&[
                     &w.matrix(Part::Gate(i), c.intermediate_size, h)?,
                     &w.matrix(Part::Up(i), c.intermediate_size, h)?,
                 ])?
@@ -379,6 +382,11 @@ impl Transformer {
                 Logits::None => None,
                 Logits::Last => Some(self.logits(&x.narrow(0, off + len - 1, 1)?)?),
                 Logits::All => Some(self.logits(&x.narrow(0, off, len)?)?),
+                Logits::Tail(0) => None,
+                Logits::Tail(n) => {
+                    let n = n.min(len);
+                    Some(self.logits(&x.narrow(0, off + len - n, n)?)?)
+                }
             });
         }
         Ok(out)

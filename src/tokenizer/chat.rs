@@ -9,13 +9,28 @@ use crate::error::{Error, Result};
 const CHAT_TEMPLATE_FUEL: u64 = 2_000_000;
 const CHAT_TEMPLATE_RECURSION: usize = 64;
 
+/// llama.cpp's built-in Gemma format, for Gemma files that carry no
+/// template (base models): each turn `<start_of_turn>{role}\n{content}<end_of_turn>\n`
+/// (assistant named model, content trimmed), then `<start_of_turn>model\n`.
+/// BOS comes from the vocabulary's add_bos, not from the template.
+const GEMMA_TEMPLATE: &str = "{%- for m in messages -%}<start_of_turn>{{ 'model' if m.role == 'assistant' else m.role }}\n{{ m.content | trim }}<end_of_turn>\n{%- endfor -%}{%- if add_generation_prompt -%}<start_of_turn>model\n{%- endif -%}";
+
 impl Tokenizer {
+    fn has_piece(&self, text: &str) -> bool {
+        self.pieces.iter().any(|p| p == text)
+    }
+
     /// The prompt wrapped in the model's chat template as one user turn.
     pub fn apply_chat_template(&self, user: &str) -> Result<String> {
-        let tpl = self
-            .chat_template
-            .as_deref()
-            .ok_or_else(|| Error::Input("--chat: this model has no chat template".into()))?;
+        let tpl = match self.chat_template.as_deref() {
+            Some(t) => t,
+            None if self.has_piece("<start_of_turn>") && self.has_piece("<end_of_turn>") => GEMMA_TEMPLATE,
+            None => {
+                return Err(Error::Input(
+                    "--chat: this model has no chat template (and its vocabulary is not one of a built-in format: Gemma)".into(),
+                ))
+            }
+        };
         let mut env = minijinja::Environment::new();
         // A template comes from the model file: bound its work (loops over
         // huge ranges, deep recursion) so a crafted file cannot hang us.
