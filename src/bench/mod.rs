@@ -2,6 +2,7 @@
 //! (model, prompts, parameters, expected digests), re-run and compared.
 
 pub mod tiny;
+pub mod tiny_family;
 
 use crate::engine::{self, GenOptions, Request};
 use crate::error::{Error, Result};

@@ -27,9 +27,9 @@ pub enum Dtype {
 /// Every tensor's shape and values as stored (after rounding to the dtype).
 pub type Weights = BTreeMap<String, (Vec<usize>, Vec<f64>)>;
 
-struct Lcg(u64);
+pub(crate) struct Lcg(pub(crate) u64);
 impl Lcg {
-    fn next(&mut self) -> f64 {
+    pub(crate) fn next(&mut self) -> f64 {
         self.0 = self
             .0
             .wrapping_mul(6364136223846793005)
@@ -171,7 +171,7 @@ pub fn write_safetensors(path: &Path, weights: &Weights, dtype: Dtype) -> std::i
     std::fs::write(path, out)
 }
 
-fn write_tokenizer(path: &Path) -> std::io::Result<()> {
+pub(crate) fn write_tokenizer(path: &Path) -> std::io::Result<()> {
     use tokenizers::models::wordlevel::WordLevel;
     use tokenizers::pre_tokenizers::whitespace::WhitespaceSplit;
     let vocab: std::collections::HashMap<String, u32> = words()

@@ -34,6 +34,21 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 1)]
         threads: usize,
     },
+    /// Write a family's tiny random model (tests, reference scripts): a GGUF
+    /// file or a Hugging Face folder.
+    Tiny {
+        /// llama, qwen2, qwen3, gemma2, gemma3 or phi3.
+        #[arg(long)]
+        family: String,
+        /// gguf or hf.
+        #[arg(long, default_value = "gguf")]
+        format: String,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The .gguf file or the folder to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Stock Candle (candle-transformers' quantized Llama) against our engine on
     /// the same prompts: logit distance, and whether its logits change in a batch.
     Contrast {
@@ -96,6 +111,33 @@ fn contrast(model: &str, prompt_tokens: usize, out: Option<PathBuf>) -> Result<i
     if let Some(o) = out {
         infer_eval::record::write_atomic(&o, serde_json::to_string_pretty(&r)?.as_bytes())?;
     }
+    Ok(0)
+}
+
+fn tiny(family: &str, format: &str, seed: u64, out: &std::path::Path) -> Result<i32> {
+    use infer_eval::bench::tiny_family;
+    let f = tiny_family::FAMILIES
+        .iter()
+        .copied()
+        .find(|f| f.name() == family)
+        .ok_or_else(|| {
+            infer_eval::Error::Usage(format!(
+                "--family '{family}': expected one of {}",
+                infer_eval::model::arch::SUPPORTED
+            ))
+        })?;
+    match format {
+        "gguf" => {
+            tiny_family::write_gguf_model(out, f, seed)?;
+        }
+        "hf" => {
+            tiny_family::write_hf(out, f, seed).map_err(|e| infer_eval::Error::io(out, e))?;
+        }
+        other => {
+            return Err(infer_eval::Error::Usage(format!("--format '{other}': expected gguf or hf")).into())
+        }
+    }
+    println!("{}", out.display());
     Ok(0)
 }
 
@@ -173,6 +215,12 @@ pub fn bench(cmd: BenchCmd) -> Result<i32> {
             prompt_tokens,
             out,
         } => return contrast(&model, prompt_tokens, out),
+        BenchCmd::Tiny {
+            family,
+            format,
+            seed,
+            out,
+        } => return tiny(&family, &format, seed, &out),
     };
     let mut g = bench::read_golden(&golden)?;
     let results = bench::run_table(&mut g, filter.as_deref(), update, &mut std::io::stdout())?;

@@ -3,6 +3,8 @@
 //! reference forward pass, and helpers to run generation under a thread pool.
 #![allow(dead_code)]
 
+pub mod families;
+
 use infer_eval::engine::{self, GenOptions, Request, SeqOutput};
 use infer_eval::loader::{self, LoadedModel};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,190 @@
+//! Every supported family on a tiny random model, written as GGUF (as
+//! llama.cpp's converter would) and as a Hugging Face folder: logits at
+//! every position against an independent f64 implementation
+//! (common/families.rs) and against llama.cpp on the same GGUF
+//! (tests/golden/tiny_llamacpp.json, scripts/llamacpp_tiny_logits.py), and
+//! every bit-invariance of the Llama path.
+
+mod common;
+
+use common::families::reference_logits;
+use common::*;
+use infer_eval::bench::tiny_family::{self, FAMILIES};
+use infer_eval::engine::{GenOptions, Request};
+use infer_eval::model::arch::Family;
+use infer_eval::model::transformer::{Logits, SeqStep};
+use infer_eval::sampling::SamplingParams;
+
+const SEED: u64 = 1;
+
+fn golden() -> serde_json::Value {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/tiny_llamacpp.json");
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+fn tokens() -> Vec<u32> {
+    golden()["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect()
+}
+
+/// The family's tiny model in both formats: (GGUF model, HF model, dir).
+fn models(f: Family) -> (infer_eval::loader::LoadedModel, infer_eval::loader::LoadedModel, tempfile::TempDir) {
+    let d = tempfile::tempdir().unwrap();
+    let g = d.path().join("m.gguf");
+    tiny_family::write_gguf_model(&g, f, SEED).unwrap();
+    let hf = d.path().join("hf");
+    tiny_family::write_hf(&hf, f, SEED).unwrap();
+    (load(&g), load(&hf), d)
+}
+
+/// Logits at every position, in one forward call.
+fn all_logits(m: &infer_eval::loader::LoadedModel, ids: &[u32]) -> Vec<Vec<f32>> {
+    let mut cache = m.model.new_cache(ids.len()).unwrap();
+    let out = pool(2).install(|| {
+        m.model
+            .forward(&mut [SeqStep { tokens: ids, cache: &mut cache, logits: Logits::All }])
+            .unwrap()
+    });
+    out[0].as_ref().unwrap().to_vec2().unwrap()
+}
+
+/// max over positions of max |a - b| / max |b|.
+fn rel_err(a: &[Vec<f32>], b: &[Vec<f64>]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            let scale = y.iter().fold(0f64, |m, v| m.max(v.abs()));
+            x.iter().zip(y).fold(0f64, |m, (p, q)| m.max((*p as f64 - q).abs())) / scale
+        })
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn every_family_matches_the_f64_reference_and_llamacpp() {
+    let g = golden();
+    let ids = tokens();
+    let mut report = Vec::new();
+    let mut checks = Vec::new();
+    for f in FAMILIES {
+        let (gguf, hf, _d) = models(f);
+        assert_eq!(gguf.model.config.family, f);
+        assert_eq!(hf.model.config.family, f);
+        let w = tiny_family::weights(f, SEED);
+        let want = reference_logits(&hf.model.config, &w, &ids);
+        let ours_gguf = all_logits(&gguf, &ids);
+        let ours_hf = all_logits(&hf, &ids);
+        let (e_gguf, e_hf) = (rel_err(&ours_gguf, &want), rel_err(&ours_hf, &want));
+        let lcpp: Vec<Vec<f64>> = g["families"][f.name()]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect())
+            .collect();
+        let e_lcpp = rel_err(&ours_gguf, &lcpp);
+        let e_lcpp_ref = rel_err(
+            &lcpp.iter().map(|r| r.iter().map(|v| *v as f32).collect()).collect::<Vec<_>>(),
+            &want,
+        );
+        report.push(format!(
+            "{}: vs f64 GGUF {e_gguf:.2e}, HF {e_hf:.2e}; vs llama.cpp {e_lcpp:.2e} (llama.cpp vs f64 {e_lcpp_ref:.2e})",
+            f.name()
+        ));
+        checks.push((f, e_gguf, e_hf, e_lcpp));
+    }
+    eprintln!("{}", report.join("\n"));
+    for (f, e_gguf, e_hf, e_lcpp) in checks {
+        assert!(e_gguf < 1e-4 && e_hf < 1e-4, "{}: relative error to f64 GGUF {e_gguf:e}, HF {e_hf:e}", f.name());
+        // llama.cpp's CPU GELU reads an f16 table (Gemma), and it sums in
+        // other orders: a tolerance, not an identity.
+        let tol = if matches!(f, Family::Gemma2 | Family::Gemma3) { 3e-3 } else { 1e-4 };
+        assert!(e_lcpp < tol, "{}: relative difference to llama.cpp {e_lcpp:e} (tolerance {tol:e})", f.name());
+    }
+}
+
+fn requests() -> Vec<Request> {
+    [13usize, 5, 21, 1, 9]
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| Request {
+            id: format!("p{i}"),
+            prompt_ids: (0..n).map(|j| (4 + (i * 7 + j * 5) % 60) as u32).collect(),
+        })
+        .collect()
+}
+
+/// Threads 1/2/4, alone vs in a batch of 5, prefill whole / token by token /
+/// chunks of 7, a seeded sampled run repeated and unbatched, every ISA: the
+/// same logit bits, for every family in both formats.
+#[test]
+fn every_family_keeps_every_invariance() {
+    use infer_eval::kernels::Isa;
+    for f in FAMILIES {
+        let (gguf, hf, _d) = models(f);
+        for (fmt, mut m) in [("gguf", gguf), ("hf", hf)] {
+            let what = |s: &str| format!("{} {fmt}: {s}", f.name());
+            let reqs = requests();
+            let base = run(&m, &reqs, &greedy(6), 1);
+            for t in [2, 4] {
+                assert_same_bits(&base, &run(&m, &reqs, &greedy(6), t), &what(&format!("threads 1 vs {t}")));
+            }
+            let batched = run(&m, &reqs, &GenOptions { batch_size: 5, ..greedy(6) }, 2);
+            assert_same_bits(&base, &batched, &what("alone vs batch of 5"));
+            for chunk in [1, 7] {
+                let o = GenOptions { prefill_chunk: chunk, ..greedy(6) };
+                assert_same_bits(&base, &run(&m, &reqs, &o, 2), &what(&format!("prefill chunk {chunk}")));
+            }
+            let sampled = GenOptions {
+                sampling: SamplingParams { temperature: 0.8, top_k: 20, seed: 3, max_tokens: 6, ..Default::default() },
+                batch_size: 3,
+                prefill_chunk: 4,
+                keep_logits: true,
+            };
+            let a = run(&m, &reqs, &sampled, 2);
+            assert_same_bits(&a, &run(&m, &reqs, &GenOptions { batch_size: 1, prefill_chunk: 512, ..sampled.clone() }, 1), &what("sampled, batched+chunked vs not"));
+            for isa in Isa::available() {
+                m.model.isa = isa;
+                assert_same_bits(&base, &run(&m, &reqs, &greedy(6), 2), &what(&format!("isa {}", isa.name())));
+            }
+        }
+    }
+}
+
+/// Item 7 of issue 12: an unsupported architecture or a missing tensor of a
+/// supported one is one error line naming the file and what is wrong.
+#[test]
+fn unsupported_architecture_and_missing_tensor_are_clear_errors() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("m.gguf");
+    tiny_family::write_gguf_model(&p, Family::Gemma3, SEED).unwrap();
+    let bytes = std::fs::read(&p).unwrap();
+    // Rename the architecture: "gemma3" -> "gemma9" in the key and its value.
+    let edited: Vec<u8> = String::from_utf8_lossy(&bytes).as_bytes().to_vec();
+    let _ = edited;
+    let mut b = bytes.clone();
+    for i in 0..b.len().saturating_sub(6) {
+        if &b[i..i + 6] == b"gemma3" {
+            b[i + 5] = b'9';
+        }
+    }
+    let bad = d.path().join("bad-arch.gguf");
+    std::fs::write(&bad, &b).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_infer-eval"))
+        .args(["info", "--model", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("bad-arch.gguf") && err.contains("'gemma9'") && err.contains("qwen3"), "{err}");
+    // A supported family without one of its tensors.
+    let mut w = tiny_family::weights(Family::Qwen3, SEED);
+    let hf = d.path().join("qwen3");
+    tiny_family::write_hf(&hf, Family::Qwen3, SEED).unwrap();
+    w.remove("model.layers.1.self_attn.k_norm.weight");
+    write_safetensors(&hf.join("model.safetensors"), &w, Dtype::F32).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_infer-eval"))
+        .args(["info", "--model", hf.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("missing tensor 'model.layers.1.self_attn.k_norm.weight'"), "{err}");
+}
