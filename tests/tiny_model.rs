@@ -26,7 +26,7 @@ fn forward_matches_f64_reference() {
         let t = tiny_model(dtype, 11);
         let m = load(t.dir.path());
         let ids: Vec<u32> = (0..40).map(|j| (3 + j * 11 % 61) as u32).collect();
-        let want = reference_logits(&t, &ids);
+        let want = common::families::reference_logits(&m.model.config, &t.weights, &ids);
         let mut cache = m.model.new_cache(64).unwrap();
         let got = m
             .model

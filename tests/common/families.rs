@@ -33,7 +33,29 @@ pub fn reference_logits(c: &ArchSpec, w: &Weights, ids: &[u32]) -> Vec<Vec<f64>>
     let rd = c.rope_dims;
     let inv = |theta: f64| -> Vec<f64> {
         (0..rd / 2)
-            .map(|i| theta.powf(-((2 * i) as f64) / rd as f64) * c.rope_freq_scale)
+            .map(|i| {
+                let f = theta.powf(-((2 * i) as f64) / rd as f64) * c.rope_freq_scale;
+                // Hugging Face rope_type "llama3".
+                match &c.rope_scaling {
+                    None => f,
+                    Some(s) => {
+                        let (lo, hi) = (
+                            s.original_max_position_embeddings / s.low_freq_factor,
+                            s.original_max_position_embeddings / s.high_freq_factor,
+                        );
+                        let wl = 2.0 * std::f64::consts::PI / f;
+                        if wl < hi {
+                            f
+                        } else if wl > lo {
+                            f / s.factor
+                        } else {
+                            let sm = (s.original_max_position_embeddings / wl - s.low_freq_factor)
+                                / (s.high_freq_factor - s.low_freq_factor);
+                            (1.0 - sm) * f / s.factor + sm * f
+                        }
+                    }
+                }
+            })
             .collect()
     };
     let rope = |v: &mut [f64], pos: usize, inv: &[f64]| {
