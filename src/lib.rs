@@ -38,6 +38,7 @@ pub mod prompts;
 pub mod record;
 pub mod sampling;
 pub mod tokenizer;
+pub mod trace;
 
 pub use error::{Error, Result};
 

@@ -77,6 +77,10 @@ enum Command {
     },
     /// Compare two run folders: config, environment, outputs, metrics.
     Diff { run_a: PathBuf, run_b: PathBuf },
+    /// Trace the forward pass of one prompt: the sha256 (with --values, the
+    /// f32 values) of every named intermediate at every position; or, with
+    /// --compare A B, name the first op, layer and position that differ.
+    Trace(cli::trace::TraceArgs),
     /// Print a model's configuration and tokenizer facts.
     Info {
         #[arg(long, default_value = "llama")]
@@ -271,6 +275,13 @@ fn real_main() -> Result<()> {
             Ok(())
         }
         Some(Command::Diff { run_a, run_b }) => cli::eval::diff(&run_a, &run_b),
+        Some(Command::Trace(a)) => {
+            let code = cli::trace::trace(a)?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
         None => run(cli.run),
     }
 }

@@ -192,6 +192,7 @@ pub fn verify(a: VerifyArgs) -> Result<i32> {
     config::validate(&cfg).map_err(anyhow::Error::msg)?;
     let threads = threads_of(&cfg);
     let mut problems = Vec::new();
+    let mut hint = None;
     // Data and templates must be what the run used (its recorded hashes, drift included).
     for f in manifest.datasets.iter().chain(&manifest.templates) {
         let p = root.join(&f.path);
@@ -239,15 +240,23 @@ pub fn verify(a: VerifyArgs) -> Result<i32> {
                     "samples match but the run digest differs: recorded {}, now {digest}",
                     manifest.run_digest
                 )),
-                Some(d) => problems.push(format!(
-                    "first difference: {d}; run digest recorded {}, now {digest}",
-                    manifest.run_digest
-                )),
+                Some(d) => {
+                    problems.push(format!(
+                        "first difference: {d}; run digest recorded {}, now {digest}",
+                        manifest.run_digest
+                    ));
+                    if let Some(cmd) = trace_command(&cfg.model.name, &d, &recorded) {
+                        hint = Some(cmd);
+                    }
+                }
             }
         }
     }
     for p in &problems {
         println!("MISMATCH {p}");
+    }
+    if let Some(cmd) = hint {
+        println!("to find the first op that differs, run here and on the machine that recorded the run:\n  {cmd}\nthen compare the two files: infer-eval trace --compare A.json B.json");
     }
     let diffs = manifest
         .environment
@@ -268,6 +277,30 @@ pub fn verify(a: VerifyArgs) -> Result<i32> {
     } else {
         MISMATCH_EXIT
     })
+}
+
+/// The `trace` command that covers the first differing step of sample `d`:
+/// its prompt and, for a generation, the tokens before the differing one.
+fn trace_command(
+    model: &str,
+    d: &compare::FirstDifference,
+    recorded: &[run::SampleRecord],
+) -> Option<String> {
+    let (id, upto) = match d {
+        compare::FirstDifference::Token { id, position, .. } => (id, *position),
+        compare::FirstDifference::Loglik { id, .. } => (id, None),
+        compare::FirstDifference::Missing { .. } => return None,
+    };
+    let s = recorded.iter().find(|s| &s.id == id)?;
+    let mut ids = s.prompt_ids.clone();
+    if let Some(p) = upto {
+        ids.extend(s.output_ids.iter().take(p));
+    }
+    let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    Some(format!(
+        "infer-eval trace --model {model} --prompt-ids {} --out trace-$(hostname).json",
+        list.join(",")
+    ))
 }
 
 pub fn diff(a: &Path, b: &Path) -> Result<()> {

@@ -3,5 +3,6 @@
 pub mod baseline;
 pub mod bench;
 pub mod eval;
+pub mod trace;
 
 pub(crate) use super::load;

@@ -4,6 +4,7 @@
 
 use super::layers::{scale, Rotary, RmsNorm, Stacked};
 use super::weights::Matrix;
+use super::Tap;
 use crate::error::Result;
 use crate::kernels::attention::AttnShape;
 use crate::kernels::Isa;
@@ -104,7 +105,9 @@ impl SelfAttention {
         layer: usize,
         segments: &mut [(usize, usize, &mut KvCache)],
         isa: Isa,
+        tap: &mut Tap,
     ) -> Result<Tensor> {
+        let l = Some(layer);
         let mut qkv = self.qkv.forward(x, isa)?;
         if let Some(b) = &self.qkv_bias {
             qkv = qkv.apply_op2_no_bwd(b, &ops::AddBias)?;
@@ -114,11 +117,16 @@ impl SelfAttention {
         let mut q = qkv.narrow(1, 0, q_dim)?.contiguous()?;
         let mut k = qkv.narrow(1, q_dim, kv_dim)?.contiguous()?;
         let v = qkv.narrow(1, q_dim + kv_dim, kv_dim)?.contiguous()?;
+        tap(l, "Qcur", &q)?;
+        tap(l, "Kcur", &k)?;
+        tap(l, "Vcur", &v)?;
         if let Some(n) = &self.q_norm {
             q = n.forward_heads(&q, isa)?;
+            tap(l, "Qcur_normed", &q)?;
         }
         if let Some(n) = &self.k_norm {
             k = n.forward_heads(&k, isa)?;
+            tap(l, "Kcur_normed", &k)?;
         }
         let mut outs = Vec::with_capacity(segments.len());
         for (off, len, cache) in segments.iter_mut() {
@@ -128,6 +136,8 @@ impl SelfAttention {
                 qs = scale(&qs, s, isa)?;
             }
             let ks = rotary.apply(&k.narrow(0, *off, *len)?, pos0, isa)?;
+            tap(l, "Qcur_rope", &qs)?;
+            tap(l, "Kcur_rope", &ks)?;
             let c = &cache.layers[layer];
             c.k.slice_set(&ks, 0, pos0)?;
             c.v.slice_set(&v.narrow(0, *off, *len)?.contiguous()?, 0, pos0)?;
@@ -143,6 +153,7 @@ impl SelfAttention {
         } else {
             Tensor::cat(&outs, 0)?
         };
+        tap(l, "kqv_out", &att)?;
         self.o.forward(&att, isa)
     }
 }

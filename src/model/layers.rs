@@ -168,6 +168,17 @@ impl Mlp {
     }
 
     pub fn forward(&self, x: &Tensor, isa: Isa) -> Result<Tensor> {
+        self.forward_tapped(x, isa, None, &mut |_, _, _| Ok(()))
+    }
+
+    /// `forward`, naming the gated product `ffn_act` to `tap`.
+    pub fn forward_tapped(
+        &self,
+        x: &Tensor,
+        isa: Isa,
+        layer: Option<usize>,
+        tap: &mut super::Tap,
+    ) -> Result<Tensor> {
         let gu = self.gate_up.forward(x, isa)?;
         let inter = self.gate_up.rows / 2;
         let g = gu.narrow(1, 0, inter)?.contiguous()?;
@@ -176,7 +187,9 @@ impl Mlp {
             kind: self.gate,
             isa,
         };
-        self.down.forward(&g.apply_op2_no_bwd(&u, &op)?, isa)
+        let act = g.apply_op2_no_bwd(&u, &op)?;
+        tap(layer, "ffn_act", &act)?;
+        self.down.forward(&act, isa)
     }
 }
 

@@ -11,6 +11,36 @@ pub mod weights;
 
 use crate::error::{Error, Result};
 
+/// Receives the named intermediates of a forward pass, as llama.cpp's
+/// `cb(cur, name, il)`: the layer (None: before the first block or after the
+/// last), the op name, and the tensor ([rows, width], rows the new tokens).
+pub type Tap<'a> = dyn FnMut(Option<usize>, &'static str, &candle_core::Tensor) -> Result<()> + 'a;
+
+/// The intermediates a traced forward pass names, in the order they are
+/// computed within a layer (`trace --compare` reports the first that differs).
+pub const TAP_ORDER: [&str; 20] = [
+    "inp_embd",
+    "attn_norm",
+    "Qcur",
+    "Kcur",
+    "Vcur",
+    "Qcur_normed",
+    "Kcur_normed",
+    "Qcur_rope",
+    "Kcur_rope",
+    "kqv_out",
+    "attn_out",
+    "attn_post_norm",
+    "ffn_inp",
+    "ffn_norm",
+    "ffn_act",
+    "ffn_out",
+    "ffn_post_norm",
+    "l_out",
+    "result_norm",
+    "result_output",
+];
+
 /// How strictly a checkpoint is read.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {

@@ -9,7 +9,7 @@ use super::attention::{KvCache, SelfAttention};
 use super::layers::{scale, softcap, Mlp, RmsNorm, Rotary, Stacked};
 use super::names::Part;
 use super::weights::{Matrix, WeightReader, WeightSource};
-use super::LoadOptions;
+use super::{LoadOptions, Tap};
 use crate::error::{Error, Result};
 use crate::kernels::attention::AttnShape;
 use crate::kernels::{rope, Isa};
@@ -317,6 +317,15 @@ impl Transformer {
     /// Run new tokens of several sequences together. Returns, per sequence,
     /// the logits it asked for ([rows, vocab], or None).
     pub fn forward(&self, batch: &mut [SeqStep]) -> Result<Vec<Option<Tensor>>> {
+        self.forward_tapped(batch, &mut |_, _, _| Ok(()))
+    }
+
+    /// `forward`, handing every named intermediate (`TAP_ORDER`) to `tap`.
+    pub fn forward_tapped(
+        &self,
+        batch: &mut [SeqStep],
+        tap: &mut Tap,
+    ) -> Result<Vec<Option<Tensor>>> {
         let mut ids = Vec::new();
         for s in batch.iter() {
             if s.tokens.is_empty() {
@@ -349,6 +358,7 @@ impl Transformer {
         if let Some(s) = self.config.embed_scale {
             x = scale(&x, s, isa)?;
         }
+        tap(None, "inp_embd", &x)?;
 
         let wants: Vec<Logits> = batch.iter().map(|s| s.logits).collect();
         let mut segments = Vec::with_capacity(batch.len());
@@ -362,18 +372,27 @@ impl Transformer {
                 (Some(r), true) => r,
                 _ => &self.rotary,
             };
-            let mut a = b
-                .attn
-                .forward(&b.attn_norm.forward(&x, isa)?, rotary, i, &mut segments, isa)?;
+            let l = Some(i);
+            let h = b.attn_norm.forward(&x, isa)?;
+            tap(l, "attn_norm", &h)?;
+            let mut a = b.attn.forward(&h, rotary, i, &mut segments, isa, tap)?;
+            tap(l, "attn_out", &a)?;
             if let Some(n) = &b.post_attn_norm {
                 a = n.forward(&a, isa)?;
+                tap(l, "attn_post_norm", &a)?;
             }
             x = ops::add(&x, &a, isa)?;
-            let mut m = b.mlp.forward(&b.ffn_norm.forward(&x, isa)?, isa)?;
+            tap(l, "ffn_inp", &x)?;
+            let h = b.ffn_norm.forward(&x, isa)?;
+            tap(l, "ffn_norm", &h)?;
+            let mut m = b.mlp.forward_tapped(&h, isa, l, tap)?;
+            tap(l, "ffn_out", &m)?;
             if let Some(n) = &b.post_ffn_norm {
                 m = n.forward(&m, isa)?;
+                tap(l, "ffn_post_norm", &m)?;
             }
             x = ops::add(&x, &m, isa)?;
+            tap(l, "l_out", &x)?;
         }
         let mut out = Vec::with_capacity(segments.len());
         for ((off, len, cache), s) in segments.into_iter().zip(wants) {
@@ -381,7 +400,7 @@ impl Transformer {
             out.push(match s {
                 Logits::None => None,
                 Logits::Last => Some(self.logits(&x.narrow(0, off + len - 1, 1)?)?),
-                Logits::All => Some(self.logits(&x.narrow(0, off, len)?)?),
+                Logits::All => Some(self.logits_tapped(&x.narrow(0, off, len)?, tap)?),
                 Logits::Tail(0) => None,
                 Logits::Tail(n) => {
                     let n = n.min(len);
@@ -393,12 +412,18 @@ impl Transformer {
     }
 
     fn logits(&self, x: &Tensor) -> Result<Tensor> {
-        let l = self
-            .lm_head
-            .forward(&self.norm.forward(&x.contiguous()?, self.isa)?, self.isa)?;
-        match self.config.final_softcap {
-            Some(cap) => softcap(&l, cap, self.isa),
-            None => Ok(l),
-        }
+        self.logits_tapped(x, &mut |_, _, _| Ok(()))
+    }
+
+    fn logits_tapped(&self, x: &Tensor, tap: &mut Tap) -> Result<Tensor> {
+        let n = self.norm.forward(&x.contiguous()?, self.isa)?;
+        tap(None, "result_norm", &n)?;
+        let l = self.lm_head.forward(&n, self.isa)?;
+        let l = match self.config.final_softcap {
+            Some(cap) => softcap(&l, cap, self.isa)?,
+            None => l,
+        };
+        tap(None, "result_output", &l)?;
+        Ok(l)
     }
 }
