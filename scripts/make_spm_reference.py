@@ -17,6 +17,12 @@ Two inputs, one output each:
       The same strings (and more) with the real Gemma 3 270M GGUF at PATH:
       tests/golden/gemma3_tokens.json.
 
+  python3 scripts/make_spm_reference.py vocabs DIR
+      llama.cpp's own vocab-only test GGUFs in DIR (ggml-vocab-llama-spm,
+      -phi-3, -qwen2 and -llama-bpe .gguf, the infer-eval manifests
+      vocab-*): every string of STRINGS, GEMMA_EXTRA and VOCAB_EXTRA:
+      tests/golden/vocab_llamacpp.json (tests/vocab_llamacpp.rs).
+
 The Rust test writes its own vocab-only GGUF from spm_vocab.json and must
 give the same ids. Requires: pip install gguf==0.19.0 llama-cpp-python==0.3.36
 """
@@ -51,6 +57,19 @@ GEMMA_EXTRA = [
     "fn main() { println!(\"hi\"); }", "SELECT * FROM t WHERE id = 1;", "https://example.com/a?b=c&d=e",
     "user@example.com", "#hashtag @mention", "CamelCaseIdentifier snake_case_identifier",
     "The year 1969.", "ALL CAPS SENTENCE", "repeated repeated repeated repeated",
+]
+
+# Chat markup of the four llama.cpp vocabularies, whitespace after special
+# tokens (Phi-3 strips it), digit runs (Llama 3 groups three, Qwen2 one),
+# contractions and case (the BPE pre-tokenizer regexes).
+VOCAB_EXTRA = [
+    "<|user|>\nWhat is 2+2?<|end|>\n<|assistant|>\n", "<|end|>   after", "<|user|> \t\n hi", "<|end|>",
+    "</s> x", "<s> x", "<|endoftext|> x", "<|assistant|>", "<|system|>\nBe brief.<|end|>",
+    "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n", "<|im_end|>", "<|endoftext|>",
+    "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>", "<|eot_id|>",
+    "<|begin_of_text|>", "1234567890 12345678901", "3,141,592", "I'm sure they'll say we've done it", "DON'T YOU'RE",
+    "it's 'quoted'", "a\r\nb\r\n\r\nc", "   leading and trailing   ", "x\n\n\n\ny", "!!! ??? ...",
+    "<think>\nreasoning\n</think>", "<|fim_prefix|>def f():<|fim_suffix|>\n<|fim_middle|>",
 ]
 
 
@@ -158,6 +177,21 @@ def main():
         ref["model_sha256"] = h.hexdigest()
         with open(os.path.join(GOLDEN, "gemma3_tokens.json"), "w") as f:
             json.dump(ref, f, ensure_ascii=False, indent=1)
+            f.write("\n")
+    elif len(sys.argv) >= 3 and sys.argv[1] == "vocabs":
+        import hashlib
+        out = {"vocabularies": []}
+        for name in ("llama-spm", "phi-3", "qwen2", "llama-bpe"):
+            path = os.path.join(sys.argv[2], f"ggml-vocab-{name}.gguf")
+            ref = reference(path, STRINGS + GEMMA_EXTRA + VOCAB_EXTRA)
+            with open(path, "rb") as f:
+                ref["model_sha256"] = hashlib.sha256(f.read()).hexdigest()
+            ref["manifest"] = f"vocab-{name}"
+            out["generator"] = ref.pop("generator")
+            out["script"] = ref.pop("script")
+            out["vocabularies"].append(ref)
+        with open(os.path.join(GOLDEN, "vocab_llamacpp.json"), "w") as f:
+            json.dump(out, f, ensure_ascii=False, indent=1)
             f.write("\n")
     else:
         sys.exit(__doc__)

@@ -159,14 +159,10 @@ impl std::fmt::Display for Difference {
     }
 }
 
-/// None if every entry has the same bits in both traces.
+/// None if every entry has the same bits in both traces. Traces of two
+/// model files are compared too (to find where an edited weight first
+/// shows); `notes` says what differs besides the entries.
 pub fn compare(a: &Trace, b: &Trace) -> Option<Difference> {
-    if a.model_sha256 != b.model_sha256 {
-        return Some(Difference::Inputs(format!(
-            "the traces are of different models ({} vs {})",
-            a.model_sha256, b.model_sha256
-        )));
-    }
     if a.prompt_ids != b.prompt_ids {
         return Some(Difference::Inputs("the traces are of different prompts".into()));
     }
@@ -209,6 +205,22 @@ pub fn compare(a: &Trace, b: &Trace) -> Option<Difference> {
         }
     }
     None
+}
+
+/// What differs between two traces besides their entries: model file,
+/// determinism version, device, ISA, threads, chunk.
+pub fn notes(a: &Trace, b: &Trace) -> Vec<String> {
+    let mut n = Vec::new();
+    if a.model_sha256 != b.model_sha256 {
+        n.push(format!("the model files differ ({} vs {})", a.model_sha256, b.model_sha256));
+    }
+    if a.determinism_version != b.determinism_version {
+        n.push(format!(
+            "determinism versions differ ({} vs {})",
+            a.determinism_version, b.determinism_version
+        ));
+    }
+    n
 }
 
 pub fn read(path: &std::path::Path) -> Result<Trace> {

@@ -51,28 +51,6 @@ fn spm_gguf() -> Vec<u8> {
     gguf_bytes(&md, &[])
 }
 
-/// Every case, every mode; returns how many id lists were compared.
-fn compare(tok: &Tokenizer, reference: &serde_json::Value, what: &str) -> usize {
-    let mut n = 0;
-    let mut bad = Vec::new();
-    for case in reference["cases"].as_array().unwrap() {
-        let text = case["text"].as_str().unwrap();
-        for add in [false, true] {
-            for special in [false, true] {
-                let key = format!("add_special={add},parse_special={special}");
-                let want: Vec<u32> = case[&key].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
-                let got = tok.encode_with(text, add, special).unwrap();
-                if got != want {
-                    bad.push(format!("{text:?} ({key}): ours {got:?}, llama.cpp {want:?}"));
-                }
-                n += 1;
-            }
-        }
-    }
-    assert!(bad.is_empty(), "{what}: {} of {n} differ:\n{}", bad.len(), bad.join("\n"));
-    n
-}
-
 #[test]
 fn a_llama2_style_vocabulary_gives_llamacpps_ids() {
     let bytes = spm_gguf();
@@ -80,7 +58,7 @@ fn a_llama2_style_vocabulary_gives_llamacpps_ids() {
     let tok = Tokenizer::from_gguf(&g).unwrap();
     assert_eq!(tok.kind(), "llama");
     assert!(tok.add_space_prefix && tok.add_bos);
-    let n = compare(&tok, &golden("spm_llamacpp.json"), "small SentencePiece vocabulary");
+    let n = common::compare_token_ids(&tok, &golden("spm_llamacpp.json"), "small SentencePiece vocabulary");
     eprintln!("small SentencePiece vocabulary: {n} id lists equal llama.cpp's");
     // Decoding gives the text back (the space prefix removed) where no byte
     // was lost to a missing token.
@@ -124,7 +102,7 @@ fn gemma3_tokenizer_gives_llamacpps_ids() {
     assert!(!tok.add_space_prefix && tok.add_bos);
     let cases = r["cases"].as_array().unwrap().len();
     assert!(cases >= 80, "{cases} strings");
-    let n = compare(&tok, &r, "Gemma 3 270M");
+    let n = common::compare_token_ids(&tok, &r, "Gemma 3 270M");
     eprintln!("Gemma 3 270M: {n} id lists ({cases} strings x 4 modes) equal llama.cpp's");
     // End of turn ends generation, as in llama.cpp.
     let eot = tok.encode_with("<end_of_turn>", false, true).unwrap();

@@ -245,7 +245,8 @@ pub fn verify(a: VerifyArgs) -> Result<i32> {
                         "first difference: {d}; run digest recorded {}, now {digest}",
                         manifest.run_digest
                     ));
-                    if let Some(cmd) = trace_command(&cfg.model.name, &d, &recorded) {
+                    let device = &manifest.environment.device;
+                    if let Some(cmd) = trace_command(&cfg.model.name, device, &d, &recorded) {
                         hint = Some(cmd);
                     }
                 }
@@ -283,6 +284,7 @@ pub fn verify(a: VerifyArgs) -> Result<i32> {
 /// its prompt and, for a generation, the tokens before the differing one.
 fn trace_command(
     model: &str,
+    device: &str,
     d: &compare::FirstDifference,
     recorded: &[run::SampleRecord],
 ) -> Option<String> {
@@ -298,7 +300,7 @@ fn trace_command(
     }
     let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
     Some(format!(
-        "infer-eval trace --model {model} --prompt-ids {} --out trace-$(hostname).json",
+        "infer-eval trace --model {model} --device {device} --prompt-ids {} --out trace-$(hostname).json",
         list.join(",")
     ))
 }

@@ -35,6 +35,9 @@ pub struct TraceArgs {
 pub fn trace(a: TraceArgs) -> Result<i32> {
     if let Some(files) = &a.compare {
         let (x, y) = (trace::read(&files[0])?, trace::read(&files[1])?);
+        for n in trace::notes(&x, &y) {
+            println!("note: {n}");
+        }
         return Ok(match trace::compare(&x, &y) {
             None => {
                 println!(

@@ -96,6 +96,9 @@ pub struct ArchSpec {
     pub rope_scaling: Option<Llama3Scaling>,
     /// Linear position scaling of the global layers (1 / factor; 1: none).
     pub rope_freq_scale: f64,
+    /// The same for the sliding-window layers (Gemma 2: the global one;
+    /// Gemma 3: 1).
+    pub rope_freq_scale_local: f64,
     /// LongRoPE: the factor cos and sin are multiplied by (1: none).
     pub rope_attn_factor: f64,
     /// LongRoPE: the original context; the long factors are used past it.
@@ -222,36 +225,51 @@ impl ArchSpec {
         let vocab = opt_u("vocab_size").unwrap_or(*embd.dims.get(1).unwrap_or(&0));
         let head_dim = opt_u("attention.key_length").unwrap_or(if n_heads > 0 { hidden / n_heads } else { 0 });
         let rope_dims = opt_u("rope.dimension_count").unwrap_or(head_dim);
-        let (mut freq_scale, mut attn_factor) = (1.0, 1.0);
+        // llama.cpp: the scaling type defaults to linear, and a factor key
+        // scales positions whatever the type (LongRoPE's own divisors come
+        // from tensors); attn_factor multiplies cos and sin for every family.
+        let mut freq_scale = 1.0;
         match g.metadata.get(&k("rope.scaling.type")).and_then(|v| v.as_str()) {
-            None | Some("none") => {}
-            Some("linear") => {
-                freq_scale = 1.0 / opt_f("rope.scaling.factor").filter(|f| *f > 0.0).unwrap_or(1.0);
+            None | Some("none") | Some("linear") | Some("longrope") => {
+                if let Some(f) = opt_f("rope.scaling.factor").filter(|f| *f > 0.0) {
+                    freq_scale = 1.0 / f;
+                }
             }
             Some(t) => {
                 return Err(Error::bad_file(
                     &g.path,
-                    format!("rope scaling '{t}' is not supported (supported: none, linear)"),
+                    format!("rope scaling '{t}' is not supported (supported: none, linear, longrope)"),
                 ));
             }
         }
-        if family == Family::Phi3 {
-            if let Some(f) = opt_f("rope.scaling.attn_factor") {
-                attn_factor = f;
-            }
-        }
+        let attn_factor = opt_f("rope.scaling.attn_factor").filter(|f| *f > 0.0).unwrap_or(1.0);
         let theta = opt_f("rope.freq_base").unwrap_or(10000.0);
         let window = opt_u("attention.sliding_window").filter(|&w| w > 0);
-        let (local_layers, sliding_window, theta_local) = match family {
-            Family::Gemma2 => (Self::swa_pattern(n_layers, 2), window, theta),
-            Family::Gemma3 if window.is_some() => {
-                let n = opt_u("attention.sliding_window_pattern").unwrap_or(6);
-                (
-                    Self::swa_pattern(n_layers, n),
-                    window,
-                    opt_f("rope.freq_base_swa").unwrap_or(10000.0),
-                )
+        // llama.cpp's load_swa_pattern: a per-layer array, else a period.
+        let pattern = |default: usize| -> Vec<bool> {
+            match g.metadata.get(&k("attention.sliding_window_pattern")) {
+                Some(crate::formats::gguf::Value::Array(a)) if a.len() == n_layers => {
+                    a.iter().map(|v| v.as_bool().unwrap_or(v.as_u64() == Some(1))).collect()
+                }
+                _ => Self::swa_pattern(
+                    n_layers,
+                    opt_u("attention.sliding_window_pattern").unwrap_or(default),
+                ),
             }
+        };
+        let (local_layers, sliding_window, theta_local) = match family {
+            // Gemma 2's defaults when the keys are absent: a 4096 window,
+            // and local layers with the global base.
+            Family::Gemma2 => (
+                pattern(2),
+                Some(window.unwrap_or(4096)),
+                opt_f("rope.freq_base_swa").unwrap_or(theta),
+            ),
+            Family::Gemma3 if window.is_some() => (
+                pattern(6),
+                window,
+                opt_f("rope.freq_base_swa").unwrap_or(10000.0),
+            ),
             // Phi-3 writes a window that llama.cpp does not use; Mistral's
             // is not written: full causal attention, as llama.cpp runs them.
             _ => (vec![false; n_layers], None, theta),
@@ -268,7 +286,12 @@ impl ArchSpec {
             Family::Phi3 => Some(1.0 / (head_dim as f32).sqrt()),
             _ => None,
         };
-        let softcap = |s: &str| opt_f(s).filter(|c| *c != 0.0).map(|c| c as f32);
+        // Gemma 2's caps default to llama.cpp's 50 and 30 when absent.
+        let softcap = |s: &str, default: f64| {
+            Some(opt_f(s).unwrap_or(default))
+                .filter(|c| *c != 0.0)
+                .map(|c| c as f32)
+        };
         let spec = ArchSpec {
             family,
             vocab_size: vocab,
@@ -283,6 +306,7 @@ impl ArchSpec {
             rope_theta_local: theta_local,
             rope_scaling: None,
             rope_freq_scale: freq_scale,
+            rope_freq_scale_local: if family == Family::Gemma2 { freq_scale } else { 1.0 },
             rope_attn_factor: attn_factor,
             rope_original_context: opt_u("rope.scaling.original_context_length"),
             // llama.cpp's converter permutes Llama's Q/K for interleaved
@@ -306,11 +330,14 @@ impl ArchSpec {
             embed_scale: family.gemma().then(|| (hidden as f32).sqrt()),
             q_prescale,
             attn_softcap: if family == Family::Gemma2 {
-                softcap("attn_logit_softcapping")
+                softcap("attn_logit_softcapping", 50.0)
             } else {
                 None
             },
-            final_softcap: softcap("final_logit_softcapping"),
+            final_softcap: softcap(
+                "final_logit_softcapping",
+                if family == Family::Gemma2 { 30.0 } else { 0.0 },
+            ),
             sliding_window,
             local_layers,
             fused_qkv: g.tensor("blk.0.attn_qkv.weight").is_some(),
@@ -323,8 +350,29 @@ impl ArchSpec {
 
     pub fn from_hf_json(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let c: HfConfig = serde_json::from_str(&text)
+        let mut c: HfConfig = serde_json::from_str(&text)
             .map_err(|e| Error::bad_file(path, format!("invalid config.json: {e}")))?;
+        // transformers v5 writes RoPE under rope_parameters (Gemma 3: per
+        // attention type); older files at the top level.
+        let mut theta_local_v5 = None;
+        if let Some(rp) = c.rope_parameters.take() {
+            let (global, local) = match (rp.get("full_attention"), rp.get("sliding_attention")) {
+                (Some(g), l) => (g.clone(), l.cloned()),
+                _ => (rp.clone(), None),
+            };
+            let g: HfRopeScaling = serde_json::from_value(global)
+                .map_err(|e| Error::bad_file(path, format!("invalid rope_parameters: {e}")))?;
+            c.rope_theta = g.rope_theta.or(c.rope_theta);
+            c.partial_rotary_factor = g.partial_rotary_factor.or(c.partial_rotary_factor);
+            if g.rope_type.as_deref().is_some_and(|t| t != "default") {
+                c.rope_scaling = Some(g);
+            }
+            if let Some(l) = local {
+                let l: HfRopeScaling = serde_json::from_value(l)
+                    .map_err(|e| Error::bad_file(path, format!("invalid rope_parameters: {e}")))?;
+                theta_local_v5 = l.rope_theta;
+            }
+        }
         let named = c
             .architectures
             .iter()
@@ -392,16 +440,21 @@ impl ArchSpec {
                 Some(t) if t.len() == n_layers => (
                     t.iter().map(|s| s == "sliding_attention").collect(),
                     window,
-                    c.rope_local_base_freq.unwrap_or(10000.0),
+                    theta_local_v5.or(c.rope_local_base_freq).unwrap_or(10000.0),
                 ),
                 _ => (
                     Self::swa_pattern(n_layers, c.sliding_window_pattern.unwrap_or(6)),
                     window,
-                    c.rope_local_base_freq.unwrap_or(10000.0),
+                    theta_local_v5.or(c.rope_local_base_freq).unwrap_or(10000.0),
                 ),
             },
-            // Mistral's config.json names its window: Hugging Face uses it on every layer.
-            Family::Llama if window.is_some() && c.use_sliding_window.unwrap_or(true) => {
+            // Mistral's config.json names its window: Hugging Face uses it
+            // on every layer (Llama's modeling code ignores the key).
+            Family::Llama
+                if window.is_some()
+                    && (c.model_type.as_deref() == Some("mistral")
+                        || c.architectures.iter().flatten().any(|a| a == "MistralForCausalLM")) =>
+            {
                 (vec![true; n_layers], window, theta)
             }
             Family::Qwen2 | Family::Qwen3 if window.is_some() && c.use_sliding_window == Some(true) => {
@@ -444,6 +497,7 @@ impl ArchSpec {
             rope_theta_local: theta_local,
             rope_scaling,
             rope_freq_scale: freq_scale,
+            rope_freq_scale_local: if family == Family::Gemma2 { freq_scale } else { 1.0 },
             rope_attn_factor: 1.0,
             rope_original_context: None,
             rope_layout: RopeLayout::Half,
@@ -502,10 +556,13 @@ struct HfConfig {
     sliding_window_pattern: Option<usize>,
     layer_types: Option<Vec<String>>,
     rope_local_base_freq: Option<f64>,
+    rope_parameters: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
 struct HfRopeScaling {
+    rope_theta: Option<f64>,
+    partial_rotary_factor: Option<f64>,
     rope_type: Option<String>,
     #[serde(rename = "type")]
     kind: Option<String>,
@@ -513,4 +570,71 @@ struct HfRopeScaling {
     low_freq_factor: Option<f64>,
     high_freq_factor: Option<f64>,
     original_max_position_embeddings: Option<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hf(extra: serde_json::Value) -> Result<ArchSpec> {
+        let mut c = serde_json::json!({
+            "vocab_size": 64, "hidden_size": 32, "intermediate_size": 64,
+            "num_hidden_layers": 6, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "head_dim": 8, "rms_norm_eps": 1e-6, "max_position_embeddings": 256,
+        });
+        c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.json");
+        std::fs::write(&p, c.to_string()).unwrap();
+        ArchSpec::from_hf_json(&p)
+    }
+
+    /// transformers v5 writes RoPE under rope_parameters, per attention type
+    /// for Gemma 3; v4 at the top level. Both give the same description.
+    #[test]
+    fn rope_parameters_of_transformers_v5_and_v4_agree() {
+        let v5 = hf(serde_json::json!({
+            "model_type": "gemma3_text", "sliding_window": 16,
+            "layer_types": ["sliding_attention", "sliding_attention", "sliding_attention",
+                            "sliding_attention", "sliding_attention", "full_attention"],
+            "rope_parameters": {
+                "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1000000.0},
+                "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}
+            }
+        }))
+        .unwrap();
+        let v4 = hf(serde_json::json!({
+            "model_type": "gemma3_text", "sliding_window": 16, "sliding_window_pattern": 6,
+            "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
+            "rope_scaling": {"rope_type": "linear", "factor": 8.0}
+        }))
+        .unwrap();
+        for s in [&v5, &v4] {
+            assert_eq!(s.family, Family::Gemma3);
+            assert_eq!((s.rope_theta, s.rope_theta_local), (1e6, 1e4));
+            assert_eq!((s.rope_freq_scale, s.rope_freq_scale_local), (0.125, 1.0));
+            assert_eq!(s.local_layers, vec![true, true, true, true, true, false]);
+            assert_eq!(s.sliding_window, Some(16));
+        }
+        let llama = hf(serde_json::json!({
+            "model_type": "llama", "rope_parameters": {"rope_type": "default", "rope_theta": 500000.0}
+        }))
+        .unwrap();
+        assert_eq!((llama.rope_theta, llama.rope_freq_scale), (500000.0, 1.0));
+        assert!(llama.rope_scaling.is_none() && llama.sliding_window.is_none());
+    }
+
+    /// A window only Mistral's modeling code uses; Llama's ignores the key.
+    #[test]
+    fn sliding_window_only_for_mistral() {
+        let m = hf(serde_json::json!({"model_type": "mistral", "sliding_window": 32})).unwrap();
+        assert_eq!(m.sliding_window, Some(32));
+        assert!(m.local_layers.iter().all(|&l| l));
+        let l = hf(serde_json::json!({"model_type": "llama", "sliding_window": 32})).unwrap();
+        assert_eq!(l.sliding_window, None);
+        let e = hf(serde_json::json!({"model_type": "qwen2", "sliding_window": 32, "use_sliding_window": true}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("use_sliding_window"), "{e}");
+    }
 }

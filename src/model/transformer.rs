@@ -200,17 +200,20 @@ impl Transformer {
     /// their base differs (Gemma 3). Frequencies per docs/DETERMINISM.md §5.
     fn rotaries(w: &WeightReader, c: &ArchSpec, dev: &Device) -> Result<(Rotary, Option<Rotary>)> {
         let half = c.rope_dims / 2;
-        // GGUF divisors: Llama 3's rope_freqs, or Phi-3's LongRoPE factors
-        // (long beyond the original context, as llama.cpp picks them).
+        // GGUF divisors: Llama 3's rope_freqs, or Phi-3's LongRoPE factors.
+        // LongRoPE: the short divisors, which both references use within the
+        // original context (Hugging Face per sequence, llama.cpp by its
+        // configured context, 512 in llama-cpp-python by default), and no
+        // position past it: one table per model file, whatever the request
+        // (docs/DETERMINISM.md §5).
+        let mut max_positions = c.max_position_embeddings;
         let factors = if w.has(Part::RopeFreqs)? {
             Some(w.host_vector(Part::RopeFreqs, half)?)
         } else if w.has(Part::RopeFactorsLong)? {
-            let long = w.host_vector(Part::RopeFactorsLong, half)?;
-            let short = w.host_vector(Part::RopeFactorsShort, half)?;
-            let beyond = c
-                .rope_original_context
-                .is_some_and(|o| c.max_position_embeddings > o);
-            Some(if beyond { long } else { short })
+            if let Some(o) = c.rope_original_context {
+                max_positions = max_positions.min(o);
+            }
+            Some(w.host_vector(Part::RopeFactorsShort, half)?)
         } else {
             None
         };
@@ -226,18 +229,18 @@ impl Transformer {
             c.rope_attn_factor,
             c.head_dim,
             c.rope_layout,
-            c.max_position_embeddings,
+            max_positions,
             dev,
         )?;
         let local = if c.local_layers.iter().any(|&l| l)
-            && (c.rope_theta_local != c.rope_theta || c.rope_freq_scale != 1.0)
+            && (c.rope_theta_local != c.rope_theta || c.rope_freq_scale_local != c.rope_freq_scale)
         {
             Some(Rotary::new(
-                freqs(c.rope_theta_local, 1.0, None),
+                freqs(c.rope_theta_local, c.rope_freq_scale_local, None),
                 1.0,
                 c.head_dim,
                 c.rope_layout,
-                c.max_position_embeddings,
+                max_positions,
                 dev,
             )?)
         } else {

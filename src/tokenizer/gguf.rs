@@ -13,6 +13,8 @@ use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::SplitDelimiterBehavior;
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 
 /// Texts llama.cpp (as vendored by llama-cpp-python 0.3.36,
@@ -118,8 +120,13 @@ impl Tokenizer {
                 .unwrap_or(default)
         };
         let id = |k: &str| g.metadata.get(k).and_then(|v| v.as_u64()).map(|v| v as u32);
+        let mut bpe_add_bos = false;
         let (inner, spm_defaults) = match model {
-            "gpt2" => (Model::Bpe(bpe(g, &pieces)?), false),
+            "gpt2" => {
+                let (t, add_bos) = bpe(g, &pieces)?;
+                bpe_add_bos = add_bos;
+                (Model::Bpe(t), false)
+            }
             "llama" => {
                 let scores = match g.metadata.get("tokenizer.ggml.scores") {
                     Some(v) => {
@@ -201,12 +208,14 @@ impl Tokenizer {
             v.hash_into(&mut h);
         }
         let specials = super::special_order(&pieces, &types);
+        let rstrip = phi3_rstrip(g, &pieces, &specials);
         Ok(Tokenizer {
             model: inner,
             specials,
+            rstrip,
             bos,
             eos: eog,
-            add_bos: flag("tokenizer.ggml.add_bos_token", spm_defaults),
+            add_bos: flag("tokenizer.ggml.add_bos_token", spm_defaults || bpe_add_bos),
             add_eos: flag("tokenizer.ggml.add_eos_token", false),
             add_space_prefix: spm_defaults && flag("tokenizer.ggml.add_space_prefix", true),
             chat_template: g
@@ -222,6 +231,31 @@ impl Tokenizer {
     }
 }
 
+/// llama.cpp gives a Phi-3 vocabulary (`general.name` containing "phi-3"
+/// or "phi3", any case) the RSTRIP attribute on every special token and on
+/// `</s>`, but not on `<unk>`, `<s>` and `<|endoftext|>`: whitespace after
+/// them is dropped from the text. Sorted ids.
+fn phi3_rstrip(g: &GgufFile, pieces: &[String], specials: &[u32]) -> Vec<u32> {
+    let name = g
+        .metadata
+        .get("general.name")
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if !(name.contains("phi-3") || name.contains("phi3")) {
+        return Vec::new();
+    }
+    // llama.cpp looks texts up in a map built in id order: the last id wins.
+    let last = |text: &str| pieces.iter().rposition(|t| t == text).map(|i| i as u32);
+    let mut ids: Vec<u32> = specials.to_vec();
+    ids.extend(last("</s>"));
+    let off: Vec<u32> = ["<unk>", "<s>", "<|endoftext|>"].into_iter().filter_map(last).collect();
+    ids.retain(|i| !off.contains(i));
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 fn int_of(v: &Value) -> i64 {
     match *v {
         Value::I8(x) => x as i64,
@@ -232,8 +266,14 @@ fn int_of(v: &Value) -> i64 {
     }
 }
 
-/// The byte-level BPE of a `gpt2` GGUF, with llama.cpp's pre-tokenizer.
-fn bpe(g: &GgufFile, pieces: &[String]) -> Result<tokenizers::Tokenizer> {
+/// llama.cpp's pre-tokenizer regexes (`llama-vocab.cpp`), as tokenizer.json
+/// files write them for the tokenizers crate's Split.
+const LLAMA3_REGEX: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2_REGEX: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// The byte-level BPE of a `gpt2` GGUF, with llama.cpp's pre-tokenizer;
+/// also whether that pre-tokenizer adds BOS by default (Llama 3).
+fn bpe(g: &GgufFile, pieces: &[String]) -> Result<(tokenizers::Tokenizer, bool)> {
     let p = g.path.as_path();
     let pre = g
         .metadata
@@ -264,23 +304,38 @@ fn bpe(g: &GgufFile, pieces: &[String]) -> Result<tokenizers::Tokenizer> {
         }
         merge_pairs.push((a.to_string(), b.to_string()));
     }
+    // Llama 3: a word that is a token is taken whole (llama.cpp's ignore_merges).
+    let llama3 = matches!(pre, "llama3" | "llama-v3" | "llama-bpe");
     let bpe = BPE::builder()
         .vocab_and_merges(vocab, merge_pairs)
+        .ignore_merges(llama3)
         .build()
         .map_err(|e| terr(p, format!("cannot build BPE: {e}")))?;
-    let byte_level = PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, true));
+    let split = |re: &str| -> Result<PreTokenizerWrapper> {
+        let s = Split::new(SplitPattern::Regex(re.to_string()), SplitDelimiterBehavior::Isolated, false)
+            .map_err(|e| terr(p, format!("pre-tokenizer regex: {e}")))?;
+        Ok(PreTokenizerWrapper::Split(s))
+    };
     let pre_tok = match pre {
         // llama.cpp's smollm and gpt2-style pre-tokenizers: digits one by one, then the GPT-2 split.
         "smollm" | "starcoder" | "refact" | "default" | "gpt-2" => Sequence::new(vec![
             PreTokenizerWrapper::Digits(Digits::new(pre != "gpt-2" && pre != "default")),
-            byte_level,
+            PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, true)),
+        ]),
+        _ if llama3 => Sequence::new(vec![
+            split(LLAMA3_REGEX)?,
+            PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, false)),
+        ]),
+        "qwen2" | "deepseek-r1-qwen" => Sequence::new(vec![
+            split(QWEN2_REGEX)?,
+            PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, false)),
         ]),
         other => {
-            return Err(terr(p, format!("pre-tokenizer '{other}' is not supported (supported: smollm, starcoder, refact, gpt-2, default)")));
+            return Err(terr(p, format!("pre-tokenizer '{other}' is not supported (supported: smollm, starcoder, refact, gpt-2, default, llama-bpe/llama3, qwen2)")));
         }
     };
     let mut inner = tokenizers::Tokenizer::new(bpe);
     inner.with_pre_tokenizer(Some(pre_tok));
     inner.with_decoder(Some(ByteLevelDecoder::default()));
-    Ok(inner)
+    Ok((inner, llama3))
 }

@@ -126,6 +126,7 @@ impl Tokenizer {
             pieces: Vec::new(),
             types: Vec::new(),
             specials: Vec::new(),
+            rstrip: Vec::new(),
             bos,
             eos,
             add_bos: false, // tokenizer.json's post-processor adds what the model wants

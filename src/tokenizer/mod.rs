@@ -67,6 +67,9 @@ pub struct Tokenizer {
     /// Ids split out of the text before the model sees it, in llama.cpp's
     /// order: longest text first, then lowest id.
     specials: Vec<u32>,
+    /// Special tokens after which the text's leading whitespace is dropped
+    /// (llama.cpp's RSTRIP attribute, which it sets for Phi-3 vocabularies).
+    rstrip: Vec<u32>,
     pub bos: Option<u32>,
     /// Every token that ends generation: EOS and, for GGUF, llama.cpp's
     /// end-of-turn tokens (`<end_of_turn>`, `<|im_end|>`, ...).
@@ -121,6 +124,10 @@ impl Tokenizer {
 
     /// Split `text` at its special tokens (llama.cpp's partition).
     fn partition(&self, text: &str, parse_special: bool) -> Vec<Fragment> {
+        // An empty text has no fragment (so no SentencePiece space prefix).
+        if text.is_empty() {
+            return Vec::new();
+        }
         let mut frags = vec![Fragment::Raw(0, text.len())];
         for &id in &self.specials {
             if !parse_special && self.types[id as usize] != TokenType::UserDefined {
@@ -139,6 +146,12 @@ impl Tokenizer {
                     }
                     out.push(Fragment::Token(id));
                     s += at + pat.len();
+                    if self.rstrip.binary_search(&id).is_ok() {
+                        // C isspace: space, \t, \n, \v, \f, \r
+                        while s < e && matches!(text.as_bytes()[s], b' ' | b'\t'..=b'\r') {
+                            s += 1;
+                        }
+                    }
                 }
                 if s < e {
                     out.push(Fragment::Raw(s, e));
@@ -224,13 +237,21 @@ impl Tokenizer {
                     .map_err(|e| Error::Tokenizer(e.to_string()))
             }
             Model::Spm(_) => {
+                // As llama.cpp's detokenize with remove_special: a leading
+                // BOS is dropped, and the first token's piece loses one
+                // leading space when the vocabulary prefixes one.
+                let ids = match ids.split_first() {
+                    Some((&b, rest)) if self.add_bos && Some(b) == self.bos => rest,
+                    _ => ids,
+                };
                 let mut bytes = Vec::new();
-                for &i in ids {
+                for (n, &i) in ids.iter().enumerate() {
+                    let start = bytes.len();
                     let (Some(piece), Some(ty)) = (self.pieces.get(i as usize), self.types.get(i as usize)) else {
                         return Err(Error::Tokenizer(format!("token id {i} is outside the vocabulary")));
                     };
                     match ty {
-                        TokenType::Normal | TokenType::Unused => {
+                        TokenType::Normal => {
                             bytes.extend_from_slice(piece.replace('\u{2581}', " ").as_bytes())
                         }
                         TokenType::Byte => match spm_byte(piece) {
@@ -238,11 +259,11 @@ impl Tokenizer {
                             None => bytes.extend_from_slice(piece.as_bytes()),
                         },
                         TokenType::UserDefined => bytes.extend_from_slice(piece.as_bytes()),
-                        TokenType::Control | TokenType::Unknown => {}
+                        TokenType::Control | TokenType::Unknown | TokenType::Unused => {}
                     }
-                }
-                if self.add_space_prefix && bytes.first() == Some(&b' ') {
-                    bytes.remove(0);
+                    if n == 0 && self.add_space_prefix && bytes.get(start) == Some(&b' ') {
+                        bytes.remove(start);
+                    }
                 }
                 Ok(String::from_utf8_lossy(&bytes).into_owned())
             }
@@ -322,6 +343,24 @@ mod tests {
         assert_eq!(t.encode("ab<s>ab", true).unwrap(), vec![3, 0, 3]);
         assert_eq!(t.encode("ab<u>", false).unwrap(), vec![3, 4]);
         assert_ne!(t.encode("<s>", false).unwrap(), vec![0]);
+    }
+
+    /// llama.cpp's Phi-3 rule (by `general.name`): whitespace after a
+    /// special token is dropped, except after <s>, <unk> and <|endoftext|>.
+    #[test]
+    fn phi3_special_tokens_strip_the_whitespace_after_them() {
+        let toks = ["<s>", "a", "\u{120}", "<|end|>", "<|endoftext|>"];
+        let mut g = gguf(&toks, &[3, 1, 1, 3, 3], &[]);
+        let plain = Tokenizer::from_gguf(&g).unwrap();
+        g.metadata.insert("general.name".into(), Value::String("Phi-3 Mini".into()));
+        let phi3 = Tokenizer::from_gguf(&g).unwrap();
+        // (byte-level BPE: a space is the token Ġ, id 2)
+        assert_eq!(phi3.encode("<|end|> \t\na", true).unwrap(), vec![3, 1]);
+        assert_eq!(plain.encode("<|end|> a", true).unwrap(), vec![3, 2, 1]);
+        assert_eq!(phi3.encode("<s> a", true).unwrap(), vec![0, 2, 1]);
+        assert_eq!(phi3.encode("<|endoftext|> a", true).unwrap(), vec![4, 2, 1]);
+        // The empty text has no fragment at all.
+        assert_eq!(phi3.encode_with("", false, true).unwrap(), Vec::<u32>::new());
     }
 
     #[test]

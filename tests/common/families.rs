@@ -31,10 +31,10 @@ pub fn reference_logits(c: &ArchSpec, w: &Weights, ids: &[u32]) -> Vec<Vec<f64>>
     let (h, hd, nh, nkv) = (c.hidden_size, c.head_dim, c.n_heads, c.n_kv_heads);
     let eps = c.rms_norm_eps as f64;
     let rd = c.rope_dims;
-    let inv = |theta: f64| -> Vec<f64> {
+    let inv = |theta: f64, scale: f64| -> Vec<f64> {
         (0..rd / 2)
             .map(|i| {
-                let f = theta.powf(-((2 * i) as f64) / rd as f64) * c.rope_freq_scale;
+                let f = theta.powf(-((2 * i) as f64) / rd as f64) * scale;
                 // Hugging Face rope_type "llama3".
                 match &c.rope_scaling {
                     None => f,
@@ -68,13 +68,10 @@ pub fn reference_logits(c: &ArchSpec, w: &Weights, ids: &[u32]) -> Vec<Vec<f64>>
             }
         }
     };
-    let (inv_global, inv_local) = (inv(c.rope_theta), {
-        let mut f = inv(c.rope_theta_local);
-        if c.rope_freq_scale != 1.0 {
-            f.iter_mut().for_each(|v| *v /= c.rope_freq_scale);
-        }
-        f
-    });
+    let (inv_global, inv_local) = (
+        inv(c.rope_theta, c.rope_freq_scale),
+        inv(c.rope_theta_local, c.rope_freq_scale_local),
+    );
     let emb = get("model.embed_tokens.weight");
     let mut xs: Vec<Vec<f64>> = ids
         .iter()

