@@ -57,6 +57,13 @@ fn main() {
         (WeightFormat::Q8_0, 49152, 576),
         (WeightFormat::Q4K, 1536, 512),
         (WeightFormat::Q6K, 1536, 512),
+        // Gemma 3 270M: Q5_0 where rows of 640 cannot hold K-quant blocks,
+        // Q4_K / Q6_K attention output and down projections, the Q8_0
+        // 262,144-row tied head.
+        (WeightFormat::Q5_0, 2048, 640),
+        (WeightFormat::Q4K, 640, 1024),
+        (WeightFormat::Q6K, 640, 2048),
+        (WeightFormat::Q8_0, 262144, 640),
     ] {
         let w = bytes(fmt.row_bytes(k).unwrap() * n, 1);
         for m in [1usize, 64] {

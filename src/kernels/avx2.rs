@@ -25,12 +25,20 @@ pub unsafe fn accumulate(acc: &mut [__m256; 4], a: &[f32], b: &[f32]) {
         k += 32;
     }
     if full < n {
-        let mut lanes = to_array(acc);
-        for j in 0..n - full {
-            lanes[j] = a[full + j].mul_add(b[full + j], lanes[j]);
-        }
-        *acc = from_array(&lanes);
+        accumulate_tail(acc, &a[full..n], &b[full..n]);
     }
+}
+
+/// The last n % 32 products of `accumulate` (fewer than 32), lane j taking
+/// element j.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn accumulate_tail(acc: &mut [__m256; 4], a: &[f32], b: &[f32]) {
+    let mut lanes = to_array(acc);
+    for j in 0..a.len().min(b.len()) {
+        lanes[j] = a[j].mul_add(b[j], lanes[j]);
+    }
+    *acc = from_array(&lanes);
 }
 
 #[inline]

@@ -55,13 +55,22 @@ unsafe fn rows_kernel_avx2(
     rows_out: &mut [f32],
     scratch: &mut [f32],
 ) {
-    use super::avx2;
+    use super::{avx2, avx2_float};
     let rb = w_rows.len() / (rows_out.len() / m);
+    let xr = |t: usize| &x[t * k..t * k + k];
     for (row, out) in w_rows.chunks_exact(rb).zip(rows_out.chunks_exact_mut(m)) {
         avx2::prefetch_ahead(row);
-        dequantize_row(fmt, row, scratch);
-        for (t, o) in out.iter_mut().enumerate() {
-            *o = avx2::dot(scratch, &x[t * k..t * k + k]);
+        avx2_float::dequantize_row(fmt, row, scratch);
+        // Three rows of x per pass share the weight loads (prefill).
+        let mut t = 0;
+        while t + 3 <= m {
+            out[t..t + 3].copy_from_slice(&avx2_float::dots::<3>(scratch, [xr(t), xr(t + 1), xr(t + 2)]));
+            t += 3;
+        }
+        if m - t == 2 {
+            out[t..].copy_from_slice(&avx2_float::dots::<2>(scratch, [xr(t), xr(t + 1)]));
+        } else if m - t == 1 {
+            out[t] = avx2::dot(scratch, xr(t));
         }
     }
 }
@@ -126,36 +135,46 @@ pub fn matmul(
     if m == 0 || n == 0 {
         return;
     }
-    let mut transposed = vec![0f32; n * m];
-    if qdot::is_integer_format(fmt) {
-        // Activations are quantised once per call; each row's result depends only on its own row.
-        let xs: Vec<Q8Row> = x.chunks_exact(k).map(|r| qdot::quantize_row(isa, r)).collect();
-        pool::for_each_chunk_mut(&mut transposed, ROWS_PER_TASK * m, |i, o| {
-            let r0 = i * ROWS_PER_TASK;
-            rows_int(isa, fmt, &w[r0 * rb..(r0 + o.len() / m) * rb], &xs, k, o)
-        });
-    } else {
-        pool::for_each_chunk_mut(&mut transposed, ROWS_PER_TASK * m, |i, o| {
-            let r0 = i * ROWS_PER_TASK;
-            let mut scratch = vec![0f32; k];
-            rows(
-                isa,
-                fmt,
-                &w[r0 * rb..(r0 + o.len() / m) * rb],
-                x,
-                m,
-                k,
-                o,
-                &mut scratch,
-            )
-        });
-    }
+    // Rows of W are computed into `dst` as [row][t]: for one row of x that
+    // is `out` itself, else a buffer transposed afterwards.
+    let compute = |dst: &mut [f32]| {
+        if qdot::is_integer_format(fmt) {
+            // Activations are quantised once per call; each row's result depends only on its own row.
+            let xs: Vec<Q8Row> = x.chunks_exact(k).map(|r| qdot::quantize_row(isa, r)).collect();
+            pool::for_each_chunk_mut(dst, ROWS_PER_TASK * m, |i, o| {
+                let r0 = i * ROWS_PER_TASK;
+                rows_int(isa, fmt, &w[r0 * rb..(r0 + o.len() / m) * rb], &xs, k, o)
+            });
+        } else {
+            pool::for_each_chunk_mut(dst, ROWS_PER_TASK * m, |i, o| {
+                let r0 = i * ROWS_PER_TASK;
+                let mut scratch = vec![0f32; k];
+                rows(
+                    isa,
+                    fmt,
+                    &w[r0 * rb..(r0 + o.len() / m) * rb],
+                    x,
+                    m,
+                    k,
+                    o,
+                    &mut scratch,
+                )
+            });
+        }
+    };
     if m == 1 {
-        out.copy_from_slice(&transposed);
-    } else {
-        for r in 0..n {
-            for t in 0..m {
-                out[t * n + r] = transposed[r * m + t];
+        compute(out);
+        return;
+    }
+    let mut transposed = vec![0f32; n * m];
+    compute(&mut transposed);
+    // In tiles of 64 rows, so that the writes to `out` stay in cache.
+    for r0 in (0..n).step_by(64) {
+        let r1 = (r0 + 64).min(n);
+        for t in 0..m {
+            let dst = &mut out[t * n + r0..t * n + r1];
+            for (j, d) in dst.iter_mut().enumerate() {
+                *d = transposed[(r0 + j) * m + t];
             }
         }
     }

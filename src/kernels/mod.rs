@@ -12,6 +12,8 @@
 pub mod attention;
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub mod avx2_float;
 pub mod dot;
 pub mod elementwise;
 pub mod fp_env;

@@ -80,12 +80,12 @@ impl WeightFormat {
 }
 
 #[inline(always)]
-fn f16_at(b: &[u8], i: usize) -> f32 {
+pub(crate) fn f16_at(b: &[u8], i: usize) -> f32 {
     f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
 }
 
 #[inline(always)]
-fn k4_scale_min(j: usize, q: &[u8]) -> (u8, u8) {
+pub(crate) fn k4_scale_min(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {
