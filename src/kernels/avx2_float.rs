@@ -13,18 +13,69 @@ use std::arch::x86_64::*;
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dequantize_row(fmt: WeightFormat, row: &[u8], out: &mut [f32]) {
+    let mut sink = Store(out.as_mut_ptr());
     match fmt {
-        WeightFormat::Q4K => q4k(row, out),
-        WeightFormat::Q6K => q6k(row, out),
+        WeightFormat::Q4K => q4k(row, &mut sink),
+        WeightFormat::Q6K => q6k(row, &mut sink),
         _ => super::quant::dequantize_row(fmt, row, out),
     }
 }
 
-/// 32 bytes as 32 floats at `o`, each `f(byte)`: unsigned or signed bytes,
-/// then `scale * v - shift` (Q4_K) or `scale * v` (Q6_K), one scale per 16.
+/// `avx2::dot(dequantised row, x)` without writing the row out: each
+/// weight is formed as `dequantize_row` forms it and goes straight into the
+/// same fma lane, so the result has the same bits. `None` for formats
+/// other than Q4_K and Q6_K.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dequantized_dot(fmt: WeightFormat, row: &[u8], x: &[f32]) -> Option<f32> {
+    let mut sink = Dot { x: x.as_ptr(), acc: [_mm256_setzero_ps(); 4] };
+    match fmt {
+        WeightFormat::Q4K if x.len() == row.len() / 144 * 256 => q4k(row, &mut sink),
+        WeightFormat::Q6K if x.len() == row.len() / 210 * 256 => q6k(row, &mut sink),
+        _ => return None,
+    }
+    Some(super::avx2::tree(&sink.acc))
+}
+
+/// Where dequantised weights go, 32 at a time: elements `at..at + 32`.
+trait Sink {
+    unsafe fn put(&mut self, at: usize, v: [__m256; 4]);
+}
+
+/// Into a row of floats.
+struct Store(*mut f32);
+
+impl Sink for Store {
+    #[inline(always)]
+    unsafe fn put(&mut self, at: usize, v: [__m256; 4]) {
+        for (r, v) in v.into_iter().enumerate() {
+            _mm256_storeu_ps(self.0.add(at + 8 * r), v);
+        }
+    }
+}
+
+/// Into `avx2::dot`'s four accumulators against x: lane j of register r
+/// takes elements at + 8r + j, as `avx2::accumulate` does over 32 at a time.
+struct Dot {
+    x: *const f32,
+    acc: [__m256; 4],
+}
+
+impl Sink for Dot {
+    #[inline(always)]
+    unsafe fn put(&mut self, at: usize, v: [__m256; 4]) {
+        for (r, v) in v.into_iter().enumerate() {
+            self.acc[r] = _mm256_fmadd_ps(v, _mm256_loadu_ps(self.x.add(at + 8 * r)), self.acc[r]);
+        }
+    }
+}
+
+/// 32 bytes as 32 floats, each `f(byte)`: unsigned or signed bytes, then
+/// `scale * v - shift` (Q4_K) or `scale * v` (Q6_K), one scale per 16.
 #[inline(always)]
-unsafe fn bytes_to_f32(q: __m256i, signed: bool, scales: [f32; 2], shifts: Option<[f32; 2]>, o: *mut f32) {
+unsafe fn bytes_to_f32(q: __m256i, signed: bool, scales: [f32; 2], shifts: Option<[f32; 2]>) -> [__m256; 4] {
     let halves = [_mm256_castsi256_si128(q), _mm256_extracti128_si256::<1>(q)];
+    let mut out = [_mm256_setzero_ps(); 4];
     for (h, half) in halves.into_iter().enumerate() {
         let s = _mm256_set1_ps(scales[h]);
         for (i, part) in [half, _mm_srli_si128::<8>(half)].into_iter().enumerate() {
@@ -34,20 +85,20 @@ unsafe fn bytes_to_f32(q: __m256i, signed: bool, scales: [f32; 2], shifts: Optio
                 _mm256_cvtepu8_epi32(part)
             };
             let v = _mm256_mul_ps(s, _mm256_cvtepi32_ps(ints));
-            let v = match shifts {
+            out[2 * h + i] = match shifts {
                 Some(m) => _mm256_sub_ps(v, _mm256_set1_ps(m[h])),
                 None => v,
             };
-            _mm256_storeu_ps(o.add(16 * h + 8 * i), v);
         }
     }
+    out
 }
 
 /// Q4_K: w = (d * sc) * q - (dmin * m) per 32-element sub-block.
 #[inline(always)]
-unsafe fn q4k(row: &[u8], out: &mut [f32]) {
+unsafe fn q4k(row: &[u8], sink: &mut impl Sink) {
     let mask = _mm256_set1_epi8(0x0F);
-    for (blk, o) in row.chunks_exact(144).zip(out.chunks_exact_mut(256)) {
+    for (b, blk) in row.chunks_exact(144).enumerate() {
         let d = f16_at(blk, 0);
         let dmin = f16_at(blk, 2);
         let scales = &blk[4..16];
@@ -59,9 +110,9 @@ unsafe fn q4k(row: &[u8], out: &mut [f32]) {
             let q = _mm256_loadu_si256(blk.as_ptr().add(16 + g * 32) as *const __m256i);
             let lo = _mm256_and_si256(q, mask);
             let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), mask);
-            let y = o.as_mut_ptr().add(g * 64);
-            bytes_to_f32(lo, false, [d1, d1], Some([mm1, mm1]), y);
-            bytes_to_f32(hi, false, [d2, d2], Some([mm2, mm2]), y.add(32));
+            let at = b * 256 + g * 64;
+            sink.put(at, bytes_to_f32(lo, false, [d1, d1], Some([mm1, mm1])));
+            sink.put(at + 32, bytes_to_f32(hi, false, [d2, d2], Some([mm2, mm2])));
         }
     }
 }
@@ -74,11 +125,11 @@ unsafe fn two_bits(h: __m256i, m2: __m256i) -> __m256i {
 
 /// Q6_K: w = (d * sc) * (q - 32), a signed 8-bit sc per 16 elements.
 #[inline(always)]
-unsafe fn q6k(row: &[u8], out: &mut [f32]) {
+unsafe fn q6k(row: &[u8], sink: &mut impl Sink) {
     let m4 = _mm256_set1_epi8(0x0F);
     let m2 = _mm256_set1_epi8(3);
     let off = _mm256_set1_epi8(32);
-    for (blk, o) in row.chunks_exact(210).zip(out.chunks_exact_mut(256)) {
+    for (b, blk) in row.chunks_exact(210).enumerate() {
         let d = f16_at(blk, 208);
         for half in 0..2 {
             let p = blk.as_ptr();
@@ -99,10 +150,9 @@ unsafe fn q6k(row: &[u8], out: &mut [f32]) {
                 _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql1), m4), high[3]),
             ];
             let sc = &blk[192 + half * 8..192 + half * 8 + 8];
-            let y = o.as_mut_ptr().add(half * 128);
             for (j, q) in qs.into_iter().enumerate() {
                 let ds = [d * (sc[2 * j] as i8) as f32, d * (sc[2 * j + 1] as i8) as f32];
-                bytes_to_f32(_mm256_sub_epi8(q, off), true, ds, None, y.add(32 * j));
+                sink.put(b * 256 + half * 128 + 32 * j, bytes_to_f32(_mm256_sub_epi8(q, off), true, ds, None));
             }
         }
     }
@@ -155,7 +205,8 @@ mod tests {
 
     /// Every bit of the AVX2 dequantisation equals the portable code's, on
     /// random blocks (random f16 scales: subnormal, infinite and NaN ones
-    /// too), and the shared-load dots equal one dot at a time.
+    /// too), the dot that never writes the row equals dequantise-then-dot,
+    /// and the shared-load dots equal one dot at a time.
     #[test]
     fn kquant_dequant_and_dots_match_the_portable_code() {
         if !is_x86_feature_detected!("avx2") || !is_x86_feature_detected!("fma") || !is_x86_feature_detected!("f16c") {
@@ -169,8 +220,12 @@ mod tests {
                 let (mut a, mut b) = (vec![0f32; k], vec![0f32; k]);
                 super::super::quant::dequantize_row(fmt, r, &mut a);
                 unsafe { dequantize_row(fmt, r, &mut b) };
-                let (a, b): (Vec<u32>, Vec<u32>) = (a.iter().map(|v| v.to_bits()).collect(), b.iter().map(|v| v.to_bits()).collect());
-                assert_eq!(a, b, "{} row {i}", fmt.name());
+                let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
+                assert_eq!(bits(&a), bits(&b), "{} row {i}", fmt.name());
+                let x: Vec<f32> = bytes(4 * k, i as u64).chunks_exact(4).map(|c| (c[0] as f32 - 128.0) / 41.0).collect();
+                let fused = unsafe { dequantized_dot(fmt, r, &x) }.unwrap().to_bits();
+                let plain = unsafe { super::super::avx2::dot(&a, &x) }.to_bits();
+                assert_eq!(fused, plain, "{} row {i}: dot", fmt.name());
             }
         }
         for n in [32, 640, 1000, 7] {

@@ -43,7 +43,11 @@ multiversion! {
     }
 }
 
-/// The AVX2 twin of `rows_kernel`: same dequantised values, same lane order.
+/// The AVX2 twin of `rows_kernel`: same dequantised values, same lane
+/// order, each dot whole. With one row of x, K-quant weights go straight into
+/// the dot; with more, the task's rows are dequantised into `scratch` (one
+/// row of k per weight row) and taken against x three rows at a time, so
+/// those three stay in L1 while the weight rows pass.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn rows_kernel_avx2(
@@ -56,22 +60,38 @@ unsafe fn rows_kernel_avx2(
     scratch: &mut [f32],
 ) {
     use super::{avx2, avx2_float};
-    let rb = w_rows.len() / (rows_out.len() / m);
-    let xr = |t: usize| &x[t * k..t * k + k];
-    for (row, out) in w_rows.chunks_exact(rb).zip(rows_out.chunks_exact_mut(m)) {
+    let nr = rows_out.len() / m;
+    let rb = w_rows.len() / nr;
+    if m == 1 {
+        for (row, out) in w_rows.chunks_exact(rb).zip(rows_out.iter_mut()) {
+            avx2::prefetch_ahead(row);
+            *out = match avx2_float::dequantized_dot(fmt, row, x) {
+                Some(v) => v,
+                None => {
+                    avx2_float::dequantize_row(fmt, row, &mut scratch[..k]);
+                    avx2::dot(&scratch[..k], x)
+                }
+            };
+        }
+        return;
+    }
+    for (row, dq) in w_rows.chunks_exact(rb).zip(scratch.chunks_exact_mut(k)) {
         avx2::prefetch_ahead(row);
-        avx2_float::dequantize_row(fmt, row, scratch);
-        // Three rows of x per pass share the weight loads (prefill).
-        let mut t = 0;
-        while t + 3 <= m {
-            out[t..t + 3].copy_from_slice(&avx2_float::dots::<3>(scratch, [xr(t), xr(t + 1), xr(t + 2)]));
-            t += 3;
+        avx2_float::dequantize_row(fmt, row, dq);
+    }
+    let xr = |t: usize| &x[t * k..t * k + k];
+    let mut t = 0;
+    while t < m {
+        let g = (m - t).min(3);
+        for (r, wr) in scratch[..nr * k].chunks_exact(k).enumerate() {
+            let o = &mut rows_out[r * m + t..r * m + t + g];
+            match g {
+                3 => o.copy_from_slice(&avx2_float::dots::<3>(wr, [xr(t), xr(t + 1), xr(t + 2)])),
+                2 => o.copy_from_slice(&avx2_float::dots::<2>(wr, [xr(t), xr(t + 1)])),
+                _ => o[0] = avx2::dot(wr, xr(t)),
+            }
         }
-        if m - t == 2 {
-            out[t..].copy_from_slice(&avx2_float::dots::<2>(scratch, [xr(t), xr(t + 1)]));
-        } else if m - t == 1 {
-            out[t] = avx2::dot(scratch, xr(t));
-        }
+        t += g;
     }
 }
 
@@ -91,7 +111,7 @@ fn rows(
         // SAFETY: matmul checked that the CPU has the ISA (avx2, fma, f16c at least).
         return unsafe { rows_kernel_avx2(fmt, w_rows, x, m, k, rows_out, scratch) };
     }
-    rows_kernel(Isa::Scalar, fmt, w_rows, x, m, k, rows_out, scratch)
+    rows_kernel(Isa::Scalar, fmt, w_rows, x, m, k, rows_out, &mut scratch[..k])
 }
 
 /// Integer-format rows (Q4_0, Q4_1, Q5_0, Q8_0) against quantised rows of x.
@@ -148,7 +168,8 @@ pub fn matmul(
         } else {
             pool::for_each_chunk_mut(dst, ROWS_PER_TASK * m, |i, o| {
                 let r0 = i * ROWS_PER_TASK;
-                let mut scratch = vec![0f32; k];
+                // One dequantised row of k per weight row (see rows_kernel_avx2).
+                let mut scratch = vec![0f32; if m == 1 { k } else { k * o.len() / m }];
                 rows(
                     isa,
                     fmt,
