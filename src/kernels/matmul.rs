@@ -19,6 +19,7 @@ use crate::numerics::LANES;
 /// that a 576-row decode product still balances over threads.
 const ROWS_PER_TASK: usize = 16;
 
+
 multiversion! {
     /// Rows `r0..r0 + rows_out.len()/m` of W against all m rows of x, written
     /// transposed: rows_out[(r - r0) * m + t].
@@ -155,50 +156,39 @@ pub fn matmul(
     if m == 0 || n == 0 {
         return;
     }
-    // Rows of W are computed into `dst` as [row][t]: for one row of x that
-    // is `out` itself, else a buffer transposed afterwards.
-    let compute = |dst: &mut [f32]| {
+    // Each task computes its rows of W against every row of x as [row][t]
+    // and writes them to its columns of `out` ([t][row]).
+    let xs: Vec<Q8Row> = if qdot::is_integer_format(fmt) {
+        // Activations are quantised once per call; each row's result depends only on its own row.
+        x.chunks_exact(k).map(|r| qdot::quantize_row(isa, r)).collect()
+    } else {
+        Vec::new()
+    };
+    let task = |i: usize, o: &mut [f32]| {
+        let r0 = i * ROWS_PER_TASK;
+        let wr = &w[r0 * rb..(r0 + o.len() / m) * rb];
         if qdot::is_integer_format(fmt) {
-            // Activations are quantised once per call; each row's result depends only on its own row.
-            let xs: Vec<Q8Row> = x.chunks_exact(k).map(|r| qdot::quantize_row(isa, r)).collect();
-            pool::for_each_chunk_mut(dst, ROWS_PER_TASK * m, |i, o| {
-                let r0 = i * ROWS_PER_TASK;
-                rows_int(isa, fmt, &w[r0 * rb..(r0 + o.len() / m) * rb], &xs, k, o)
-            });
+            rows_int(isa, fmt, wr, &xs, k, o)
         } else {
-            pool::for_each_chunk_mut(dst, ROWS_PER_TASK * m, |i, o| {
-                let r0 = i * ROWS_PER_TASK;
-                // One dequantised row of k per weight row (see rows_kernel_avx2).
-                let mut scratch = vec![0f32; if m == 1 { k } else { k * o.len() / m }];
-                rows(
-                    isa,
-                    fmt,
-                    &w[r0 * rb..(r0 + o.len() / m) * rb],
-                    x,
-                    m,
-                    k,
-                    o,
-                    &mut scratch,
-                )
-            });
+            // One dequantised row of k per weight row (see rows_kernel_avx2).
+            let mut scratch = vec![0f32; if m == 1 { k } else { k * o.len() / m }];
+            rows(isa, fmt, wr, x, m, k, o, &mut scratch)
         }
     };
     if m == 1 {
-        compute(out);
+        pool::for_each_chunk_mut(out, ROWS_PER_TASK, &task);
         return;
     }
-    let mut transposed = vec![0f32; n * m];
-    compute(&mut transposed);
-    // In tiles of 64 rows, so that the writes to `out` stay in cache.
-    for r0 in (0..n).step_by(64) {
-        let r1 = (r0 + 64).min(n);
-        for t in 0..m {
-            let dst = &mut out[t * n + r0..t * n + r1];
-            for (j, d) in dst.iter_mut().enumerate() {
-                *d = transposed[(r0 + j) * m + t];
+    pool::for_each_column_block_mut(out, n, ROWS_PER_TASK, |i, cols| {
+        let nr = cols[0].len();
+        let mut o = vec![0f32; nr * m];
+        task(i, &mut o);
+        for (t, col) in cols.iter_mut().enumerate() {
+            for (j, c) in col.iter_mut().enumerate() {
+                *c = o[j * m + t];
             }
         }
-    }
+    });
 }
 
 /// Dequantise selected rows (an embedding lookup): out[i] = dequant(W[ids[i]]).

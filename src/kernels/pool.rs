@@ -267,6 +267,32 @@ pub fn for_each_chunk_mut<T: Send>(
     });
 }
 
+/// `out` as rows of `row_len`; task i gets, for every row, the columns
+/// `i * block ..` (up to `block` of them), as one slice per row. Tasks touch
+/// disjoint elements, so each may write its columns while the others run.
+pub fn for_each_column_block_mut<T: Send>(
+    out: &mut [T],
+    row_len: usize,
+    block: usize,
+    f: impl Fn(usize, &mut [&mut [T]]) + Sync,
+) {
+    if out.is_empty() || row_len == 0 {
+        return;
+    }
+    assert_eq!(out.len() % row_len, 0, "rows of equal length");
+    let (rows, block) = (out.len() / row_len, block.max(1));
+    let base = SendPtr(out.as_mut_ptr());
+    parallel_for(row_len.div_ceil(block), &|i| {
+        let c0 = i * block;
+        let w = block.min(row_len - c0);
+        // Safety: task i alone has columns c0..c0 + w of each row, and runs once.
+        let mut cols: Vec<&mut [T]> = (0..rows)
+            .map(|r| unsafe { std::slice::from_raw_parts_mut(base.get().add(r * row_len + c0), w) })
+            .collect();
+        f(i, &mut cols)
+    });
+}
+
 struct SendPtr<T>(*mut T);
 impl<T> SendPtr<T> {
     fn get(&self) -> *mut T {
@@ -287,6 +313,29 @@ mod tests {
             .num_threads(threads)
             .build()
             .unwrap()
+    }
+
+    /// Every element is written once, by the task that owns its column
+    /// block, with the right row and column, at 1 and 2 threads.
+    #[test]
+    fn column_blocks_cover_every_element_once() {
+        for threads in [1, 2] {
+            rayon_pool(threads).install(|| {
+                let (rows, row_len) = (5, 37);
+                let mut out = vec![(usize::MAX, 0u32); rows * row_len];
+                for_each_column_block_mut(&mut out, row_len, 8, |i, cols| {
+                    assert_eq!(cols.len(), rows);
+                    for (r, col) in cols.iter_mut().enumerate() {
+                        for (j, c) in col.iter_mut().enumerate() {
+                            *c = (r * row_len + i * 8 + j, c.1 + 1);
+                        }
+                    }
+                });
+                for (at, &(v, times)) in out.iter().enumerate() {
+                    assert_eq!((v, times), (at, 1), "element {at} at {threads} threads");
+                }
+            });
+        }
     }
 
     #[test]
