@@ -14,10 +14,15 @@ use super::quant::{dequantize_row, WeightFormat};
 use super::Isa;
 use crate::numerics::LANES;
 
-/// Output rows one task computes; fixed, so work splitting never depends on
-/// the thread count (and would not change bits even if it did). Small enough
-/// that a 576-row decode product still balances over threads.
+/// Output rows one task computes with several rows of x; fixed, so work
+/// splitting never depends on the thread count (and would not change bits
+/// even if it did: each output is one whole dot, whoever computes it).
 const ROWS_PER_TASK: usize = 16;
+
+/// With one row of x (decode) a task takes about this many weight bytes
+/// (at least `ROWS_PER_TASK` rows): the weights stream from memory then, and
+/// longer runs of consecutive rows keep the hardware prefetcher going.
+const DECODE_TASK_BYTES: usize = 32 << 10;
 
 
 multiversion! {
@@ -164,8 +169,13 @@ pub fn matmul(
     } else {
         Vec::new()
     };
+    let rows_per_task = if m == 1 {
+        (DECODE_TASK_BYTES / rb).max(ROWS_PER_TASK)
+    } else {
+        ROWS_PER_TASK
+    };
     let task = |i: usize, o: &mut [f32]| {
-        let r0 = i * ROWS_PER_TASK;
+        let r0 = i * rows_per_task;
         let wr = &w[r0 * rb..(r0 + o.len() / m) * rb];
         if qdot::is_integer_format(fmt) {
             rows_int(isa, fmt, wr, &xs, k, o)
@@ -176,7 +186,7 @@ pub fn matmul(
         }
     };
     if m == 1 {
-        pool::for_each_chunk_mut(out, ROWS_PER_TASK, &task);
+        pool::for_each_chunk_mut(out, rows_per_task, &task);
         return;
     }
     pool::for_each_column_block_mut(out, n, ROWS_PER_TASK, |i, cols| {
