@@ -74,16 +74,22 @@ impl Sampler<'_> {
         step: u64,
     ) -> Result<u32, String> {
         let p = self.params;
+        // (NaN is not finite, so this reads the same before NaN becomes -inf.)
+        if !logits.iter().any(|v| v.is_finite()) {
+            return Err(format!(
+                "no finite logit among {} at step {step}: nothing to sample",
+                logits.len()
+            ));
+        }
+        if p.temperature == 0.0 && p.repetition_penalty == 1.0 {
+            // `argmax` already ranks NaN below every number: the same choice
+            // as on the copy below, without copying the logits.
+            return Ok(argmax(logits));
+        }
         let mut l: Vec<f32> = logits
             .iter()
             .map(|&v| if v.is_nan() { f32::NEG_INFINITY } else { v })
             .collect();
-        if !l.iter().any(|v| v.is_finite()) {
-            return Err(format!(
-                "no finite logit among {} at step {step}: nothing to sample",
-                l.len()
-            ));
-        }
         if p.repetition_penalty != 1.0 {
             let mut seen: Vec<u32> = history.to_vec();
             seen.sort_unstable();
@@ -268,6 +274,31 @@ mod tests {
             let params = SamplingParams { temperature: 0.7, ..Default::default() };
             let s = Sampler { params: &params };
             assert!(s.sample(&[nan, nan], &[], 0, 0).is_err());
+        }
+    }
+
+    /// The greedy shortcut (no copy) picks what the general path's NaN-free
+    /// copy would: NaN of either sign first, among ties, and between values.
+    #[test]
+    fn greedy_shortcut_equals_greedy_on_the_nan_free_copy() {
+        let (pn, nn) = (f32::from_bits(0x7fc0_0000), f32::from_bits(0xffc0_0000));
+        let mut st = 5u64;
+        let pool = [pn, nn, f32::NEG_INFINITY, f32::INFINITY, -3.0, 0.0, 2.5, 2.5, 7.0];
+        let params = SamplingParams { temperature: 0.0, ..Default::default() };
+        let s = Sampler { params: &params };
+        for case in 0..2000 {
+            let n = 1 + case % 9;
+            let v: Vec<f32> = (0..n)
+                .map(|_| {
+                    st = st.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    pool[(st >> 59) as usize % pool.len()]
+                })
+                .collect();
+            let copy: Vec<f32> = v.iter().map(|&x| if x.is_nan() { f32::NEG_INFINITY } else { x }).collect();
+            match s.sample(&v, &[], 0, 0) {
+                Ok(t) => assert_eq!(t, argmax(&copy), "{v:?}"),
+                Err(_) => assert!(!v.iter().any(|x| x.is_finite()), "{v:?}"),
+            }
         }
     }
 }
