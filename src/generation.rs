@@ -59,9 +59,7 @@ pub struct GenerationRun {
 impl GenerationJob {
     /// Checks that need no model: an error names the flag.
     pub fn validate(&self) -> Result<()> {
-        self.sampling
-            .validate()
-            .map_err(Error::Usage)?;
+        self.sampling.validate().map_err(Error::Usage)?;
         if self.threads == 0 {
             return Err(Error::Usage("--threads must be at least 1".into()));
         }
@@ -99,7 +97,9 @@ impl GenerationJob {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(self.threads)
             .build()
-            .map_err(|e| Error::Input(format!("cannot start {} worker threads: {e}", self.threads)))?;
+            .map_err(|e| {
+                Error::Input(format!("cannot start {} worker threads: {e}", self.threads))
+            })?;
         let total = requests.len() * self.sampling.max_tokens;
         let t0 = std::time::Instant::now();
         let outs = pool.install(|| {

@@ -40,9 +40,7 @@ pub struct LoadedModel {
 /// Refuse, before loading, a model whose weights would not fit in memory.
 fn check_memory(path: &Path, weight_bytes: u64, config: &ArchSpec) -> Result<()> {
     let need = weight_bytes + Transformer::load_overhead_bytes(config, weight_bytes);
-    crate::model::check_memory(need, || {
-        format!("{}: loading the model", path.display())
-    })
+    crate::model::check_memory(need, || format!("{}: loading the model", path.display()))
 }
 
 /// Only the tokenizer of a .gguf file (its metadata: a vocab-only GGUF

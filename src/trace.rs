@@ -47,12 +47,19 @@ fn key(e: &TraceEntry, n_layers: usize) -> (usize, usize, usize) {
         (None, "inp_embd") => 0,
         (None, _) => n_layers + 1,
     };
-    let op = TAP_ORDER.iter().position(|o| *o == e.op).unwrap_or(TAP_ORDER.len());
+    let op = TAP_ORDER
+        .iter()
+        .position(|o| *o == e.op)
+        .unwrap_or(TAP_ORDER.len());
     (layer, op, e.pos)
 }
 
 fn sort(entries: &mut [TraceEntry]) {
-    let n = entries.iter().filter_map(|e| e.layer).max().map_or(0, |l| l + 1);
+    let n = entries
+        .iter()
+        .filter_map(|e| e.layer)
+        .max()
+        .map_or(0, |l| l + 1);
     entries.sort_by_key(|e| key(e, n));
 }
 
@@ -66,7 +73,9 @@ pub fn record(
     values: bool,
 ) -> Result<Trace> {
     if prompt_ids.is_empty() || prefill_chunk == 0 {
-        return Err(Error::Input("trace: an empty prompt or a zero chunk".into()));
+        return Err(Error::Input(
+            "trace: an empty prompt or a zero chunk".into(),
+        ));
     }
     let mut cache = m.model.new_cache(prompt_ids.len())?;
     let mut entries = Vec::new();
@@ -76,21 +85,22 @@ pub fn record(
         .map_err(|e| Error::Input(format!("cannot start {threads} threads: {e}")))?;
     for chunk in prompt_ids.chunks(prefill_chunk) {
         let pos0 = cache.len;
-        let mut tap = |layer: Option<usize>, op: &'static str, t: &candle_core::Tensor| -> Result<()> {
-            let rows: Vec<Vec<f32>> = t.to_vec2()?;
-            for (r, row) in rows.into_iter().enumerate() {
-                let mut h = Sha256::new();
-                row.iter().for_each(|v| h.update(v.to_bits().to_le_bytes()));
-                entries.push(TraceEntry {
-                    layer,
-                    op: op.to_string(),
-                    pos: pos0 + r,
-                    sha256: hex::encode(h.finalize()),
-                    values: values.then_some(row),
-                });
-            }
-            Ok(())
-        };
+        let mut tap =
+            |layer: Option<usize>, op: &'static str, t: &candle_core::Tensor| -> Result<()> {
+                let rows: Vec<Vec<f32>> = t.to_vec2()?;
+                for (r, row) in rows.into_iter().enumerate() {
+                    let mut h = Sha256::new();
+                    row.iter().for_each(|v| h.update(v.to_bits().to_le_bytes()));
+                    entries.push(TraceEntry {
+                        layer,
+                        op: op.to_string(),
+                        pos: pos0 + r,
+                        sha256: hex::encode(h.finalize()),
+                        values: values.then_some(row),
+                    });
+                }
+                Ok(())
+            };
         pool.install(|| {
             m.model.forward_tapped(
                 &mut [SeqStep {
@@ -164,9 +174,17 @@ impl std::fmt::Display for Difference {
 /// shows); `notes` says what differs besides the entries.
 pub fn compare(a: &Trace, b: &Trace) -> Option<Difference> {
     if a.prompt_ids != b.prompt_ids {
-        return Some(Difference::Inputs("the traces are of different prompts".into()));
+        return Some(Difference::Inputs(
+            "the traces are of different prompts".into(),
+        ));
     }
-    let n = a.entries.iter().chain(&b.entries).filter_map(|e| e.layer).max().map_or(0, |l| l + 1);
+    let n = a
+        .entries
+        .iter()
+        .chain(&b.entries)
+        .filter_map(|e| e.layer)
+        .max()
+        .map_or(0, |l| l + 1);
     let index = |t: &Trace| -> BTreeMap<(usize, usize, usize), TraceEntry> {
         t.entries.iter().map(|e| (key(e, n), e.clone())).collect()
     };
@@ -212,7 +230,10 @@ pub fn compare(a: &Trace, b: &Trace) -> Option<Difference> {
 pub fn notes(a: &Trace, b: &Trace) -> Vec<String> {
     let mut n = Vec::new();
     if a.model_sha256 != b.model_sha256 {
-        n.push(format!("the model files differ ({} vs {})", a.model_sha256, b.model_sha256));
+        n.push(format!(
+            "the model files differ ({} vs {})",
+            a.model_sha256, b.model_sha256
+        ));
     }
     if a.determinism_version != b.determinism_version {
         n.push(format!(

@@ -7,14 +7,80 @@ use std::path::Path;
 
 /// (module path under src/, modules it must not use).
 const RULES: &[(&str, &[&str])] = &[
-    ("numerics", &["kernels", "ops", "model", "tokenizer", "engine", "eval", "loader", "formats"]),
-    ("kernels", &["ops", "model", "tokenizer", "engine", "eval", "loader", "formats", "sampling"]),
-    ("ops", &["model", "tokenizer", "engine", "eval", "loader", "formats", "sampling"]),
-    ("formats", &["model", "tokenizer", "engine", "eval", "loader", "ops"]),
-    ("model", &["tokenizer", "engine", "eval", "loader", "sampling", "generation", "bench", "baseline"]),
-    ("tokenizer", &["model", "engine", "eval", "loader", "ops", "kernels"]),
-    ("sampling", &["model", "tokenizer", "engine", "eval", "loader", "ops"]),
-    ("engine.rs", &["tokenizer", "eval", "loader", "generation", "bench", "baseline"]),
+    (
+        "numerics",
+        &[
+            "kernels",
+            "ops",
+            "model",
+            "tokenizer",
+            "engine",
+            "eval",
+            "loader",
+            "formats",
+        ],
+    ),
+    (
+        "kernels",
+        &[
+            "ops",
+            "model",
+            "tokenizer",
+            "engine",
+            "eval",
+            "loader",
+            "formats",
+            "sampling",
+        ],
+    ),
+    (
+        "ops",
+        &[
+            "model",
+            "tokenizer",
+            "engine",
+            "eval",
+            "loader",
+            "formats",
+            "sampling",
+        ],
+    ),
+    (
+        "formats",
+        &["model", "tokenizer", "engine", "eval", "loader", "ops"],
+    ),
+    (
+        "model",
+        &[
+            "tokenizer",
+            "engine",
+            "eval",
+            "loader",
+            "sampling",
+            "generation",
+            "bench",
+            "baseline",
+        ],
+    ),
+    (
+        "tokenizer",
+        &["model", "engine", "eval", "loader", "ops", "kernels"],
+    ),
+    (
+        "sampling",
+        &["model", "tokenizer", "engine", "eval", "loader", "ops"],
+    ),
+    (
+        "engine.rs",
+        &[
+            "tokenizer",
+            "eval",
+            "loader",
+            "generation",
+            "bench",
+            "baseline",
+        ],
+    ),
 ];
 
 fn files(p: &Path) -> Vec<std::path::PathBuf> {
@@ -46,14 +112,24 @@ fn dependencies_point_one_way() {
                         || code.contains(&format!("crate::{m};"))
                         || code.contains(&format!("crate::{m}}}"))
                         || code.contains(&format!("crate::{{{m}"))
-                        || code.contains(&format!(" {m}::")) && code.trim_start().starts_with("use crate::{")
+                        || code.contains(&format!(" {m}::"))
+                            && code.trim_start().starts_with("use crate::{")
                     {
-                        bad.push(format!("{}:{}: {module} uses {m}: {}", f.display(), n + 1, line.trim()));
+                        bad.push(format!(
+                            "{}:{}: {module} uses {m}: {}",
+                            f.display(),
+                            n + 1,
+                            line.trim()
+                        ));
                     }
                 }
             }
         }
     }
     assert!(checked > 20, "checked only {checked} files");
-    assert!(bad.is_empty(), "dependencies against the graph of src/lib.rs:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "dependencies against the graph of src/lib.rs:\n{}",
+        bad.join("\n")
+    );
 }

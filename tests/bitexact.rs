@@ -68,8 +68,15 @@ fn batching_and_chunking_cases_agree() {
     assert_eq!(a.logprobs_digest, b.logprobs_digest);
     // Log-likelihoods: batched and chunked in 3-token steps, the same bits.
     let a = g.cases.iter().find(|c| c.name == "smollm2-loglik").unwrap();
-    let b = g.cases.iter().find(|c| c.name == "smollm2-loglik-batched").unwrap();
+    let b = g
+        .cases
+        .iter()
+        .find(|c| c.name == "smollm2-loglik-batched")
+        .unwrap();
     assert_eq!((b.batch_size, b.prefill_chunk), (5, 3));
     assert!(!a.continuations.is_empty() && a.continuations == b.continuations);
-    assert_eq!((&a.digest, &a.logprobs_digest), (&b.digest, &b.logprobs_digest));
+    assert_eq!(
+        (&a.digest, &a.logprobs_digest),
+        (&b.digest, &b.logprobs_digest)
+    );
 }

@@ -305,7 +305,10 @@ fn extra_tensors_load_only_when_allowed_and_are_recorded() {
         std::fs::copy(t.dir.path().join(f), extra.join(f)).unwrap();
     }
     let mut w = t.weights.clone();
-    w.insert("model.layers.0.self_attn.k_proj.bias".into(), (vec![KV_HEADS * HEAD_DIM], vec![1.0; KV_HEADS * HEAD_DIM]));
+    w.insert(
+        "model.layers.0.self_attn.k_proj.bias".into(),
+        (vec![KV_HEADS * HEAD_DIM], vec![1.0; KV_HEADS * HEAD_DIM]),
+    );
     write_safetensors(&extra.join("model.safetensors"), &w, Dtype::F32).unwrap();
     let plain = t.dir.path().to_str().unwrap();
     let extra = extra.to_str().unwrap();
@@ -318,11 +321,17 @@ fn extra_tensors_load_only_when_allowed_and_are_recorded() {
     let (code, out_extra, err) =
         infer_eval(&[&["--model", extra, "--allow-extra-tensors"][..], &gen].concat());
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("ignoring 1 tensor") && err.contains("k_proj.bias"), "{err}");
+    assert!(
+        err.contains("ignoring 1 tensor") && err.contains("k_proj.bias"),
+        "{err}"
+    );
     assert_eq!(out_plain, out_extra);
     let (code, info, _) = infer_eval(&["info", "--model", extra, "--allow-extra-tensors"]);
     assert_eq!(code, 0);
-    assert!(info.contains("\"ignored_tensors\"") && info.contains("k_proj.bias"), "{info}");
+    assert!(
+        info.contains("\"ignored_tensors\"") && info.contains("k_proj.bias"),
+        "{info}"
+    );
 }
 
 /// Finding 11 of issue 11: the fingerprint of a Hugging Face folder covers
@@ -342,12 +351,26 @@ fn hf_fingerprint_covers_config_and_tokenizer_files() {
     cfg["rope_theta"] = serde_json::json!(50000.0);
     std::fs::write(d.join("config.json"), cfg.to_string()).unwrap();
     let theta = sha();
-    assert_ne!(base, theta, "config.json (rope_theta) must change the fingerprint");
+    assert_ne!(
+        base, theta,
+        "config.json (rope_theta) must change the fingerprint"
+    );
     std::fs::write(d.join("generation_config.json"), "{\"eos_token_id\": 2}").unwrap();
     let gen = sha();
-    assert_ne!(theta, gen, "generation_config.json must change the fingerprint");
-    std::fs::write(d.join("tokenizer_config.json"), "{\"chat_template\": \"{{ messages[0].content }}\"}").unwrap();
-    assert_ne!(gen, sha(), "tokenizer_config.json must change the fingerprint");
+    assert_ne!(
+        theta, gen,
+        "generation_config.json must change the fingerprint"
+    );
+    std::fs::write(
+        d.join("tokenizer_config.json"),
+        "{\"chat_template\": \"{{ messages[0].content }}\"}",
+    )
+    .unwrap();
+    assert_ne!(
+        gen,
+        sha(),
+        "tokenizer_config.json must change the fingerprint"
+    );
 }
 
 /// Finding 17 of issue 11: a record renamed into place is followed by an
@@ -358,15 +381,33 @@ fn records_fsync_their_folder_after_the_rename() {
     let out = t.dir.path().join("rec.json");
     let log = t.dir.path().join("strace.log");
     let status = Command::new("strace")
-        .args(["-f", "-qq", "-e", "trace=rename,renameat,renameat2,openat,fsync", "-o"])
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "trace=rename,renameat,renameat2,openat,fsync",
+            "-o",
+        ])
         .arg(&log)
         .arg(env!("CARGO_BIN_EXE_infer-eval"))
-        .args(["--model", t.dir.path().to_str().unwrap(), "--prompt", "w1", "--max-tokens", "2", "--out"])
+        .args([
+            "--model",
+            t.dir.path().to_str().unwrap(),
+            "--prompt",
+            "w1",
+            "--max-tokens",
+            "2",
+            "--out",
+        ])
         .arg(&out)
         .env("HF_HUB_OFFLINE", "1")
         .output()
         .expect("strace is needed for this test (Debian package strace; .ci/run installs it)");
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     let trace = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<&str> = trace.lines().collect();
     let name = out.to_str().unwrap();
@@ -382,7 +423,9 @@ fn records_fsync_their_folder_after_the_rename() {
         .unwrap_or_else(|| panic!("the folder is not opened after the rename:\n{trace}"));
     let fd = open.rsplit('=').next().unwrap().trim();
     assert!(
-        lines[at..].iter().any(|l| l.contains(&format!("fsync({fd})"))),
+        lines[at..]
+            .iter()
+            .any(|l| l.contains(&format!("fsync({fd})"))),
         "no fsync({fd}) of the folder after the rename:\n{trace}"
     );
 }

@@ -38,8 +38,15 @@ fn contrast_with_stock_candle() {
             p.ours_top2_gap
         );
     }
-    let agree = r.prompts.iter().filter(|p| p.stock_vs_ours_same_argmax).count();
-    eprintln!("stock Candle and ours agree on the top token for {agree} of {} prompts", r.prompts.len());
+    let agree = r
+        .prompts
+        .iter()
+        .filter(|p| p.stock_vs_ours_same_argmax)
+        .count();
+    eprintln!(
+        "stock Candle and ours agree on the top token for {agree} of {} prompts",
+        r.prompts.len()
+    );
     assert!(agree * 2 > r.prompts.len(), "{:?}", r.prompts);
     let e = infer_eval::contrast::run(&smollm2_path(), &texts, 0, &candle_core::Device::Cpu);
     assert!(e.is_err());

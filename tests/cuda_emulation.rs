@@ -210,7 +210,17 @@ fn norm_rope_and_elementwise_match_the_cpu() {
         for (layout, inter) in [(RopeLayout::Interleaved, "1"), (RopeLayout::Half, "0")] {
             let x = r.floats(rows * heads * hd, 2.0);
             let mut cpu = x.clone();
-            rope::apply(Isa::Scalar, &mut cpu, hd, rd, layout, &cos, &sin, pos0, heads * hd);
+            rope::apply(
+                Isa::Scalar,
+                &mut cpu,
+                hd,
+                rd,
+                layout,
+                &cos,
+                &sin,
+                pos0,
+                heads * hd,
+            );
             let mut input = bytes_of(&x);
             input.extend(bytes_of(&cos));
             input.extend(bytes_of(&sin));
@@ -260,7 +270,10 @@ fn norm_rope_and_elementwise_match_the_cpu() {
     );
     elementwise::scale(&a, 25.298_221, &mut cpu);
     assert_bits(
-        &run(&["scale", "1000", "25.298221"].map(String::from), &bytes_of(&a)),
+        &run(
+            &["scale", "1000", "25.298221"].map(String::from),
+            &bytes_of(&a),
+        ),
         &cpu,
         "scale",
     );
@@ -294,7 +307,11 @@ fn attention_matches_the_cpu() {
         (40, 2, 3, Some(2.0), Some(1), false),
     ] {
         let shape = AttnShape {
-            scale: if prescaled { 1.0 } else { 1.0 / (hd as f32).sqrt() },
+            scale: if prescaled {
+                1.0
+            } else {
+                1.0 / (hd as f32).sqrt()
+            },
             softcap,
             window,
             ..AttnShape::causal(6, 2, hd)
@@ -323,7 +340,9 @@ fn attention_matches_the_cpu() {
         assert_bits(
             &run(&args, &input),
             &cpu,
-            &format!("attention hd {hd}, {rows} rows at {pos0}, softcap {softcap:?}, window {window:?}"),
+            &format!(
+                "attention hd {hd}, {rows} rows at {pos0}, softcap {softcap:?}, window {window:?}"
+            ),
         );
     }
 }
@@ -368,10 +387,22 @@ fn matmul_indices_past_2_pow_32() {
             }
         }
     }
-    let mut args = vec!["matmul_far".to_string(), m.to_string(), n.to_string(), k.to_string()];
+    let mut args = vec![
+        "matmul_far".to_string(),
+        m.to_string(),
+        n.to_string(),
+        k.to_string(),
+    ];
     args.extend(blocks.iter().map(|b| b.to_string()));
     let got = run(&args, &[]);
     let (outs, stray) = got.split_at(got.len() - 1);
-    assert_bits(outs, &want, "matmul_float outputs around threads 2^31 and 2^32");
-    assert_eq!(stray[0], 0.0, "outputs written at indices no listed block owns");
+    assert_bits(
+        outs,
+        &want,
+        "matmul_float outputs around threads 2^31 and 2^32",
+    );
+    assert_eq!(
+        stray[0], 0.0,
+        "outputs written at indices no listed block owns"
+    );
 }

@@ -325,7 +325,12 @@ fn resume_refuses_another_model_version_or_samples() {
     let p = project();
     let t = common::tiny_model(common::Dtype::F32, 51);
     let model = format!("model.name={}", t.dir.path().display());
-    let args = ["task=capitals", "run.limit=3", "sampling.max_tokens=3", &model];
+    let args = [
+        "task=capitals",
+        "run.limit=3",
+        "sampling.max_tokens=3",
+        &model,
+    ];
     let (dir, digest) = eval(p.path(), &args);
     let d = dir.to_str().unwrap();
     let interrupt = || std::fs::write(dir.join("INCOMPLETE"), "").unwrap();
@@ -334,7 +339,10 @@ fn resume_refuses_another_model_version_or_samples() {
         let o = resume();
         let err = String::from_utf8_lossy(&o.stderr).into_owned();
         assert_eq!(o.status.code(), Some(3), "{err}");
-        assert!(err.contains("cannot resume") || err.contains("not this run's samples"), "{err}");
+        assert!(
+            err.contains("cannot resume") || err.contains("not this run's samples"),
+            "{err}"
+        );
         assert!(err.contains(what), "should name {what}: {err}");
     };
 
@@ -347,7 +355,14 @@ fn resume_refuses_another_model_version_or_samples() {
     let fp = dir.join("fingerprint.json");
     let orig = std::fs::read_to_string(&fp).unwrap();
     let v = infer_eval::DETERMINISM_VERSION;
-    std::fs::write(&fp, orig.replace(&format!("\"determinism_version\": {v}"), &format!("\"determinism_version\": {}", v - 1))).unwrap();
+    std::fs::write(
+        &fp,
+        orig.replace(
+            &format!("\"determinism_version\": {v}"),
+            &format!("\"determinism_version\": {}", v - 1),
+        ),
+    )
+    .unwrap();
     refused("determinism_version");
     // Another binary.
     let mut f: serde_json::Value = serde_json::from_str(&orig).unwrap();

@@ -18,16 +18,28 @@ use infer_eval::sampling::SamplingParams;
 const SEED: u64 = 1;
 
 fn golden() -> serde_json::Value {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/tiny_llamacpp.json");
+    let p =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/tiny_llamacpp.json");
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
 }
 
 fn tokens() -> Vec<u32> {
-    golden()["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect()
+    golden()["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_u64().unwrap() as u32)
+        .collect()
 }
 
 /// The family's tiny model in both formats: (GGUF model, HF model, dir).
-fn models(f: Family) -> (infer_eval::loader::LoadedModel, infer_eval::loader::LoadedModel, tempfile::TempDir) {
+fn models(
+    f: Family,
+) -> (
+    infer_eval::loader::LoadedModel,
+    infer_eval::loader::LoadedModel,
+    tempfile::TempDir,
+) {
     let d = tempfile::tempdir().unwrap();
     let g = d.path().join("m.gguf");
     tiny_family::write_gguf_model(&g, f, SEED).unwrap();
@@ -41,7 +53,11 @@ fn all_logits(m: &infer_eval::loader::LoadedModel, ids: &[u32]) -> Vec<Vec<f32>>
     let mut cache = m.model.new_cache(ids.len()).unwrap();
     let out = pool(2).install(|| {
         m.model
-            .forward(&mut [SeqStep { tokens: ids, cache: &mut cache, logits: Logits::All }])
+            .forward(&mut [SeqStep {
+                tokens: ids,
+                cache: &mut cache,
+                logits: Logits::All,
+            }])
             .unwrap()
     });
     out[0].as_ref().unwrap().to_vec2().unwrap()
@@ -53,7 +69,10 @@ fn rel_err(a: &[Vec<f32>], b: &[Vec<f64>]) -> f64 {
         .zip(b)
         .map(|(x, y)| {
             let scale = y.iter().fold(0f64, |m, v| m.max(v.abs()));
-            x.iter().zip(y).fold(0f64, |m, (p, q)| m.max((*p as f64 - q).abs())) / scale
+            x.iter()
+                .zip(y)
+                .fold(0f64, |m, (p, q)| m.max((*p as f64 - q).abs()))
+                / scale
         })
         .fold(0.0, f64::max)
 }
@@ -77,11 +96,20 @@ fn every_family_matches_the_f64_reference_and_llamacpp() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect())
+            .map(|r| {
+                r.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap())
+                    .collect()
+            })
             .collect();
         let e_lcpp = rel_err(&ours_gguf, &lcpp);
         let e_lcpp_ref = rel_err(
-            &lcpp.iter().map(|r| r.iter().map(|v| *v as f32).collect()).collect::<Vec<_>>(),
+            &lcpp
+                .iter()
+                .map(|r| r.iter().map(|v| *v as f32).collect())
+                .collect::<Vec<_>>(),
             &want,
         );
         report.push(format!(
@@ -92,11 +120,23 @@ fn every_family_matches_the_f64_reference_and_llamacpp() {
     }
     eprintln!("{}", report.join("\n"));
     for (f, e_gguf, e_hf, e_lcpp) in checks {
-        assert!(e_gguf < 1e-4 && e_hf < 1e-4, "{}: relative error to f64 GGUF {e_gguf:e}, HF {e_hf:e}", f.name());
+        assert!(
+            e_gguf < 1e-4 && e_hf < 1e-4,
+            "{}: relative error to f64 GGUF {e_gguf:e}, HF {e_hf:e}",
+            f.name()
+        );
         // llama.cpp's CPU GELU reads an f16 table (Gemma), and it sums in
         // other orders: a tolerance, not an identity.
-        let tol = if matches!(f, Family::Gemma2 | Family::Gemma3) { 3e-3 } else { 1e-4 };
-        assert!(e_lcpp < tol, "{}: relative difference to llama.cpp {e_lcpp:e} (tolerance {tol:e})", f.name());
+        let tol = if matches!(f, Family::Gemma2 | Family::Gemma3) {
+            3e-3
+        } else {
+            1e-4
+        };
+        assert!(
+            e_lcpp < tol,
+            "{}: relative difference to llama.cpp {e_lcpp:e} (tolerance {tol:e})",
+            f.name()
+        );
     }
 }
 
@@ -124,25 +164,67 @@ fn every_family_keeps_every_invariance() {
             let reqs = requests();
             let base = run(&m, &reqs, &greedy(6), 1);
             for t in [2, 4] {
-                assert_same_bits(&base, &run(&m, &reqs, &greedy(6), t), &what(&format!("threads 1 vs {t}")));
+                assert_same_bits(
+                    &base,
+                    &run(&m, &reqs, &greedy(6), t),
+                    &what(&format!("threads 1 vs {t}")),
+                );
             }
-            let batched = run(&m, &reqs, &GenOptions { batch_size: 5, ..greedy(6) }, 2);
+            let batched = run(
+                &m,
+                &reqs,
+                &GenOptions {
+                    batch_size: 5,
+                    ..greedy(6)
+                },
+                2,
+            );
             assert_same_bits(&base, &batched, &what("alone vs batch of 5"));
             for chunk in [1, 7] {
-                let o = GenOptions { prefill_chunk: chunk, ..greedy(6) };
-                assert_same_bits(&base, &run(&m, &reqs, &o, 2), &what(&format!("prefill chunk {chunk}")));
+                let o = GenOptions {
+                    prefill_chunk: chunk,
+                    ..greedy(6)
+                };
+                assert_same_bits(
+                    &base,
+                    &run(&m, &reqs, &o, 2),
+                    &what(&format!("prefill chunk {chunk}")),
+                );
             }
             let sampled = GenOptions {
-                sampling: SamplingParams { temperature: 0.8, top_k: 20, seed: 3, max_tokens: 6, ..Default::default() },
+                sampling: SamplingParams {
+                    temperature: 0.8,
+                    top_k: 20,
+                    seed: 3,
+                    max_tokens: 6,
+                    ..Default::default()
+                },
                 batch_size: 3,
                 prefill_chunk: 4,
                 keep_logits: true,
             };
             let a = run(&m, &reqs, &sampled, 2);
-            assert_same_bits(&a, &run(&m, &reqs, &GenOptions { batch_size: 1, prefill_chunk: 512, ..sampled.clone() }, 1), &what("sampled, batched+chunked vs not"));
+            assert_same_bits(
+                &a,
+                &run(
+                    &m,
+                    &reqs,
+                    &GenOptions {
+                        batch_size: 1,
+                        prefill_chunk: 512,
+                        ..sampled.clone()
+                    },
+                    1,
+                ),
+                &what("sampled, batched+chunked vs not"),
+            );
             for isa in Isa::available() {
                 m.model.isa = isa;
-                assert_same_bits(&base, &run(&m, &reqs, &greedy(6), 2), &what(&format!("isa {}", isa.name())));
+                assert_same_bits(
+                    &base,
+                    &run(&m, &reqs, &greedy(6), 2),
+                    &what(&format!("isa {}", isa.name())),
+                );
             }
         }
     }
@@ -173,7 +255,10 @@ fn unsupported_architecture_and_missing_tensor_are_clear_errors() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
-    assert!(err.contains("bad-arch.gguf") && err.contains("'gemma9'") && err.contains("qwen3"), "{err}");
+    assert!(
+        err.contains("bad-arch.gguf") && err.contains("'gemma9'") && err.contains("qwen3"),
+        "{err}"
+    );
     // A supported family without one of its tensors.
     let mut w = tiny_family::weights(Family::Qwen3, SEED);
     let hf = d.path().join("qwen3");
@@ -186,5 +271,8 @@ fn unsupported_architecture_and_missing_tensor_are_clear_errors() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
-    assert!(err.contains("missing tensor 'model.layers.1.self_attn.k_norm.weight'"), "{err}");
+    assert!(
+        err.contains("missing tensor 'model.layers.1.self_attn.k_norm.weight'"),
+        "{err}"
+    );
 }

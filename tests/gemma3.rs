@@ -22,12 +22,17 @@ fn model() -> &'static LoadedModel {
 }
 
 fn golden() -> serde_json::Value {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/gemma3_greedy.json");
+    let p =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/gemma3_greedy.json");
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
 }
 
 fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 fn requests(n: usize) -> Vec<Request> {
@@ -64,12 +69,22 @@ fn greedy_agrees_with_llamacpp_up_to_near_ties() {
         let prompt = case["prompt"].as_str().unwrap();
         let want = ids(&case["output_ids"]);
         let prompt_ids = m.tokenizer.encode(prompt, false).unwrap();
-        assert_eq!(prompt_ids, ids(&case["prompt_ids"]), "prompt ids of {prompt:?}");
-        let req = Request { id: "0".into(), prompt_ids };
+        assert_eq!(
+            prompt_ids,
+            ids(&case["prompt_ids"]),
+            "prompt ids of {prompt:?}"
+        );
+        let req = Request {
+            id: "0".into(),
+            prompt_ids,
+        };
         let out = run(m, &[req], &greedy(want.len()), 2).remove(0);
         let top5 = case["top5"].as_array().unwrap();
         for pair in top5[0].as_array().unwrap() {
-            let (id, theirs) = (pair[0].as_u64().unwrap() as usize, pair[1].as_f64().unwrap());
+            let (id, theirs) = (
+                pair[0].as_u64().unwrap() as usize,
+                pair[1].as_f64().unwrap(),
+            );
             worst_first = worst_first.max((out.step_logits[0][id] as f64 - theirs).abs());
         }
         let agree = out
@@ -99,7 +114,10 @@ fn greedy_agrees_with_llamacpp_up_to_near_ties() {
         report.len(),
         report.join("\n")
     );
-    assert!(worst_first < 1.0, "first-step logits differ by {worst_first}");
+    assert!(
+        worst_first < 1.0,
+        "first-step logits differ by {worst_first}"
+    );
     assert!(
         worst_margin_at_parting < 1.0,
         "a continuation parts where llama.cpp's margin was {worst_margin_at_parting}:\n{}",
@@ -129,7 +147,11 @@ fn prefill_chunking_does_not_change_bits() {
             prefill_chunk: chunk,
             ..greedy(3)
         };
-        assert_same_bits(&whole, &run(m, reqs, &opts, 2), &format!("Gemma 3: prefill chunk {chunk}"));
+        assert_same_bits(
+            &whole,
+            &run(m, reqs, &opts, 2),
+            &format!("Gemma 3: prefill chunk {chunk}"),
+        );
     }
 }
 
@@ -137,10 +159,22 @@ fn prefill_chunking_does_not_change_bits() {
 fn batching_does_not_change_bits() {
     let m = model();
     let reqs = requests(5);
-    let batched = run(m, &reqs, &GenOptions { batch_size: 5, ..greedy(3) }, 2);
+    let batched = run(
+        m,
+        &reqs,
+        &GenOptions {
+            batch_size: 5,
+            ..greedy(3)
+        },
+        2,
+    );
     for (i, r) in reqs.iter().enumerate() {
         let alone = run(m, std::slice::from_ref(r), &greedy(3), 2);
-        assert_same_bits(&alone, &batched[i..i + 1], &format!("Gemma 3: prompt {i} alone vs in a batch of 5"));
+        assert_same_bits(
+            &alone,
+            &batched[i..i + 1],
+            &format!("Gemma 3: prompt {i} alone vs in a batch of 5"),
+        );
     }
 }
 
@@ -167,9 +201,17 @@ fn seeded_sampling_repeats_and_every_isa_agrees() {
         m.model.isa = isa;
         runs.push((isa, run(&m, reqs, &opts, 2)));
     }
-    assert_same_bits(&runs[0].1, &run(&m, reqs, &opts, 1), "Gemma 3: sampled run repeated");
+    assert_same_bits(
+        &runs[0].1,
+        &run(&m, reqs, &opts, 1),
+        "Gemma 3: sampled run repeated",
+    );
     for (isa, r) in &runs[1..] {
-        assert_same_bits(&runs[0].1, r, &format!("Gemma 3: {} vs {}", runs[0].0.name(), isa.name()));
+        assert_same_bits(
+            &runs[0].1,
+            r,
+            &format!("Gemma 3: {} vs {}", runs[0].0.name(), isa.name()),
+        );
     }
     assert!(runs.len() >= 2, "only one ISA on this CPU");
 }

@@ -318,7 +318,12 @@ fn malformed_inputs_give_one_clear_error_each() {
         2,
         &["--threads"],
     ));
-    cases.push(case("unknown ISA", &["--isa", "avx9", "--model", &td], 2, &["avx9", "scalar, avx2 or avx512"]));
+    cases.push(case(
+        "unknown ISA",
+        &["--isa", "avx9", "--model", &td],
+        2,
+        &["avx9", "scalar, avx2 or avx512"],
+    ));
     let mut c = case(
         "unknown ISA from the environment, for eval",
         &["eval", "--config-dir", "/nonexistent"],
@@ -339,8 +344,15 @@ fn malformed_inputs_give_one_clear_error_each() {
         edit(&d);
         d.to_str().unwrap().to_string()
     };
-    let m = hf("broken-tc", &|d| std::fs::write(d.join("tokenizer_config.json"), "{\"chat_template\": ").unwrap());
-    let mut c = case("broken tokenizer_config.json", &[], 3, &["tokenizer_config.json", "not valid JSON"]);
+    let m = hf("broken-tc", &|d| {
+        std::fs::write(d.join("tokenizer_config.json"), "{\"chat_template\": ").unwrap()
+    });
+    let mut c = case(
+        "broken tokenizer_config.json",
+        &[],
+        3,
+        &["tokenizer_config.json", "not valid JSON"],
+    );
     c.args = gen(m);
     cases.push(c);
     let m = hf("no-eos", &|d| {
@@ -348,7 +360,12 @@ fn malformed_inputs_give_one_clear_error_each() {
         cfg.as_object_mut().unwrap().remove("eos_token_id");
         std::fs::write(d.join("config.json"), cfg.to_string()).unwrap();
     });
-    let mut c = case("no EOS anywhere", &[], 3, &["no-eos", "no end-of-sequence token"]);
+    let mut c = case(
+        "no EOS anywhere",
+        &[],
+        3,
+        &["no-eos", "no end-of-sequence token"],
+    );
     c.args = gen(m);
     cases.push(c);
 
@@ -366,7 +383,11 @@ fn malformed_inputs_give_one_clear_error_each() {
         "unused tensor",
         &[],
         3,
-        &["with-bias", "model.layers.1.self_attn.q_proj.bias", "--allow-extra-tensors"],
+        &[
+            "with-bias",
+            "model.layers.1.self_attn.q_proj.bias",
+            "--allow-extra-tensors",
+        ],
     );
     c.args = gen(m);
     cases.push(c);
@@ -431,7 +452,8 @@ fn malformed_inputs_give_one_clear_error_each() {
     // Finding 17: a log-likelihood request past the context exits 5, as a
     // generation prompt past it does (it exited 3).
     let long_q = vec!["w1"; MAX_POS + 20].join(" ");
-    let line = serde_json::json!({"id": 1, "question": long_q, "choices": ["w2", "w3"], "answer": 0});
+    let line =
+        serde_json::json!({"id": 1, "question": long_q, "choices": ["w2", "w3"], "answer": 0});
     let path = proj.join("data").join("long_mc.jsonl");
     std::fs::write(&path, format!("{line}\n")).unwrap();
     let sha = infer_eval::formats::sha256_file(&path).unwrap();

@@ -10,7 +10,9 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 fn golden(name: &str) -> serde_json::Value {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
     serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
         .unwrap()
 }
@@ -85,10 +87,19 @@ fn a_real_q4_k_m_file_dequantises_as_gguf_py_does() {
     let mut compared = Vec::new();
     for t in g["tensors"].as_array().unwrap() {
         let name = t["name"].as_str().unwrap();
-        let Some(fmt) = format(t["type"].as_str().unwrap()) else { continue };
-        let info = file.tensor(name).unwrap_or_else(|| panic!("no tensor {name}"));
+        let Some(fmt) = format(t["type"].as_str().unwrap()) else {
+            continue;
+        };
+        let info = file
+            .tensor(name)
+            .unwrap_or_else(|| panic!("no tensor {name}"));
         assert_eq!(info.format(), Some(fmt), "{name}");
-        let dims: Vec<usize> = t["dims"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+        let dims: Vec<usize> = t["dims"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
         assert_eq!(info.dims, dims, "{name}");
         let bytes = file.tensor_bytes(info).unwrap();
         let cols = dims[0];
@@ -102,15 +113,29 @@ fn a_real_q4_k_m_file_dequantises_as_gguf_py_does() {
                 first.extend(row.iter().take(8 - first.len()).map(|v| v.to_bits() as u64));
             }
             let mut le = Vec::with_capacity(cols * 4);
-            row.iter().for_each(|v| le.extend_from_slice(&v.to_le_bytes()));
+            row.iter()
+                .for_each(|v| le.extend_from_slice(&v.to_le_bytes()));
             h.update(&le);
         }
-        let want_first: Vec<u64> = t["first_f32_bits"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        let want_first: Vec<u64> = t["first_f32_bits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
         assert_eq!(first, want_first, "{name}: first values");
-        assert_eq!(hex::encode(h.finalize()), t["f32_sha256"].as_str().unwrap(), "{name}: whole tensor");
+        assert_eq!(
+            hex::encode(h.finalize()),
+            t["f32_sha256"].as_str().unwrap(),
+            "{name}: whole tensor"
+        );
         compared.push(format!("{name} ({})", fmt.name()));
     }
-    eprintln!("Gemma 3 270M Q4_K_M: {} tensors equal gguf-py's: {}", compared.len(), compared.join(", "));
+    eprintln!(
+        "Gemma 3 270M Q4_K_M: {} tensors equal gguf-py's: {}",
+        compared.len(),
+        compared.join(", ")
+    );
     for must in ["Q4_K", "Q5_0", "Q6_K", "Q8_0"] {
         assert!(
             compared.iter().filter(|c| c.contains(must)).count() >= 2,

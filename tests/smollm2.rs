@@ -254,7 +254,13 @@ fn every_isa_gives_the_same_bits_end_to_end() {
     }
     eprintln!(
         "SmolLM2: compared {} end to end",
-        runs.iter().map(|(i, _)| i.name()).collect::<Vec<_>>().join(" vs ")
+        runs.iter()
+            .map(|(i, _)| i.name())
+            .collect::<Vec<_>>()
+            .join(" vs ")
     );
-    assert!(runs.len() >= 2, "this CPU has only the scalar ISA: nothing was compared");
+    assert!(
+        runs.len() >= 2,
+        "this CPU has only the scalar ISA: nothing was compared"
+    );
 }

@@ -14,7 +14,9 @@ use infer_eval::tokenizer::Tokenizer;
 use std::path::{Path, PathBuf};
 
 fn golden(name: &str) -> serde_json::Value {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
     serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
         .unwrap()
 }
@@ -23,18 +25,41 @@ fn golden(name: &str) -> serde_json::Value {
 fn spm_gguf() -> Vec<u8> {
     let v = golden("spm_vocab.json");
     let strs = |k: &str| {
-        Value::Array(v[k].as_array().unwrap().iter().map(|s| Value::String(s.as_str().unwrap().into())).collect())
+        Value::Array(
+            v[k].as_array()
+                .unwrap()
+                .iter()
+                .map(|s| Value::String(s.as_str().unwrap().into()))
+                .collect(),
+        )
     };
     let mut md = vec![
-        ("general.architecture".to_string(), Value::String("llama".into())),
+        (
+            "general.architecture".to_string(),
+            Value::String("llama".into()),
+        ),
         ("tokenizer.ggml.tokens".to_string(), strs("tokens")),
         (
             "tokenizer.ggml.scores".to_string(),
-            Value::Array(v["scores"].as_array().unwrap().iter().map(|s| Value::F32(s.as_f64().unwrap() as f32)).collect()),
+            Value::Array(
+                v["scores"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| Value::F32(s.as_f64().unwrap() as f32))
+                    .collect(),
+            ),
         ),
         (
             "tokenizer.ggml.token_type".to_string(),
-            Value::Array(v["token_type"].as_array().unwrap().iter().map(|s| Value::I32(s.as_i64().unwrap() as i32)).collect()),
+            Value::Array(
+                v["token_type"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| Value::I32(s.as_i64().unwrap() as i32))
+                    .collect(),
+            ),
         ),
     ];
     for (k, val) in v["metadata"].as_object().unwrap() {
@@ -58,11 +83,20 @@ fn a_llama2_style_vocabulary_gives_llamacpps_ids() {
     let tok = Tokenizer::from_gguf(&g).unwrap();
     assert_eq!(tok.kind(), "llama");
     assert!(tok.add_space_prefix && tok.add_bos);
-    let n = common::compare_token_ids(&tok, &golden("spm_llamacpp.json"), "small SentencePiece vocabulary");
+    let n = common::compare_token_ids(
+        &tok,
+        &golden("spm_llamacpp.json"),
+        "small SentencePiece vocabulary",
+    );
     eprintln!("small SentencePiece vocabulary: {n} id lists equal llama.cpp's");
     // Decoding gives the text back (the space prefix removed) where no byte
     // was lost to a missing token.
-    for s in ["Hello world", "the cat sat on the mat", "naïve café 東京", "x = [1, 2, 3]"] {
+    for s in [
+        "Hello world",
+        "the cat sat on the mat",
+        "naïve café 東京",
+        "x = [1, 2, 3]",
+    ] {
         let ids = tok.encode_with(s, false, false).unwrap();
         assert_eq!(tok.decode(&ids).unwrap(), s);
     }
@@ -76,10 +110,20 @@ fn tokenize_reads_a_vocab_only_gguf() {
     let p: PathBuf = dir.path().join("vocab-only.gguf");
     std::fs::write(&p, spm_gguf()).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_infer-eval"))
-        .args(["tokenize", "--model", p.to_str().unwrap(), "--json", "Hello world"])
+        .args([
+            "tokenize",
+            "--model",
+            p.to_str().unwrap(),
+            "--json",
+            "Hello world",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let want = golden("spm_llamacpp.json")["cases"]
         .as_array()
@@ -96,8 +140,12 @@ fn tokenize_reads_a_vocab_only_gguf() {
 #[test]
 fn gemma3_tokenizer_gives_llamacpps_ids() {
     let r = golden("gemma3_tokens.json");
-    let path = infer_eval::fetch::resolve("gemma3", &mut |s| eprintln!("{s}")).expect("fetch gemma3");
-    assert_eq!(infer_eval::formats::sha256_file(&path).unwrap(), r["model_sha256"].as_str().unwrap());
+    let path =
+        infer_eval::fetch::resolve("gemma3", &mut |s| eprintln!("{s}")).expect("fetch gemma3");
+    assert_eq!(
+        infer_eval::formats::sha256_file(&path).unwrap(),
+        r["model_sha256"].as_str().unwrap()
+    );
     let tok = infer_eval::loader::load_tokenizer(&path).unwrap();
     assert!(!tok.add_space_prefix && tok.add_bos);
     let cases = r["cases"].as_array().unwrap().len();

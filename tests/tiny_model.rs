@@ -195,7 +195,11 @@ fn every_isa_gives_the_same_bits() {
     }
     eprintln!(
         "tiny model: compared {} end to end",
-        results.iter().map(|(i, _)| i.name()).collect::<Vec<_>>().join(" vs ")
+        results
+            .iter()
+            .map(|(i, _)| i.name())
+            .collect::<Vec<_>>()
+            .join(" vs ")
     );
 }
 
@@ -263,11 +267,16 @@ fn non_finite_logits_are_an_error() {
     let m = load(t.dir.path());
     let reqs = &prompts()[..1];
     let e = pool(1)
-        .install(|| infer_eval::engine::generate(&m.model, &m.tokenizer.eos, reqs, &greedy(4), |_| {}))
+        .install(|| {
+            infer_eval::engine::generate(&m.model, &m.tokenizer.eos, reqs, &greedy(4), |_| {})
+        })
         .err()
         .expect("overflowing logits must be an error");
     let msg = e.to_string();
-    assert!(msg.contains("non-finite logit") && msg.contains("p0"), "{msg}");
+    assert!(
+        msg.contains("non-finite logit") && msg.contains("p0"),
+        "{msg}"
+    );
     let ll = infer_eval::engine::loglikelihoods(
         &m.model,
         &[infer_eval::engine::LoglikRequest {

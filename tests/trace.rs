@@ -26,7 +26,15 @@ fn cli(args: &[&str]) -> (i32, String, String) {
 fn trace(model: &Path, out: &Path, extra: &[&str]) {
     let ids = "5,17,33,8,61,22,40,9,14,50,27,3";
     let (code, _, err) = cli(&[
-        &["trace", "--model", model.to_str().unwrap(), "--prompt-ids", ids, "--out", out.to_str().unwrap()][..],
+        &[
+            "trace",
+            "--model",
+            model.to_str().unwrap(),
+            "--prompt-ids",
+            ids,
+            "--out",
+            out.to_str().unwrap(),
+        ][..],
         extra,
     ]
     .concat());
@@ -40,18 +48,37 @@ fn traces_are_equal_across_threads_and_chunks() {
     let d = tempfile::tempdir().unwrap();
     let m = d.path().join("g3.gguf");
     tiny_family::write_gguf_model(&m, Family::Gemma3, 1).unwrap();
-    let (a, b, c) = (d.path().join("a.json"), d.path().join("b.json"), d.path().join("c.json"));
+    let (a, b, c) = (
+        d.path().join("a.json"),
+        d.path().join("b.json"),
+        d.path().join("c.json"),
+    );
     trace(&m, &a, &[]);
     trace(&m, &b, &["--threads", "2"]);
     trace(&m, &c, &["--prefill-chunk", "7", "--threads", "2"]);
     for other in [&b, &c] {
-        let (code, out, err) = cli(&["trace", "--compare", a.to_str().unwrap(), other.to_str().unwrap()]);
+        let (code, out, err) = cli(&[
+            "trace",
+            "--compare",
+            a.to_str().unwrap(),
+            other.to_str().unwrap(),
+        ]);
         assert_eq!(code, 0, "{out}{err}");
         assert!(out.starts_with("SAME"), "{out}");
     }
     let t = infer_eval::trace::read(&a).unwrap();
     let ops: std::collections::BTreeSet<&str> = t.entries.iter().map(|e| e.op.as_str()).collect();
-    for op in ["inp_embd", "Qcur_normed", "Kcur_rope", "kqv_out", "attn_post_norm", "ffn_act", "ffn_post_norm", "l_out", "result_output"] {
+    for op in [
+        "inp_embd",
+        "Qcur_normed",
+        "Kcur_rope",
+        "kqv_out",
+        "attn_post_norm",
+        "ffn_act",
+        "ffn_post_norm",
+        "l_out",
+        "result_output",
+    ] {
         assert!(ops.contains(op), "no {op} in the trace: {ops:?}");
     }
     // 6 layers x 12 positions of each per-layer op.
@@ -79,16 +106,36 @@ fn a_changed_weight_is_localised_to_its_layer_and_op() {
     let (a, b) = (d.path().join("a.json"), d.path().join("b.json"));
     trace(&m, &a, &["--values"]);
     trace(&m2, &b, &["--values"]);
-    let (ta, tb) = (infer_eval::trace::read(&a).unwrap(), infer_eval::trace::read(&b).unwrap());
+    let (ta, tb) = (
+        infer_eval::trace::read(&a).unwrap(),
+        infer_eval::trace::read(&b).unwrap(),
+    );
     match infer_eval::trace::compare(&ta, &tb) {
-        Some(infer_eval::trace::Difference::At { layer, op, pos, max_abs, missing }) => {
-            assert_eq!((layer, op.as_str(), pos, missing), (Some(1), "Vcur", 0, false));
+        Some(infer_eval::trace::Difference::At {
+            layer,
+            op,
+            pos,
+            max_abs,
+            missing,
+        }) => {
+            assert_eq!(
+                (layer, op.as_str(), pos, missing),
+                (Some(1), "Vcur", 0, false)
+            );
             assert!(max_abs.unwrap() > 0.0);
         }
         other => panic!("expected a difference at layer 1 Vcur, got {other:?}"),
     }
     // And the command line says the same, noting the two model files.
-    let (code, out, _) = cli(&["trace", "--compare", a.to_str().unwrap(), b.to_str().unwrap()]);
+    let (code, out, _) = cli(&[
+        "trace",
+        "--compare",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+    ]);
     assert_eq!(code, 6);
-    assert!(out.contains("model files differ") && out.contains("layer 1, op Vcur, position 0"), "{out}");
+    assert!(
+        out.contains("model files differ") && out.contains("layer 1, op Vcur, position 0"),
+        "{out}"
+    );
 }

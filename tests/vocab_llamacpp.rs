@@ -12,7 +12,8 @@ use std::path::Path;
 
 fn golden() -> serde_json::Value {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/vocab_llamacpp.json");
-    serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+    serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .unwrap()
 }
 
 fn check(manifest: &str, kind: &str) -> infer_eval::tokenizer::Tokenizer {
@@ -26,7 +27,10 @@ fn check(manifest: &str, kind: &str) -> infer_eval::tokenizer::Tokenizer {
         .clone();
     let path = infer_eval::fetch::resolve(manifest, &mut |s| eprintln!("{s}"))
         .unwrap_or_else(|e| panic!("fetch {manifest}: {e}"));
-    assert_eq!(infer_eval::formats::sha256_file(&path).unwrap(), r["model_sha256"].as_str().unwrap());
+    assert_eq!(
+        infer_eval::formats::sha256_file(&path).unwrap(),
+        r["model_sha256"].as_str().unwrap()
+    );
     let tok = infer_eval::loader::load_tokenizer(&path).unwrap();
     assert_eq!(tok.kind(), kind);
     let cases = r["cases"].as_array().unwrap().len();
@@ -39,7 +43,11 @@ fn check(manifest: &str, kind: &str) -> infer_eval::tokenizer::Tokenizer {
 #[test]
 fn llama2_sentencepiece() {
     let tok = check("vocab-llama-spm", "llama");
-    for s in ["Hello world", "naïve café 東京", "def f(x):\n    return x * 2\n"] {
+    for s in [
+        "Hello world",
+        "naïve café 東京",
+        "def f(x):\n    return x * 2\n",
+    ] {
         let ids = tok.encode_with(s, true, false).unwrap();
         assert_eq!(tok.decode(&ids).unwrap(), s);
     }
@@ -68,7 +76,11 @@ fn qwen2_byte_level_bpe() {
     let tok = check("vocab-qwen2", "gpt2");
     assert!(!tok.add_bos);
     let s = "I'm sure they'll say 12345 東京 🙂\n\n  x";
-    assert_eq!(tok.decode(&tok.encode_with(s, true, false).unwrap()).unwrap(), s);
+    assert_eq!(
+        tok.decode(&tok.encode_with(s, true, false).unwrap())
+            .unwrap(),
+        s
+    );
 }
 
 #[test]

@@ -97,8 +97,7 @@ pub struct Outcome {
 pub fn run_case(c: &Case, tiny_dir: &Path, log: &mut dyn FnMut(&str)) -> Result<Outcome> {
     let path = if c.model == "tiny" {
         let d = tiny_dir.join(format!("tiny-{}", c.tiny_seed));
-        tiny::write_tiny_model(&d, tiny::Dtype::F32, c.tiny_seed)
-            .map_err(|e| Error::io(&d, e))?;
+        tiny::write_tiny_model(&d, tiny::Dtype::F32, c.tiny_seed).map_err(|e| Error::io(&d, e))?;
         d
     } else {
         crate::fetch::resolve(&c.model, log)?
@@ -184,12 +183,18 @@ fn loglik_case(
     }
     let lls = engine::loglikelihoods(&m.model, &reqs, c.batch_size, c.prefill_chunk)?;
     let seconds = t0.elapsed().as_secs_f64();
-    let ids: Vec<String> = reqs.iter().map(|r| engine::ids_digest(&r.continuation)).collect();
+    let ids: Vec<String> = reqs
+        .iter()
+        .map(|r| engine::ids_digest(&r.continuation))
+        .collect();
     Ok(Outcome {
         digest: engine::combine_digests(ids.iter().map(|s| s.as_str())),
         logits_digest: String::new(),
         logprobs_digest: f64_digest(lls.iter().map(|l| l.loglik)),
-        tokens: reqs.iter().map(|r| r.context.len() + r.continuation.len()).sum(),
+        tokens: reqs
+            .iter()
+            .map(|r| r.context.len() + r.continuation.len())
+            .sum(),
         seconds,
     })
 }

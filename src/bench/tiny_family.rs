@@ -51,12 +51,29 @@ pub fn shape(f: Family) -> TinyShape {
     match f {
         Family::Llama | Family::Qwen2 => base,
         // head_dim from key_length, not hidden / heads.
-        Family::Qwen3 => TinyShape { head_dim: 24, rope_dims: 24, ..base },
-        Family::Gemma2 => TinyShape { head_dim: 16, window: Some(4), ..base },
+        Family::Qwen3 => TinyShape {
+            head_dim: 24,
+            rope_dims: 24,
+            ..base
+        },
+        Family::Gemma2 => TinyShape {
+            head_dim: 16,
+            window: Some(4),
+            ..base
+        },
         // Six layers: five local, one global (llama.cpp's pattern of 6).
-        Family::Gemma3 => TinyShape { layers: 6, head_dim: 24, rope_dims: 24, window: Some(5), ..base },
+        Family::Gemma3 => TinyShape {
+            layers: 6,
+            head_dim: 24,
+            rope_dims: 24,
+            window: Some(5),
+            ..base
+        },
         // Partial rotary: half of each head.
-        Family::Phi3 => TinyShape { rope_dims: 8, ..base },
+        Family::Phi3 => TinyShape {
+            rope_dims: 8,
+            ..base
+        },
     }
 }
 
@@ -94,12 +111,22 @@ pub fn weights(f: Family, seed: u64) -> Weights {
         w.insert(name, (sh, vals));
     };
     let (h, q, kv) = (s.hidden, s.heads * s.head_dim, s.kv_heads * s.head_dim);
-    add("model.embed_tokens.weight".into(), vec![s.vocab, h], 0, &mut rng);
+    add(
+        "model.embed_tokens.weight".into(),
+        vec![s.vocab, h],
+        0,
+        &mut rng,
+    );
     for l in 0..s.layers {
         let p = |x: &str| format!("model.layers.{l}.{x}");
         add(p("input_layernorm.weight"), vec![h], 1, &mut rng);
         if f == Family::Phi3 {
-            add(p("self_attn.qkv_proj.weight"), vec![q + 2 * kv, h], 0, &mut rng);
+            add(
+                p("self_attn.qkv_proj.weight"),
+                vec![q + 2 * kv, h],
+                0,
+                &mut rng,
+            );
         } else {
             add(p("self_attn.q_proj.weight"), vec![q, h], 0, &mut rng);
             add(p("self_attn.k_proj.weight"), vec![kv, h], 0, &mut rng);
@@ -123,7 +150,12 @@ pub fn weights(f: Family, seed: u64) -> Weights {
             add(p("post_attention_layernorm.weight"), vec![h], 1, &mut rng);
         }
         if f == Family::Phi3 {
-            add(p("mlp.gate_up_proj.weight"), vec![2 * s.inter, h], 0, &mut rng);
+            add(
+                p("mlp.gate_up_proj.weight"),
+                vec![2 * s.inter, h],
+                0,
+                &mut rng,
+            );
         } else {
             add(p("mlp.gate_proj.weight"), vec![s.inter, h], 0, &mut rng);
             add(p("mlp.up_proj.weight"), vec![s.inter, h], 0, &mut rng);
@@ -194,7 +226,10 @@ pub fn write_hf(dir: &Path, f: Family, seed: u64) -> std::io::Result<Weights> {
             c.insert("rope_local_base_freq".into(), THETA.into());
         }
         Family::Phi3 => {
-            c.insert("partial_rotary_factor".into(), (s.rope_dims as f64 / s.head_dim as f64).into());
+            c.insert(
+                "partial_rotary_factor".into(),
+                (s.rope_dims as f64 / s.head_dim as f64).into(),
+            );
         }
         _ => {}
     }
@@ -231,7 +266,10 @@ pub fn write_gguf_model(path: &Path, f: Family, seed: u64) -> crate::error::Resu
     let mut md: Vec<(String, Value)> = vec![
         ("general.architecture".into(), Value::String(arch.into())),
         // Not "tiny-phi3": llama.cpp gives Phi-3 names special-token rules that need its full vocabulary.
-        ("general.name".into(), Value::String("tiny random model".into())),
+        (
+            "general.name".into(),
+            Value::String("tiny random model".into()),
+        ),
         (k("context_length"), Value::U32(s.max_pos as u32)),
         (k("embedding_length"), Value::U32(s.hidden as u32)),
         (k("block_count"), Value::U32(s.layers as u32)),
@@ -240,30 +278,54 @@ pub fn write_gguf_model(path: &Path, f: Family, seed: u64) -> crate::error::Resu
         (k("attention.head_count_kv"), Value::U32(s.kv_heads as u32)),
         (k("attention.key_length"), Value::U32(s.head_dim as u32)),
         (k("attention.value_length"), Value::U32(s.head_dim as u32)),
-        (k("attention.layer_norm_rms_epsilon"), Value::F32(EPS as f32)),
+        (
+            k("attention.layer_norm_rms_epsilon"),
+            Value::F32(EPS as f32),
+        ),
         (
             k("rope.freq_base"),
-            Value::F32(if f == Family::Gemma3 { THETA_GLOBAL_GEMMA3 } else { THETA } as f32),
+            Value::F32(if f == Family::Gemma3 {
+                THETA_GLOBAL_GEMMA3
+            } else {
+                THETA
+            } as f32),
         ),
         (k("rope.dimension_count"), Value::U32(s.rope_dims as u32)),
         (k("vocab_size"), Value::U32(s.vocab as u32)),
     ];
     match f {
         Family::Gemma2 => {
-            md.push((k("attention.sliding_window"), Value::U32(s.window.unwrap() as u32)));
+            md.push((
+                k("attention.sliding_window"),
+                Value::U32(s.window.unwrap() as u32),
+            ));
             md.push((k("attn_logit_softcapping"), Value::F32(ATTN_SOFTCAP as f32)));
-            md.push((k("final_logit_softcapping"), Value::F32(FINAL_SOFTCAP as f32)));
+            md.push((
+                k("final_logit_softcapping"),
+                Value::F32(FINAL_SOFTCAP as f32),
+            ));
         }
         Family::Gemma3 => {
-            md.push((k("attention.sliding_window"), Value::U32(s.window.unwrap() as u32)));
+            md.push((
+                k("attention.sliding_window"),
+                Value::U32(s.window.unwrap() as u32),
+            ));
         }
         _ => {}
     }
     // A SentencePiece vocabulary of single characters (llama.cpp needs one
     // to load; tests feed token ids): <unk> <s> </s>, the word boundary,
     // a-z, A-Z, 0-7.
-    let mut words: Vec<String> = ["<unk>", "<s>", "</s>", "\u{2581}"].iter().map(|s| s.to_string()).collect();
-    words.extend(('a'..='z').chain('A'..='Z').chain('0'..='7').map(|c| c.to_string()));
+    let mut words: Vec<String> = ["<unk>", "<s>", "</s>", "\u{2581}"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    words.extend(
+        ('a'..='z')
+            .chain('A'..='Z')
+            .chain('0'..='7')
+            .map(|c| c.to_string()),
+    );
     debug_assert_eq!(words.len(), s.vocab);
     md.extend([
         ("tokenizer.ggml.model".into(), Value::String("llama".into())),
@@ -277,7 +339,11 @@ pub fn write_gguf_model(path: &Path, f: Family, seed: u64) -> crate::error::Resu
         ),
         (
             "tokenizer.ggml.token_type".into(),
-            Value::Array((0..words.len()).map(|i| Value::I32(if i < 3 { 3 } else { 1 })).collect()),
+            Value::Array(
+                (0..words.len())
+                    .map(|i| Value::I32(if i < 3 { 3 } else { 1 }))
+                    .collect(),
+            ),
         ),
         ("tokenizer.ggml.bos_token_id".into(), Value::U32(1)),
         ("tokenizer.ggml.eos_token_id".into(), Value::U32(2)),
@@ -294,7 +360,11 @@ pub fn write_gguf_model(path: &Path, f: Family, seed: u64) -> crate::error::Resu
         let dims: Vec<usize> = sh.iter().rev().copied().collect();
         tensors.push((name, dims, vals));
     };
-    put("token_embd.weight".into(), "model.embed_tokens.weight", None);
+    put(
+        "token_embd.weight".into(),
+        "model.embed_tokens.weight",
+        None,
+    );
     let llama = f == Family::Llama;
     for l in 0..s.layers {
         let hp = |x: &str| format!("model.layers.{l}.{x}");
@@ -303,8 +373,16 @@ pub fn write_gguf_model(path: &Path, f: Family, seed: u64) -> crate::error::Resu
         if f == Family::Phi3 {
             put(g("attn_qkv.weight"), &hp("self_attn.qkv_proj.weight"), None);
         } else {
-            put(g("attn_q.weight"), &hp("self_attn.q_proj.weight"), llama.then_some(s.heads));
-            put(g("attn_k.weight"), &hp("self_attn.k_proj.weight"), llama.then_some(s.kv_heads));
+            put(
+                g("attn_q.weight"),
+                &hp("self_attn.q_proj.weight"),
+                llama.then_some(s.heads),
+            );
+            put(
+                g("attn_k.weight"),
+                &hp("self_attn.k_proj.weight"),
+                llama.then_some(s.kv_heads),
+            );
             put(g("attn_v.weight"), &hp("self_attn.v_proj.weight"), None);
         }
         if f == Family::Qwen2 {
@@ -313,16 +391,44 @@ pub fn write_gguf_model(path: &Path, f: Family, seed: u64) -> crate::error::Resu
             put(g("attn_v.bias"), &hp("self_attn.v_proj.bias"), None);
         }
         if matches!(f, Family::Qwen3 | Family::Gemma3) {
-            put(g("attn_q_norm.weight"), &hp("self_attn.q_norm.weight"), None);
-            put(g("attn_k_norm.weight"), &hp("self_attn.k_norm.weight"), None);
+            put(
+                g("attn_q_norm.weight"),
+                &hp("self_attn.q_norm.weight"),
+                None,
+            );
+            put(
+                g("attn_k_norm.weight"),
+                &hp("self_attn.k_norm.weight"),
+                None,
+            );
         }
-        put(g("attn_output.weight"), &hp("self_attn.o_proj.weight"), None);
+        put(
+            g("attn_output.weight"),
+            &hp("self_attn.o_proj.weight"),
+            None,
+        );
         if gemma(f) {
-            put(g("post_attention_norm.weight"), &hp("post_attention_layernorm.weight"), None);
-            put(g("ffn_norm.weight"), &hp("pre_feedforward_layernorm.weight"), None);
-            put(g("post_ffw_norm.weight"), &hp("post_feedforward_layernorm.weight"), None);
+            put(
+                g("post_attention_norm.weight"),
+                &hp("post_attention_layernorm.weight"),
+                None,
+            );
+            put(
+                g("ffn_norm.weight"),
+                &hp("pre_feedforward_layernorm.weight"),
+                None,
+            );
+            put(
+                g("post_ffw_norm.weight"),
+                &hp("post_feedforward_layernorm.weight"),
+                None,
+            );
         } else {
-            put(g("ffn_norm.weight"), &hp("post_attention_layernorm.weight"), None);
+            put(
+                g("ffn_norm.weight"),
+                &hp("post_attention_layernorm.weight"),
+                None,
+            );
         }
         if f == Family::Phi3 {
             put(g("ffn_up.weight"), &hp("mlp.gate_up_proj.weight"), None);

@@ -134,7 +134,10 @@ fn tiny(family: &str, format: &str, seed: u64, out: &std::path::Path) -> Result<
             tiny_family::write_hf(out, f, seed).map_err(|e| infer_eval::Error::io(out, e))?;
         }
         other => {
-            return Err(infer_eval::Error::Usage(format!("--format '{other}': expected gguf or hf")).into())
+            return Err(infer_eval::Error::Usage(format!(
+                "--format '{other}': expected gguf or hf"
+            ))
+            .into())
         }
     }
     println!("{}", out.display());

@@ -259,12 +259,10 @@ pub fn verify(a: VerifyArgs) -> Result<i32> {
     if let Some(cmd) = hint {
         println!("to find the first op that differs, run here and on the machine that recorded the run:\n  {cmd}\nthen compare the two files: infer-eval trace --compare A.json B.json");
     }
-    let diffs = manifest
-        .environment
-        .differences(&Environment::current(
-            threads,
-            infer_eval::kernels::default_isa().map_err(infer_eval::Error::Usage)?,
-        ));
+    let diffs = manifest.environment.differences(&Environment::current(
+        threads,
+        infer_eval::kernels::default_isa().map_err(infer_eval::Error::Usage)?,
+    ));
     if diffs.is_empty() {
         println!("environment: same as recorded");
     } else {

@@ -64,11 +64,20 @@ pub fn trace(a: TraceArgs) -> Result<i32> {
         (Some(p), _) => m.tokenizer.encode_prompt(p, false)?,
         (None, Some(ids)) => ids.clone(),
         (None, None) => {
-            return Err(infer_eval::Error::Usage("trace: give --prompt TEXT or --prompt-ids IDS".into()).into())
+            return Err(infer_eval::Error::Usage(
+                "trace: give --prompt TEXT or --prompt-ids IDS".into(),
+            )
+            .into())
         }
     };
     crate::warn_oversubscribed(a.threads as usize);
-    let t = trace::record(&m, &ids, a.prefill_chunk as usize, a.threads as usize, a.values)?;
+    let t = trace::record(
+        &m,
+        &ids,
+        a.prefill_chunk as usize,
+        a.threads as usize,
+        a.values,
+    )?;
     let out = a.out.expect("required without --compare");
     infer_eval::record::write_json(&out, &t)?;
     eprintln!(

@@ -541,7 +541,15 @@ mod tests {
         assert_eq!(c.config.task.datasets[0].sha256, "0123");
         assert_eq!(c.config.task.datasets[0].pattern.as_deref(), Some("1e3"));
         assert_eq!(c.config.name, "007");
-        let c = compose(d.path(), &args(&["experiment=exp", "+task.datasets.0.pattern=x", "task.datasets.0.pattern=null"])).unwrap();
+        let c = compose(
+            d.path(),
+            &args(&[
+                "experiment=exp",
+                "+task.datasets.0.pattern=x",
+                "task.datasets.0.pattern=null",
+            ]),
+        )
+        .unwrap();
         assert_eq!(c.config.task.datasets[0].pattern, None);
         // Numbers stay numbers where the schema says number.
         let c = compose(d.path(), &args(&["experiment=exp", "sampling.top_p=0.5"])).unwrap();

@@ -175,9 +175,17 @@ mod tests {
             r#"{"id": 1, "question": "q", "choices": ["a", null, "c"], "answer": 2}"#,
             r#"{"id": 1, "question": "q", "choices": ["a", "b", ["c"]], "answer": 2}"#,
         ] {
-            let text = format!("{}\n{bad}\n", std::str::from_utf8(good).unwrap().replace("\"id\": 1", "\"id\": 0"));
+            let text = format!(
+                "{}\n{bad}\n",
+                std::str::from_utf8(good)
+                    .unwrap()
+                    .replace("\"id\": 1", "\"id\": 0")
+            );
             let e = parse(&mc(), p, text.as_bytes()).unwrap_err().to_string();
-            assert!(e.contains("d.jsonl") && e.contains("line 2") && e.contains("not a string"), "{e}");
+            assert!(
+                e.contains("d.jsonl") && e.contains("line 2") && e.contains("not a string"),
+                "{e}"
+            );
         }
     }
 }

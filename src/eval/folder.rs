@@ -6,7 +6,9 @@
 
 use super::config::to_yaml;
 use super::dataset::Drift;
-use super::run::{metrics, run_digest, sha_hex, CacheMode, FileHash, Metrics, Prepared, SampleRecord};
+use super::run::{
+    metrics, run_digest, sha_hex, CacheMode, FileHash, Metrics, Prepared, SampleRecord,
+};
 use crate::error::{Error, Result};
 use crate::record::{environment::Environment, write_atomic, write_json};
 use serde::{Deserialize, Serialize};

@@ -636,4 +636,3 @@ pub fn metrics(config: &EvalConfig, samples: &[SampleRecord]) -> Metrics {
         tpot_ms: score::percentiles(&tpot),
     }
 }
-

@@ -217,6 +217,9 @@ mod tests {
             .map(|(l, c)| l / (1 + c.len()) as f64)
             .collect();
         assert_eq!(super::super::run::argmax_f64(&by_bytes), 0);
-        assert_eq!(acc_norm_prediction(&[-1.0, -1.0], &choices[..2].to_vec()), 1);
+        assert_eq!(
+            acc_norm_prediction(&[-1.0, -1.0], &choices[..2].to_vec()),
+            1
+        );
     }
 }

@@ -47,8 +47,15 @@ fn archive_path(url: &str) -> Result<PathBuf> {
 }
 
 fn download(url: &str, archive: &Path, sha: &str, log: &mut dyn FnMut(&str)) -> Result<()> {
-    let file = archive.file_name().unwrap_or_default().to_string_lossy().into_owned();
-    let ferr = |msg: String| Error::Fetch { name: file.clone(), msg };
+    let file = archive
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let ferr = |msg: String| Error::Fetch {
+        name: file.clone(),
+        msg,
+    };
     if !url.starts_with("https://") {
         return Err(ferr("only https URLs are fetched".into()));
     }
@@ -75,12 +82,15 @@ fn download(url: &str, archive: &Path, sha: &str, log: &mut dyn FnMut(&str)) -> 
         let mut r = resp.into_reader();
         let mut buf = vec![0u8; 1 << 20];
         loop {
-            let n = r.read(&mut buf).map_err(|e| ferr(format!("download interrupted: {e}")))?;
+            let n = r
+                .read(&mut buf)
+                .map_err(|e| ferr(format!("download interrupted: {e}")))?;
             if n == 0 {
                 break;
             }
             h.update(&buf[..n]);
-            out.write_all(&buf[..n]).map_err(|e| Error::io(&partial, e))?;
+            out.write_all(&buf[..n])
+                .map_err(|e| Error::io(&partial, e))?;
             bar.inc(n as u64);
         }
         bar.finish_and_clear();
@@ -139,7 +149,8 @@ fn extract(
                 break;
             }
             h.update(&buf[..n]);
-            out.write_all(&buf[..n]).map_err(|e| Error::io(partial, e))?;
+            out.write_all(&buf[..n])
+                .map_err(|e| Error::io(partial, e))?;
         }
         out.sync_all().map_err(|e| Error::io(partial, e))?;
         let got = hex::encode(h.finalize());
@@ -161,7 +172,9 @@ mod tests {
 
     #[test]
     fn the_archive_is_named_by_its_url() {
-        let p = archive_path("https://files.pythonhosted.org/packages/ec/x/pkg-1.0.tar.gz#sha256=ab").unwrap();
+        let p =
+            archive_path("https://files.pythonhosted.org/packages/ec/x/pkg-1.0.tar.gz#sha256=ab")
+                .unwrap();
         assert!(p.ends_with("archives/pkg-1.0.tar.gz"), "{}", p.display());
         assert!(archive_path("https://example.org/").is_err());
         assert!(archive_path("https://example.org/a.zip").is_err());

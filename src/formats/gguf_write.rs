@@ -111,18 +111,37 @@ mod tests {
     #[test]
     fn round_trips_through_the_reader() {
         let md = vec![
-            ("general.architecture".to_string(), Value::String("llama".into())),
+            (
+                "general.architecture".to_string(),
+                Value::String("llama".into()),
+            ),
             ("a.u32".into(), Value::U32(7)),
             ("a.f32".into(), Value::F32(1.5)),
             ("a.bool".into(), Value::Bool(true)),
             ("a.i64".into(), Value::I64(-3)),
-            ("a.strs".into(), Value::Array(vec![Value::String("x".into()), Value::String("".into())])),
-            ("a.ints".into(), Value::Array(vec![Value::I32(1), Value::I32(-2)])),
+            (
+                "a.strs".into(),
+                Value::Array(vec![Value::String("x".into()), Value::String("".into())]),
+            ),
+            (
+                "a.ints".into(),
+                Value::Array(vec![Value::I32(1), Value::I32(-2)]),
+            ),
         ];
         let w: Vec<u8> = (0..3 * 4 * 4).map(|i| i as u8).collect();
         let t = [
-            TensorOut { name: "w".into(), dims: vec![4, 3], ggml_type: 0, data: &w },
-            TensorOut { name: "v".into(), dims: vec![5], ggml_type: 0, data: &w[..20] },
+            TensorOut {
+                name: "w".into(),
+                dims: vec![4, 3],
+                ggml_type: 0,
+                data: &w,
+            },
+            TensorOut {
+                name: "v".into(),
+                dims: vec![5],
+                ggml_type: 0,
+                data: &w[..20],
+            },
         ];
         let g = GgufFile::from_bytes(Path::new("t.gguf"), gguf_bytes(&md, &t)).unwrap();
         for (k, v) in &md {

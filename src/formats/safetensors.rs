@@ -106,4 +106,3 @@ impl SafetensorsDir {
             .map(|(fi, fmt, shape, a, b)| (&self.maps[*fi].1[*a..*b], *fmt, shape.as_slice()))
     }
 }
-

@@ -136,12 +136,33 @@ pub fn attention(
             // SAFETY: checked above: the CPU has avx2, fma and f16c.
             return unsafe {
                 super::avx2::attention_head(
-                    qh, k, v, kv_row, kv_off, first, n_pos, scale, softcap, &mut scores, o,
+                    qh,
+                    k,
+                    v,
+                    kv_row,
+                    kv_off,
+                    first,
+                    n_pos,
+                    scale,
+                    softcap,
+                    &mut scores,
+                    o,
                 )
             };
         }
         head_kernel(
-            Isa::Scalar, qh, k, v, kv_row, kv_off, first, n_pos, scale, softcap, &mut scores, o,
+            Isa::Scalar,
+            qh,
+            k,
+            v,
+            kv_row,
+            kv_off,
+            first,
+            n_pos,
+            scale,
+            softcap,
+            &mut scores,
+            o,
         );
     });
 }
@@ -161,7 +182,12 @@ mod tests {
             (s >> 8) as f32 / (1 << 24) as f32 * 4.0 - 2.0
         };
         for hd in [64, 40, 13] {
-            for (softcap, window) in [(None, None), (Some(2.5), None), (None, Some(4)), (Some(1.0), Some(1))] {
+            for (softcap, window) in [
+                (None, None),
+                (Some(2.5), None),
+                (None, Some(4)),
+                (Some(1.0), Some(1)),
+            ] {
                 let shape = AttnShape {
                     softcap,
                     window,
@@ -188,7 +214,11 @@ mod tests {
         }
         eprintln!(
             "attention: compared {} with scalar",
-            Isa::available().iter().map(|i| i.name()).collect::<Vec<_>>().join(", ")
+            Isa::available()
+                .iter()
+                .map(|i| i.name())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
 
@@ -198,9 +228,16 @@ mod tests {
     fn a_sliding_window_sees_only_its_positions() {
         let (hd, w, pos) = (8, 3, 6);
         let q: Vec<f32> = (0..hd).map(|i| i as f32 * 0.3 - 1.0).collect();
-        let k: Vec<f32> = (0..(pos + 1) * hd).map(|i| ((i * 7) % 11) as f32 * 0.2 - 1.0).collect();
-        let v: Vec<f32> = (0..(pos + 1) * hd).map(|i| ((i * 5) % 13) as f32 * 0.1).collect();
-        let shape = AttnShape { window: Some(w), ..AttnShape::causal(1, 1, hd) };
+        let k: Vec<f32> = (0..(pos + 1) * hd)
+            .map(|i| ((i * 7) % 11) as f32 * 0.2 - 1.0)
+            .collect();
+        let v: Vec<f32> = (0..(pos + 1) * hd)
+            .map(|i| ((i * 5) % 13) as f32 * 0.1)
+            .collect();
+        let shape = AttnShape {
+            window: Some(w),
+            ..AttnShape::causal(1, 1, hd)
+        };
         let mut windowed = vec![0f32; hd];
         attention(Isa::Scalar, &q, &k, &v, pos, shape, &mut windowed);
         // The same query over a cache holding only the last w positions.

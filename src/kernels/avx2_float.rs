@@ -28,7 +28,10 @@ pub unsafe fn dequantize_row(fmt: WeightFormat, row: &[u8], out: &mut [f32]) {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dequantized_dot(fmt: WeightFormat, row: &[u8], x: &[f32]) -> Option<f32> {
-    let mut sink = Dot { x: x.as_ptr(), acc: [_mm256_setzero_ps(); 4] };
+    let mut sink = Dot {
+        x: x.as_ptr(),
+        acc: [_mm256_setzero_ps(); 4],
+    };
     match fmt {
         WeightFormat::Q4K if x.len() == row.len() / 144 * 256 => q4k(row, &mut sink),
         WeightFormat::Q6K if x.len() == row.len() / 210 * 256 => q6k(row, &mut sink),
@@ -73,7 +76,12 @@ impl Sink for Dot {
 /// 32 bytes as 32 floats, each `f(byte)`: unsigned or signed bytes, then
 /// `scale * v - shift` (Q4_K) or `scale * v` (Q6_K), one scale per 16.
 #[inline(always)]
-unsafe fn bytes_to_f32(q: __m256i, signed: bool, scales: [f32; 2], shifts: Option<[f32; 2]>) -> [__m256; 4] {
+unsafe fn bytes_to_f32(
+    q: __m256i,
+    signed: bool,
+    scales: [f32; 2],
+    shifts: Option<[f32; 2]>,
+) -> [__m256; 4] {
     let halves = [_mm256_castsi256_si128(q), _mm256_extracti128_si256::<1>(q)];
     let mut out = [_mm256_setzero_ps(); 4];
     for (h, half) in halves.into_iter().enumerate() {
@@ -151,8 +159,14 @@ unsafe fn q6k(row: &[u8], sink: &mut impl Sink) {
             ];
             let sc = &blk[192 + half * 8..192 + half * 8 + 8];
             for (j, q) in qs.into_iter().enumerate() {
-                let ds = [d * (sc[2 * j] as i8) as f32, d * (sc[2 * j + 1] as i8) as f32];
-                sink.put(b * 256 + half * 128 + 32 * j, bytes_to_f32(_mm256_sub_epi8(q, off), true, ds, None));
+                let ds = [
+                    d * (sc[2 * j] as i8) as f32,
+                    d * (sc[2 * j + 1] as i8) as f32,
+                ];
+                sink.put(
+                    b * 256 + half * 128 + 32 * j,
+                    bytes_to_f32(_mm256_sub_epi8(q, off), true, ds, None),
+                );
             }
         }
     }
@@ -197,7 +211,9 @@ mod tests {
         let mut s = seed;
         (0..n)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 (s >> 56) as u8
             })
             .collect()
@@ -209,7 +225,10 @@ mod tests {
     /// and the shared-load dots equal one dot at a time.
     #[test]
     fn kquant_dequant_and_dots_match_the_portable_code() {
-        if !is_x86_feature_detected!("avx2") || !is_x86_feature_detected!("fma") || !is_x86_feature_detected!("f16c") {
+        if !is_x86_feature_detected!("avx2")
+            || !is_x86_feature_detected!("fma")
+            || !is_x86_feature_detected!("f16c")
+        {
             eprintln!("no AVX2 here: nothing to compare");
             return;
         }
@@ -222,17 +241,26 @@ mod tests {
                 unsafe { dequantize_row(fmt, r, &mut b) };
                 let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
                 assert_eq!(bits(&a), bits(&b), "{} row {i}", fmt.name());
-                let x: Vec<f32> = bytes(4 * k, i as u64).chunks_exact(4).map(|c| (c[0] as f32 - 128.0) / 41.0).collect();
+                let x: Vec<f32> = bytes(4 * k, i as u64)
+                    .chunks_exact(4)
+                    .map(|c| (c[0] as f32 - 128.0) / 41.0)
+                    .collect();
                 let fused = unsafe { dequantized_dot(fmt, r, &x) }.unwrap().to_bits();
                 let plain = unsafe { super::super::avx2::dot(&a, &x) }.to_bits();
                 assert_eq!(fused, plain, "{} row {i}: dot", fmt.name());
             }
         }
         for n in [32, 640, 1000, 7] {
-            let f: Vec<f32> = bytes(4 * n, n as u64).iter().map(|&b| (b as f32 - 128.0) / 37.0).collect();
+            let f: Vec<f32> = bytes(4 * n, n as u64)
+                .iter()
+                .map(|&b| (b as f32 - 128.0) / 37.0)
+                .collect();
             let (w, x) = (&f[..n], &f[n..]);
             let xs = [&x[..n], &x[n..2 * n], &x[2 * n..3 * n]];
-            let one: Vec<u32> = xs.iter().map(|x| unsafe { super::super::avx2::dot(w, x) }.to_bits()).collect();
+            let one: Vec<u32> = xs
+                .iter()
+                .map(|x| unsafe { super::super::avx2::dot(w, x) }.to_bits())
+                .collect();
             let three = unsafe { dots::<3>(w, xs) }.map(f32::to_bits);
             let two = unsafe { dots::<2>(w, [xs[0], xs[1]]) }.map(f32::to_bits);
             assert_eq!(one, three.to_vec(), "n {n}");

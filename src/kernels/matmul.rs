@@ -24,7 +24,6 @@ const ROWS_PER_TASK: usize = 16;
 /// longer runs of consecutive rows keep the hardware prefetcher going.
 const DECODE_TASK_BYTES: usize = 32 << 10;
 
-
 multiversion! {
     /// Rows `r0..r0 + rows_out.len()/m` of W against all m rows of x, written
     /// transposed: rows_out[(r - r0) * m + t].
@@ -117,7 +116,16 @@ fn rows(
         // SAFETY: matmul checked that the CPU has the ISA (avx2, fma, f16c at least).
         return unsafe { rows_kernel_avx2(fmt, w_rows, x, m, k, rows_out, scratch) };
     }
-    rows_kernel(Isa::Scalar, fmt, w_rows, x, m, k, rows_out, &mut scratch[..k])
+    rows_kernel(
+        Isa::Scalar,
+        fmt,
+        w_rows,
+        x,
+        m,
+        k,
+        rows_out,
+        &mut scratch[..k],
+    )
 }
 
 /// Integer-format rows (Q4_0, Q4_1, Q5_0, Q8_0) against quantised rows of x.
@@ -165,7 +173,9 @@ pub fn matmul(
     // and writes them to its columns of `out` ([t][row]).
     let xs: Vec<Q8Row> = if qdot::is_integer_format(fmt) {
         // Activations are quantised once per call; each row's result depends only on its own row.
-        x.chunks_exact(k).map(|r| qdot::quantize_row(isa, r)).collect()
+        x.chunks_exact(k)
+            .map(|r| qdot::quantize_row(isa, r))
+            .collect()
     } else {
         Vec::new()
     };
@@ -278,7 +288,11 @@ mod tests {
         }
         eprintln!(
             "matmul: compared {} with the scalar reference definition",
-            Isa::available().iter().map(|i| i.name()).collect::<Vec<_>>().join(", ")
+            Isa::available()
+                .iter()
+                .map(|i| i.name())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
 

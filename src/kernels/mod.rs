@@ -123,9 +123,8 @@ impl Isa {
 /// An ISA named by `--isa` or `INFER_EVAL_ISA`: an error naming the bad
 /// value, or an ISA this CPU lacks (with the ones it has).
 pub fn parse_isa(s: &str, origin: &str) -> Result<Isa, String> {
-    let isa = Isa::parse(s.trim()).ok_or_else(|| {
-        format!("{origin} '{s}': expected scalar, avx2 or avx512")
-    })?;
+    let isa = Isa::parse(s.trim())
+        .ok_or_else(|| format!("{origin} '{s}': expected scalar, avx2 or avx512"))?;
     if !isa.is_available() {
         return Err(format!(
             "{origin} '{s}': ISA '{}' is not available on this CPU (available: {})",

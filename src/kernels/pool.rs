@@ -158,9 +158,9 @@ fn worker(s: Arc<Shared>, index: usize, mut seen: u64) {
 /// calling thread and T - 1 of them).
 pub fn workers() -> usize {
     LOCAL.with(|cell| {
-        cell.borrow()
-            .as_ref()
-            .map_or(0, |l| *l.shared.live.lock().unwrap_or_else(|e| e.into_inner()))
+        cell.borrow().as_ref().map_or(0, |l| {
+            *l.shared.live.lock().unwrap_or_else(|e| e.into_inner())
+        })
     })
 }
 
@@ -384,7 +384,10 @@ mod tests {
         let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
         for threads in [2, 3, 4, 2 * cores + 1] {
             let seen = rayon_pool(threads).install(|| all_at_once(threads));
-            assert_eq!(seen, threads, "asked for {threads} threads on {cores} cores");
+            assert_eq!(
+                seen, threads,
+                "asked for {threads} threads on {cores} cores"
+            );
         }
     }
 
@@ -399,7 +402,11 @@ mod tests {
                 sc.spawn(move || {
                     let pool = rayon_pool(3);
                     for round in 0..20u64 {
-                        assert_eq!(pool.install(|| all_at_once(3)), 3, "caller {c} round {round}");
+                        assert_eq!(
+                            pool.install(|| all_at_once(3)),
+                            3,
+                            "caller {c} round {round}"
+                        );
                         let out: Vec<AtomicU64> = (0..97).map(|_| AtomicU64::new(0)).collect();
                         pool.install(|| {
                             parallel_for(97, &|i| {
@@ -447,7 +454,11 @@ mod tests {
         let msg = r.unwrap_err();
         assert_eq!(msg.downcast_ref::<&str>(), Some(&"task 37 failed"));
         let hits = AtomicU32::new(0);
-        pool.install(|| parallel_for(10, &|_| { hits.fetch_add(1, Ordering::Relaxed); }));
+        pool.install(|| {
+            parallel_for(10, &|_| {
+                hits.fetch_add(1, Ordering::Relaxed);
+            })
+        });
         assert_eq!(hits.load(Ordering::Relaxed), 10);
     }
 }

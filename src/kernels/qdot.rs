@@ -176,7 +176,11 @@ mod tests {
             for isa in crate::kernels::Isa::available() {
                 let q = quantize_row(isa, &x);
                 assert!(!q.d[0].is_nan() && !q.s[0].is_nan(), "{}", isa.name());
-                assert!(q.d[1].is_nan() && q.s[1].is_nan(), "{bad} on {}", isa.name());
+                assert!(
+                    q.d[1].is_nan() && q.s[1].is_nan(),
+                    "{bad} on {}",
+                    isa.name()
+                );
             }
         }
     }
@@ -188,7 +192,12 @@ mod tests {
             .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
             .collect();
         let xq = quantize_row(crate::kernels::Isa::Scalar, &x);
-        for fmt in [WeightFormat::Q4_0, WeightFormat::Q4_1, WeightFormat::Q5_0, WeightFormat::Q8_0] {
+        for fmt in [
+            WeightFormat::Q4_0,
+            WeightFormat::Q4_1,
+            WeightFormat::Q5_0,
+            WeightFormat::Q8_0,
+        ] {
             let mut row = Vec::new();
             for b in 0..k / 32 {
                 row.extend_from_slice(&half::f16::from_f32(0.01 * (b + 1) as f32).to_le_bytes());

@@ -169,7 +169,9 @@ mod tests {
                     old = old.max((f32_chain(&l, idx) - want).abs());
                 }
             }
-            eprintln!("vocab {n}: max |log p error| f64 lanes {ours:.3e}, f32 chain (v2) {old:.3e}");
+            eprintln!(
+                "vocab {n}: max |log p error| f64 lanes {ours:.3e}, f32 chain (v2) {old:.3e}"
+            );
             assert!(ours < 2e-7, "vocab {n}: error {ours}");
         }
     }

@@ -24,7 +24,8 @@ pub enum Family {
     Phi3,
 }
 
-pub const SUPPORTED: &str = "llama (Llama 2/3, Mistral, SmolLM), qwen2, qwen3, gemma2, gemma3, phi3";
+pub const SUPPORTED: &str =
+    "llama (Llama 2/3, Mistral, SmolLM), qwen2, qwen3, gemma2, gemma3, phi3";
 
 impl Family {
     pub fn name(self) -> &'static str {
@@ -185,7 +186,10 @@ impl ArchSpec {
         {
             return bad("rms_norm_eps, rope bases and rope scale must be positive".into());
         }
-        for (name, cap) in [("attention", self.attn_softcap), ("final", self.final_softcap)] {
+        for (name, cap) in [
+            ("attention", self.attn_softcap),
+            ("final", self.final_softcap),
+        ] {
             if cap.is_some_and(|c| !(c > 0.0) || !c.is_finite()) {
                 return bad(format!("{name} logit soft-cap must be positive"));
             }
@@ -214,7 +218,12 @@ impl ArchSpec {
         })?;
         let k = |s: &str| format!("{arch}.{s}");
         let u = |s: &str| g.get_u64(&k(s)).map(|v| v as usize);
-        let opt_u = |s: &str| g.metadata.get(&k(s)).and_then(|v| v.as_u64()).map(|v| v as usize);
+        let opt_u = |s: &str| {
+            g.metadata
+                .get(&k(s))
+                .and_then(|v| v.as_u64())
+                .map(|v| v as usize)
+        };
         let opt_f = |s: &str| g.metadata.get(&k(s)).and_then(|v| v.as_f64());
         let n_heads = u("attention.head_count")?;
         let hidden = u("embedding_length")?;
@@ -223,13 +232,18 @@ impl ArchSpec {
             .tensor("token_embd.weight")
             .ok_or_else(|| Error::bad_file(&g.path, "missing tensor 'token_embd.weight'"))?;
         let vocab = opt_u("vocab_size").unwrap_or(*embd.dims.get(1).unwrap_or(&0));
-        let head_dim = opt_u("attention.key_length").unwrap_or(if n_heads > 0 { hidden / n_heads } else { 0 });
+        let head_dim =
+            opt_u("attention.key_length").unwrap_or(if n_heads > 0 { hidden / n_heads } else { 0 });
         let rope_dims = opt_u("rope.dimension_count").unwrap_or(head_dim);
         // llama.cpp: the scaling type defaults to linear, and a factor key
         // scales positions whatever the type (LongRoPE's own divisors come
         // from tensors); attn_factor multiplies cos and sin for every family.
         let mut freq_scale = 1.0;
-        match g.metadata.get(&k("rope.scaling.type")).and_then(|v| v.as_str()) {
+        match g
+            .metadata
+            .get(&k("rope.scaling.type"))
+            .and_then(|v| v.as_str())
+        {
             None | Some("none") | Some("linear") | Some("longrope") => {
                 if let Some(f) = opt_f("rope.scaling.factor").filter(|f| *f > 0.0) {
                     freq_scale = 1.0 / f;
@@ -238,19 +252,24 @@ impl ArchSpec {
             Some(t) => {
                 return Err(Error::bad_file(
                     &g.path,
-                    format!("rope scaling '{t}' is not supported (supported: none, linear, longrope)"),
+                    format!(
+                        "rope scaling '{t}' is not supported (supported: none, linear, longrope)"
+                    ),
                 ));
             }
         }
-        let attn_factor = opt_f("rope.scaling.attn_factor").filter(|f| *f > 0.0).unwrap_or(1.0);
+        let attn_factor = opt_f("rope.scaling.attn_factor")
+            .filter(|f| *f > 0.0)
+            .unwrap_or(1.0);
         let theta = opt_f("rope.freq_base").unwrap_or(10000.0);
         let window = opt_u("attention.sliding_window").filter(|&w| w > 0);
         // llama.cpp's load_swa_pattern: a per-layer array, else a period.
         let pattern = |default: usize| -> Vec<bool> {
             match g.metadata.get(&k("attention.sliding_window_pattern")) {
-                Some(crate::formats::gguf::Value::Array(a)) if a.len() == n_layers => {
-                    a.iter().map(|v| v.as_bool().unwrap_or(v.as_u64() == Some(1))).collect()
-                }
+                Some(crate::formats::gguf::Value::Array(a)) if a.len() == n_layers => a
+                    .iter()
+                    .map(|v| v.as_bool().unwrap_or(v.as_u64() == Some(1)))
+                    .collect(),
                 _ => Self::swa_pattern(
                     n_layers,
                     opt_u("attention.sliding_window_pattern").unwrap_or(default),
@@ -306,7 +325,11 @@ impl ArchSpec {
             rope_theta_local: theta_local,
             rope_scaling: None,
             rope_freq_scale: freq_scale,
-            rope_freq_scale_local: if family == Family::Gemma2 { freq_scale } else { 1.0 },
+            rope_freq_scale_local: if family == Family::Gemma2 {
+                freq_scale
+            } else {
+                1.0
+            },
             rope_attn_factor: attn_factor,
             rope_original_context: opt_u("rope.scaling.original_context_length"),
             // llama.cpp's converter permutes Llama's Q/K for interleaved
@@ -453,11 +476,16 @@ impl ArchSpec {
             Family::Llama
                 if window.is_some()
                     && (c.model_type.as_deref() == Some("mistral")
-                        || c.architectures.iter().flatten().any(|a| a == "MistralForCausalLM")) =>
+                        || c.architectures
+                            .iter()
+                            .flatten()
+                            .any(|a| a == "MistralForCausalLM")) =>
             {
                 (vec![true; n_layers], window, theta)
             }
-            Family::Qwen2 | Family::Qwen3 if window.is_some() && c.use_sliding_window == Some(true) => {
+            Family::Qwen2 | Family::Qwen3
+                if window.is_some() && c.use_sliding_window == Some(true) =>
+            {
                 return Err(Error::bad_file(
                     path,
                     "use_sliding_window = true is not supported for qwen (its layer pattern differs per checkpoint)",
@@ -465,11 +493,15 @@ impl ArchSpec {
             }
             _ => (vec![false; n_layers], None, theta),
         };
-        let window = if local_layers.iter().any(|&l| l) { sliding_window } else { None };
+        let window = if local_layers.iter().any(|&l| l) {
+            sliding_window
+        } else {
+            None
+        };
         let q_prescale = match family {
-            Family::Gemma2 | Family::Gemma3 => Some(
-                1.0 / (c.query_pre_attn_scalar.unwrap_or(head_dim as f64) as f32).sqrt(),
-            ),
+            Family::Gemma2 | Family::Gemma3 => {
+                Some(1.0 / (c.query_pre_attn_scalar.unwrap_or(head_dim as f64) as f32).sqrt())
+            }
             Family::Phi3 => Some(1.0 / (head_dim as f32).sqrt()),
             _ => None,
         };
@@ -477,10 +509,10 @@ impl ArchSpec {
             Some("gelu_pytorch_tanh") | Some("gelu_tanh") => Activation::GeGluTanh,
             Some("silu") | Some("swish") | None => Activation::SwiGlu,
             Some(other) => {
-                return Err(Error::bad_file(
-                    path,
-                    format!("hidden_act '{other}' is not supported (supported: silu, gelu_pytorch_tanh)"),
-                ))
+                let msg = format!(
+                    "hidden_act '{other}' is not supported (supported: silu, gelu_pytorch_tanh)"
+                );
+                return Err(Error::bad_file(path, msg));
             }
         };
         let spec = ArchSpec {
@@ -497,7 +529,11 @@ impl ArchSpec {
             rope_theta_local: theta_local,
             rope_scaling,
             rope_freq_scale: freq_scale,
-            rope_freq_scale_local: if family == Family::Gemma2 { freq_scale } else { 1.0 },
+            rope_freq_scale_local: if family == Family::Gemma2 {
+                freq_scale
+            } else {
+                1.0
+            },
             rope_attn_factor: 1.0,
             rope_original_context: None,
             rope_layout: RopeLayout::Half,
@@ -582,7 +618,9 @@ mod tests {
             "num_hidden_layers": 6, "num_attention_heads": 4, "num_key_value_heads": 2,
             "head_dim": 8, "rms_norm_eps": 1e-6, "max_position_embeddings": 256,
         });
-        c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        c.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("config.json");
         std::fs::write(&p, c.to_string()).unwrap();

@@ -2,7 +2,7 @@
 //! its variations (biases, per-head Q/K norms, Q pre-scaling, soft-capped
 //! scores, a sliding window) set by the architecture description.
 
-use super::layers::{scale, Rotary, RmsNorm, Stacked};
+use super::layers::{scale, RmsNorm, Rotary, Stacked};
 use super::weights::Matrix;
 use super::Tap;
 use crate::error::Result;

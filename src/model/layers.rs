@@ -106,7 +106,6 @@ impl Stacked {
     pub fn bytes(&self) -> u64 {
         self.parts.iter().map(|p| p.bytes()).sum()
     }
-
 }
 
 pub struct RmsNorm {
@@ -293,4 +292,3 @@ impl Rotary {
         Ok(x.apply_op3_no_bwd(&cos, &sin, &op)?)
     }
 }
-

@@ -175,7 +175,10 @@ impl Transformer {
             + blocks
                 .iter()
                 .map(|b| {
-                    b.attn.qkv.bytes() + b.attn.o.bytes() + b.mlp.gate_up.bytes() + b.mlp.down.bytes()
+                    b.attn.qkv.bytes()
+                        + b.attn.o.bytes()
+                        + b.mlp.gate_up.bytes()
+                        + b.mlp.down.bytes()
                 })
                 .sum::<u64>();
         Ok((
@@ -285,9 +288,7 @@ impl Transformer {
         match crate::model::env_memory_limit() {
             Err(e) => return refuse(e),
             Ok(Some(limit)) => {
-                let held = self.weight_bytes
-                    + self.table_bytes()
-                    + live;
+                let held = self.weight_bytes + self.table_bytes() + live;
                 if held + bytes > limit {
                     return refuse(Error::Resource(format!(
                         "{}: needs {:.2} GiB on top of the {:.2} GiB in use (weights, tables, other caches), over INFER_EVAL_MEMORY_LIMIT = {:.2} GiB",
@@ -302,7 +303,11 @@ impl Transformer {
             // written (zeroed pages are mapped lazily): count them too.
             Ok(None) => {
                 if let Err(e) = crate::model::check_memory(bytes + live, || {
-                    format!("{} (and the {:.2} GiB of caches already made)", what(), crate::model::gib(live))
+                    format!(
+                        "{} (and the {:.2} GiB of caches already made)",
+                        what(),
+                        crate::model::gib(live)
+                    )
                 }) {
                     return refuse(e);
                 }

@@ -2,9 +2,9 @@
 //! matrices as raw bytes in their stored format (quantised or not) and norm
 //! vectors as f32, after checking every name, shape and dtype.
 
+use crate::error::{Error, Result};
 use crate::formats::gguf::GgufFile;
 use crate::formats::safetensors::SafetensorsDir;
-use crate::error::{Error, Result};
 use crate::kernels::quant::{dequantize_row, WeightFormat};
 use candle_core::{Device, Tensor};
 use std::path::Path;
@@ -18,8 +18,8 @@ pub struct Matrix {
     pub cols: usize,
 }
 
-pub use super::names::Part;
 use super::arch::Family;
+pub use super::names::Part;
 
 pub trait WeightSource {
     fn path(&self) -> &Path;

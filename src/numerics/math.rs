@@ -247,7 +247,11 @@ mod tests {
             }
             let g = gelu_tanh_f32(x) as f64;
             let xd = x as f64;
-            let want = 0.5 * xd * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (xd + 0.044715 * xd * xd * xd)).tanh());
+            let want = 0.5
+                * xd
+                * (1.0
+                    + ((2.0 / std::f64::consts::PI).sqrt() * (xd + 0.044715 * xd * xd * xd))
+                        .tanh());
             // 1 + tanh(u) cancels for negative x: an absolute error of a few
             // f32 ulps of x is inherent to the formula (also llama.cpp's).
             let tol = 1e-6 * want.abs() + 2e-7 * xd.abs().max(1.0);

@@ -9,7 +9,9 @@ use crate::kernels::{self, attention::AttnShape, quant::WeightFormat, rope::Rope
 use candle_core::backend::BackendStorage;
 #[cfg(feature = "cuda")]
 use candle_core::CudaStorage;
-use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{
+    bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor,
+};
 
 /// Elements one task of an elementwise op takes on the CPU (prefill's
 /// 256 x 2048 GeGLU is 32 tasks; a decode step's is one).
@@ -28,7 +30,10 @@ mod tests {
         assert_eq!(super::cuda_grid(257).unwrap(), 2);
         let threads = 512u64 * 262_144 * 32 + 1000;
         assert!(threads > 1 << 32);
-        assert_eq!(super::cuda_grid(threads).unwrap() as u64, threads.div_ceil(256));
+        assert_eq!(
+            super::cuda_grid(threads).unwrap() as u64,
+            threads.div_ceil(256)
+        );
         assert!(super::cuda_grid(u64::MAX / 2).is_err());
     }
 }
@@ -518,7 +523,9 @@ pub fn cuda_grid(threads: u64) -> Result<u32> {
     let blocks = threads.div_ceil(CUDA_BLOCK as u64).max(1);
     match u32::try_from(blocks) {
         Ok(b) if b <= i32::MAX as u32 => Ok(b),
-        _ => bail!("a CUDA launch of {threads} threads needs {blocks} blocks, past the limit of 2^31 - 1"),
+        _ => bail!(
+            "a CUDA launch of {threads} threads needs {blocks} blocks, past the limit of 2^31 - 1"
+        ),
     }
 }
 

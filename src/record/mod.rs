@@ -95,7 +95,11 @@ pub fn unique_sibling(dir: &Path, name: &str, what: &str) -> std::path::PathBuf 
 /// leave the old name, or neither).
 pub fn rename_durably(from: &Path, to: &Path) -> Result<()> {
     std::fs::rename(from, to).map_err(|e| Error::io(to, e))?;
-    sync_dir(to.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
+    sync_dir(
+        to.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new(".")),
+    )
 }
 
 /// fsync a folder: its entries (new names, renames, removals) reach the disk.

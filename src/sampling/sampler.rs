@@ -236,7 +236,10 @@ mod tests {
     fn a_tiny_temperature_is_greedy() {
         let logits = [0.5, 3.0, 2.0, -1.0];
         for t in [1e-38f32, 1e-45] {
-            let params = SamplingParams { temperature: t, ..Default::default() };
+            let params = SamplingParams {
+                temperature: t,
+                ..Default::default()
+            };
             let s = Sampler { params: &params };
             for step in 0..20 {
                 assert_eq!(s.sample(&logits, &[], 1, step), Ok(1), "T = {t}");
@@ -254,7 +257,9 @@ mod tests {
         assert!(pos_nan.is_nan() && neg_nan.is_nan() && neg_nan.is_sign_negative());
         for nan in [pos_nan, neg_nan] {
             let logits = [0.5, nan, 0.25, nan, -1.0];
-            for (temperature, top_k, top_p) in [(0.0, 0, 1.0), (1.0, 0, 1.0), (5.0, 2, 1.0), (2.0, 0, 0.5)] {
+            for (temperature, top_k, top_p) in
+                [(0.0, 0, 1.0), (1.0, 0, 1.0), (5.0, 2, 1.0), (2.0, 0, 0.5)]
+            {
                 let params = SamplingParams {
                     temperature,
                     top_k,
@@ -271,7 +276,10 @@ mod tests {
                     );
                 }
             }
-            let params = SamplingParams { temperature: 0.7, ..Default::default() };
+            let params = SamplingParams {
+                temperature: 0.7,
+                ..Default::default()
+            };
             let s = Sampler { params: &params };
             assert!(s.sample(&[nan, nan], &[], 0, 0).is_err());
         }
@@ -283,18 +291,36 @@ mod tests {
     fn greedy_shortcut_equals_greedy_on_the_nan_free_copy() {
         let (pn, nn) = (f32::from_bits(0x7fc0_0000), f32::from_bits(0xffc0_0000));
         let mut st = 5u64;
-        let pool = [pn, nn, f32::NEG_INFINITY, f32::INFINITY, -3.0, 0.0, 2.5, 2.5, 7.0];
-        let params = SamplingParams { temperature: 0.0, ..Default::default() };
+        let pool = [
+            pn,
+            nn,
+            f32::NEG_INFINITY,
+            f32::INFINITY,
+            -3.0,
+            0.0,
+            2.5,
+            2.5,
+            7.0,
+        ];
+        let params = SamplingParams {
+            temperature: 0.0,
+            ..Default::default()
+        };
         let s = Sampler { params: &params };
         for case in 0..2000 {
             let n = 1 + case % 9;
             let v: Vec<f32> = (0..n)
                 .map(|_| {
-                    st = st.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    st = st
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     pool[(st >> 59) as usize % pool.len()]
                 })
                 .collect();
-            let copy: Vec<f32> = v.iter().map(|&x| if x.is_nan() { f32::NEG_INFINITY } else { x }).collect();
+            let copy: Vec<f32> = v
+                .iter()
+                .map(|&x| if x.is_nan() { f32::NEG_INFINITY } else { x })
+                .collect();
             match s.sample(&v, &[], 0, 0) {
                 Ok(t) => assert_eq!(t, argmax(&copy), "{v:?}"),
                 Err(_) => assert!(!v.iter().any(|x| x.is_finite()), "{v:?}"),

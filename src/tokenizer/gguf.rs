@@ -14,8 +14,8 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-use tokenizers::SplitDelimiterBehavior;
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+use tokenizers::SplitDelimiterBehavior;
 
 /// Texts llama.cpp (as vendored by llama-cpp-python 0.3.36,
 /// `src/llama-vocab.cpp`) treats as end of generation, and forces to
@@ -130,12 +130,9 @@ impl Tokenizer {
             "llama" => {
                 let scores = match g.metadata.get("tokenizer.ggml.scores") {
                     Some(v) => {
-                        let a = v
-                            .as_array()
-                            .filter(|a| a.len() == n)
-                            .ok_or_else(|| {
-                                terr(p, format!("tokenizer.ggml.scores must be {n} numbers"))
-                            })?;
+                        let a = v.as_array().filter(|a| a.len() == n).ok_or_else(|| {
+                            terr(p, format!("tokenizer.ggml.scores must be {n} numbers"))
+                        })?;
                         a.iter()
                             .map(|s| s.as_f64().map(|x| x as f32))
                             .collect::<Option<Vec<f32>>>()
@@ -249,7 +246,10 @@ fn phi3_rstrip(g: &GgufFile, pieces: &[String], specials: &[u32]) -> Vec<u32> {
     let last = |text: &str| pieces.iter().rposition(|t| t == text).map(|i| i as u32);
     let mut ids: Vec<u32> = specials.to_vec();
     ids.extend(last("</s>"));
-    let off: Vec<u32> = ["<unk>", "<s>", "<|endoftext|>"].into_iter().filter_map(last).collect();
+    let off: Vec<u32> = ["<unk>", "<s>", "<|endoftext|>"]
+        .into_iter()
+        .filter_map(last)
+        .collect();
     ids.retain(|i| !off.contains(i));
     ids.sort_unstable();
     ids.dedup();
@@ -312,8 +312,12 @@ fn bpe(g: &GgufFile, pieces: &[String]) -> Result<(tokenizers::Tokenizer, bool)>
         .build()
         .map_err(|e| terr(p, format!("cannot build BPE: {e}")))?;
     let split = |re: &str| -> Result<PreTokenizerWrapper> {
-        let s = Split::new(SplitPattern::Regex(re.to_string()), SplitDelimiterBehavior::Isolated, false)
-            .map_err(|e| terr(p, format!("pre-tokenizer regex: {e}")))?;
+        let s = Split::new(
+            SplitPattern::Regex(re.to_string()),
+            SplitDelimiterBehavior::Isolated,
+            false,
+        )
+        .map_err(|e| terr(p, format!("pre-tokenizer regex: {e}")))?;
         Ok(PreTokenizerWrapper::Split(s))
     };
     let pre_tok = match pre {

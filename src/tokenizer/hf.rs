@@ -11,8 +11,7 @@ use std::path::Path;
 /// is present but unreadable or not JSON.
 fn read_json_if_present(path: &Path) -> Result<serde_json::Value> {
     match std::fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map_err(|e| terr(path, format!("not valid JSON: {e}"))),
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| terr(path, format!("not valid JSON: {e}"))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(serde_json::Value::Null),
         Err(e) => Err(Error::io(path, e)),
     }
@@ -42,12 +41,19 @@ impl Tokenizer {
             };
             match v {
                 serde_json::Value::Null => Ok(None),
-                serde_json::Value::Number(n) => {
-                    Ok(Some(vec![n.as_u64().filter(|&x| x <= u32::MAX as u64).ok_or_else(bad)? as u32]))
-                }
+                serde_json::Value::Number(n) => Ok(Some(vec![n
+                    .as_u64()
+                    .filter(|&x| x <= u32::MAX as u64)
+                    .ok_or_else(bad)?
+                    as u32])),
                 serde_json::Value::Array(a) => a
                     .iter()
-                    .map(|x| x.as_u64().filter(|&x| x <= u32::MAX as u64).map(|x| x as u32).ok_or_else(bad))
+                    .map(|x| {
+                        x.as_u64()
+                            .filter(|&x| x <= u32::MAX as u64)
+                            .map(|x| x as u32)
+                            .ok_or_else(bad)
+                    })
                     .collect::<Result<Vec<_>>>()
                     .map(Some),
                 _ => Err(bad()),
@@ -57,7 +63,9 @@ impl Tokenizer {
         let by_text = |key: &str| -> Result<Option<u32>> {
             let text = match &tc[key] {
                 serde_json::Value::String(t) => Some(t.clone()),
-                serde_json::Value::Object(o) => o.get("content").and_then(|c| c.as_str()).map(String::from),
+                serde_json::Value::Object(o) => {
+                    o.get("content").and_then(|c| c.as_str()).map(String::from)
+                }
                 _ => None,
             };
             match text {
@@ -99,9 +107,16 @@ impl Tokenizer {
             _ => by_text("bos_token")?,
         };
         let vocab_size = inner.get_vocab_size(true);
-        for (name, id) in eos.iter().map(|&i| ("eos_token_id", i)).chain(bos.map(|b| ("bos_token_id", b))) {
+        for (name, id) in eos
+            .iter()
+            .map(|&i| ("eos_token_id", i))
+            .chain(bos.map(|b| ("bos_token_id", b)))
+        {
             if id as usize >= vocab_size {
-                return Err(terr(dir, format!("{name} {id} is outside the vocabulary ({vocab_size} tokens)")));
+                return Err(terr(
+                    dir,
+                    format!("{name} {id} is outside the vocabulary ({vocab_size} tokens)"),
+                ));
             }
         }
         let chat_template = match &tc["chat_template"] {
@@ -137,5 +152,4 @@ impl Tokenizer {
             vocab_size,
         })
     }
-
 }

@@ -171,7 +171,12 @@ impl Tokenizer {
 
     /// `encode`, choosing whether BOS/EOS are added (`add_special`, as
     /// llama.cpp's tokenize; tokenizer.json's post-processor likewise).
-    pub fn encode_with(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<u32>> {
+    pub fn encode_with(
+        &self,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
+    ) -> Result<Vec<u32>> {
         if let Model::Hf(inner) = &self.model {
             let enc = inner
                 .encode(text, add_special)
@@ -247,8 +252,12 @@ impl Tokenizer {
                 let mut bytes = Vec::new();
                 for (n, &i) in ids.iter().enumerate() {
                     let start = bytes.len();
-                    let (Some(piece), Some(ty)) = (self.pieces.get(i as usize), self.types.get(i as usize)) else {
-                        return Err(Error::Tokenizer(format!("token id {i} is outside the vocabulary")));
+                    let (Some(piece), Some(ty)) =
+                        (self.pieces.get(i as usize), self.types.get(i as usize))
+                    else {
+                        return Err(Error::Tokenizer(format!(
+                            "token id {i} is outside the vocabulary"
+                        )));
                     };
                     match ty {
                         TokenType::Normal => {
@@ -352,7 +361,8 @@ mod tests {
         let toks = ["<s>", "a", "\u{120}", "<|end|>", "<|endoftext|>"];
         let mut g = gguf(&toks, &[3, 1, 1, 3, 3], &[]);
         let plain = Tokenizer::from_gguf(&g).unwrap();
-        g.metadata.insert("general.name".into(), Value::String("Phi-3 Mini".into()));
+        g.metadata
+            .insert("general.name".into(), Value::String("Phi-3 Mini".into()));
         let phi3 = Tokenizer::from_gguf(&g).unwrap();
         // (byte-level BPE: a space is the token Ġ, id 2)
         assert_eq!(phi3.encode("<|end|> \t\na", true).unwrap(), vec![3, 1]);
@@ -360,7 +370,10 @@ mod tests {
         assert_eq!(phi3.encode("<s> a", true).unwrap(), vec![0, 2, 1]);
         assert_eq!(phi3.encode("<|endoftext|> a", true).unwrap(), vec![4, 2, 1]);
         // The empty text has no fragment at all.
-        assert_eq!(phi3.encode_with("", false, true).unwrap(), Vec::<u32>::new());
+        assert_eq!(
+            phi3.encode_with("", false, true).unwrap(),
+            Vec::<u32>::new()
+        );
     }
 
     #[test]
@@ -384,10 +397,8 @@ mod tests {
             "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
         ] {
             let mut g = gguf(&["<s>", "a"], &[3, 1], &[]);
-            g.metadata.insert(
-                "tokenizer.chat_template".into(),
-                Value::String(tpl.into()),
-            );
+            g.metadata
+                .insert("tokenizer.chat_template".into(), Value::String(tpl.into()));
             let t = Tokenizer::from_gguf(&g).unwrap();
             let t0 = std::time::Instant::now();
             let e = t.apply_chat_template("hi").unwrap_err().to_string();
@@ -398,7 +409,9 @@ mod tests {
         let mut g = gguf(&["<s>", "a"], &[3, 1], &[]);
         g.metadata.insert(
             "tokenizer.chat_template".into(),
-            Value::String("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}".into()),
+            Value::String(
+                "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}".into(),
+            ),
         );
         let t = Tokenizer::from_gguf(&g).unwrap();
         assert_eq!(t.apply_chat_template("hi").unwrap(), "<|user|>hi");

@@ -106,7 +106,15 @@ pub fn encode(v: &SpmVocab, text: &str, out: &mut Vec<u32>) -> Result<(), String
     let mut heap = BinaryHeap::new();
     let mut rev_merge: HashMap<&[u8], (usize, usize)> = HashMap::new();
     for i in 1..symbols.len() {
-        try_add(v, bytes, &symbols, &mut heap, &mut rev_merge, Some(i - 1), Some(i));
+        try_add(
+            v,
+            bytes,
+            &symbols,
+            &mut heap,
+            &mut rev_merge,
+            Some(i - 1),
+            Some(i),
+        );
     }
     while let Some(b) = heap.pop() {
         let (l, r) = (symbols[b.left], symbols[b.right]);
@@ -121,8 +129,24 @@ pub fn encode(v: &SpmVocab, text: &str, out: &mut Vec<u32>) -> Result<(), String
             symbols[n].prev = Some(b.left);
         }
         let (prev, next) = (symbols[b.left].prev, symbols[b.left].next);
-        try_add(v, bytes, &symbols, &mut heap, &mut rev_merge, prev, Some(b.left));
-        try_add(v, bytes, &symbols, &mut heap, &mut rev_merge, Some(b.left), next);
+        try_add(
+            v,
+            bytes,
+            &symbols,
+            &mut heap,
+            &mut rev_merge,
+            prev,
+            Some(b.left),
+        );
+        try_add(
+            v,
+            bytes,
+            &symbols,
+            &mut heap,
+            &mut rev_merge,
+            Some(b.left),
+            next,
+        );
     }
     let mut i = if symbols.is_empty() { None } else { Some(0) };
     while let Some(s) = i {
@@ -209,12 +233,31 @@ mod tests {
     /// scored below "bc" gives a | bc.
     #[test]
     fn highest_score_merges_first() {
-        let v = vocab(&[("a", -1.0), ("b", -1.0), ("c", -1.0), ("ab", -5.0), ("bc", -2.0), ("abc", -3.0)]);
+        let v = vocab(&[
+            ("a", -1.0),
+            ("b", -1.0),
+            ("c", -1.0),
+            ("ab", -5.0),
+            ("bc", -2.0),
+            ("abc", -3.0),
+        ]);
         // bc (-2) first; then a + bc = abc is a token (-3): merged.
         assert_eq!(ids(&v, "abc"), vec![5]);
-        let v = vocab(&[("a", -1.0), ("b", -1.0), ("c", -1.0), ("ab", -5.0), ("bc", -2.0)]);
+        let v = vocab(&[
+            ("a", -1.0),
+            ("b", -1.0),
+            ("c", -1.0),
+            ("ab", -5.0),
+            ("bc", -2.0),
+        ]);
         assert_eq!(ids(&v, "abc"), vec![0, 4]);
-        let v = vocab(&[("a", -1.0), ("b", -1.0), ("c", -1.0), ("ab", -1.0), ("bc", -2.0)]);
+        let v = vocab(&[
+            ("a", -1.0),
+            ("b", -1.0),
+            ("c", -1.0),
+            ("ab", -1.0),
+            ("bc", -2.0),
+        ]);
         assert_eq!(ids(&v, "abc"), vec![3, 2]);
     }
 

@@ -93,7 +93,11 @@ pub fn reference_logits(c: &ArchSpec, w: &Weights, ids: &[u32]) -> Vec<Vec<f64>>
         for (pos, x) in xs.iter().enumerate() {
             let hn = rms(x, get(&p("input_layernorm.weight")), eps);
             let (mut q, mut k, mut v) = if c.fused_qkv {
-                let all = matvec(get(&p("self_attn.qkv_proj.weight")), q_dim + 2 * kv_dim, &hn);
+                let all = matvec(
+                    get(&p("self_attn.qkv_proj.weight")),
+                    q_dim + 2 * kv_dim,
+                    &hn,
+                );
                 (
                     all[..q_dim].to_vec(),
                     all[q_dim..q_dim + kv_dim].to_vec(),
@@ -140,7 +144,12 @@ pub fn reference_logits(c: &ArchSpec, w: &Weights, ids: &[u32]) -> Vec<Vec<f64>>
                 let q = &qs[pos][head * hd..(head + 1) * hd];
                 let s: Vec<f64> = (first..=pos)
                     .map(|i| {
-                        let d = q.iter().zip(&ks[i][g * hd..(g + 1) * hd]).map(|(a, b)| a * b).sum::<f64>() * scale;
+                        let d = q
+                            .iter()
+                            .zip(&ks[i][g * hd..(g + 1) * hd])
+                            .map(|(a, b)| a * b)
+                            .sum::<f64>()
+                            * scale;
                         match c.attn_softcap {
                             Some(cap) => cap as f64 * (d / cap as f64).tanh(),
                             None => d,
@@ -163,11 +172,22 @@ pub fn reference_logits(c: &ArchSpec, w: &Weights, ids: &[u32]) -> Vec<Vec<f64>>
             for (x, y) in xs[pos].iter_mut().zip(o) {
                 *x += y;
             }
-            let pre = if c.post_norms { "pre_feedforward_layernorm.weight" } else { "post_attention_layernorm.weight" };
+            let pre = if c.post_norms {
+                "pre_feedforward_layernorm.weight"
+            } else {
+                "post_attention_layernorm.weight"
+            };
             let hn = rms(&xs[pos], get(&p(pre)), eps);
             let (gt, up) = if c.fused_gate_up {
-                let all = matvec(get(&p("mlp.gate_up_proj.weight")), 2 * c.intermediate_size, &hn);
-                (all[..c.intermediate_size].to_vec(), all[c.intermediate_size..].to_vec())
+                let all = matvec(
+                    get(&p("mlp.gate_up_proj.weight")),
+                    2 * c.intermediate_size,
+                    &hn,
+                );
+                (
+                    all[..c.intermediate_size].to_vec(),
+                    all[c.intermediate_size..].to_vec(),
+                )
             } else {
                 (
                     matvec(get(&p("mlp.gate_proj.weight")), c.intermediate_size, &hn),
@@ -191,12 +211,19 @@ pub fn reference_logits(c: &ArchSpec, w: &Weights, ids: &[u32]) -> Vec<Vec<f64>>
             }
         }
     }
-    let head = if c.tie_word_embeddings { emb } else { get("lm_head.weight") };
+    let head = if c.tie_word_embeddings {
+        emb
+    } else {
+        get("lm_head.weight")
+    };
     xs.iter()
         .map(|x| {
             let l = matvec(head, c.vocab_size, &rms(x, get("model.norm.weight"), eps));
             match c.final_softcap {
-                Some(cap) => l.iter().map(|v| cap as f64 * (v / cap as f64).tanh()).collect(),
+                Some(cap) => l
+                    .iter()
+                    .map(|v| cap as f64 * (v / cap as f64).tanh())
+                    .collect(),
                 None => l,
             }
         })

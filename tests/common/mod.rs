@@ -104,7 +104,11 @@ pub fn smollm2_path() -> PathBuf {
 /// (scripts/make_spm_reference.py: `cases`, each with its `text` and the
 /// ids for every add_special x parse_special); every differing list is
 /// reported. Returns how many lists were compared.
-pub fn compare_token_ids(tok: &infer_eval::tokenizer::Tokenizer, reference: &serde_json::Value, what: &str) -> usize {
+pub fn compare_token_ids(
+    tok: &infer_eval::tokenizer::Tokenizer,
+    reference: &serde_json::Value,
+    what: &str,
+) -> usize {
     let mut n = 0;
     let mut bad = Vec::new();
     for case in reference["cases"].as_array().unwrap() {
@@ -112,15 +116,27 @@ pub fn compare_token_ids(tok: &infer_eval::tokenizer::Tokenizer, reference: &ser
         for add in [false, true] {
             for special in [false, true] {
                 let key = format!("add_special={add},parse_special={special}");
-                let want: Vec<u32> = case[&key].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+                let want: Vec<u32> = case[&key]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_u64().unwrap() as u32)
+                    .collect();
                 let got = tok.encode_with(text, add, special).unwrap();
                 if got != want {
-                    bad.push(format!("{text:?} ({key}): ours {got:?}, llama.cpp {want:?}"));
+                    bad.push(format!(
+                        "{text:?} ({key}): ours {got:?}, llama.cpp {want:?}"
+                    ));
                 }
                 n += 1;
             }
         }
     }
-    assert!(bad.is_empty(), "{what}: {} of {n} differ:\n{}", bad.len(), bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{what}: {} of {n} differ:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
     n
 }
