@@ -21,23 +21,11 @@ fn model() -> &'static LoadedModel {
     M.get_or_init(|| load(&path()))
 }
 
-fn golden() -> serde_json::Value {
-    let p =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/gemma3_greedy.json");
-    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
-}
-
-fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
-
 fn requests(n: usize) -> Vec<Request> {
     let tok = &model().tokenizer;
-    golden()["cases"].as_array().unwrap()[..n]
+    golden_json("gemma3_greedy.json")["cases"]
+        .as_array()
+        .unwrap()[..n]
         .iter()
         .enumerate()
         .map(|(i, c)| Request {
@@ -55,7 +43,7 @@ fn requests(n: usize) -> Vec<Request> {
 /// where llama.cpp itself saw a small margin.
 #[test]
 fn greedy_agrees_with_llamacpp_up_to_near_ties() {
-    let g = golden();
+    let g = golden_json("gemma3_greedy.json");
     assert_eq!(
         infer_eval::formats::sha256_file(&path()).unwrap(),
         g["model_sha256"].as_str().unwrap()
@@ -66,33 +54,15 @@ fn greedy_agrees_with_llamacpp_up_to_near_ties() {
     let mut worst_margin_at_parting = 0f64;
     let mut full = 0;
     for case in g["cases"].as_array().unwrap() {
-        let prompt = case["prompt"].as_str().unwrap();
-        let want = ids(&case["output_ids"]);
-        let prompt_ids = m.tokenizer.encode(prompt, false).unwrap();
-        assert_eq!(
-            prompt_ids,
-            ids(&case["prompt_ids"]),
-            "prompt ids of {prompt:?}"
-        );
-        let req = Request {
-            id: "0".into(),
-            prompt_ids,
-        };
-        let out = run(m, &[req], &greedy(want.len()), 2).remove(0);
         let top5 = case["top5"].as_array().unwrap();
-        for pair in top5[0].as_array().unwrap() {
-            let (id, theirs) = (
-                pair[0].as_u64().unwrap() as usize,
-                pair[1].as_f64().unwrap(),
-            );
-            worst_first = worst_first.max((out.step_logits[0][id] as f64 - theirs).abs());
-        }
-        let agree = out
-            .output_ids
-            .iter()
-            .zip(&want)
-            .take_while(|(a, b)| a == b)
-            .count();
+        let GreedyVsLlamacpp {
+            prompt,
+            want,
+            out,
+            agree,
+            first_step_diff,
+        } = greedy_vs_llamacpp(m, case, &top5[0]);
+        worst_first = worst_first.max(first_step_diff);
         if agree == want.len() {
             full += 1;
             report.push(format!("{prompt:?}: all {} tokens", want.len()));

@@ -15,22 +15,6 @@ fn model() -> &'static LoadedModel {
     M.get_or_init(|| load(&smollm2_path()))
 }
 
-fn golden(name: &str) -> serde_json::Value {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
-        .unwrap()
-}
-
-fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
-
 const PROMPTS: [&str; 5] = [
     "The capital of France is",
     "def quicksort(arr):",
@@ -53,7 +37,7 @@ fn requests() -> Vec<Request> {
 
 #[test]
 fn tokenizer_matches_llamacpp() {
-    let g = golden("llamacpp_tokens.json");
+    let g = golden_json("llamacpp_tokens.json");
     let tok = &model().tokenizer;
     let mut n = 0;
     for (list, special) in [("cases", false), ("special_cases", true)] {
@@ -61,7 +45,7 @@ fn tokenizer_matches_llamacpp() {
             let text = case["text"].as_str().unwrap();
             assert_eq!(
                 tok.encode(text, special).unwrap(),
-                ids(&case["ids"]),
+                json_ids(&case["ids"]),
                 "tokens of {text:?} (special={special})"
             );
             n += 1;
@@ -85,40 +69,22 @@ fn decode_round_trips() {
 
 #[test]
 fn greedy_agrees_with_llamacpp() {
-    let g = golden("llamacpp_greedy.json");
+    let g = golden_json("llamacpp_greedy.json");
     let m = model();
     let mut report = Vec::new();
     let mut full = 0;
     let mut worst_logit = 0f64;
     let cases = g["cases"].as_array().unwrap();
     for case in cases {
-        let prompt = case["prompt"].as_str().unwrap();
-        let want = ids(&case["output_ids"]);
-        let req = Request {
-            id: "0".into(),
-            prompt_ids: m.tokenizer.encode(prompt, false).unwrap(),
-        };
-        assert_eq!(
-            req.prompt_ids,
-            ids(&case["prompt_ids"]),
-            "prompt ids of {prompt:?}"
-        );
-        let out = run(m, &[req], &greedy(want.len()), 2).remove(0);
         // First-step logits of llama.cpp's top 5 tokens, compared with ours.
-        for pair in case["top5_first_step"].as_array().unwrap() {
-            let (id, theirs) = (
-                pair[0].as_u64().unwrap() as usize,
-                pair[1].as_f64().unwrap(),
-            );
-            let ours = out.step_logits[0][id] as f64;
-            worst_logit = worst_logit.max((ours - theirs).abs());
-        }
-        let agree = out
-            .output_ids
-            .iter()
-            .zip(&want)
-            .take_while(|(a, b)| a == b)
-            .count();
+        let GreedyVsLlamacpp {
+            prompt,
+            want,
+            agree,
+            first_step_diff,
+            ..
+        } = greedy_vs_llamacpp(m, case, &case["top5_first_step"]);
+        worst_logit = worst_logit.max(first_step_diff);
         report.push(format!("{prompt:?}: {agree}/{}", want.len()));
         if agree == want.len() {
             full += 1;

@@ -116,12 +116,7 @@ pub fn compare_token_ids(
         for add in [false, true] {
             for special in [false, true] {
                 let key = format!("add_special={add},parse_special={special}");
-                let want: Vec<u32> = case[&key]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|x| x.as_u64().unwrap() as u32)
-                    .collect();
+                let want = json_ids(&case[&key]);
                 let got = tok.encode_with(text, add, special).unwrap();
                 if got != want {
                     bad.push(format!(
@@ -139,4 +134,78 @@ pub fn compare_token_ids(
         bad.join("\n")
     );
     n
+}
+
+/// A JSON array of token ids.
+pub fn json_ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// tests/golden/`name`, parsed.
+pub fn golden_json(name: &str) -> serde_json::Value {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .unwrap()
+}
+
+/// One prompt of a llama.cpp greedy reference, run greedily here.
+pub struct GreedyVsLlamacpp {
+    pub prompt: String,
+    /// llama.cpp's continuation.
+    pub want: Vec<u32>,
+    pub out: SeqOutput,
+    /// How many leading tokens of ours equal llama.cpp's.
+    pub agree: usize,
+    /// The largest |ours - llama.cpp's| over llama.cpp's first-step top-5 logits.
+    pub first_step_diff: f64,
+}
+
+/// Run `case` (its `prompt`, `prompt_ids` and `output_ids` from llama.cpp)
+/// greedily on 2 threads: asserts the prompt ids are llama.cpp's, and
+/// compares the first-step logits with `first_top5` ([id, logit] pairs).
+pub fn greedy_vs_llamacpp(
+    m: &LoadedModel,
+    case: &serde_json::Value,
+    first_top5: &serde_json::Value,
+) -> GreedyVsLlamacpp {
+    let prompt = case["prompt"].as_str().unwrap().to_string();
+    let want = json_ids(&case["output_ids"]);
+    let prompt_ids = m.tokenizer.encode(&prompt, false).unwrap();
+    assert_eq!(
+        prompt_ids,
+        json_ids(&case["prompt_ids"]),
+        "prompt ids of {prompt:?}"
+    );
+    let req = Request {
+        id: "0".into(),
+        prompt_ids,
+    };
+    let out = run(m, &[req], &greedy(want.len()), 2).remove(0);
+    let mut first_step_diff = 0f64;
+    for pair in first_top5.as_array().unwrap() {
+        let (id, theirs) = (
+            pair[0].as_u64().unwrap() as usize,
+            pair[1].as_f64().unwrap(),
+        );
+        first_step_diff = first_step_diff.max((out.step_logits[0][id] as f64 - theirs).abs());
+    }
+    let agree = out
+        .output_ids
+        .iter()
+        .zip(&want)
+        .take_while(|(a, b)| a == b)
+        .count();
+    GreedyVsLlamacpp {
+        prompt,
+        want,
+        out,
+        agree,
+        first_step_diff,
+    }
 }
