@@ -3,8 +3,8 @@
 //! Dependencies point one way, top to bottom (an arrow: "uses"):
 //!
 //! ```text
-//! cli (main.rs, src/cli) ─► generation, eval, bench, baseline, contrast
-//! generation, eval, bench ─► engine, loader, fetch, record
+//! cli (main.rs, src/cli) ─► generation, eval, serve, bench, baseline, contrast
+//! generation, eval, serve, bench ─► engine, loader, fetch, record
 //! loader ─► model, tokenizer          (puts a model and its tokenizer together)
 //! engine ─► model, sampling
 //! model ─► ops ─► kernels ─► numerics
@@ -37,6 +37,7 @@ pub mod ops;
 pub mod prompts;
 pub mod record;
 pub mod sampling;
+pub mod serve;
 pub mod tokenizer;
 pub mod trace;
 

@@ -59,6 +59,10 @@ enum Command {
     /// +a.b=value), run the tasks, and record a run folder under outputs/.
     /// With no arguments, the built-in suite on the default model.
     Eval(cli::eval::EvalArgs),
+    /// An OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions,
+    /// /v1/models, /tokenize, /detokenize, /tokenizer_info, /health, /metrics)
+    /// whose answers do not depend on load, batching or the prompt cache.
+    Serve(cli::serve::ServeArgs),
     /// Re-run a recorded run from its folder and compare every sample's bits;
     /// prints MATCH and the digest, or the first difference (exit code 6).
     Verify(cli::eval::VerifyArgs),
@@ -253,6 +257,7 @@ fn real_main() -> Result<()> {
             Ok(())
         }
         Some(Command::Eval(a)) => cli::eval::eval(a),
+        Some(Command::Serve(a)) => cli::serve::serve(a),
         Some(Command::Verify(a)) => {
             let code = cli::eval::verify(a)?;
             if code != 0 {

@@ -34,7 +34,15 @@ pub struct EvalArgs {
 #[derive(clap::Args)]
 pub struct VerifyArgs {
     /// A finished run folder.
-    pub run_dir: PathBuf,
+    #[arg(required_unless_present = "served")]
+    pub run_dir: Option<PathBuf>,
+    /// Instead: a served-traffic log (`serve --log FILE`); every request is
+    /// re-run alone and its digests compared with what was served.
+    #[arg(long, conflicts_with = "run_dir")]
+    pub served: Option<PathBuf>,
+    /// With --served: the model to re-run with (default: the log's model name).
+    #[arg(long, requires = "served")]
+    pub model: Option<String>,
     #[arg(long, default_value = "configs")]
     pub config_dir: PathBuf,
     /// Re-run with another thread count (bits must not change).
@@ -179,10 +187,18 @@ fn print_summary(m: &run::Metrics, digest: &str, dir: &Path) {
 pub const MISMATCH_EXIT: i32 = infer_eval::error::exit::MISMATCH;
 
 pub fn verify(a: VerifyArgs) -> Result<i32> {
+    if let Some(f) = &a.served {
+        return super::serve::verify_served(f, a.model.as_deref(), a.threads);
+    }
+    let run_dir = a.run_dir.clone().expect("clap: run_dir or --served");
+    let a = VerifyArgs {
+        run_dir: Some(run_dir.clone()),
+        ..a
+    };
     let root = project_root(&a.config_dir)?;
-    let manifest = compare::read_manifest(&a.run_dir)?;
-    let recorded = run::read_samples(&a.run_dir.join("samples.jsonl"))?;
-    let (mut cfg, _) = config::load_resolved(&a.run_dir.join("config.yaml"))?;
+    let manifest = compare::read_manifest(&run_dir)?;
+    let recorded = run::read_samples(&run_dir.join("samples.jsonl"))?;
+    let (mut cfg, _) = config::load_resolved(&run_dir.join("config.yaml"))?;
     if let Some(t) = a.threads {
         cfg.run.threads = Some(t);
     }

@@ -3,6 +3,7 @@
 pub mod baseline;
 pub mod bench;
 pub mod eval;
+pub mod serve;
 pub mod trace;
 
 pub(crate) use super::load;

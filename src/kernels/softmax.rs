@@ -42,6 +42,45 @@ pub fn exp_shifted(isa: Isa, x: &[f32], shift: f32, out: &mut [f32]) {
 
 /// log softmax(l)[idx] for every idx in `ids`, from one pass over `l`.
 pub fn log_softmax_at(isa: Isa, l: &[f32], ids: &[usize]) -> Vec<f64> {
+    let lse = log_sum_exp(isa, l);
+    ids.iter().map(|&i| l[i] as f64 - lse).collect()
+}
+
+/// log softmax(l) of `chosen` and of the `n` most likely tokens (logit
+/// descending, id ascending on ties), all from one log-sum-exp, so the
+/// chosen token's value is the very float of its entry in the top list.
+pub fn log_softmax_top(isa: Isa, l: &[f32], chosen: usize, n: usize) -> (f64, Vec<(u32, f64)>) {
+    let lse = log_sum_exp(isa, l);
+    let mut top: Vec<u32> = Vec::with_capacity(n + 1);
+    if n > 0 {
+        // Rank NaN lowest, as the sampler does (logits are checked finite anyway).
+        let key = |i: u32| {
+            let v = l[i as usize];
+            if v.is_nan() {
+                f32::NEG_INFINITY
+            } else {
+                v
+            }
+        };
+        let better = |a: u32, b: u32| key(a) > key(b) || (key(a) == key(b) && a < b);
+        for i in 0..l.len() as u32 {
+            if top.len() == n && !better(i, top[n - 1]) {
+                continue;
+            }
+            let at = top.partition_point(|&t| better(t, i));
+            top.insert(at, i);
+            top.truncate(n);
+        }
+    }
+    let lp = |i: usize| l[i] as f64 - lse;
+    (
+        lp(chosen),
+        top.into_iter().map(|i| (i, lp(i as usize))).collect(),
+    )
+}
+
+/// log sum exp(l), the contract's way (the log-softmax's normaliser).
+pub fn log_sum_exp(isa: Isa, l: &[f32]) -> f64 {
     let mut max = f32::NEG_INFINITY;
     for &v in l {
         if v > max {
@@ -50,13 +89,32 @@ pub fn log_softmax_at(isa: Isa, l: &[f32], ids: &[usize]) -> Vec<f64> {
     }
     let mut e = vec![0f32; l.len()];
     exp_shifted(isa, l, max, &mut e);
-    let lse = max as f64 + ln_f64(sum_f64_lanes(isa, &e));
-    ids.iter().map(|&i| l[i] as f64 - lse).collect()
+    max as f64 + ln_f64(sum_f64_lanes(isa, &e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn top_list_is_ranked_and_holds_the_chosen_float() {
+        let l: Vec<f32> = (0..3000)
+            .map(|i| ((i * 7919) % 503) as f32 * 0.01)
+            .collect();
+        let isa = Isa::available()[0];
+        let (lp, top) = log_softmax_top(isa, &l, 502, 20);
+        assert_eq!(top.len(), 20);
+        let mut want: Vec<u32> = (0..l.len() as u32).collect();
+        want.sort_by(|&a, &b| l[b as usize].total_cmp(&l[a as usize]).then(a.cmp(&b)));
+        assert_eq!(top.iter().map(|t| t.0).collect::<Vec<_>>(), want[..20]);
+        let at = log_softmax_at(isa, &l, &[502, top[0].0 as usize]);
+        assert_eq!(lp.to_bits(), at[0].to_bits());
+        assert_eq!(top[0].1.to_bits(), at[1].to_bits());
+        if let Some(t) = top.iter().find(|t| t.0 == 502) {
+            assert_eq!(t.1.to_bits(), lp.to_bits());
+        }
+        assert!(log_softmax_top(isa, &l, 0, 0).1.is_empty());
+    }
 
     #[test]
     fn matches_the_reference_definition_on_every_isa() {

@@ -51,6 +51,38 @@ impl KvCache {
         2 * n_layers as u64 * capacity as u64 * kv_dim as u64 * 4
     }
 
+    /// Copy the first `n` positions of `src` (the same model's) into this
+    /// empty cache: a prefix-cache hit. The values are copied bit for bit.
+    pub fn copy_prefix_from(&mut self, src: &KvCache, n: usize) -> Result<()> {
+        if self.len != 0
+            || n > src.len
+            || n > self.capacity
+            || self.layers.len() != src.layers.len()
+        {
+            return Err(crate::Error::Input(format!(
+                "KV prefix copy of {n} positions: source holds {}, destination {} of {} positions",
+                src.len, self.len, self.capacity
+            )));
+        }
+        if n > 0 {
+            for (d, s) in self.layers.iter().zip(&src.layers) {
+                d.k.slice_set(&s.k.narrow(0, 0, n)?.contiguous()?, 0, 0)?;
+                d.v.slice_set(&s.v.narrow(0, 0, n)?.contiguous()?, 0, 0)?;
+            }
+        }
+        self.len = n;
+        Ok(())
+    }
+
+    /// Bytes this cache holds.
+    pub fn bytes(&self) -> u64 {
+        let kv_dim = self
+            .layers
+            .first()
+            .map_or(0, |l| l.k.dims().get(1).copied().unwrap_or(0));
+        Self::bytes_for(self.layers.len(), self.capacity, kv_dim)
+    }
+
     /// This cache's `bytes`, already added to `live`, are taken back from it
     /// when the cache is dropped.
     pub(crate) fn account(&mut self, live: &Arc<AtomicU64>, bytes: u64) {

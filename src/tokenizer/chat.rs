@@ -22,6 +22,12 @@ impl Tokenizer {
 
     /// The prompt wrapped in the model's chat template as one user turn.
     pub fn apply_chat_template(&self, user: &str) -> Result<String> {
+        self.apply_chat_messages(&[("user".to_string(), user.to_string())])
+    }
+
+    /// Messages (role, content) rendered by the model's chat template, with
+    /// the generation prompt for the assistant's turn.
+    pub fn apply_chat_messages(&self, messages: &[(String, String)]) -> Result<String> {
         let tpl = match self.chat_template.as_deref() {
             Some(t) => t,
             None if self.has_piece("<start_of_turn>") && self.has_piece("<end_of_turn>") => GEMMA_TEMPLATE,
@@ -49,7 +55,10 @@ impl Tokenizer {
             .map_err(|e| Error::Tokenizer(format!("chat template does not parse: {e}")))?;
         let tok = |id: Option<u32>| id.and_then(|i| self.token_text(i)).unwrap_or_default();
         let ctx = minijinja::context! {
-            messages => vec![minijinja::context!{ role => "user", content => user }],
+            messages => messages
+                .iter()
+                .map(|(role, content)| minijinja::context! { role => role, content => content })
+                .collect::<Vec<_>>(),
             add_generation_prompt => true,
             bos_token => tok(self.bos),
             eos_token => tok(self.eos.first().copied()),

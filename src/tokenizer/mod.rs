@@ -296,7 +296,17 @@ impl Tokenizer {
         } else {
             prompt.to_string()
         };
-        let mut ids = self.encode(&text, chat)?;
+        self.encode_rendered(&text, chat)
+    }
+
+    /// Token ids of chat messages rendered by the model's template.
+    pub fn encode_chat(&self, messages: &[(String, String)]) -> Result<Vec<u32>> {
+        let text = self.apply_chat_messages(messages)?;
+        self.encode_rendered(&text, true)
+    }
+
+    fn encode_rendered(&self, text: &str, chat: bool) -> Result<Vec<u32>> {
+        let mut ids = self.encode(text, chat)?;
         if chat && self.add_bos && ids.len() >= 2 && ids[0] == ids[1] && Some(ids[0]) == self.bos {
             ids.remove(0);
         }

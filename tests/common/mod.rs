@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod families;
+pub mod server;
 
 use infer_eval::engine::{self, GenOptions, Request, SeqOutput};
 use infer_eval::loader::{self, LoadedModel};

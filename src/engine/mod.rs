@@ -2,6 +2,9 @@
 //! decoding. Every sequence's logits are bit-identical however it is batched
 //! or chunked, because every op computes each row on its own (see kernels).
 
+pub mod core;
+pub mod prefix;
+
 use crate::error::{Error, Result};
 use crate::model::transformer::{Logits, SeqStep, Transformer};
 use crate::sampling::{sequence_key, Sampler, SamplingParams};
@@ -247,7 +250,7 @@ pub fn generate(
 /// A forward pass that produced a NaN or an infinity has diverged (or the
 /// weights are broken): that is an error on every backend and format, never
 /// a token picked from garbage. `pos` is the number of tokens it had seen.
-fn check_finite(logits: &[f32], what: &str, pos: usize) -> Result<()> {
+pub(crate) fn check_finite(logits: &[f32], what: &str, pos: usize) -> Result<()> {
     // A branch-free pass first (it vectorises); the position only on failure.
     if logits.iter().fold(true, |ok, v| ok & v.is_finite()) {
         return Ok(());
@@ -264,7 +267,7 @@ fn check_finite(logits: &[f32], what: &str, pos: usize) -> Result<()> {
 /// Feed the f32 bits of `v`, little-endian, to `h`, 16 KiB at a time: not a
 /// call per value, and no copy of the whole vector (a step's logits are
 /// 192 KiB on SmolLM2, 1 MiB on Gemma 3). The digest is the same either way.
-fn hash_f32s(h: &mut Sha256, v: &[f32]) {
+pub(crate) fn hash_f32s(h: &mut Sha256, v: &[f32]) {
     let mut bytes = [0u8; 16384];
     for part in v.chunks(bytes.len() / 4) {
         for (b, x) in bytes.chunks_exact_mut(4).zip(part) {

@@ -1,0 +1,107 @@
+//! `infer-eval serve` and `infer-eval verify --served`.
+
+use anyhow::Result;
+use infer_eval::engine::core::EngineOptions;
+use infer_eval::serve::{self, replay};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Model: a manifest name (llama), a .gguf file, or a Hugging Face model folder.
+    #[arg(long, default_value = "llama")]
+    pub model: String,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port (0: any free port; the startup line names it).
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    /// Worker threads, default the number of cores (answers do not depend on it).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub threads: Option<u64>,
+    /// Sequences per forward step at most (answers do not depend on it).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub max_batch: u64,
+    /// Sequences that may wait for a place in the batch; beyond, requests get 429.
+    #[arg(long, default_value_t = 256)]
+    pub max_queue: u64,
+    /// Prompt tokens per forward step, over all sequences (answers do not depend on it).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    pub prefill_chunk: u64,
+    /// MiB of KV the prompt (prefix) cache may keep; 0 turns it off (answers
+    /// do not depend on it).
+    #[arg(long, default_value_t = 512)]
+    pub prompt_cache_mib: u64,
+    /// Append every answered request and its digests to this JSONL file
+    /// (`infer-eval verify --served FILE` re-runs them).
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+}
+
+pub fn serve(a: ServeArgs) -> Result<()> {
+    let threads = infer_eval::generation::threads_or_cores(a.threads.map(|t| t as usize));
+    crate::warn_oversubscribed(threads);
+    let loaded = super::load(&a.model)?;
+    let chunk = a.prefill_chunk as usize;
+    let opts = serve::ServeOptions {
+        host: a.host,
+        port: a.port,
+        threads,
+        model_id: a.model,
+        engine: EngineOptions {
+            max_batch: a.max_batch as usize,
+            prefill_chunk: chunk,
+            step_prefill_tokens: chunk,
+            prefix_cache_bytes: a.prompt_cache_mib << 20,
+        },
+        max_queue: a.max_queue as usize,
+        log: a.log,
+    };
+    serve::run(loaded, opts, |line| eprintln!("infer-eval serve: {line}"))?;
+    eprintln!("infer-eval serve: stopped");
+    Ok(())
+}
+
+pub fn verify_served(file: &Path, model: Option<&str>, threads: Option<usize>) -> Result<i32> {
+    let (name, sha) = replay::logged_model(file)?;
+    let name = model.map(str::to_string).unwrap_or(name);
+    let loaded = Arc::new(super::load(&name)?);
+    if loaded.info.sha256 != sha {
+        println!(
+            "DIFFERENT: model {name}: the log's sha256 is {sha}, this file's is {}",
+            loaded.info.sha256
+        );
+        return Ok(super::eval::MISMATCH_EXIT);
+    }
+    let threads = infer_eval::generation::threads_or_cores(threads);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()?;
+    let verdict = pool.install(|| {
+        replay::verify(loaded.clone(), file, |n| {
+            if n % 50 == 0 {
+                eprintln!("infer-eval: verified {n} requests");
+            }
+        })
+    })?;
+    match verdict {
+        replay::Verdict::Match { requests, choices } => {
+            println!("MATCH: {requests} requests, {choices} choices re-run alone give the served digests");
+            Ok(0)
+        }
+        replay::Verdict::Differs {
+            line,
+            choice,
+            what,
+            logged,
+            now,
+        } => {
+            println!(
+                "DIFFERENT: {} line {line}, choice {choice}: {what}: served {logged}, re-run {now}",
+                file.display()
+            );
+            Ok(super::eval::MISMATCH_EXIT)
+        }
+    }
+}

@@ -1,0 +1,641 @@
+//! `infer-eval serve`: an OpenAI-compatible HTTP server (axum on tokio) on
+//! top of the engine's scheduler. It owns no arithmetic: requests become
+//! `SeqSpec`s for the engine thread, events become JSON and SSE chunks.
+//! What a choice computes does not depend on what else is running: see
+//! engine::core for why.
+
+pub mod api;
+pub mod metrics;
+pub mod replay;
+pub mod respond;
+pub mod scheduler;
+
+use crate::engine::core::EngineOptions;
+use crate::error::{Error, Result};
+use crate::loader::LoadedModel;
+use api::{ApiError, Endpoint, Job};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use metrics::Metrics;
+use respond::ChoiceState;
+use scheduler::Scheduler;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub host: String,
+    pub port: u16,
+    pub threads: usize,
+    /// The name `/v1/models` lists and responses carry.
+    pub model_id: String,
+    pub engine: EngineOptions,
+    /// Sequences that may wait for a place in the batch; more get 429.
+    pub max_queue: usize,
+    /// Append each answered request and its digests to this JSONL file.
+    pub log: Option<PathBuf>,
+}
+
+/// What determines the bits: the determinism version, the model's and the
+/// tokenizer's sha256. Constant for the process.
+pub fn fingerprint(loaded: &LoadedModel) -> String {
+    let mut h = Sha256::new();
+    h.update(format!(
+        "infer-eval determinism {}\nmodel {}\ntokenizer {}\n",
+        crate::DETERMINISM_VERSION,
+        loaded.info.sha256,
+        loaded.tokenizer.sha256
+    ));
+    format!(
+        "fp_ie{}_{}",
+        crate::DETERMINISM_VERSION,
+        &hex::encode(h.finalize())[..16]
+    )
+}
+
+struct AppState {
+    loaded: Arc<LoadedModel>,
+    sched: Scheduler,
+    metrics: Arc<Metrics>,
+    fingerprint: String,
+    model_id: String,
+    started: u64,
+    /// Sequences accepted and not yet answered, and how many may be.
+    outstanding: AtomicUsize,
+    limit: usize,
+    draining: AtomicBool,
+    log: Option<Mutex<std::fs::File>>,
+    counter: AtomicU64,
+}
+
+fn now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn error_response(e: &ApiError) -> Response {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = (status, axum::Json(e.body())).into_response();
+    if e.status == 429 || e.status == 503 {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    r
+}
+
+/// Gives back a request's places in the queue when it ends or is dropped.
+struct Places<'a>(&'a AtomicUsize, usize);
+
+impl Drop for Places<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(self.1, Ordering::Relaxed);
+    }
+}
+
+/// Run the server until SIGTERM or Ctrl-C; then stop admitting, finish what
+/// runs, and return.
+pub fn run(loaded: LoadedModel, opts: ServeOptions, on_ready: impl FnOnce(String)) -> Result<()> {
+    let loaded = Arc::new(loaded);
+    let metrics = Arc::new(Metrics::default());
+    let (sched, engine_thread) = Scheduler::start(
+        loaded.clone(),
+        opts.engine.clone(),
+        opts.threads,
+        metrics.clone(),
+    )?;
+    let log = match &opts.log {
+        None => None,
+        Some(p) => Some(Mutex::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| Error::Io {
+                    path: p.clone(),
+                    source: e,
+                })?,
+        )),
+    };
+    let state = Arc::new(AppState {
+        fingerprint: fingerprint(&loaded),
+        loaded,
+        sched: sched.clone(),
+        metrics,
+        model_id: opts.model_id.clone(),
+        started: now_s(),
+        outstanding: AtomicUsize::new(0),
+        limit: opts.engine.max_batch + opts.max_queue,
+        draining: AtomicBool::new(false),
+        log,
+        counter: AtomicU64::new(0),
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Input(format!("cannot start the HTTP runtime: {e}")))?;
+    let served = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind((opts.host.as_str(), opts.port))
+            .await
+            .map_err(|e| Error::Input(format!("cannot listen on {}:{}: {e}", opts.host, opts.port)))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::Input(format!("listening socket: {e}")))?;
+        on_ready(format!(
+            "listening on http://{addr} model {} ({}) system_fingerprint {} threads {} max-batch {} max-queue {}",
+            state.model_id,
+            state.loaded.info.path.display(),
+            state.fingerprint,
+            opts.threads,
+            opts.engine.max_batch,
+            opts.max_queue
+        ));
+        let app = router(state.clone());
+        let st = state.clone();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown_signal().await;
+                st.draining.store(true, Ordering::SeqCst);
+                eprintln!(
+                    "infer-eval serve: stopping: no new requests; finishing {} running",
+                    st.outstanding.load(Ordering::Relaxed)
+                );
+            })
+            .await
+            .map_err(|e| Error::Input(format!("server: {e}")))
+    });
+    sched.stop();
+    let _ = engine_thread.join();
+    served
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/completions", post(completions))
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/models", get(models))
+        .route("/health", get(health))
+        .route("/tokenizer_info", get(tokenizer_info))
+        .route("/tokenize", post(tokenize))
+        .route("/detokenize", post(detokenize))
+        .route("/metrics", get(metrics_text))
+        .fallback(|| async {
+            error_response(&ApiError::new(404, "not_found_error", "no such endpoint"))
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
+        .with_state(state)
+}
+
+async fn completions(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
+    generate(s, Endpoint::Completions, body).await
+}
+
+async fn chat(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
+    generate(s, Endpoint::Chat, body).await
+}
+
+fn parse_body(body: &[u8]) -> std::result::Result<Value, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad("body", format!("the request body is not valid JSON: {e}")))
+}
+
+async fn generate(s: Arc<AppState>, endpoint: Endpoint, body: Bytes) -> Response {
+    let path = endpoint.path();
+    let r = generate_inner(&s, endpoint, body).await;
+    let resp = r.unwrap_or_else(|e| error_response(&e));
+    s.metrics.count_request(path, resp.status().as_u16());
+    resp
+}
+
+async fn generate_inner(
+    s: &Arc<AppState>,
+    endpoint: Endpoint,
+    body: Bytes,
+) -> std::result::Result<Response, ApiError> {
+    if s.draining.load(Ordering::SeqCst) {
+        return Err(ApiError::new(
+            503,
+            "server_shutting_down",
+            "the server is shutting down",
+        ));
+    }
+    let t0 = Instant::now();
+    let request = parse_body(&body)?;
+    let loaded = s.loaded.clone();
+    let job = catch_unwind(AssertUnwindSafe(|| api::parse(&loaded, endpoint, &request))).map_err(
+        |_| {
+            ApiError::new(
+                500,
+                "internal_error",
+                "internal error while reading the request",
+            )
+        },
+    )??;
+    let k = job.prompts.len();
+    if s.outstanding.fetch_add(k, Ordering::SeqCst) + k > s.limit {
+        s.outstanding.fetch_sub(k, Ordering::SeqCst);
+        s.metrics.rejected_full.fetch_add(1, Ordering::Relaxed);
+        return Err(ApiError::new(
+            429,
+            "rate_limit_error",
+            format!(
+                "the queue is full ({} sequences running or waiting); retry later",
+                s.limit
+            ),
+        ));
+    }
+    let places = Places(&s.outstanding, k);
+    let prompt_tokens: usize = job.prompts.iter().map(|p| p.ids.len()).sum();
+    s.metrics
+        .prompt_tokens
+        .fetch_add(prompt_tokens as u64, Ordering::Relaxed);
+    let (tx, rx) = mpsc::unbounded_channel();
+    if !s.sched.submit(job.specs(&s.loaded), tx) {
+        return Err(ApiError::new(
+            503,
+            "server_shutting_down",
+            "the engine has stopped",
+        ));
+    }
+    let n = s.counter.fetch_add(1, Ordering::Relaxed);
+    let id = match endpoint {
+        Endpoint::Completions => format!("cmpl-{}-{n}", s.started),
+        Endpoint::Chat => format!("chatcmpl-{}-{n}", s.started),
+    };
+    let states: Vec<ChoiceState> = job
+        .prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| ChoiceState::new(i, p.clone()))
+        .collect();
+    let run = Running {
+        s: s.clone(),
+        job,
+        request,
+        id,
+        created: now_s(),
+        states,
+        rx,
+        t0,
+        last: Vec::new(),
+    };
+    if run.job.stream {
+        // The stream gives the places back when it ends or is dropped.
+        std::mem::forget(places);
+        Ok(stream(run, k).into_response())
+    } else {
+        let r = whole(run).await;
+        drop(places);
+        r
+    }
+}
+
+/// A request in flight: its events arrive on `rx`.
+struct Running {
+    s: Arc<AppState>,
+    job: Job,
+    request: Value,
+    id: String,
+    created: u64,
+    states: Vec<ChoiceState>,
+    rx: mpsc::UnboundedReceiver<(usize, crate::engine::core::Event)>,
+    t0: Instant,
+    last: Vec<Option<Instant>>,
+}
+
+impl Running {
+    /// Wait for the next event; updates the choice and the latency metrics.
+    async fn next(&mut self) -> Option<usize> {
+        let (i, ev) = self.rx.recv().await?;
+        if matches!(ev, crate::engine::core::Event::Token(_)) {
+            self.last.resize(self.states.len(), None);
+            let now = Instant::now();
+            match self.last[i] {
+                None => self.s.metrics.ttft.observe((now - self.t0).as_secs_f64()),
+                Some(t) => self.s.metrics.inter_token.observe((now - t).as_secs_f64()),
+            }
+            self.last[i] = Some(now);
+        }
+        self.states.get_mut(i)?.take(ev);
+        Some(i)
+    }
+
+    fn envelope(&self, chunk: bool) -> serde_json::Map<String, Value> {
+        respond::envelope(
+            &self.job,
+            &self.id,
+            self.created,
+            &self.s.model_id,
+            &self.s.fingerprint,
+            chunk,
+        )
+    }
+
+    fn all_done(&self) -> bool {
+        self.states.iter().all(ChoiceState::done)
+    }
+
+    fn failure(&self) -> Option<ApiError> {
+        self.states
+            .iter()
+            .find_map(|c| c.failed.as_ref())
+            .map(|m| ApiError::new(500, "internal_error", format!("choice failed: {m}")))
+    }
+
+    fn write_log(&self) {
+        let Some(log) = &self.s.log else { return };
+        let t = &self.s.loaded.tokenizer;
+        let choices: Vec<Value> = self
+            .states
+            .iter()
+            .map(|c| {
+                let f = c.finished.as_ref();
+                json!({
+                    "index": c.index,
+                    "prompt_digest": crate::engine::ids_digest(&c.prompt.ids),
+                    "digest": f.map(|f| f.digest.clone()),
+                    "logits_digest": f.map(|f| f.logits_digest.clone()),
+                    "finish_reason": c.finish_reason(),
+                    "completion_tokens": c.tokens.len(),
+                    "text": c.text(t, &self.job.stop).0,
+                })
+            })
+            .collect();
+        let line = json!({
+            "time": now_s(),
+            "id": self.id,
+            "endpoint": self.job.endpoint.path(),
+            "model": self.s.model_id,
+            "model_sha256": self.s.loaded.info.sha256,
+            "tokenizer_sha256": t.sha256,
+            "determinism_version": crate::DETERMINISM_VERSION,
+            "system_fingerprint": self.s.fingerprint,
+            "request": self.request,
+            "choices": choices,
+        });
+        let mut bytes = line.to_string().into_bytes();
+        bytes.push(b'\n');
+        // One write of the whole line to a file opened for appending.
+        let mut f = log.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = f.write_all(&bytes) {
+            eprintln!("infer-eval serve: cannot append to the request log: {e}");
+        }
+    }
+}
+
+async fn whole(mut run: Running) -> std::result::Result<Response, ApiError> {
+    while !run.all_done() {
+        if run.next().await.is_none() {
+            return Err(ApiError::new(
+                503,
+                "server_shutting_down",
+                "the engine stopped",
+            ));
+        }
+    }
+    if let Some(e) = run.failure() {
+        return Err(e);
+    }
+    let body = catch_unwind(AssertUnwindSafe(|| {
+        let t = &run.s.loaded.tokenizer;
+        let mut m = run.envelope(false);
+        m.insert(
+            "choices".into(),
+            Value::Array(run.states.iter().map(|c| c.choice(t, &run.job)).collect()),
+        );
+        m.insert("usage".into(), respond::usage(&run.states));
+        Value::Object(m)
+    }))
+    .map_err(|_| {
+        ApiError::new(
+            500,
+            "internal_error",
+            "internal error while writing the response",
+        )
+    })?;
+    run.write_log();
+    Ok(axum::Json(body).into_response())
+}
+
+/// The SSE stream: chunks as events arrive, a usage chunk if asked, [DONE].
+fn stream(run: Running, places: usize) -> impl IntoResponse {
+    struct St {
+        run: Running,
+        first: Vec<bool>,
+        phase: u8,
+        places: usize,
+    }
+    impl Drop for St {
+        fn drop(&mut self) {
+            self.run
+                .s
+                .outstanding
+                .fetch_sub(self.places, Ordering::SeqCst);
+        }
+    }
+    let first = vec![true; run.states.len()];
+    let st = St {
+        run,
+        first,
+        phase: 0,
+        places,
+    };
+    let events = futures_util::stream::unfold(st, |mut st| async move {
+        let data = loop {
+            match st.phase {
+                0 => {
+                    if st.run.all_done() {
+                        st.phase = 1;
+                        continue;
+                    }
+                    let Some(i) = st.run.next().await else {
+                        st.phase = 3;
+                        break json!({"error": {"message": "the engine stopped", "type": "server_shutting_down", "param": null, "code": null}});
+                    };
+                    if let Some(m) = st.run.states[i].failed.clone() {
+                        st.phase = 3;
+                        break json!({"error": {"message": format!("choice {i} failed: {m}"), "type": "internal_error", "param": null, "code": null}});
+                    }
+                    let r = &mut st.run;
+                    let t = &r.s.loaded.tokenizer;
+                    let Some(c) = r.states[i].stream_delta(t, &r.job, st.first[i]) else {
+                        continue;
+                    };
+                    st.first[i] = false;
+                    let mut m = r.envelope(true);
+                    m.insert("choices".into(), json!([c]));
+                    if r.job.include_usage {
+                        m.insert("usage".into(), Value::Null);
+                    }
+                    break Value::Object(m);
+                }
+                1 => {
+                    st.phase = 2;
+                    st.run.write_log();
+                    if st.run.job.include_usage {
+                        let r = &st.run;
+                        let mut m = r.envelope(true);
+                        m.insert("choices".into(), json!([]));
+                        m.insert("usage".into(), respond::usage(&r.states));
+                        break Value::Object(m);
+                    }
+                }
+                3 | 2 => {
+                    st.phase = 4;
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(SseEvent::default().data("[DONE]")),
+                        st,
+                    ));
+                }
+                _ => return None,
+            }
+        };
+        Some((Ok(SseEvent::default().data(data.to_string())), st))
+    });
+    Sse::new(events).keep_alive(KeepAlive::default())
+}
+
+async fn models(State(s): State<Arc<AppState>>) -> Response {
+    s.metrics.count_request("/v1/models", 200);
+    axum::Json(json!({"object": "list", "data": [{
+        "id": s.model_id, "object": "model", "created": s.started, "owned_by": "infer-eval",
+        "max_model_len": s.loaded.model.config.max_position_embeddings,
+        "system_fingerprint": s.fingerprint,
+    }]}))
+    .into_response()
+}
+
+async fn health(State(s): State<Arc<AppState>>) -> Response {
+    if s.draining.load(Ordering::SeqCst) {
+        return error_response(&ApiError::new(
+            503,
+            "server_shutting_down",
+            "the server is shutting down",
+        ));
+    }
+    axum::Json(json!({"status": "ok", "system_fingerprint": s.fingerprint})).into_response()
+}
+
+async fn tokenizer_info(State(s): State<Arc<AppState>>) -> Response {
+    let t = &s.loaded.tokenizer;
+    let text = |id: Option<u32>| id.and_then(|i| t.token_text(i));
+    axum::Json(json!({
+        "eos_token": text(t.eos.first().copied()),
+        "bos_token": text(t.bos),
+        "pad_token": Value::Null,
+        "chat_template": t.chat_template,
+        "add_bos_token": t.add_bos,
+        "model_max_length": s.loaded.model.config.max_position_embeddings,
+        "vocab_size": t.vocab_size,
+        "tokenizer_class": t.kind(),
+    }))
+    .into_response()
+}
+
+async fn tokenize(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
+    let r = (|| {
+        let v = parse_body(&body)?;
+        let o = v
+            .as_object()
+            .ok_or_else(|| ApiError::bad("body", "the request body must be a JSON object"))?;
+        let text = o
+            .get("prompt")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::bad("prompt", "'prompt' must be a string"))?;
+        let special = match o.get("add_special_tokens") {
+            None | Some(Value::Null) => true,
+            Some(Value::Bool(b)) => *b,
+            Some(v) => {
+                return Err(ApiError::bad(
+                    "add_special_tokens",
+                    format!("must be true or false, got {v}"),
+                ))
+            }
+        };
+        // Special-token strings (the EOS a client reads from /tokenizer_info) map to their ids.
+        let ids = s
+            .loaded
+            .tokenizer
+            .encode_with(text, special, true)
+            .map_err(|e| ApiError::bad("prompt", e.to_string()))?;
+        Ok(
+            json!({"tokens": ids, "count": ids.len(), "max_model_len": s.loaded.model.config.max_position_embeddings}),
+        )
+    })();
+    match r {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn detokenize(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
+    let r = (|| {
+        let v = parse_body(&body)?;
+        let vocab = s.loaded.model.config.vocab_size;
+        let toks = v
+            .get("tokens")
+            .ok_or_else(|| ApiError::bad("tokens", "'tokens' is required"))?;
+        let ids: Vec<u32> = toks
+            .as_array()
+            .ok_or_else(|| ApiError::bad("tokens", "'tokens' must be a list of token ids"))?
+            .iter()
+            .map(|t| match t.as_u64() {
+                Some(i) if (i as usize) < vocab => Ok(i as u32),
+                _ => Err(ApiError::bad(
+                    "tokens",
+                    format!("{t} is not a token id of this vocabulary of {vocab}"),
+                )),
+            })
+            .collect::<std::result::Result<_, _>>()?;
+        let text = s
+            .loaded
+            .tokenizer
+            .decode(&ids)
+            .map_err(|e| ApiError::bad("tokens", e.to_string()))?;
+        Ok(json!({"prompt": text}))
+    })();
+    match r {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn metrics_text(State(s): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+        .into_response()
+}
