@@ -28,6 +28,8 @@ pub type StopRule = Box<dyn FnMut(&[u32]) -> bool + Send>;
 
 /// What a sequence is.
 pub struct SeqSpec {
+    /// How errors name the sequence (a prompt id, "choice 2").
+    pub name: String,
     pub prompt: Vec<u32>,
     /// `max_tokens` and `seed` included.
     pub sampling: SamplingParams,
@@ -42,6 +44,8 @@ pub struct SeqSpec {
     /// its own log-probability.
     pub top_logprobs: usize,
     pub stop: Option<StopRule>,
+    /// Keep every sampled-from logits row in `Finished::step_logits`.
+    pub keep_logits: bool,
 }
 
 /// One token's log-probability under the model and the most likely tokens
@@ -66,6 +70,38 @@ pub struct Finished {
     pub logits_digest: String,
     /// Prompt tokens whose KV came from the prefix cache.
     pub cached_tokens: usize,
+    /// log p of each output token under the model (before any sampling transform).
+    pub logprobs: Vec<f64>,
+    /// With `keep_logits`: the logits row each token was sampled from.
+    pub step_logits: Vec<Vec<f32>>,
+    /// Seconds from the sequence's admission to its first token.
+    pub ttft_s: f64,
+    /// Seconds between consecutive output tokens.
+    pub token_times_s: Vec<f64>,
+}
+
+/// Why a sequence failed; `resource`: it would not fit (memory, context).
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub message: String,
+    pub resource: bool,
+}
+
+impl Failure {
+    pub fn of(e: &Error) -> Self {
+        Failure {
+            message: e.to_string(),
+            resource: matches!(e, Error::Resource(_)),
+        }
+    }
+
+    pub fn into_error(self) -> Error {
+        if self.resource {
+            Error::Resource(self.message)
+        } else {
+            Error::Input(self.message)
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -75,7 +111,7 @@ pub enum Event {
     Token(TokenLogprob),
     Done(Finished),
     /// This sequence failed (the others go on).
-    Failed(String),
+    Failed(Failure),
 }
 
 struct Seq {
@@ -92,6 +128,12 @@ struct Seq {
     hasher: Sha256,
     /// The token to feed next (just sampled).
     next: Option<u32>,
+    logprobs: Vec<f64>,
+    step_logits: Vec<Vec<f32>>,
+    admitted: std::time::Instant,
+    t_last: std::time::Instant,
+    ttft: f64,
+    times: Vec<f64>,
 }
 
 /// Limits of one engine.
@@ -139,7 +181,9 @@ impl<'m> Engine<'m> {
         }
         // Keep a chunk's [rows, vocab] logits near 16 MiB.
         let vocab = model.config.vocab_size.max(1);
-        let all_logits_chunk = ((16usize << 20) / (vocab * 4)).clamp(8, opts.prefill_chunk);
+        let all_logits_chunk = ((16usize << 20) / (vocab * 4))
+            .max(8)
+            .min(opts.prefill_chunk);
         Ok(Engine {
             model,
             prefix: PrefixCache::new(opts.prefix_cache_bytes),
@@ -186,6 +230,12 @@ impl<'m> Engine<'m> {
             prompt_info: Vec::new(),
             hasher: Sha256::new(),
             next: None,
+            logprobs: Vec::new(),
+            step_logits: Vec::new(),
+            admitted: std::time::Instant::now(),
+            t_last: std::time::Instant::now(),
+            ttft: 0.0,
+            times: Vec::new(),
         });
         Ok(())
     }
@@ -302,10 +352,10 @@ impl<'m> Engine<'m> {
             self.model.forward(&mut steps)?
         };
         let mut finished = Vec::new();
-        for ((&(i, take, _), toks), out) in plan.iter().zip(&feeds).zip(outs) {
-            let r = self.after_forward(i, take, toks, out, &mut events);
+        for (&(i, take, _), out) in plan.iter().zip(outs) {
+            let r = self.after_forward(i, take, out, &mut events);
             if let Err(e) = r {
-                events.push((self.running[i].id, Event::Failed(e.to_string())));
+                events.push((self.running[i].id, Event::Failed(Failure::of(&e))));
                 finished.push((i, None));
             } else if let Some(done) = r.unwrap() {
                 finished.push((i, Some(done)));
@@ -314,7 +364,7 @@ impl<'m> Engine<'m> {
         // Retire from the back so the indices stay valid.
         finished.sort_by_key(|f| std::cmp::Reverse(f.0));
         for (i, done) in finished {
-            let s = self.running.swap_remove(i);
+            let mut s = self.running.swap_remove(i);
             let id = s.id;
             let fin = done.map(|(stop, by_rule)| Finished {
                 stop,
@@ -323,6 +373,10 @@ impl<'m> Engine<'m> {
                 digest: ids_digest(&s.out),
                 logits_digest: hex::encode(s.hasher.clone().finalize()),
                 cached_tokens: s.cached,
+                logprobs: std::mem::take(&mut s.logprobs),
+                step_logits: std::mem::take(&mut s.step_logits),
+                ttft_s: s.ttft,
+                token_times_s: std::mem::take(&mut s.times),
             });
             self.retire(s);
             if let Some(f) = fin {
@@ -349,7 +403,7 @@ impl<'m> Engine<'m> {
                     match self.model.new_cache(cap) {
                         Ok(c) => c,
                         Err(_) => {
-                            events.push((s.id, Event::Failed(e.to_string())));
+                            events.push((s.id, Event::Failed(Failure::of(&e))));
                             continue;
                         }
                     }
@@ -368,6 +422,7 @@ impl<'m> Engine<'m> {
                 }
             }
             s.cache = Some(cache);
+            s.admitted = std::time::Instant::now();
             if s.spec.sampling.max_tokens == 0 && s.spec.prompt_logprobs.is_none() {
                 // Nothing to compute: done at once.
                 let fin = Finished {
@@ -377,6 +432,10 @@ impl<'m> Engine<'m> {
                     digest: ids_digest(&[]),
                     logits_digest: hex::encode(Sha256::new().finalize()),
                     cached_tokens: s.cached,
+                    logprobs: Vec::new(),
+                    step_logits: Vec::new(),
+                    ttft_s: 0.0,
+                    token_times_s: Vec::new(),
                 };
                 events.push((s.id, Event::Done(fin)));
                 continue;
@@ -390,7 +449,6 @@ impl<'m> Engine<'m> {
         &mut self,
         i: usize,
         take: usize,
-        toks: &[u32],
         out: Option<candle_core::Tensor>,
         events: &mut Vec<(SeqId, Event)>,
     ) -> Result<Option<(StopReason, bool)>> {
@@ -403,14 +461,14 @@ impl<'m> Engine<'m> {
         let rows: Vec<Vec<f32>> = t.to_vec2()?;
         let n = s.spec.prompt.len();
         let last = rows.last().expect("logits rows").clone();
-        check_finite(&last, &format!("sequence {}", s.id), s.fed)?;
+        check_finite(&last, &s.spec.name, s.fed)?;
         if !decoding && s.spec.prompt_logprobs.is_some() {
             // Rows of positions fed-take .. fed; each predicts the next prompt token.
             let p0 = s.fed - take;
             for (k, row) in rows.iter().enumerate() {
                 let p = p0 + k;
                 if p + 1 < n {
-                    check_finite(row, &format!("sequence {}", s.id), p + 1)?;
+                    check_finite(row, &s.spec.name, p + 1)?;
                     let (lp, top) =
                         log_softmax_top(isa, row, s.spec.prompt[p + 1] as usize, PROMPT_TOP);
                     s.prompt_info.push(PosInfo { logprob: lp, top });
@@ -436,7 +494,6 @@ impl<'m> Engine<'m> {
         if s.spec.sampling.max_tokens == 0 {
             return Ok(Some((StopReason::Length, false)));
         }
-        let _ = toks;
         hash_f32s(&mut s.hasher, &last);
         let history = if s.spec.sampling.repetition_penalty != 1.0 {
             [&s.spec.prompt[..], &s.out[..]].concat()
@@ -448,9 +505,20 @@ impl<'m> Engine<'m> {
         };
         let tok = sampler
             .sample(&last, &history, s.spec.key, s.out.len() as u64)
-            .map_err(|e| Error::Input(format!("sequence {}: {e}", s.id)))?;
+            .map_err(|e| Error::Input(format!("sequence '{}': {e}", s.spec.name)))?;
         let (lp, top) = log_softmax_top(isa, &last, tok as usize, s.spec.top_logprobs);
         s.out.push(tok);
+        s.logprobs.push(lp);
+        let now = std::time::Instant::now();
+        if s.out.len() == 1 {
+            s.ttft = (now - s.admitted).as_secs_f64();
+        } else {
+            s.times.push((now - s.t_last).as_secs_f64());
+        }
+        s.t_last = now;
+        if s.spec.keep_logits {
+            s.step_logits.push(last);
+        }
         events.push((
             s.id,
             Event::Token(TokenLogprob {
@@ -499,28 +567,180 @@ impl<'m> Engine<'m> {
 }
 
 /// Run sequences to the end on their own engine: what a caller that needs
-/// no streaming does (the CLI, `verify --served`). Events in order per id.
+/// no streaming does (`verify --served`). Per sequence, in the order given:
+/// its events before the end, and how it ended.
 pub fn run_all(
     model: &Transformer,
     opts: EngineOptions,
     specs: Vec<SeqSpec>,
-) -> Result<Vec<(Vec<Event>, Option<Finished>)>> {
+    mut on_event: impl FnMut(&Event),
+) -> Result<Vec<(Vec<Event>, Finished)>> {
     let mut e = Engine::new(model, opts)?;
     let n = specs.len();
     for (i, s) in specs.into_iter().enumerate() {
         e.add(i as SeqId, s)?;
     }
-    let mut out: Vec<(Vec<Event>, Option<Finished>)> = (0..n).map(|_| (Vec::new(), None)).collect();
+    let mut events: Vec<Vec<Event>> = (0..n).map(|_| Vec::new()).collect();
+    let mut done: Vec<Option<Finished>> = (0..n).map(|_| None).collect();
     while !e.is_idle() {
         for (id, ev) in e.step()? {
-            let slot = &mut out[id as usize];
-            match &ev {
-                Event::Done(f) => slot.1 = Some(f.clone()),
-                Event::Failed(m) => return Err(Error::Input(m.clone())),
-                _ => {}
+            on_event(&ev);
+            match ev {
+                Event::Done(f) => done[id as usize] = Some(f),
+                Event::Failed(f) => return Err(f.into_error()),
+                ev => events[id as usize].push(ev),
             }
-            slot.0.push(ev);
         }
     }
-    Ok(out)
+    Ok(events
+        .into_iter()
+        .zip(done)
+        .map(|(ev, f)| (ev, f.expect("every sequence ends")))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model() -> (tempfile::TempDir, crate::loader::LoadedModel) {
+        let dir = tempfile::tempdir().unwrap();
+        crate::bench::tiny::write_tiny_model(dir.path(), crate::bench::tiny::Dtype::F32, 7)
+            .unwrap();
+        let m = crate::loader::load(dir.path(), &candle_core::Device::Cpu).unwrap();
+        (dir, m)
+    }
+
+    /// Sequences sharing a prefix, greedy and sampled, some with prompt logprobs.
+    fn specs() -> Vec<SeqSpec> {
+        let base: Vec<u32> = (1..40).map(|i| (i * 7) % 50 + 3).collect();
+        (0..6u32)
+            .map(|k| {
+                let mut prompt = base[..20 + 3 * k as usize].to_vec();
+                prompt.extend([k + 5, 2 * k + 9]); // vocabulary: 64
+                SeqSpec {
+                    name: format!("s{k}"),
+                    prompt,
+                    sampling: SamplingParams {
+                        temperature: if k % 2 == 0 { 0.0 } else { 0.9 },
+                        seed: 40 + k as u64,
+                        max_tokens: 5 + k as usize,
+                        ..SamplingParams::default()
+                    },
+                    key: k as u64,
+                    eos: vec![],
+                    prompt_logprobs: (k % 3 == 0).then_some(3),
+                    top_logprobs: 2,
+                    stop: None,
+                    keep_logits: false,
+                }
+            })
+            .collect()
+    }
+
+    /// Per sequence: its digests and every logprob's bits.
+    fn bits(events: &[Event], f: &Finished) -> String {
+        let mut s = format!("{} {}", f.digest, f.logits_digest);
+        for e in events {
+            let l: Vec<&TokenLogprob> = match e {
+                Event::Prompt(l) => l.iter().collect(),
+                Event::Token(t) => vec![t],
+                _ => vec![],
+            };
+            for t in l {
+                s += &format!(" {}:{:x}", t.token, t.logprob.to_bits());
+                t.top
+                    .iter()
+                    .for_each(|(i, v)| s += &format!(",{i}:{:x}", v.to_bits()));
+            }
+        }
+        s
+    }
+
+    #[test]
+    fn batched_and_prefix_cached_sequences_equal_each_alone() {
+        let (_d, m) = model();
+        let alone: Vec<String> = specs()
+            .into_iter()
+            .map(|s| {
+                let opts = EngineOptions {
+                    prefix_cache_bytes: 0,
+                    ..EngineOptions::default()
+                };
+                let r = run_all(&m.model, opts, vec![s], |_| {}).unwrap();
+                bits(&r[0].0, &r[0].1)
+            })
+            .collect();
+        // Three at a time, chunks of 3 tokens, a prefix cache: run twice on one engine.
+        let opts = EngineOptions {
+            max_batch: 3,
+            prefill_chunk: 3,
+            step_prefill_tokens: 5,
+            prefix_cache_bytes: 64 << 20,
+        };
+        let mut e = Engine::new(&m.model, opts).unwrap();
+        for round in 0..2 {
+            for (i, s) in specs().into_iter().enumerate() {
+                e.add(i as SeqId, s).unwrap();
+            }
+            let mut evs: Vec<Vec<Event>> = (0..6).map(|_| Vec::new()).collect();
+            let mut got: Vec<Option<String>> = vec![None; 6];
+            while !e.is_idle() {
+                for (id, ev) in e.step().unwrap() {
+                    match ev {
+                        Event::Done(f) => got[id as usize] = Some(bits(&evs[id as usize], &f)),
+                        Event::Failed(f) => panic!("{}", f.message),
+                        ev => evs[id as usize].push(ev),
+                    }
+                }
+            }
+            for (k, (a, b)) in alone.iter().zip(&got).enumerate() {
+                assert_eq!(Some(a), b.as_ref(), "round {round}: sequence {k}");
+            }
+        }
+        let pc = e.prefix_cache();
+        assert!(
+            pc.hits >= 6 && pc.reused_tokens > 100,
+            "hits {} reused {}",
+            pc.hits,
+            pc.reused_tokens
+        );
+    }
+
+    #[test]
+    fn an_aborted_sequence_leaves_the_others_unchanged() {
+        let (_d, m) = model();
+        let opts = EngineOptions {
+            prefix_cache_bytes: 0,
+            ..EngineOptions::default()
+        };
+        let want = run_all(&m.model, opts.clone(), specs(), |_| {}).unwrap();
+        let mut e = Engine::new(&m.model, opts).unwrap();
+        for (i, s) in specs().into_iter().enumerate() {
+            e.add(i as SeqId, s).unwrap();
+        }
+        e.step().unwrap();
+        assert!(e.abort(2) && !e.abort(2));
+        let mut done = std::collections::HashMap::new();
+        while !e.is_idle() {
+            for (id, ev) in e.step().unwrap() {
+                if let Event::Done(f) = ev {
+                    done.insert(id, f.digest);
+                }
+            }
+        }
+        assert_eq!(done.len(), 5);
+        for (id, d) in done {
+            assert_eq!(d, want[id as usize].1.digest);
+        }
+        // Bad input is refused by name.
+        let mut bad = specs().remove(0);
+        bad.prompt.push(1 << 30);
+        assert!(Engine::new(&m.model, EngineOptions::default())
+            .unwrap()
+            .add(9, bad)
+            .unwrap_err()
+            .to_string()
+            .contains("outside the vocabulary"));
+    }
 }

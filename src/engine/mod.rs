@@ -7,9 +7,8 @@ pub mod prefix;
 
 use crate::error::{Error, Result};
 use crate::model::transformer::{Logits, SeqStep, Transformer};
-use crate::sampling::{sequence_key, Sampler, SamplingParams};
+use crate::sampling::{sequence_key, SamplingParams};
 use sha2::{Digest, Sha256};
-use std::time::Instant;
 
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -70,29 +69,15 @@ pub struct SeqOutput {
     /// log p(token) of each output token under the model (before any
     /// sampling transform), from our log-softmax.
     pub logprobs: Vec<f64>,
-    /// Seconds from the start of the sequence's batch to its first token.
+    /// Seconds from the sequence's start (its admission to a batch) to its first token.
     pub ttft_s: f64,
     /// Seconds between consecutive output tokens.
     pub token_times_s: Vec<f64>,
 }
 
-struct Live<'a> {
-    req: &'a Request,
-    cache: crate::model::attention::KvCache,
-    fed: usize,
-    out: Vec<u32>,
-    logprobs: Vec<f64>,
-    last: Option<Vec<f32>>,
-    hasher: Sha256,
-    logits: Vec<Vec<f32>>,
-    done: Option<StopReason>,
-    t_last: Instant,
-    ttft: f64,
-    times: Vec<f64>,
-    key: u64,
-}
-
-/// Run all requests; `on_token(done_tokens)` reports progress.
+/// Run all requests; `on_progress(tokens done)` reports progress. A loop
+/// over the engine's scheduler (`core`): `batch_size` sequences share each
+/// forward call, and one joins as soon as another leaves.
 pub fn generate(
     model: &Transformer,
     eos: &[u32],
@@ -120,131 +105,48 @@ pub fn generate(
             )));
         }
     }
-    let sampler = Sampler {
-        params: &opts.sampling,
+    let specs = requests
+        .iter()
+        .map(|r| core::SeqSpec {
+            name: r.id.clone(),
+            prompt: r.prompt_ids.clone(),
+            sampling: opts.sampling.clone(),
+            key: sequence_key(&r.id),
+            eos: eos.to_vec(),
+            prompt_logprobs: None,
+            top_logprobs: 0,
+            stop: None,
+            keep_logits: opts.keep_logits,
+        })
+        .collect();
+    let eopts = core::EngineOptions {
+        max_batch: opts.batch_size,
+        prefill_chunk: opts.prefill_chunk,
+        step_prefill_tokens: opts.prefill_chunk.saturating_mul(opts.batch_size),
+        prefix_cache_bytes: 0,
     };
-    let max_new = opts.sampling.max_tokens;
-    let mut results = Vec::with_capacity(requests.len());
-    let mut produced = 0usize;
-    for group in requests.chunks(opts.batch_size) {
-        let t0 = Instant::now();
-        let mut live: Vec<Live> = group
-            .iter()
-            .map(|req| {
-                let cap = (req.prompt_ids.len() + max_new).min(ctx);
-                Ok(Live {
-                    req,
-                    cache: model.new_cache(cap)?,
-                    fed: 0,
-                    out: Vec::new(),
-                    logprobs: Vec::new(),
-                    last: None,
-                    hasher: Sha256::new(),
-                    logits: Vec::new(),
-                    done: if max_new == 0 {
-                        Some(StopReason::Length)
-                    } else {
-                        None
-                    },
-                    t_last: t0,
-                    ttft: 0.0,
-                    times: Vec::new(),
-                    key: sequence_key(&req.id),
-                })
-            })
-            .collect::<Result<_>>()?;
-        loop {
-            // Pick each live sequence's next tokens: a prompt chunk, or the token just sampled.
-            let mut pending: Vec<(usize, Vec<u32>, Logits)> = Vec::new();
-            for (i, s) in live.iter_mut().enumerate() {
-                if s.done.is_some() {
-                    continue;
-                }
-                let n = s.req.prompt_ids.len();
-                if s.fed < n {
-                    let end = (s.fed + opts.prefill_chunk).min(n);
-                    let want = if end == n { Logits::Last } else { Logits::None };
-                    pending.push((i, s.req.prompt_ids[s.fed..end].to_vec(), want));
-                    s.fed = end;
-                    continue;
-                }
-                let logits = s.last.take().expect("logits after the prompt");
-                // Only the repetition penalty reads the history.
-                let history = if opts.sampling.repetition_penalty != 1.0 {
-                    [&s.req.prompt_ids[..], &s.out[..]].concat()
-                } else {
-                    Vec::new()
-                };
-                let tok = sampler
-                    .sample(&logits, &history, s.key, s.out.len() as u64)
-                    .map_err(|e| Error::Input(format!("sequence '{}': {e}", s.req.id)))?;
-                s.out.push(tok);
-                s.logprobs.push(
-                    crate::kernels::softmax::log_softmax_at(model.isa, &logits, &[tok as usize])[0],
-                );
-                produced += 1;
-                let now = Instant::now();
-                if s.out.len() == 1 {
-                    s.ttft = (now - t0).as_secs_f64();
-                } else {
-                    s.times.push((now - s.t_last).as_secs_f64());
-                }
-                s.t_last = now;
-                if eos.contains(&tok) {
-                    s.done = Some(StopReason::Eos);
-                } else if s.out.len() >= max_new {
-                    s.done = Some(StopReason::Length);
-                } else if s.cache.len + 1 > s.cache.capacity {
-                    s.done = Some(StopReason::Context);
-                } else {
-                    pending.push((i, vec![tok], Logits::Last));
-                }
-            }
+    let mut produced = 0;
+    let done = core::run_all(model, eopts, specs, |ev| {
+        if let core::Event::Token(_) = ev {
+            produced += 1;
             on_progress(produced);
-            if pending.is_empty() {
-                break;
-            }
-            let outs = {
-                let mut by_index: Vec<Option<&mut Live>> = live.iter_mut().map(Some).collect();
-                let mut steps: Vec<SeqStep> = Vec::with_capacity(pending.len());
-                for (i, toks, want) in &pending {
-                    let s = by_index[*i].take().expect("one step per sequence");
-                    steps.push(SeqStep {
-                        tokens: toks,
-                        cache: &mut s.cache,
-                        logits: *want,
-                    });
-                }
-                model.forward(&mut steps)?
-            };
-            for ((i, _, _), o) in pending.iter().zip(outs) {
-                if let Some(t) = o {
-                    let v: Vec<f32> = t.flatten_all()?.to_vec1()?;
-                    let s = &mut live[*i];
-                    check_finite(&v, &s.req.id, s.fed + s.out.len())?;
-                    hash_f32s(&mut s.hasher, &v);
-                    if opts.keep_logits {
-                        s.logits.push(v.clone());
-                    }
-                    s.last = Some(v);
-                }
-            }
         }
-        for s in live {
-            results.push(SeqOutput {
-                id: s.req.id.clone(),
-                prompt_ids: s.req.prompt_ids.clone(),
-                output_ids: s.out,
-                stop: s.done.unwrap_or(StopReason::Length),
-                logits_digest: hex::encode(s.hasher.finalize()),
-                step_logits: s.logits,
-                logprobs: s.logprobs,
-                ttft_s: s.ttft,
-                token_times_s: s.times,
-            });
-        }
-    }
-    Ok(results)
+    })?;
+    Ok(requests
+        .iter()
+        .zip(done)
+        .map(|(r, (_, f))| SeqOutput {
+            id: r.id.clone(),
+            prompt_ids: r.prompt_ids.clone(),
+            output_ids: f.output_ids,
+            stop: f.stop,
+            logits_digest: f.logits_digest,
+            step_logits: f.step_logits,
+            logprobs: f.logprobs,
+            ttft_s: f.ttft_s,
+            token_times_s: f.token_times_s,
+        })
+        .collect())
 }
 
 /// A forward pass that produced a NaN or an infinity has diverged (or the

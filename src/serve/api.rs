@@ -497,6 +497,7 @@ impl Job {
                     }))
                 };
                 SeqSpec {
+                    name: format!("choice {i}"),
                     prompt: p.ids.clone(),
                     sampling: self.sampling.clone(),
                     key: sequence_key(&i.to_string()),
@@ -508,6 +509,7 @@ impl Job {
                     prompt_logprobs: if self.echo { self.logprobs } else { None },
                     top_logprobs: self.logprobs.unwrap_or(0),
                     stop,
+                    keep_logits: false,
                 }
             })
             .collect()

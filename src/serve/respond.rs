@@ -65,7 +65,7 @@ impl ChoiceState {
             Event::Prompt(l) => self.prompt_lps = Some(l),
             Event::Token(t) => self.tokens.push(t),
             Event::Done(f) => self.finished = Some(f),
-            Event::Failed(m) => self.failed = Some(m),
+            Event::Failed(f) => self.failed = Some(f.message),
         }
     }
 

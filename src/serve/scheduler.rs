@@ -4,7 +4,7 @@
 //! next step. The HTTP side never touches the model.
 
 use super::metrics::Metrics;
-use crate::engine::core::{Engine, EngineOptions, Event, SeqId, SeqSpec};
+use crate::engine::core::{Engine, EngineOptions, Event, Failure, SeqId, SeqSpec};
 use crate::loader::LoadedModel;
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -104,7 +104,7 @@ fn run(loaded: &LoadedModel, opts: EngineOptions, rx: mpsc::Receiver<Cmd>, metri
                                 );
                             }
                             Err(e) => {
-                                let _ = tx.send((choice, Event::Failed(e.to_string())));
+                                let _ = tx.send((choice, Event::Failed(Failure::of(&e))));
                             }
                         }
                     }
@@ -167,7 +167,13 @@ fn run(loaded: &LoadedModel, opts: EngineOptions, rx: mpsc::Receiver<Cmd>, metri
                 metrics.failed_steps.fetch_add(1, Ordering::Relaxed);
                 for id in engine.ids() {
                     if let Some(o) = owners.remove(&id) {
-                        let _ = o.tx.send((o.choice, Event::Failed(msg.clone())));
+                        let _ = o.tx.send((
+                            o.choice,
+                            Event::Failed(Failure {
+                                message: msg.clone(),
+                                resource: false,
+                            }),
+                        ));
                     }
                 }
                 engine = Engine::new(&loaded.model, opts.clone()).expect("checked at start");
