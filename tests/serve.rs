@@ -615,6 +615,13 @@ fn a_full_queue_answers_429_a_gone_client_is_freed_and_sigterm_finishes_running_
         assert_eq!(v["usage"]["completion_tokens"], 60);
         assert!(s.metric("infer_eval_cancelled_total") >= 1.0);
     });
+    // A request with more prompts than the whole limit (2) still runs on an idle server.
+    let (code, v) = s.post(
+        "/v1/completions",
+        &json!({"prompt": ["a", "b", "c"], "max_tokens": 2}),
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["choices"].as_array().unwrap().len(), 3);
     // SIGTERM while a request runs: it is answered in full, then the server exits 0.
     std::thread::scope(|sc| {
         let url = s.url("/v1/completions");

@@ -548,9 +548,19 @@ impl<'m> Engine<'m> {
 
     /// A sequence leaves: its KV (every token fed) goes to the prefix cache.
     fn retire(&mut self, s: Seq) {
-        let Some(cache) = s.cache else { return };
-        if cache.len == 0 {
+        let Some(mut cache) = s.cache else { return };
+        if cache.len == 0 || self.opts.prefix_cache_bytes == 0 {
             return;
+        }
+        // Keep only what was filled: a copy when much of the capacity is unused.
+        if cache.capacity > cache.len + cache.len / 4 + 16 {
+            let Ok(mut small) = self.model.new_cache(cache.len) else {
+                return;
+            };
+            if small.copy_prefix_from(&cache, cache.len).is_err() {
+                return;
+            }
+            cache = small;
         }
         let mut tokens = s.spec.prompt.clone();
         tokens.extend_from_slice(&s.out);

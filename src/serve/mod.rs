@@ -264,7 +264,9 @@ async fn generate_inner(
         },
     )??;
     let k = job.prompts.len();
-    if s.outstanding.fetch_add(k, Ordering::SeqCst) + k > s.limit {
+    // A request larger than the whole limit still runs when nothing else does.
+    let before = s.outstanding.fetch_add(k, Ordering::SeqCst);
+    if before > 0 && before + k > s.limit {
         s.outstanding.fetch_sub(k, Ordering::SeqCst);
         s.metrics.rejected_full.fetch_add(1, Ordering::Relaxed);
         return Err(ApiError::new(
