@@ -54,6 +54,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
             prefill_chunk: chunk,
             step_prefill_tokens: chunk,
             prefix_cache_bytes: a.prompt_cache_mib << 20,
+            ..EngineOptions::default()
         },
         max_queue: a.max_queue as usize,
         log: a.log,

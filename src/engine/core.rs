@@ -147,6 +147,10 @@ pub struct EngineOptions {
     pub step_prefill_tokens: usize,
     /// Bytes the prefix cache may hold (0: no prefix cache).
     pub prefix_cache_bytes: u64,
+    /// Generated tokens a new sequence's KV cache has room for at first; it
+    /// doubles (a copy) as needed, so a large max_tokens holds no memory it
+    /// does not use.
+    pub kv_start_tokens: usize,
 }
 
 impl Default for EngineOptions {
@@ -156,6 +160,7 @@ impl Default for EngineOptions {
             prefill_chunk: 256,
             step_prefill_tokens: 256,
             prefix_cache_bytes: 512 << 20,
+            kv_start_tokens: 256,
         }
     }
 }
@@ -394,7 +399,11 @@ impl<'m> Engine<'m> {
                 break;
             };
             let ctx = self.model.config.max_position_embeddings;
-            let cap = (s.spec.prompt.len() + s.spec.sampling.max_tokens).min(ctx);
+            // Room for the prompt and the first tokens; it grows as needed
+            // (a copy), so a large max_tokens does not hold memory it never uses.
+            let cap = (s.spec.prompt.len()
+                + s.spec.sampling.max_tokens.min(self.opts.kv_start_tokens))
+            .min(ctx);
             let mut cache = match self.model.new_cache(cap) {
                 Ok(c) => c,
                 Err(e) => {
@@ -527,7 +536,6 @@ impl<'m> Engine<'m> {
                 top,
             }),
         ));
-        let cache = s.cache.as_ref().expect("cache");
         if s.spec.eos.contains(&tok) {
             return Ok(Some((StopReason::Eos, false)));
         }
@@ -539,8 +547,16 @@ impl<'m> Engine<'m> {
         if s.out.len() >= s.spec.sampling.max_tokens {
             return Ok(Some((StopReason::Length, false)));
         }
+        let cache = s.cache.as_ref().expect("cache");
         if cache.len + 1 > cache.capacity {
-            return Ok(Some((StopReason::Context, false)));
+            let ctx = self.model.config.max_position_embeddings;
+            let limit = (n + s.spec.sampling.max_tokens).min(ctx);
+            if cache.capacity >= limit {
+                return Ok(Some((StopReason::Context, false)));
+            }
+            let mut bigger = self.model.new_cache((cache.capacity * 2).min(limit))?;
+            bigger.copy_prefix_from(cache, cache.len)?;
+            s.cache = Some(bigger);
         }
         s.next = Some(tok);
         Ok(None)
@@ -687,6 +703,8 @@ mod tests {
             prefill_chunk: 3,
             step_prefill_tokens: 5,
             prefix_cache_bytes: 64 << 20,
+            // Caches start with room for 1 generated token and grow.
+            kv_start_tokens: 1,
         };
         let mut e = Engine::new(&m.model, opts).unwrap();
         for round in 0..2 {

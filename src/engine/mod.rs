@@ -124,6 +124,7 @@ pub fn generate(
         prefill_chunk: opts.prefill_chunk,
         step_prefill_tokens: opts.prefill_chunk.saturating_mul(opts.batch_size),
         prefix_cache_bytes: 0,
+        kv_start_tokens: opts.sampling.max_tokens,
     };
     let mut produced = 0;
     let done = core::run_all(model, eopts, specs, |ev| {
