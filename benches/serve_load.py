@@ -173,6 +173,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--binary", default="target/release/infer-eval")
     ap.add_argument("--llamacpp-python", default=None, help="a Python with llama_cpp.server")
+    ap.add_argument("--llama-server", default=None, help="a llama-server binary (built from llama.cpp)")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--requests", type=int, default=32, help="requests per concurrency level")
     ap.add_argument("--max-tokens", type=int, default=32)
@@ -196,6 +197,13 @@ def main():
                 [args.llamacpp_python, "-m", "llama_cpp.server", "--model", args.model, "--port", str(p),
                  "--n_threads", str(args.threads), "--n_threads_batch", str(args.threads), "--n_ctx", "2048"],
                 p, args)
+    if args.llama_server:
+        p = free_port()
+        results["llama-server"] = run_server(
+            "llama-server",
+            [args.llama_server, "--model", args.model, "--port", str(p), "--threads", str(args.threads),
+             "--threads-batch", str(args.threads), "--parallel", "16", "--ctx-size", str(16 * 2048)],
+            p, args)
     print(f"| server | concurrency | tokens/s | TTFT p50 / p99 ms | inter-token p50 / p99 ms |")
     print("| --- | --- | --- | --- | --- |")
     for name, (rows, _) in results.items():
@@ -204,9 +212,10 @@ def main():
                   f" | {r['itl_p50_ms']:.1f} / {r['itl_p99_ms']:.1f} |")
     for name, (_, d) in results.items():
         print(f"{name}: {d} distinct answer(s) of {args.identical} identical concurrent greedy requests")
-    if "llama.cpp" in results:
-        for a, b in zip(results["infer-eval"][0], results["llama.cpp"][0]):
-            print(f"concurrency {a['concurrency']}: throughput ratio {a['tok_s'] / b['tok_s']:.2f}x")
+    for other in ("llama.cpp", "llama-server"):
+        if other in results:
+            for a, b in zip(results["infer-eval"][0], results[other][0]):
+                print(f"vs {other}, concurrency {a['concurrency']}: throughput ratio {a['tok_s'] / b['tok_s']:.2f}x")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
