@@ -60,6 +60,7 @@ const RULES: &[(&str, &[&str])] = &[
             "generation",
             "bench",
             "baseline",
+            "serve",
         ],
     ),
     (
@@ -71,7 +72,7 @@ const RULES: &[(&str, &[&str])] = &[
         &["model", "tokenizer", "engine", "eval", "loader", "ops"],
     ),
     (
-        "engine.rs",
+        "engine",
         &[
             "tokenizer",
             "eval",
@@ -79,6 +80,7 @@ const RULES: &[(&str, &[&str])] = &[
             "generation",
             "bench",
             "baseline",
+            "serve",
         ],
     ),
 ];

@@ -1,0 +1,149 @@
+//! The engine's scheduler (engine::core) on a tiny model: sequences batched,
+//! chunked, started from the prefix cache, with caches that grow, and
+//! aborted beside others, equal each sequence run alone, bit for bit.
+
+use infer_eval::engine::core::*;
+use infer_eval::sampling::SamplingParams;
+
+fn model() -> (tempfile::TempDir, infer_eval::loader::LoadedModel) {
+    let dir = tempfile::tempdir().unwrap();
+    infer_eval::bench::tiny::write_tiny_model(dir.path(), infer_eval::bench::tiny::Dtype::F32, 7)
+        .unwrap();
+    let m = infer_eval::loader::load(dir.path(), &candle_core::Device::Cpu).unwrap();
+    (dir, m)
+}
+
+/// Sequences sharing a prefix, greedy and sampled, some with prompt logprobs.
+fn specs() -> Vec<SeqSpec> {
+    let base: Vec<u32> = (1..40).map(|i| (i * 7) % 50 + 3).collect();
+    (0..6u32)
+        .map(|k| {
+            let mut prompt = base[..20 + 3 * k as usize].to_vec();
+            prompt.extend([k + 5, 2 * k + 9]); // vocabulary: 64
+            SeqSpec {
+                name: format!("s{k}"),
+                prompt,
+                sampling: SamplingParams {
+                    temperature: if k % 2 == 0 { 0.0 } else { 0.9 },
+                    seed: 40 + k as u64,
+                    max_tokens: 5 + k as usize,
+                    ..SamplingParams::default()
+                },
+                key: k as u64,
+                eos: vec![],
+                prompt_logprobs: (k % 3 == 0).then_some(3),
+                top_logprobs: 2,
+                stop: None,
+                keep_logits: false,
+            }
+        })
+        .collect()
+}
+
+/// Per sequence: its digests and every logprob's bits.
+fn bits(events: &[Event], f: &Finished) -> String {
+    let mut s = format!("{} {}", f.digest, f.logits_digest);
+    for e in events {
+        let l: Vec<&TokenLogprob> = match e {
+            Event::Prompt(l) => l.iter().collect(),
+            Event::Token(t) => vec![t],
+            _ => vec![],
+        };
+        for t in l {
+            s += &format!(" {}:{:x}", t.token, t.logprob.to_bits());
+            t.top
+                .iter()
+                .for_each(|(i, v)| s += &format!(",{i}:{:x}", v.to_bits()));
+        }
+    }
+    s
+}
+
+#[test]
+fn batched_and_prefix_cached_sequences_equal_each_alone() {
+    let (_d, m) = model();
+    let alone: Vec<String> = specs()
+        .into_iter()
+        .map(|s| {
+            let opts = EngineOptions {
+                prefix_cache_bytes: 0,
+                ..EngineOptions::default()
+            };
+            let r = run_all(&m.model, opts, vec![s], |_| {}).unwrap();
+            bits(&r[0].0, &r[0].1)
+        })
+        .collect();
+    // Three at a time, chunks of 3 tokens, a prefix cache: run twice on one engine.
+    let opts = EngineOptions {
+        max_batch: 3,
+        prefill_chunk: 3,
+        step_prefill_tokens: 5,
+        prefix_cache_bytes: 64 << 20,
+        // Caches start with room for 1 generated token and grow.
+        kv_start_tokens: 1,
+    };
+    let mut e = Engine::new(&m.model, opts).unwrap();
+    for round in 0..2 {
+        for (i, s) in specs().into_iter().enumerate() {
+            e.add(i as SeqId, s).unwrap();
+        }
+        let mut evs: Vec<Vec<Event>> = (0..6).map(|_| Vec::new()).collect();
+        let mut got: Vec<Option<String>> = vec![None; 6];
+        while !e.is_idle() {
+            for (id, ev) in e.step().unwrap() {
+                match ev {
+                    Event::Done(f) => got[id as usize] = Some(bits(&evs[id as usize], &f)),
+                    Event::Failed(f) => panic!("{}", f.message),
+                    ev => evs[id as usize].push(ev),
+                }
+            }
+        }
+        for (k, (a, b)) in alone.iter().zip(&got).enumerate() {
+            assert_eq!(Some(a), b.as_ref(), "round {round}: sequence {k}");
+        }
+    }
+    let pc = e.prefix_cache();
+    assert!(
+        pc.hits >= 6 && pc.reused_tokens > 100,
+        "hits {} reused {}",
+        pc.hits,
+        pc.reused_tokens
+    );
+}
+
+#[test]
+fn an_aborted_sequence_leaves_the_others_unchanged() {
+    let (_d, m) = model();
+    let opts = EngineOptions {
+        prefix_cache_bytes: 0,
+        ..EngineOptions::default()
+    };
+    let want = run_all(&m.model, opts.clone(), specs(), |_| {}).unwrap();
+    let mut e = Engine::new(&m.model, opts).unwrap();
+    for (i, s) in specs().into_iter().enumerate() {
+        e.add(i as SeqId, s).unwrap();
+    }
+    e.step().unwrap();
+    assert!(e.abort(2) && !e.abort(2));
+    let mut done = std::collections::HashMap::new();
+    while !e.is_idle() {
+        for (id, ev) in e.step().unwrap() {
+            if let Event::Done(f) = ev {
+                done.insert(id, f.digest);
+            }
+        }
+    }
+    assert_eq!(done.len(), 5);
+    for (id, d) in done {
+        assert_eq!(d, want[id as usize].1.digest);
+    }
+    // Bad input is refused by name.
+    let mut bad = specs().remove(0);
+    bad.prompt.push(1 << 30);
+    assert!(Engine::new(&m.model, EngineOptions::default())
+        .unwrap()
+        .add(9, bad)
+        .unwrap_err()
+        .to_string()
+        .contains("outside the vocabulary"));
+}
