@@ -6,29 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let p = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &p);
-        } else {
-            std::fs::copy(e.path(), p).unwrap();
-        }
-    }
-}
-
-/// A scratch project: configs/, data/, prompts/ copied from the repository.
-fn project() -> tempfile::TempDir {
-    common::smollm2_path(); // fetch once, before any child process needs it
-    let d = tempfile::tempdir().unwrap();
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for sub in ["configs", "data", "prompts"] {
-        copy_dir(&repo.join(sub), &d.path().join(sub));
-    }
-    d
-}
+use common::{copy_dir, project};
 
 fn cmd(root: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_infer-eval"));

@@ -295,17 +295,8 @@ fn served_answers_equal_the_cli_and_lm_eval_logliks_equal_eval() {
     // echo, logprobs 1, max_tokens 1; score = sum of token_logprobs[ctxlen:-1],
     // greedy iff each equals the max of its top_logprobs dict) against the
     // per-item log-likelihoods of `infer-eval eval` on data/multiple_choice.jsonl.
-    let proj = tempfile::tempdir().unwrap();
+    let proj = common::project();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for sub in ["configs", "data", "prompts"] {
-        let st = Command::new("cp")
-            .arg("-r")
-            .arg(repo.join(sub))
-            .arg(proj.path())
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
     let out = Command::new(env!("CARGO_BIN_EXE_infer-eval"))
         .current_dir(proj.path())
         .args([

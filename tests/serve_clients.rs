@@ -137,16 +137,7 @@ fn lm_eval_through_the_server_scores_as_infer_eval_eval_does() {
     assert_eq!(lm_samples.len(), LIMIT);
 
     // infer-eval's own evaluation of the same items, in a copy of the project.
-    let proj = tempfile::tempdir().unwrap();
-    for sub in ["configs", "data", "prompts"] {
-        assert!(Command::new("cp")
-            .arg("-r")
-            .arg(repo().join(sub))
-            .arg(proj.path())
-            .status()
-            .unwrap()
-            .success());
-    }
+    let proj = common::project();
     let out = Command::new(env!("CARGO_BIN_EXE_infer-eval"))
         .current_dir(proj.path())
         .args(["eval", "task=multiple_choice", "run.threads=1"])

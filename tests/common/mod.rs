@@ -210,3 +210,27 @@ pub fn greedy_vs_llamacpp(
         first_step_diff,
     }
 }
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let p = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &p);
+        } else {
+            std::fs::copy(e.path(), p).unwrap();
+        }
+    }
+}
+
+/// A scratch project: configs/, data/, prompts/ copied from the repository.
+pub fn project() -> tempfile::TempDir {
+    smollm2_path(); // fetch once, before any child process needs it
+    let d = tempfile::tempdir().unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for sub in ["configs", "data", "prompts"] {
+        copy_dir(&repo.join(sub), &d.path().join(sub));
+    }
+    d
+}
