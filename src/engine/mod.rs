@@ -3,10 +3,13 @@
 //! or chunked, because every op computes each row on its own (see kernels).
 
 pub mod core;
+mod loglik;
 pub mod prefix;
 
+pub use loglik::loglikelihoods;
+
 use crate::error::{Error, Result};
-use crate::model::transformer::{Logits, SeqStep, Transformer};
+use crate::model::transformer::Transformer;
 use crate::sampling::{sequence_key, SamplingParams};
 use sha2::{Digest, Sha256};
 
@@ -209,81 +212,4 @@ pub struct LoglikRequest {
 pub struct LoglikOutput {
     /// Sum over continuation tokens of log p(token | everything before), in order, in f64.
     pub loglik: f64,
-}
-
-/// Log-likelihoods of continuations, `batch_size` requests per forward call,
-/// prompts fed in chunks of `prefill_chunk`. Bits do not depend on either.
-pub fn loglikelihoods(
-    model: &Transformer,
-    reqs: &[LoglikRequest],
-    batch_size: usize,
-    prefill_chunk: usize,
-) -> Result<Vec<LoglikOutput>> {
-    if batch_size == 0 || prefill_chunk == 0 {
-        return Err(Error::Input(
-            "batch size and prefill chunk must be at least 1".into(),
-        ));
-    }
-    let ctx_len = model.config.max_position_embeddings;
-    let mut out = Vec::with_capacity(reqs.len());
-    for group in reqs.chunks(batch_size) {
-        let mut seqs = Vec::with_capacity(group.len());
-        for r in group {
-            if r.context.is_empty() || r.continuation.is_empty() {
-                return Err(Error::Input(
-                    "log-likelihood needs a non-empty context and continuation".into(),
-                ));
-            }
-            let mut toks = r.context.clone();
-            toks.extend_from_slice(&r.continuation[..r.continuation.len() - 1]);
-            if toks.len() > ctx_len {
-                return Err(Error::Resource(format!(
-                    "a log-likelihood request of {} tokens (context plus continuation) exceeds the model's context of {ctx_len} positions",
-                    toks.len() + 1
-                )));
-            }
-            let cache = model.new_cache(toks.len())?;
-            seqs.push((toks, cache, 0usize, Vec::<Vec<f32>>::new()));
-        }
-        loop {
-            let mut steps = Vec::new();
-            let mut owners = Vec::new();
-            for (i, (toks, cache, fed, _)) in seqs.iter_mut().enumerate() {
-                if *fed < toks.len() {
-                    let end = (*fed + prefill_chunk).min(toks.len());
-                    // Only positions from the context's last on predict the continuation.
-                    let first = group[i].context.len() - 1;
-                    let tail = end - first.max(*fed).min(end);
-                    owners.push((i, end - tail, end));
-                    steps.push(SeqStep {
-                        tokens: &toks[*fed..end],
-                        cache,
-                        logits: Logits::Tail(tail),
-                    });
-                    *fed = end;
-                }
-            }
-            if steps.is_empty() {
-                break;
-            }
-            let res = model.forward(&mut steps)?;
-            drop(steps);
-            for ((i, start, end), logits) in owners.into_iter().zip(res) {
-                let Some(logits) = logits else { continue };
-                let rows: Vec<Vec<f32>> = logits.to_vec2()?;
-                for (p, row) in (start..end).zip(rows) {
-                    check_finite(&row, "log-likelihood request", p + 1)?;
-                    seqs[i].3.push(row);
-                }
-            }
-        }
-        for (r, (_, _, _, rows)) in group.iter().zip(seqs) {
-            let mut ll = 0f64;
-            for (row, &t) in rows.iter().zip(&r.continuation) {
-                ll += crate::kernels::softmax::log_softmax_at(model.isa, row, &[t as usize])[0];
-            }
-            out.push(LoglikOutput { loglik: ll });
-        }
-    }
-    Ok(out)
 }

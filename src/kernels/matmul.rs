@@ -24,6 +24,10 @@ const ROWS_PER_TASK: usize = 16;
 /// longer runs of consecutive rows keep the hardware prefetcher going.
 const DECODE_TASK_BYTES: usize = 32 << 10;
 
+/// From this many rows of x, integer weights are repacked per task for the
+/// register tile of `gemm_int` (the repack costs about one row's work).
+const GEMM_MIN_ROWS: usize = 2;
+
 multiversion! {
     /// Rows `r0..r0 + rows_out.len()/m` of W against all m rows of x, written
     /// transposed: rows_out[(r - r0) * m + t].
@@ -179,6 +183,17 @@ pub fn matmul(
     } else {
         Vec::new()
     };
+    // Several rows of x against integer weights: the repacked register tile
+    // (gemm_int), the same bits as the one-row kernel.
+    #[cfg(target_arch = "x86_64")]
+    let xp: Vec<super::gemm_int::XPrep> =
+        if m >= GEMM_MIN_ROWS && isa != Isa::Scalar && !xs.is_empty() {
+            xs.iter()
+                .map(|x| super::gemm_int::prepare(fmt, x))
+                .collect()
+        } else {
+            Vec::new()
+        };
     let rows_per_task = if m == 1 {
         (DECODE_TASK_BYTES / rb).max(ROWS_PER_TASK)
     } else {
@@ -187,6 +202,19 @@ pub fn matmul(
     let task = |i: usize, o: &mut [f32]| {
         let r0 = i * rows_per_task;
         let wr = &w[r0 * rb..(r0 + o.len() / m) * rb];
+        #[cfg(target_arch = "x86_64")]
+        if !xp.is_empty() {
+            let nr = o.len() / m;
+            let p = super::gemm_int::pack(fmt, wr, k);
+            // SAFETY: matmul checked that the CPU has the ISA's features.
+            unsafe {
+                match isa {
+                    Isa::Avx512 => super::gemm_int::rows_vnni(fmt, &p, nr, &xs, &xp, o),
+                    _ => super::gemm_int::rows_avx2(fmt, &p, nr, &xs, &xp, o),
+                }
+            }
+            return;
+        }
         if qdot::is_integer_format(fmt) {
             rows_int(isa, fmt, wr, &xs, k, o)
         } else {

@@ -17,6 +17,8 @@ pub mod avx2_float;
 pub mod dot;
 pub mod elementwise;
 pub mod fp_env;
+#[cfg(target_arch = "x86_64")]
+pub mod gemm_int;
 pub mod matmul;
 pub mod norm;
 pub mod pool;
