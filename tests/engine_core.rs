@@ -147,3 +147,41 @@ fn an_aborted_sequence_leaves_the_others_unchanged() {
         .to_string()
         .contains("outside the vocabulary"));
 }
+
+/// Multiple-choice scoring prefills a context shared by consecutive
+/// requests once and copies its KV state; the log-likelihoods equal each
+/// request scored alone (whole prefill), bit for bit, with items whose
+/// choices straddle a batch boundary and a one-token context (not shared).
+#[test]
+fn shared_context_logliks_equal_each_request_alone() {
+    use infer_eval::engine::{loglikelihoods, LoglikRequest};
+    let (_d, m) = model();
+    let mut reqs = Vec::new();
+    for item in 0..5u32 {
+        let ctx_len = if item == 2 { 1 } else { 6 + 5 * item as usize };
+        let context: Vec<u32> = (0..ctx_len as u32)
+            .map(|i| (i * 11 + item * 3) % 60 + 2)
+            .collect();
+        for choice in 0..3u32 {
+            let continuation: Vec<u32> = (0..=choice)
+                .map(|j| (j * 5 + choice + item) % 60 + 2)
+                .collect();
+            reqs.push(LoglikRequest {
+                context: context.clone(),
+                continuation,
+            });
+        }
+    }
+    let together = loglikelihoods(&m.model, &reqs, 4, 5).unwrap();
+    for (r, t) in reqs.iter().zip(&together) {
+        let alone = loglikelihoods(&m.model, std::slice::from_ref(r), 1, 512).unwrap();
+        assert_eq!(
+            alone[0].loglik.to_bits(),
+            t.loglik.to_bits(),
+            "context of {} tokens, continuation {:?}",
+            r.context.len(),
+            r.continuation
+        );
+        assert!(t.loglik.is_finite() && t.loglik < 0.0);
+    }
+}

@@ -172,8 +172,8 @@ fn print_summary(m: &run::Metrics, digest: &str, dir: &Path) {
         );
     }
     println!(
-        "macro accuracy {:.3}; {} samples, {} tokens generated, {:.1} tok/s",
-        m.macro_accuracy, m.n_samples, m.generated_tokens, m.tokens_per_s
+        "macro accuracy {:.3}; {} samples ({:.2} samples/s computed), {} tokens generated, {:.1} tok/s",
+        m.macro_accuracy, m.n_samples, m.samples_per_s, m.generated_tokens, m.tokens_per_s
     );
     println!(
         "time to first token p50 {:.1} ms, p90 {:.1}, p95 {:.1}, p99 {:.1}; per output token p50 {:.1} ms, p90 {:.1}, p95 {:.1}, p99 {:.1}",

@@ -115,6 +115,9 @@ pub struct Metrics {
     pub n_samples: usize,
     pub generated_tokens: usize,
     pub tokens_per_s: f64,
+    /// Computed samples (store hits excluded) per second of engine time.
+    #[serde(default)]
+    pub samples_per_s: f64,
     pub ttft_ms: Percentiles,
     pub tpot_ms: Percentiles,
 }
@@ -618,6 +621,9 @@ pub fn metrics(config: &EvalConfig, samples: &[SampleRecord]) -> Metrics {
         .filter(|s| s.choice_logliks.is_none())
         .map(|s| s.latency.batch_ms / s.latency.batch_len.max(1) as f64 / 1e3)
         .sum();
+    let sample_time_s: f64 = timed()
+        .map(|s| s.latency.batch_ms / s.latency.batch_len.max(1) as f64 / 1e3)
+        .sum();
     let ttft: Vec<f64> = timed().map(|s| s.latency.ttft_ms).collect();
     let tpot: Vec<f64> = timed()
         .flat_map(|s| s.latency.token_ms.iter().copied())
@@ -629,6 +635,11 @@ pub fn metrics(config: &EvalConfig, samples: &[SampleRecord]) -> Metrics {
         generated_tokens: generated,
         tokens_per_s: if gen_time_s > 0.0 {
             generated as f64 / gen_time_s
+        } else {
+            0.0
+        },
+        samples_per_s: if sample_time_s > 0.0 {
+            timed().count() as f64 / sample_time_s
         } else {
             0.0
         },

@@ -7,6 +7,7 @@
 //! prefill chunking) can change a bit.
 
 use super::dot::{accumulate, tree};
+use super::gemm_int;
 use super::multiversion;
 use super::pool;
 use super::qdot::{self, Q8Row};
@@ -116,6 +117,19 @@ fn rows(
     scratch: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 && m > 1 && k % 32 == 0 {
+        // SAFETY: matmul checked that the CPU has AVX-512 (F, VL) and AVX2.
+        unsafe {
+            let nr = rows_out.len() / m;
+            let rb = w_rows.len() / nr;
+            for (row, dq) in w_rows.chunks_exact(rb).zip(scratch.chunks_exact_mut(k)) {
+                super::avx2::prefetch_ahead(row);
+                super::avx2_float::dequantize_row(fmt, row, dq);
+            }
+            return super::gemm_f32::rows(&scratch[..nr * k], x, m, k, rows_out);
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
     if isa != Isa::Scalar {
         // SAFETY: matmul checked that the CPU has the ISA (avx2, fma, f16c at least).
         return unsafe { rows_kernel_avx2(fmt, w_rows, x, m, k, rows_out, scratch) };
@@ -153,7 +167,7 @@ fn rows_int(isa: Isa, fmt: WeightFormat, w_rows: &[u8], xs: &[Q8Row], k: usize, 
 }
 
 /// out[t * n + r] = dot(dequant(W[r]), x[t * k ..]) for t < m, r < n, with
-/// the code of `isa` (the same bits on every ISA).
+/// the code of `isa` (the same bits on every ISA). W in the GGUF layout.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
     isa: Isa,
@@ -163,6 +177,41 @@ pub fn matmul(
     w: &[u8],
     fmt: WeightFormat,
     n: usize,
+    out: &mut [f32],
+) {
+    matmul_layout(isa, x, m, k, w, fmt, n, false, out)
+}
+
+/// `matmul` with W in the interleaved layout of `gemm_int` (`gemm_int::pack`).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_interleaved(
+    isa: Isa,
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[u8],
+    fmt: WeightFormat,
+    n: usize,
+    out: &mut [f32],
+) {
+    assert!(
+        gemm_int::packable(fmt, n),
+        "{n} rows of {} are not interleaved",
+        fmt.name()
+    );
+    matmul_layout(isa, x, m, k, w, fmt, n, true, out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn matmul_layout(
+    isa: Isa,
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[u8],
+    fmt: WeightFormat,
+    n: usize,
+    interleaved: bool,
     out: &mut [f32],
 ) {
     let rb = fmt.row_bytes(k).expect("row length checked at load");
@@ -183,43 +232,52 @@ pub fn matmul(
     } else {
         Vec::new()
     };
-    // Several rows of x against integer weights: the repacked register tile
-    // (gemm_int), the same bits as the one-row kernel.
-    #[cfg(target_arch = "x86_64")]
-    let xp: Vec<super::gemm_int::XPrep> =
-        if m >= GEMM_MIN_ROWS && isa != Isa::Scalar && !xs.is_empty() {
-            xs.iter()
-                .map(|x| super::gemm_int::prepare(fmt, x))
-                .collect()
-        } else {
-            Vec::new()
-        };
+    // The interleaved tile: always for interleaved weights, and for GGUF
+    // ones (repacked per task) from GEMM_MIN_ROWS rows of x.
+    let tile = isa != Isa::Scalar
+        && (interleaved || (m >= GEMM_MIN_ROWS && gemm_int::packable(fmt, gemm_int::GROUP)));
+    let offs: Vec<Vec<i32>> = if tile || interleaved {
+        xs.iter().map(|x| gemm_int::lane_offsets(fmt, x)).collect()
+    } else {
+        Vec::new()
+    };
     let rows_per_task = if m == 1 {
-        (DECODE_TASK_BYTES / rb).max(ROWS_PER_TASK)
+        (DECODE_TASK_BYTES / rb)
+            .max(ROWS_PER_TASK)
+            .next_multiple_of(gemm_int::GROUP)
     } else {
         ROWS_PER_TASK
     };
     let task = |i: usize, o: &mut [f32]| {
         let r0 = i * rows_per_task;
-        let wr = &w[r0 * rb..(r0 + o.len() / m) * rb];
-        #[cfg(target_arch = "x86_64")]
-        if !xp.is_empty() {
-            let nr = o.len() / m;
-            let p = super::gemm_int::pack(fmt, wr, k);
+        let nr = o.len() / m;
+        // The groups of interleaved rows r0.. start where row r0 would.
+        let wr = &w[r0 * rb..(r0 + nr) * rb];
+        if interleaved && !tile {
+            gemm_int::rows_portable(fmt, wr, nr, &xs, k, o)
+        } else if tile {
+            let packed;
+            let wt = if interleaved {
+                wr
+            } else {
+                packed = gemm_int::pack_padded(fmt, wr, k);
+                &packed[..]
+            };
+            #[cfg(target_arch = "x86_64")]
             // SAFETY: matmul checked that the CPU has the ISA's features.
             unsafe {
                 match isa {
-                    Isa::Avx512 => super::gemm_int::rows_vnni(fmt, &p, nr, &xs, &xp, o),
-                    _ => super::gemm_int::rows_avx2(fmt, &p, nr, &xs, &xp, o),
+                    Isa::Avx512 => gemm_int::rows_vnni(fmt, wt, nr, &xs, &offs, k, o),
+                    _ => gemm_int::rows_avx2(fmt, wt, nr, &xs, &offs, k, o),
                 }
             }
-            return;
-        }
-        if qdot::is_integer_format(fmt) {
+            #[cfg(not(target_arch = "x86_64"))]
+            gemm_int::rows_portable(fmt, wt, nr, &xs, k, o)
+        } else if qdot::is_integer_format(fmt) {
             rows_int(isa, fmt, wr, &xs, k, o)
         } else {
             // One dequantised row of k per weight row (see rows_kernel_avx2).
-            let mut scratch = vec![0f32; if m == 1 { k } else { k * o.len() / m }];
+            let mut scratch = vec![0f32; if m == 1 { k } else { k * nr }];
             rows(isa, fmt, wr, x, m, k, o, &mut scratch)
         }
     };
@@ -322,6 +380,54 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+    }
+
+    /// Interleaved weights (`gemm_int::pack`, as loaded for the CPU) give
+    /// the reference bits too, on every ISA, for 1 to 7 rows of x, with a
+    /// NaN in one activation block (its outputs NaN, the others not).
+    #[test]
+    fn interleaved_matmul_matches_reference() {
+        let mut s = 5u64;
+        let mut byte = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 56) as u8
+        };
+        let (n, k) = (48, 320);
+        for fmt in [WeightFormat::Q4_0, WeightFormat::Q4_1, WeightFormat::Q8_0] {
+            let rb = fmt.row_bytes(k).unwrap();
+            let mut w: Vec<u8> = (0..n * rb).map(|_| byte()).collect();
+            for c in w.chunks_mut(2) {
+                c[1] &= 0x3b;
+            }
+            let packed = gemm_int::pack(fmt, &w, n, k);
+            for m in 1..=7 {
+                let mut x: Vec<f32> = (0..m * k).map(|_| (byte() as f32 - 128.0) / 64.0).collect();
+                if m == 5 {
+                    x[3 * k + 40] = f32::NAN;
+                }
+                let mut want = vec![0f32; m * n];
+                matmul(Isa::Scalar, &x, m, k, &w, fmt, n, &mut want);
+                for isa in Isa::available() {
+                    let mut got = vec![0f32; m * n];
+                    matmul_interleaved(isa, &x, m, k, &packed, fmt, n, &mut got);
+                    for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                        assert_eq!(
+                            a.to_bits(),
+                            b.to_bits(),
+                            "{} on {}, {m} rows, output {i}",
+                            fmt.name(),
+                            isa.name()
+                        );
+                    }
+                }
+                if m == 5 {
+                    assert!(want[3 * n..4 * n].iter().all(|v| v.is_nan()));
+                    assert!(want[..3 * n].iter().all(|v| v.is_finite()));
+                }
+            }
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod dot;
 pub mod elementwise;
 pub mod fp_env;
 #[cfg(target_arch = "x86_64")]
+pub mod gemm_f32;
 pub mod gemm_int;
 pub mod matmul;
 pub mod norm;

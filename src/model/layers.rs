@@ -14,10 +14,9 @@ impl Matrix {
     /// width): one product instead of several, with the same bits per row.
     pub fn stack(parts: &[&Matrix]) -> Result<Matrix> {
         let first = parts[0];
-        if parts
-            .iter()
-            .any(|p| p.fmt != first.fmt || p.cols != first.cols)
-        {
+        if parts.iter().any(|p| {
+            p.fmt != first.fmt || p.cols != first.cols || p.interleaved != first.interleaved
+        }) {
             return Err(crate::error::Error::Input(
                 "stacked matrices must share format and width".into(),
             ));
@@ -28,18 +27,32 @@ impl Matrix {
             fmt: first.fmt,
             rows: parts.iter().map(|p| p.rows).sum(),
             cols: first.cols,
+            // Groups of 8 rows are self-contained: stacked ones stay interleaved.
+            interleaved: first.interleaved,
         })
     }
 
     /// x [rows, cols] -> x W^T [rows, self.rows]
     pub fn forward(&self, x: &Tensor, isa: Isa) -> Result<Tensor> {
-        Ok(ops::matmul(
-            x, &self.data, self.fmt, self.rows, self.cols, isa,
+        Ok(x.apply_op2_no_bwd(
+            &self.data,
+            &ops::MatMul {
+                fmt: self.fmt,
+                n: self.rows,
+                k: self.cols,
+                isa,
+                interleaved: self.interleaved,
+            },
         )?)
     }
 
     /// Rows `ids` of the matrix (an embedding lookup).
     pub fn gather(&self, ids: &Tensor) -> Result<Tensor> {
+        if self.interleaved {
+            return Err(crate::error::Error::Input(
+                "an interleaved matrix cannot be gathered by row (the loader keeps embeddings in the GGUF layout)".into(),
+            ));
+        }
         Ok(ids.apply_op2_no_bwd(
             &self.data,
             &ops::Embedding {
@@ -71,7 +84,13 @@ impl Stacked {
         let mut runs: Vec<Vec<&Matrix>> = Vec::new();
         for &p in parts {
             match runs.last_mut() {
-                Some(run) if run[0].fmt == p.fmt && run[0].cols == p.cols => run.push(p),
+                Some(run)
+                    if run[0].fmt == p.fmt
+                        && run[0].cols == p.cols
+                        && run[0].interleaved == p.interleaved =>
+                {
+                    run.push(p)
+                }
                 _ => runs.push(vec![p]),
             }
         }

@@ -16,6 +16,9 @@ pub struct Matrix {
     pub fmt: WeightFormat,
     pub rows: usize,
     pub cols: usize,
+    /// `data` is in `kernels::gemm_int`'s interleaved layout (CPU matrices
+    /// of Q4_0, Q4_1 and Q8_0 that are only multiplied, never gathered).
+    pub interleaved: bool,
 }
 
 use super::arch::Family;
@@ -102,13 +105,25 @@ impl<'a> WeightReader<'a> {
                 ),
             ));
         }
-        let data = Tensor::from_slice(bytes, bytes.len(), self.dev)?;
+        // CPU matrices that are only multiplied are interleaved once here
+        // for the integer tile (same bits, same size); the embedding is
+        // gathered by row, and a head tied to it stays in the GGUF layout.
+        let interleaved = self.dev.is_cpu()
+            && part != Part::Embed
+            && crate::kernels::gemm_int::packable(fmt, rows);
+        let data = if interleaved {
+            let packed = crate::kernels::gemm_int::pack(fmt, bytes, rows, cols);
+            Tensor::from_vec(packed, bytes.len(), self.dev)?
+        } else {
+            Tensor::from_slice(bytes, bytes.len(), self.dev)?
+        };
         self.src.release(bytes);
         Ok(Matrix {
             data,
             fmt,
             rows,
             cols,
+            interleaved,
         })
     }
 

@@ -67,6 +67,9 @@ pub struct MatMul {
     pub k: usize,
     /// The CPU code to run (same bits on every ISA); unused on other devices.
     pub isa: Isa,
+    /// W in `kernels::gemm_int`'s interleaved layout (CPU only; the loader
+    /// interleaves only what stays on the CPU).
+    pub interleaved: bool,
 }
 
 impl MatMul {
@@ -107,7 +110,13 @@ impl CustomOp2 for MatMul {
         let w = u8_slice(s2, l2, self.name())?;
         let (m, shape) = self.check(l1.shape(), w.len())?;
         let mut out = vec![0f32; m * self.n];
-        kernels::matmul::matmul(self.isa, x, m, self.k, w, self.fmt, self.n, &mut out);
+        if self.interleaved {
+            kernels::matmul::matmul_interleaved(
+                self.isa, x, m, self.k, w, self.fmt, self.n, &mut out,
+            );
+        } else {
+            kernels::matmul::matmul(self.isa, x, m, self.k, w, self.fmt, self.n, &mut out);
+        }
         Ok((CpuStorage::F32(out), shape))
     }
 
@@ -119,6 +128,9 @@ impl CustomOp2 for MatMul {
         s2: &CudaStorage,
         l2: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
+        if self.interleaved {
+            bail!("det-matmul: interleaved weights are a CPU layout; a CUDA model is loaded without them");
+        }
         cuda::matmul(self, s1, l1, s2, l2)
     }
 }
@@ -538,7 +550,16 @@ pub fn matmul(
     k: usize,
     isa: Isa,
 ) -> Result<Tensor> {
-    x.apply_op2_no_bwd(w, &MatMul { fmt, n, k, isa })
+    x.apply_op2_no_bwd(
+        w,
+        &MatMul {
+            fmt,
+            n,
+            k,
+            isa,
+            interleaved: false,
+        },
+    )
 }
 
 /// a + b through our Add op (the residual connection).
