@@ -339,20 +339,22 @@ mod x86 {
         );
         // Three tokens' 24 accumulators need AVX-512's 32 registers.
         let tt = if VNNI && m > 1 { 3 } else { 1 };
-        for g in 0..nr.div_ceil(GROUP) {
-            let rows = (nr - g * GROUP).min(GROUP);
-            let gp = w.as_ptr().add(g * gb);
-            let o = &mut out[g * GROUP * m..];
-            let mut t0 = 0;
-            while t0 < m {
-                let left = (m - t0).min(tt);
+        // Tokens outer, groups inner: a tile's activations stay in L1 while
+        // the task's groups (in L2) pass.
+        let mut t0 = 0;
+        while t0 < m {
+            let left = (m - t0).min(tt);
+            for g in 0..nr.div_ceil(GROUP) {
+                let rows = (nr - g * GROUP).min(GROUP);
+                let gp = w.as_ptr().add(g * gb);
+                let o = &mut out[g * GROUP * m..];
                 match left {
                     3 => store(tile::<3, FMT, VNNI>(gp, nb, xs, offs, t0), rows, m, t0, o),
                     2 => store(tile::<2, FMT, VNNI>(gp, nb, xs, offs, t0), rows, m, t0, o),
                     _ => store(tile::<1, FMT, VNNI>(gp, nb, xs, offs, t0), rows, m, t0, o),
                 }
-                t0 += left;
             }
+            t0 += left;
         }
     }
 

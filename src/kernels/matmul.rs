@@ -20,6 +20,10 @@ use crate::numerics::LANES;
 /// even if it did: each output is one whole dot, whoever computes it).
 const ROWS_PER_TASK: usize = 16;
 
+/// Rows per task of the integer tile with several rows of x: 8 groups,
+/// whose weights stay in L2 while each 3-token tile of x (in L1) meets them.
+const TILE_ROWS_PER_TASK: usize = 64;
+
 /// With one row of x (decode) a task takes about this many weight bytes
 /// (at least `ROWS_PER_TASK` rows): the weights stream from memory then, and
 /// longer runs of consecutive rows keep the hardware prefetcher going.
@@ -245,6 +249,8 @@ fn matmul_layout(
         (DECODE_TASK_BYTES / rb)
             .max(ROWS_PER_TASK)
             .next_multiple_of(gemm_int::GROUP)
+    } else if tile {
+        TILE_ROWS_PER_TASK
     } else {
         ROWS_PER_TASK
     };
@@ -285,7 +291,7 @@ fn matmul_layout(
         pool::for_each_chunk_mut(out, rows_per_task, &task);
         return;
     }
-    pool::for_each_column_block_mut(out, n, ROWS_PER_TASK, |i, cols| {
+    pool::for_each_column_block_mut(out, n, rows_per_task, |i, cols| {
         let nr = cols[0].len();
         let mut o = vec![0f32; nr * m];
         task(i, &mut o);
