@@ -77,3 +77,57 @@ pub unsafe fn rows(w: &[f32], x: &[f32], m: usize, k: usize, out: &mut [f32]) {
         r0 += rr;
     }
 }
+
+/// `avx2_float::dequantized_dot` for one Q4_K row with AVX-512VL, the same
+/// bits: a 32-element sub-block's weights can take only 16 values,
+/// `(d * sc) * q - (dmin * m)` for q = 0..15, so those 16 are formed once
+/// (with the same mul and sub as `dequantize_row`) and each weight is picked
+/// from them by its nibble (one permute instead of a convert, a multiply
+/// and a subtract per 8 weights), then goes into the same fma lane in the
+/// same order.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl")]
+pub unsafe fn q4k_dot(row: &[u8], x: &[f32]) -> f32 {
+    use super::quant::{f16_at, k4_scale_min};
+    assert_eq!(x.len(), row.len() / 144 * 256, "Q4_K row against x");
+    let q0 = _mm256_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0);
+    let q1 = _mm256_setr_ps(8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0);
+    // (A fn, not a closure: a closure would not inherit the target features.)
+    #[inline(always)]
+    unsafe fn table(s: f32, m: f32, q0: __m256, q1: __m256) -> (__m256, __m256) {
+        let (s, m) = (_mm256_set1_ps(s), _mm256_set1_ps(m));
+        (
+            _mm256_sub_ps(_mm256_mul_ps(s, q0), m),
+            _mm256_sub_ps(_mm256_mul_ps(s, q1), m),
+        )
+    }
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let xp = x.as_ptr();
+    for (b, blk) in row.chunks_exact(144).enumerate() {
+        super::avx2::prefetch_ahead(blk);
+        let d = f16_at(blk, 0);
+        let dmin = f16_at(blk, 2);
+        let scales = &blk[4..16];
+        for g in 0..4 {
+            let (sc1, m1) = k4_scale_min(2 * g, scales);
+            let (sc2, m2) = k4_scale_min(2 * g + 1, scales);
+            let (lo0, lo1) = table(d * sc1 as f32, dmin * m1 as f32, q0, q1);
+            let (hi0, hi1) = table(d * sc2 as f32, dmin * m2 as f32, q0, q1);
+            let qp = blk.as_ptr().add(16 + g * 32);
+            let at = b * 256 + g * 64;
+            // Elements at.. are the low nibbles of the 32 bytes, at + 32.. the
+            // high ones; byte 8r + j is lane j of register r. The permute
+            // reads only an index's low 4 bits, so the low nibble needs no mask.
+            let mut idx = [_mm256_setzero_si256(); 4];
+            for r in 0..4 {
+                idx[r] = _mm256_cvtepu8_epi32(_mm_loadl_epi64(qp.add(8 * r) as *const __m128i));
+                let w = _mm256_permutex2var_ps(lo0, idx[r], lo1);
+                acc[r] = _mm256_fmadd_ps(w, _mm256_loadu_ps(xp.add(at + 8 * r)), acc[r]);
+            }
+            for r in 0..4 {
+                let w = _mm256_permutex2var_ps(hi0, _mm256_srli_epi32::<4>(idx[r]), hi1);
+                acc[r] = _mm256_fmadd_ps(w, _mm256_loadu_ps(xp.add(at + 32 + 8 * r)), acc[r]);
+            }
+        }
+    }
+    super::avx2::tree(&acc)
+}

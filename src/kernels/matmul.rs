@@ -121,6 +121,17 @@ fn rows(
     scratch: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 && m == 1 && fmt == WeightFormat::Q4K {
+        // SAFETY: matmul checked that the CPU has AVX-512 (F, VL) and AVX2.
+        unsafe {
+            let rb = w_rows.len() / rows_out.len();
+            for (row, out) in w_rows.chunks_exact(rb).zip(rows_out.iter_mut()) {
+                *out = super::gemm_f32::q4k_dot(row, x);
+            }
+        }
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512 && m > 1 && k % 32 == 0 {
         // SAFETY: matmul checked that the CPU has AVX-512 (F, VL) and AVX2.
         unsafe {
