@@ -91,27 +91,35 @@ pub unsafe fn q4k_dot(row: &[u8], x: &[f32]) -> f32 {
     assert_eq!(x.len(), row.len() / 144 * 256, "Q4_K row against x");
     let q0 = _mm256_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0);
     let q1 = _mm256_setr_ps(8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0);
-    // (A fn, not a closure: a closure would not inherit the target features.)
-    #[inline(always)]
-    unsafe fn table(s: f32, m: f32, q0: __m256, q1: __m256) -> (__m256, __m256) {
-        let (s, m) = (_mm256_set1_ps(s), _mm256_set1_ps(m));
-        (
-            _mm256_sub_ps(_mm256_mul_ps(s, q0), m),
-            _mm256_sub_ps(_mm256_mul_ps(s, q1), m),
-        )
-    }
     let mut acc = [_mm256_setzero_ps(); 4];
     let xp = x.as_ptr();
+    let (mut ds, mut dm) = ([0f32; 8], [0f32; 8]);
     for (b, blk) in row.chunks_exact(144).enumerate() {
         super::avx2::prefetch_ahead(blk);
         let d = f16_at(blk, 0);
         let dmin = f16_at(blk, 2);
-        let scales = &blk[4..16];
+        // d * sc and dmin * m of the 8 sub-blocks, as dequantize_row forms them.
+        let (mut sc, mut mn) = ([0u8; 8], [0u8; 8]);
+        for j in 0..8 {
+            (sc[j], mn[j]) = k4_scale_min(j, &blk[4..16]);
+        }
+        // (No closures over intrinsics: they would not inherit the target features.)
+        let scv = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
+            sc.as_ptr() as *const __m128i
+        )));
+        let mnv = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
+            mn.as_ptr() as *const __m128i
+        )));
+        _mm256_storeu_ps(ds.as_mut_ptr(), _mm256_mul_ps(_mm256_set1_ps(d), scv));
+        _mm256_storeu_ps(dm.as_mut_ptr(), _mm256_mul_ps(_mm256_set1_ps(dmin), mnv));
         for g in 0..4 {
-            let (sc1, m1) = k4_scale_min(2 * g, scales);
-            let (sc2, m2) = k4_scale_min(2 * g + 1, scales);
-            let (lo0, lo1) = table(d * sc1 as f32, dmin * m1 as f32, q0, q1);
-            let (hi0, hi1) = table(d * sc2 as f32, dmin * m2 as f32, q0, q1);
+            // The 16 values of each sub-block: (d * sc) * q - (dmin * m) is
+            // one rounding, since (d * sc) * q is exact (at most 11 + 6 + 4
+            // significant bits), so fmsub gives dequantize_row's mul-then-sub.
+            let (s, m) = (_mm256_set1_ps(ds[2 * g]), _mm256_set1_ps(dm[2 * g]));
+            let (lo0, lo1) = (_mm256_fmsub_ps(s, q0, m), _mm256_fmsub_ps(s, q1, m));
+            let (s, m) = (_mm256_set1_ps(ds[2 * g + 1]), _mm256_set1_ps(dm[2 * g + 1]));
+            let (hi0, hi1) = (_mm256_fmsub_ps(s, q0, m), _mm256_fmsub_ps(s, q1, m));
             let qp = blk.as_ptr().add(16 + g * 32);
             let at = b * 256 + g * 64;
             // Elements at.. are the low nibbles of the 32 bytes, at + 32.. the
