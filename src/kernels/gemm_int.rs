@@ -303,20 +303,23 @@ mod x86 {
         ys
     }
 
-    /// Write a tile's outputs: out[r * m + t] for the group's first `rows` rows.
+    /// Write a tile's outputs: out[t][g * 8 + r] for the group's first `rows` rows.
     #[inline(always)]
     unsafe fn store<const T: usize>(
         ys: [__m256; T],
+        g: usize,
         rows: usize,
-        m: usize,
         t0: usize,
-        out: &mut [f32],
+        out: &mut [&mut [f32]],
     ) {
         for (t, y) in ys.iter().enumerate() {
-            let mut v = [0f32; 8];
-            _mm256_storeu_ps(v.as_mut_ptr(), *y);
-            for (r, &val) in v.iter().enumerate().take(rows) {
-                out[r * m + t0 + t] = val;
+            let o = &mut out[t0 + t][g * GROUP..g * GROUP + rows];
+            if rows == GROUP {
+                _mm256_storeu_ps(o.as_mut_ptr(), *y);
+            } else {
+                let mut v = [0f32; GROUP];
+                _mm256_storeu_ps(v.as_mut_ptr(), *y);
+                o.copy_from_slice(&v[..rows]);
             }
         }
     }
@@ -328,7 +331,7 @@ mod x86 {
         xs: &[Q8Row],
         offs: &[Vec<i32>],
         k: usize,
-        out: &mut [f32],
+        out: &mut [&mut [f32]],
     ) {
         let fmt = [WeightFormat::Q4_0, WeightFormat::Q4_1, WeightFormat::Q8_0][FMT as usize];
         let (m, nb) = (xs.len(), k / 32);
@@ -347,11 +350,10 @@ mod x86 {
             for g in 0..nr.div_ceil(GROUP) {
                 let rows = (nr - g * GROUP).min(GROUP);
                 let gp = w.as_ptr().add(g * gb);
-                let o = &mut out[g * GROUP * m..];
                 match left {
-                    3 => store(tile::<3, FMT, VNNI>(gp, nb, xs, offs, t0), rows, m, t0, o),
-                    2 => store(tile::<2, FMT, VNNI>(gp, nb, xs, offs, t0), rows, m, t0, o),
-                    _ => store(tile::<1, FMT, VNNI>(gp, nb, xs, offs, t0), rows, m, t0, o),
+                    3 => store(tile::<3, FMT, VNNI>(gp, nb, xs, offs, t0), g, rows, t0, out),
+                    2 => store(tile::<2, FMT, VNNI>(gp, nb, xs, offs, t0), g, rows, t0, out),
+                    _ => store(tile::<1, FMT, VNNI>(gp, nb, xs, offs, t0), g, rows, t0, out),
                 }
             }
             t0 += left;
@@ -367,7 +369,7 @@ mod x86 {
         xs: &[Q8Row],
         offs: &[Vec<i32>],
         k: usize,
-        out: &mut [f32],
+        out: &mut [&mut [f32]],
     ) {
         match fmt {
             WeightFormat::Q4_0 => run::<0, VNNI>(w, nr, xs, offs, k, out),
@@ -378,7 +380,7 @@ mod x86 {
     }
 
     /// `nr` interleaved rows (whole groups in `w`) against every row of x:
-    /// out[r * m + t], the same bits as `qdot::dot` on each. `offs`: Q4_0's
+    /// out[t][r] (one slice per row of x), the same bits as `qdot::dot` on each. `offs`: Q4_0's
     /// `lane_offsets` of each row of x.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn rows_avx2(
@@ -388,7 +390,7 @@ mod x86 {
         xs: &[Q8Row],
         offs: &[Vec<i32>],
         k: usize,
-        out: &mut [f32],
+        out: &mut [&mut [f32]],
     ) {
         dispatch::<false>(fmt, w, nr, xs, offs, k, out)
     }
@@ -402,7 +404,7 @@ mod x86 {
         xs: &[Q8Row],
         offs: &[Vec<i32>],
         k: usize,
-        out: &mut [f32],
+        out: &mut [&mut [f32]],
     ) {
         dispatch::<true>(fmt, w, nr, xs, offs, k, out)
     }

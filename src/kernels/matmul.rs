@@ -240,10 +240,23 @@ fn matmul_layout(
     // Each task computes its rows of W against every row of x as [row][t]
     // and writes them to its columns of `out` ([t][row]).
     let xs: Vec<Q8Row> = if qdot::is_integer_format(fmt) {
-        // Activations are quantised once per call; each row's result depends only on its own row.
-        x.chunks_exact(k)
-            .map(|r| qdot::quantize_row(isa, r))
-            .collect()
+        // Activations are quantised once per call (in parallel, 8 rows a
+        // task); each row's result depends only on its own row.
+        let mut xs = vec![
+            Q8Row {
+                d: Vec::new(),
+                s: Vec::new(),
+                q: Vec::new(),
+            };
+            m
+        ];
+        pool::for_each_chunk_mut(&mut xs, 8, |i, part| {
+            for (j, r) in part.iter_mut().enumerate() {
+                let t = i * 8 + j;
+                *r = qdot::quantize_row(isa, &x[t * k..t * k + k]);
+            }
+        });
+        xs
     } else {
         Vec::new()
     };
@@ -265,31 +278,41 @@ fn matmul_layout(
     } else {
         ROWS_PER_TASK
     };
+    // The tile writes straight into the task's output columns, out[t][r].
+    let tile_task = |i: usize, cols: &mut [&mut [f32]]| {
+        let r0 = i * rows_per_task;
+        let nr = cols[0].len();
+        // The groups of interleaved rows r0.. start where row r0 would.
+        let wr = &w[r0 * rb..(r0 + nr) * rb];
+        let packed;
+        let wt = if interleaved {
+            wr
+        } else {
+            packed = gemm_int::pack_padded(fmt, wr, k);
+            &packed[..]
+        };
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: matmul checked that the CPU has the ISA's features.
+        unsafe {
+            match isa {
+                Isa::Avx512 => gemm_int::rows_vnni(fmt, wt, nr, &xs, &offs, k, cols),
+                _ => gemm_int::rows_avx2(fmt, wt, nr, &xs, &offs, k, cols),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!(
+            "the tile is x86 code ({} bytes, {} rows)",
+            wt.len(),
+            cols.len()
+        )
+    };
+    // Everything else computes [row][t] and is transposed into place.
     let task = |i: usize, o: &mut [f32]| {
         let r0 = i * rows_per_task;
         let nr = o.len() / m;
-        // The groups of interleaved rows r0.. start where row r0 would.
         let wr = &w[r0 * rb..(r0 + nr) * rb];
-        if interleaved && !tile {
+        if interleaved {
             gemm_int::rows_portable(fmt, wr, nr, &xs, k, o)
-        } else if tile {
-            let packed;
-            let wt = if interleaved {
-                wr
-            } else {
-                packed = gemm_int::pack_padded(fmt, wr, k);
-                &packed[..]
-            };
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: matmul checked that the CPU has the ISA's features.
-            unsafe {
-                match isa {
-                    Isa::Avx512 => gemm_int::rows_vnni(fmt, wt, nr, &xs, &offs, k, o),
-                    _ => gemm_int::rows_avx2(fmt, wt, nr, &xs, &offs, k, o),
-                }
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            gemm_int::rows_portable(fmt, wt, nr, &xs, k, o)
         } else if qdot::is_integer_format(fmt) {
             rows_int(isa, fmt, wr, &xs, k, o)
         } else {
@@ -299,10 +322,17 @@ fn matmul_layout(
         }
     };
     if m == 1 {
-        pool::for_each_chunk_mut(out, rows_per_task, &task);
+        if tile {
+            pool::for_each_chunk_mut(out, rows_per_task, |i, o| tile_task(i, &mut [o]));
+        } else {
+            pool::for_each_chunk_mut(out, rows_per_task, task);
+        }
         return;
     }
     pool::for_each_column_block_mut(out, n, rows_per_task, |i, cols| {
+        if tile {
+            return tile_task(i, cols);
+        }
         let nr = cols[0].len();
         let mut o = vec![0f32; nr * m];
         task(i, &mut o);
