@@ -117,64 +117,84 @@ pub unsafe fn rows(w: &[f32], x: &[f32], m: usize, k: usize, out: &mut [f32]) {
     }
 }
 
-/// `avx2_float::dequantized_dot` for one Q4_K row with AVX-512VL, the same
+/// `avx2_float::dequantized_dot` for R Q4_K rows with AVX-512VL, the same
 /// bits: a 32-element sub-block's weights can take only 16 values,
 /// `(d * sc) * q - (dmin * m)` for q = 0..15, so those 16 are formed once
 /// (with the same mul and sub as `dequantize_row`) and each weight is picked
 /// from them by its nibble (one permute instead of a convert, a multiply
 /// and a subtract per 8 weights), then goes into the same fma lane in the
-/// same order.
+/// same order. Two rows at once give the fma chains (one per 8 lanes of a
+/// row, by contract) twice the independent work to overlap.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl")]
-pub unsafe fn q4k_dot(row: &[u8], x: &[f32]) -> f32 {
+pub unsafe fn q4k_dots<const R: usize>(rows: [&[u8]; R], x: &[f32]) -> [f32; R] {
     use super::quant::{f16_at, k4_scale_min};
-    assert_eq!(x.len(), row.len() / 144 * 256, "Q4_K row against x");
+    for row in rows {
+        assert_eq!(x.len(), row.len() / 144 * 256, "Q4_K row against x");
+    }
     let q0 = _mm256_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0);
     let q1 = _mm256_setr_ps(8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0);
-    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut acc = [[_mm256_setzero_ps(); 4]; R];
     let xp = x.as_ptr();
-    let (mut ds, mut dm) = ([0f32; 8], [0f32; 8]);
-    for (b, blk) in row.chunks_exact(144).enumerate() {
-        super::avx2::prefetch_ahead(blk);
-        let d = f16_at(blk, 0);
-        let dmin = f16_at(blk, 2);
-        // d * sc and dmin * m of the 8 sub-blocks, as dequantize_row forms them.
-        let (mut sc, mut mn) = ([0u8; 8], [0u8; 8]);
-        for j in 0..8 {
-            (sc[j], mn[j]) = k4_scale_min(j, &blk[4..16]);
-        }
-        // (No closures over intrinsics: they would not inherit the target features.)
-        let scv = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
-            sc.as_ptr() as *const __m128i
-        )));
-        let mnv = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
-            mn.as_ptr() as *const __m128i
-        )));
-        _mm256_storeu_ps(ds.as_mut_ptr(), _mm256_mul_ps(_mm256_set1_ps(d), scv));
-        _mm256_storeu_ps(dm.as_mut_ptr(), _mm256_mul_ps(_mm256_set1_ps(dmin), mnv));
-        for g in 0..4 {
-            // The 16 values of each sub-block: (d * sc) * q - (dmin * m) is
-            // one rounding, since (d * sc) * q is exact (at most 11 + 6 + 4
-            // significant bits), so fmsub gives dequantize_row's mul-then-sub.
-            let (s, m) = (_mm256_set1_ps(ds[2 * g]), _mm256_set1_ps(dm[2 * g]));
-            let (lo0, lo1) = (_mm256_fmsub_ps(s, q0, m), _mm256_fmsub_ps(s, q1, m));
-            let (s, m) = (_mm256_set1_ps(ds[2 * g + 1]), _mm256_set1_ps(dm[2 * g + 1]));
-            let (hi0, hi1) = (_mm256_fmsub_ps(s, q0, m), _mm256_fmsub_ps(s, q1, m));
-            let qp = blk.as_ptr().add(16 + g * 32);
-            let at = b * 256 + g * 64;
-            // Elements at.. are the low nibbles of the 32 bytes, at + 32.. the
-            // high ones; byte 8r + j is lane j of register r. The permute
-            // reads only an index's low 4 bits, so the low nibble needs no mask.
-            let mut idx = [_mm256_setzero_si256(); 4];
-            for r in 0..4 {
-                idx[r] = _mm256_cvtepu8_epi32(_mm_loadl_epi64(qp.add(8 * r) as *const __m128i));
-                let w = _mm256_permutex2var_ps(lo0, idx[r], lo1);
-                acc[r] = _mm256_fmadd_ps(w, _mm256_loadu_ps(xp.add(at + 8 * r)), acc[r]);
+    let (mut ds, mut dm) = ([[0f32; 8]; R], [[0f32; 8]; R]);
+    for b in 0..x.len() / 256 {
+        for i in 0..R {
+            let blk = &rows[i][b * 144..b * 144 + 144];
+            super::avx2::prefetch_ahead(blk);
+            // d * sc and dmin * m of the 8 sub-blocks, as dequantize_row forms them.
+            let (mut sc, mut mn) = ([0u8; 8], [0u8; 8]);
+            for j in 0..8 {
+                (sc[j], mn[j]) = k4_scale_min(j, &blk[4..16]);
             }
-            for r in 0..4 {
-                let w = _mm256_permutex2var_ps(hi0, _mm256_srli_epi32::<4>(idx[r]), hi1);
-                acc[r] = _mm256_fmadd_ps(w, _mm256_loadu_ps(xp.add(at + 32 + 8 * r)), acc[r]);
+            // (No closures over intrinsics: they would not inherit the target features.)
+            let scv = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                sc.as_ptr() as *const __m128i
+            )));
+            let mnv = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                mn.as_ptr() as *const __m128i
+            )));
+            _mm256_storeu_ps(
+                ds[i].as_mut_ptr(),
+                _mm256_mul_ps(_mm256_set1_ps(f16_at(blk, 0)), scv),
+            );
+            _mm256_storeu_ps(
+                dm[i].as_mut_ptr(),
+                _mm256_mul_ps(_mm256_set1_ps(f16_at(blk, 2)), mnv),
+            );
+        }
+        for g in 0..4 {
+            let at = b * 256 + g * 64;
+            for i in 0..R {
+                // The 16 values of each sub-block: (d * sc) * q - (dmin * m) is
+                // one rounding, since (d * sc) * q is exact (at most 11 + 6 + 4
+                // significant bits), so fmsub gives dequantize_row's mul-then-sub.
+                let (s, m) = (_mm256_set1_ps(ds[i][2 * g]), _mm256_set1_ps(dm[i][2 * g]));
+                let (lo0, lo1) = (_mm256_fmsub_ps(s, q0, m), _mm256_fmsub_ps(s, q1, m));
+                let (s, m) = (
+                    _mm256_set1_ps(ds[i][2 * g + 1]),
+                    _mm256_set1_ps(dm[i][2 * g + 1]),
+                );
+                let (hi0, hi1) = (_mm256_fmsub_ps(s, q0, m), _mm256_fmsub_ps(s, q1, m));
+                let qp = rows[i].as_ptr().add(b * 144 + 16 + g * 32);
+                // Elements at.. are the low nibbles of the 32 bytes, at + 32.. the
+                // high ones; byte 8r + j is lane j of register r. The permute
+                // reads only an index's low 4 bits, so the low nibble needs no mask.
+                let mut idx = [_mm256_setzero_si256(); 4];
+                for r in 0..4 {
+                    idx[r] = _mm256_cvtepu8_epi32(_mm_loadl_epi64(qp.add(8 * r) as *const __m128i));
+                    let w = _mm256_permutex2var_ps(lo0, idx[r], lo1);
+                    acc[i][r] = _mm256_fmadd_ps(w, _mm256_loadu_ps(xp.add(at + 8 * r)), acc[i][r]);
+                }
+                for r in 0..4 {
+                    let w = _mm256_permutex2var_ps(hi0, _mm256_srli_epi32::<4>(idx[r]), hi1);
+                    acc[i][r] =
+                        _mm256_fmadd_ps(w, _mm256_loadu_ps(xp.add(at + 32 + 8 * r)), acc[i][r]);
+                }
             }
         }
     }
-    super::avx2::tree(&acc)
+    let mut out = [0f32; R];
+    for i in 0..R {
+        out[i] = super::avx2::tree(&acc[i]);
+    }
+    out
 }

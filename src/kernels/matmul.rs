@@ -125,8 +125,17 @@ fn rows(
         // SAFETY: matmul checked that the CPU has AVX-512 (F, VL) and AVX2.
         unsafe {
             let rb = w_rows.len() / rows_out.len();
-            for (row, out) in w_rows.chunks_exact(rb).zip(rows_out.iter_mut()) {
-                *out = super::gemm_f32::q4k_dot(row, x);
+            let mut pairs = w_rows.chunks_exact(2 * rb);
+            let mut outs = rows_out.chunks_exact_mut(2);
+            for (two, out) in (&mut pairs).zip(&mut outs) {
+                let (a, b) = two.split_at(rb);
+                out.copy_from_slice(&super::gemm_f32::q4k_dots([a, b], x));
+            }
+            if let (Some(o), false) = (
+                outs.into_remainder().first_mut(),
+                pairs.remainder().is_empty(),
+            ) {
+                *o = super::gemm_f32::q4k_dots([pairs.remainder()], x)[0];
             }
         }
         return;
