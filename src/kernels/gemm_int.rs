@@ -83,13 +83,14 @@ pub fn pack(fmt: WeightFormat, w: &[u8], rows: usize, k: usize) -> Vec<u8> {
     assert_eq!(w.len(), rows * rb);
     let (nb, sb) = (k / 32, GROUP * fmt.block_bytes());
     let mut out = vec![0u8; w.len()];
-    for (g, grp) in w.chunks_exact(GROUP * rb).enumerate() {
+    // Groups are independent: repacked in parallel (at load, once).
+    super::pool::for_each_chunk_mut(&mut out, GROUP * rb, |g, dst| {
+        let grp = &w[g * GROUP * rb..(g + 1) * GROUP * rb];
         let rows: [&[u8]; GROUP] = std::array::from_fn(|r| &grp[r * rb..(r + 1) * rb]);
         for b in 0..nb {
-            let at = (g * nb + b) * sb;
-            pack_block(fmt, rows, b, &mut out[at..at + sb]);
+            pack_block(fmt, rows, b, &mut dst[b * sb..(b + 1) * sb]);
         }
-    }
+    });
     out
 }
 
