@@ -218,16 +218,23 @@ mod x86 {
     #[inline(always)]
     unsafe fn tile<const T: usize, const FMT: u8, const VNNI: bool>(
         gp: *const u8,
-        nb: usize,
+        (b0, b1): (usize, usize),
         xs: &[Q8Row],
         offs: &[Vec<i32>],
         t0: usize,
-    ) -> [__m256; T] {
+        st: &mut State,
+    ) {
         let fmt = [WeightFormat::Q4_0, WeightFormat::Q4_1, WeightFormat::Q8_0][FMT as usize];
         let sb = GROUP * fmt.block_bytes();
         let hb = head_bytes(fmt);
         let mut acc = [[_mm256_setzero_ps(); T]; 8];
         let mut acc_m = [_mm256_setzero_ps(); T];
+        for t in 0..T {
+            for l in 0..8 {
+                acc[l][t] = st[l][t];
+            }
+            acc_m[t] = st[8][t];
+        }
         // (No closures over intrinsics here: a closure does not inherit the
         // target features, and each intrinsic in it would become a call.)
         let mut xq = [std::ptr::null::<u8>(); T];
@@ -241,7 +248,7 @@ mod x86 {
             off[t] = offs.get(t0 + t).map_or(std::ptr::null(), |o| o.as_ptr());
         }
         let low = _mm256_set1_epi8(0x0F);
-        for b in 0..nb {
+        for b in b0..b1 {
             let p = gp.add(b * sb);
             if T == 1 {
                 for line in (0..sb).step_by(64) {
@@ -288,40 +295,50 @@ mod x86 {
                 }
             }
         }
-        let mut ys = [_mm256_setzero_ps(); T];
         for t in 0..T {
-            let v0 = _mm256_add_ps(acc[0][t], acc[4][t]);
-            let v1 = _mm256_add_ps(acc[1][t], acc[5][t]);
-            let v2 = _mm256_add_ps(acc[2][t], acc[6][t]);
-            let v3 = _mm256_add_ps(acc[3][t], acc[7][t]);
-            let y = _mm256_add_ps(_mm256_add_ps(v0, v2), _mm256_add_ps(v1, v3));
-            ys[t] = if FMT == 1 {
-                _mm256_add_ps(y, acc_m[t])
-            } else {
-                y
-            };
+            for l in 0..8 {
+                st[l][t] = acc[l][t];
+            }
+            st[8][t] = acc_m[t];
         }
-        ys
     }
 
-    /// Write a tile's outputs: out[t][g * 8 + r] for the group's first `rows` rows.
+    /// A group's accumulators for up to 3 tokens between column passes:
+    /// lanes 0..8, then Q4_1's m term.
+    type State = [[__m256; 3]; 9];
+
+    /// Blocks per column pass with several rows of x: 3 tokens' quants and
+    /// offsets (12 KiB) stay in L1 however long the rows are; each output's
+    /// blocks still go in order, the accumulators carried between passes.
+    const PASS_BLOCKS: usize = 32;
+
+    /// The canonical tree of each token's 8 lane registers (8 rows' outputs),
+    /// plus Q4_1's m term.
     #[inline(always)]
-    unsafe fn store<const T: usize>(
-        ys: [__m256; T],
-        g: usize,
-        rows: usize,
-        t0: usize,
-        out: &mut [&mut [f32]],
-    ) {
-        for (t, y) in ys.iter().enumerate() {
-            let o = &mut out[t0 + t][g * GROUP..g * GROUP + rows];
-            if rows == GROUP {
-                _mm256_storeu_ps(o.as_mut_ptr(), *y);
-            } else {
-                let mut v = [0f32; GROUP];
-                _mm256_storeu_ps(v.as_mut_ptr(), *y);
-                o.copy_from_slice(&v[..rows]);
-            }
+    unsafe fn finish<const FMT: u8>(st: &State, t: usize) -> __m256 {
+        let a = |l: usize| st[l][t];
+        let v0 = _mm256_add_ps(a(0), a(4));
+        let v1 = _mm256_add_ps(a(1), a(5));
+        let v2 = _mm256_add_ps(a(2), a(6));
+        let v3 = _mm256_add_ps(a(3), a(7));
+        let y = _mm256_add_ps(_mm256_add_ps(v0, v2), _mm256_add_ps(v1, v3));
+        if FMT == 1 {
+            _mm256_add_ps(y, st[8][t])
+        } else {
+            y
+        }
+    }
+
+    /// Write token t's outputs of group g: out[t][g * 8 + r] for its first `rows` rows.
+    #[inline(always)]
+    unsafe fn store(y: __m256, g: usize, rows: usize, t: usize, out: &mut [&mut [f32]]) {
+        let o = &mut out[t][g * GROUP..g * GROUP + rows];
+        if rows == GROUP {
+            _mm256_storeu_ps(o.as_mut_ptr(), y);
+        } else {
+            let mut v = [0f32; GROUP];
+            _mm256_storeu_ps(v.as_mut_ptr(), y);
+            o.copy_from_slice(&v[..rows]);
         }
     }
 
@@ -345,16 +362,40 @@ mod x86 {
         let tt = if VNNI && m > 1 { 3 } else { 1 };
         // Tokens outer, groups inner: a tile's activations stay in L1 while
         // the task's groups (in L2) pass.
+        let groups = nr.div_ceil(GROUP);
+        if m == 1 {
+            // Decode: one pass, the state on the stack (kept in registers).
+            for g in 0..groups {
+                let mut s: State = [[_mm256_setzero_ps(); 3]; 9];
+                tile::<1, FMT, VNNI>(w.as_ptr().add(g * gb), (0, nb), xs, offs, 0, &mut s);
+                store(finish::<FMT>(&s, 0), g, (nr - g * GROUP).min(GROUP), 0, out);
+            }
+            return;
+        }
+        let pass = PASS_BLOCKS;
+        let mut st: Vec<State> = vec![[[_mm256_setzero_ps(); 3]; 9]; groups];
         let mut t0 = 0;
         while t0 < m {
             let left = (m - t0).min(tt);
-            for g in 0..nr.div_ceil(GROUP) {
+            st.iter_mut()
+                .for_each(|s| *s = [[_mm256_setzero_ps(); 3]; 9]);
+            let mut b0 = 0;
+            while b0 < nb {
+                let blocks = (b0, (b0 + pass).min(nb));
+                for (g, s) in st.iter_mut().enumerate() {
+                    let gp = w.as_ptr().add(g * gb);
+                    match left {
+                        3 => tile::<3, FMT, VNNI>(gp, blocks, xs, offs, t0, s),
+                        2 => tile::<2, FMT, VNNI>(gp, blocks, xs, offs, t0, s),
+                        _ => tile::<1, FMT, VNNI>(gp, blocks, xs, offs, t0, s),
+                    }
+                }
+                b0 += pass;
+            }
+            for (g, s) in st.iter().enumerate() {
                 let rows = (nr - g * GROUP).min(GROUP);
-                let gp = w.as_ptr().add(g * gb);
-                match left {
-                    3 => store(tile::<3, FMT, VNNI>(gp, nb, xs, offs, t0), g, rows, t0, out),
-                    2 => store(tile::<2, FMT, VNNI>(gp, nb, xs, offs, t0), g, rows, t0, out),
-                    _ => store(tile::<1, FMT, VNNI>(gp, nb, xs, offs, t0), g, rows, t0, out),
+                for t in 0..left {
+                    store(finish::<FMT>(s, t), g, rows, t0 + t, out);
                 }
             }
             t0 += left;

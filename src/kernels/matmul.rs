@@ -450,8 +450,16 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             (s >> 56) as u8
         };
-        let (n, k) = (48, 320);
-        for fmt in [WeightFormat::Q4_0, WeightFormat::Q4_1, WeightFormat::Q8_0] {
+        let n = 48;
+        // 2112 columns: 66 blocks, three column passes of the prefill tile.
+        for (fmt, k) in [
+            (WeightFormat::Q4_0, 320),
+            (WeightFormat::Q4_1, 320),
+            (WeightFormat::Q8_0, 320),
+            (WeightFormat::Q4_0, 2112),
+            (WeightFormat::Q4_1, 2112),
+            (WeightFormat::Q8_0, 2112),
+        ] {
             let rb = fmt.row_bytes(k).unwrap();
             let mut w: Vec<u8> = (0..n * rb).map(|_| byte()).collect();
             for c in w.chunks_mut(2) {
@@ -461,7 +469,7 @@ mod tests {
             for m in 1..=7 {
                 let mut x: Vec<f32> = (0..m * k).map(|_| (byte() as f32 - 128.0) / 64.0).collect();
                 if m == 5 {
-                    x[3 * k + 40] = f32::NAN;
+                    x[3 * k + k - 40] = f32::NAN;
                 }
                 let mut want = vec![0f32; m * n];
                 matmul(Isa::Scalar, &x, m, k, &w, fmt, n, &mut want);
