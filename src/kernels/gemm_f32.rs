@@ -16,8 +16,9 @@ use std::arch::x86_64::*;
 /// each output still takes its products in element order.
 const KC: usize = 1024;
 
-/// Rows r0.. (R) against tokens t0.. (T) over columns c0..c1, continuing the
-/// accumulators in `st` (32 lanes per output, `st[i * T + j]`).
+/// Rows r0.. (R) against tokens t0.. (T) over columns c0..c1, continuing
+/// each output's four accumulators (the canonical 32 lanes) in `st`: row r,
+/// token t0 + j at `st[r * 3 + j]`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile<const R: usize, const T: usize>(
@@ -27,14 +28,12 @@ unsafe fn tile<const R: usize, const T: usize>(
     (c0, c1): (usize, usize),
     r0: usize,
     t0: usize,
-    st: &mut [[f32; 32]],
+    st: &mut [[__m256; 4]],
 ) {
     let mut acc = [[[_mm256_setzero_ps(); 4]; T]; R];
     for i in 0..R {
         for j in 0..T {
-            for s in 0..4 {
-                acc[i][j][s] = _mm256_loadu_ps(st[i * T + j].as_ptr().add(8 * s));
-            }
+            acc[i][j] = st[(r0 + i) * 3 + j];
         }
     }
     let wp = w.as_ptr().add(r0 * k);
@@ -60,9 +59,7 @@ unsafe fn tile<const R: usize, const T: usize>(
     }
     for i in 0..R {
         for j in 0..T {
-            for s in 0..4 {
-                _mm256_storeu_ps(st[i * T + j].as_mut_ptr().add(8 * s), acc[i][j][s]);
-            }
+            st[(r0 + i) * 3 + j] = acc[i][j];
         }
     }
 }
@@ -76,41 +73,33 @@ pub unsafe fn rows(w: &[f32], x: &[f32], m: usize, k: usize, out: &mut [f32]) {
     assert_eq!(out.len(), nr * m);
     // Tokens outer: a tile's 3 rows of x stay in L1 while the task's
     // dequantised rows pass from L2, KC columns at a time.
-    let mut st = vec![[0f32; 32]; nr.next_multiple_of(2) * 3];
+    let zero = [_mm256_setzero_ps(); 4];
+    let mut st = vec![zero; nr * 3];
     let mut t0 = 0;
     while t0 < m {
         let tt = (m - t0).min(3);
-        st.iter_mut().for_each(|a| *a = [0.0; 32]);
+        st.fill(zero);
         let mut c0 = 0;
         while c0 < k {
             let cols = (c0, (c0 + KC).min(k));
             let mut r0 = 0;
             while r0 < nr {
                 let rr = (nr - r0).min(2);
-                let s = &mut st[r0 * 3..];
                 match (rr, tt) {
-                    (2, 3) => tile::<2, 3>(w, x, k, cols, r0, t0, s),
-                    (2, 2) => tile::<2, 2>(w, x, k, cols, r0, t0, s),
-                    (2, _) => tile::<2, 1>(w, x, k, cols, r0, t0, s),
-                    (_, 3) => tile::<1, 3>(w, x, k, cols, r0, t0, s),
-                    (_, 2) => tile::<1, 2>(w, x, k, cols, r0, t0, s),
-                    _ => tile::<1, 1>(w, x, k, cols, r0, t0, s),
+                    (2, 3) => tile::<2, 3>(w, x, k, cols, r0, t0, &mut st),
+                    (2, 2) => tile::<2, 2>(w, x, k, cols, r0, t0, &mut st),
+                    (2, _) => tile::<2, 1>(w, x, k, cols, r0, t0, &mut st),
+                    (_, 3) => tile::<1, 3>(w, x, k, cols, r0, t0, &mut st),
+                    (_, 2) => tile::<1, 2>(w, x, k, cols, r0, t0, &mut st),
+                    _ => tile::<1, 1>(w, x, k, cols, r0, t0, &mut st),
                 }
                 r0 += rr;
             }
             c0 += KC;
         }
         for r in 0..nr {
-            let (pair, i) = (r / 2 * 2, r % 2);
             for j in 0..tt {
-                let a = st[pair * 3 + i * tt + j].as_ptr();
-                let acc = [
-                    _mm256_loadu_ps(a),
-                    _mm256_loadu_ps(a.add(8)),
-                    _mm256_loadu_ps(a.add(16)),
-                    _mm256_loadu_ps(a.add(24)),
-                ];
-                out[r * m + t0 + j] = super::avx2::tree(&acc);
+                out[r * m + t0 + j] = super::avx2::tree(&st[r * 3 + j]);
             }
         }
         t0 += tt;

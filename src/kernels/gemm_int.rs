@@ -59,20 +59,34 @@ fn quant_offset(fmt: WeightFormat) -> usize {
     }
 }
 
-/// One (group, block) of the interleaved layout from 8 GGUF rows.
-fn pack_block(fmt: WeightFormat, rows: [&[u8]; GROUP], b: usize, dst: &mut [u8]) {
+/// One group of the interleaved layout (all its blocks, into `dst`, which
+/// starts zeroed) from the GGUF rows `g * 8..` of `w_rows`; rows past the
+/// end are zero rows (scale 0), whose outputs are never written.
+fn pack_group(fmt: WeightFormat, w_rows: &[u8], rb: usize, g: usize, dst: &mut [u8]) {
+    let sb = GROUP * fmt.block_bytes();
+    for (r, row) in w_rows
+        .chunks_exact(rb)
+        .skip(g * GROUP)
+        .take(GROUP)
+        .enumerate()
+    {
+        for (b, d) in dst.chunks_exact_mut(sb).enumerate() {
+            pack_block(fmt, r, &row[b * fmt.block_bytes()..], d);
+        }
+    }
+}
+
+/// Row r of a group's block b, from the GGUF block at the start of `blk`.
+fn pack_block(fmt: WeightFormat, r: usize, blk: &[u8], dst: &mut [u8]) {
     let bb = fmt.block_bytes();
     let (hb, qo) = (head_bytes(fmt), quant_offset(fmt));
-    for (r, row) in rows.iter().enumerate() {
-        let blk = &row[b * bb..b * bb + bb];
-        dst[2 * r..2 * r + 2].copy_from_slice(&blk[0..2]);
-        if fmt == WeightFormat::Q4_1 {
-            dst[16 + 2 * r..18 + 2 * r].copy_from_slice(&blk[2..4]);
-        }
-        for c in 0..(bb - qo) / 4 {
-            let at = hb + (c * GROUP + r) * 4;
-            dst[at..at + 4].copy_from_slice(&blk[qo + 4 * c..qo + 4 * c + 4]);
-        }
+    dst[2 * r..2 * r + 2].copy_from_slice(&blk[0..2]);
+    if fmt == WeightFormat::Q4_1 {
+        dst[16 + 2 * r..18 + 2 * r].copy_from_slice(&blk[2..4]);
+    }
+    for c in 0..(bb - qo) / 4 {
+        let at = hb + (c * GROUP + r) * 4;
+        dst[at..at + 4].copy_from_slice(&blk[qo + 4 * c..qo + 4 * c + 4]);
     }
 }
 
@@ -81,15 +95,10 @@ pub fn pack(fmt: WeightFormat, w: &[u8], rows: usize, k: usize) -> Vec<u8> {
     assert!(packable(fmt, rows), "{} rows of {}", rows, fmt.name());
     let rb = fmt.row_bytes(k).expect("checked at load");
     assert_eq!(w.len(), rows * rb);
-    let (nb, sb) = (k / 32, GROUP * fmt.block_bytes());
     let mut out = vec![0u8; w.len()];
     // Groups are independent: repacked in parallel (at load, once).
     super::pool::for_each_chunk_mut(&mut out, GROUP * rb, |g, dst| {
-        let grp = &w[g * GROUP * rb..(g + 1) * GROUP * rb];
-        let rows: [&[u8]; GROUP] = std::array::from_fn(|r| &grp[r * rb..(r + 1) * rb]);
-        for b in 0..nb {
-            pack_block(fmt, rows, b, &mut dst[b * sb..(b + 1) * sb]);
-        }
+        pack_group(fmt, w, rb, g, dst)
     });
     out
 }
@@ -119,24 +128,10 @@ pub fn unpack_row(fmt: WeightFormat, w: &[u8], k: usize, r: usize) -> Vec<u8> {
 /// group is padded with zero rows (scale 0), whose outputs are not written.
 pub fn pack_padded(fmt: WeightFormat, w_rows: &[u8], k: usize) -> Vec<u8> {
     let rb = fmt.row_bytes(k).expect("checked at load");
-    let nr = w_rows.len() / rb;
-    let zero = vec![0u8; rb];
-    let (nb, sb) = (k / 32, GROUP * fmt.block_bytes());
-    let groups = nr.div_ceil(GROUP);
-    let mut out = vec![0u8; groups * nb * sb];
-    for g in 0..groups {
-        let rows: [&[u8]; GROUP] = std::array::from_fn(|r| {
-            let i = g * GROUP + r;
-            if i < nr {
-                &w_rows[i * rb..(i + 1) * rb]
-            } else {
-                &zero[..]
-            }
-        });
-        for b in 0..nb {
-            let at = (g * nb + b) * sb;
-            pack_block(fmt, rows, b, &mut out[at..at + sb]);
-        }
+    let groups = (w_rows.len() / rb).div_ceil(GROUP);
+    let mut out = vec![0u8; groups * GROUP * rb];
+    for (g, dst) in out.chunks_exact_mut(GROUP * rb).enumerate() {
+        pack_group(fmt, w_rows, rb, g, dst);
     }
     out
 }
@@ -213,6 +208,38 @@ mod x86 {
         }
     }
 
+    /// Canonical lane l of one block for the 8 rows of a group: the weights
+    /// (and, for Q8_0's sign trick, their magnitudes).
+    struct Lane {
+        l: usize,
+        w: __m256i,
+        w_abs: __m256i,
+    }
+
+    impl Lane {
+        /// acc_l = fma(d_w * d_x, float(isum_l), acc_l) for each of T tokens.
+        #[inline(always)]
+        unsafe fn accumulate<const T: usize, const FMT: u8, const VNNI: bool>(
+            &self,
+            b: usize,
+            xq: &[*const u8; T],
+            off: &[*const i32; T],
+            scale: &[__m256; T],
+            acc: &mut [__m256; T],
+        ) {
+            let e = b * 32 + 4 * self.l;
+            for t in 0..T {
+                let init = if FMT == 0 {
+                    _mm256_set1_epi32(*off[t].add(b * 8 + self.l))
+                } else {
+                    _mm256_setzero_si256()
+                };
+                let isum = lane_sums::<FMT, VNNI>(self.w, self.w_abs, init, xq[t].add(e));
+                acc[t] = _mm256_fmadd_ps(scale[t], _mm256_cvtepi32_ps(isum), acc[t]);
+            }
+        }
+    }
+
     /// Group at `gp` (nb blocks of 8 rows) against tokens t0..t0 + T: the
     /// 8 rows' outputs for each token. FMT: 0 Q4_0, 1 Q4_1, 2 Q8_0.
     #[inline(always)]
@@ -270,28 +297,30 @@ mod x86 {
             let chunks = if FMT == 2 { 8 } else { 4 };
             for c in 0..chunks {
                 let v = _mm256_loadu_si256(q.add(32 * c) as *const __m256i);
-                // (lane, weights, |weights|) pairs this chunk holds
-                let lanes = if FMT == 2 {
-                    [(c, v, _mm256_abs_epi8(v)), (usize::MAX, v, v)]
+                if FMT == 2 {
+                    // Q8_0: chunk c is lane c.
+                    let lane = Lane {
+                        l: c,
+                        w: v,
+                        w_abs: _mm256_abs_epi8(v),
+                    };
+                    lane.accumulate::<T, FMT, VNNI>(b, &xq, &off, &scale, &mut acc[c]);
                 } else {
+                    // Q4: chunk c is lanes c (low nibbles) and c + 4 (high).
                     let lo = _mm256_and_si256(v, low);
                     let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), low);
-                    [(c, lo, lo), (c + 4, hi, hi)]
-                };
-                for &(l, w, w_abs) in &lanes {
-                    if l == usize::MAX {
-                        continue;
-                    }
-                    let e = b * 32 + 4 * l;
-                    for t in 0..T {
-                        let init = if FMT == 0 {
-                            _mm256_set1_epi32(*off[t].add(b * 8 + l))
-                        } else {
-                            _mm256_setzero_si256()
-                        };
-                        let isum = lane_sums::<FMT, VNNI>(w, w_abs, init, xq[t].add(e));
-                        acc[l][t] = _mm256_fmadd_ps(scale[t], _mm256_cvtepi32_ps(isum), acc[l][t]);
-                    }
+                    let lane = Lane {
+                        l: c,
+                        w: lo,
+                        w_abs: lo,
+                    };
+                    lane.accumulate::<T, FMT, VNNI>(b, &xq, &off, &scale, &mut acc[c]);
+                    let lane = Lane {
+                        l: c + 4,
+                        w: hi,
+                        w_abs: hi,
+                    };
+                    lane.accumulate::<T, FMT, VNNI>(b, &xq, &off, &scale, &mut acc[c + 4]);
                 }
             }
         }
@@ -306,6 +335,11 @@ mod x86 {
     /// A group's accumulators for up to 3 tokens between column passes:
     /// lanes 0..8, then Q4_1's m term.
     type State = [[__m256; 3]; 9];
+
+    #[inline(always)]
+    unsafe fn zero_state() -> State {
+        [[_mm256_setzero_ps(); 3]; 9]
+    }
 
     /// Blocks per column pass with several rows of x: 3 tokens' quants and
     /// offsets (12 KiB) stay in L1 however long the rows are; each output's
@@ -358,30 +392,28 @@ mod x86 {
             w.len() >= nr.div_ceil(GROUP) * gb,
             "interleaved weight bytes"
         );
-        // Three tokens' 24 accumulators need AVX-512's 32 registers.
-        let tt = if VNNI && m > 1 { 3 } else { 1 };
-        // Tokens outer, groups inner: a tile's activations stay in L1 while
-        // the task's groups (in L2) pass.
         let groups = nr.div_ceil(GROUP);
         if m == 1 {
             // Decode: one pass, the state on the stack (kept in registers).
             for g in 0..groups {
-                let mut s: State = [[_mm256_setzero_ps(); 3]; 9];
+                let mut s = zero_state();
                 tile::<1, FMT, VNNI>(w.as_ptr().add(g * gb), (0, nb), xs, offs, 0, &mut s);
                 store(finish::<FMT>(&s, 0), g, (nr - g * GROUP).min(GROUP), 0, out);
             }
             return;
         }
-        let pass = PASS_BLOCKS;
-        let mut st: Vec<State> = vec![[[_mm256_setzero_ps(); 3]; 9]; groups];
+        // Three tokens' 24 accumulators need AVX-512's 32 registers.
+        let tt = if VNNI { 3 } else { 1 };
+        // Tokens outer, groups inner: a tile's activations stay in L1 while
+        // the task's groups (in L2) pass, PASS_BLOCKS blocks at a time.
+        let mut st: Vec<State> = vec![zero_state(); groups];
         let mut t0 = 0;
         while t0 < m {
             let left = (m - t0).min(tt);
-            st.iter_mut()
-                .for_each(|s| *s = [[_mm256_setzero_ps(); 3]; 9]);
+            st.fill(zero_state());
             let mut b0 = 0;
             while b0 < nb {
-                let blocks = (b0, (b0 + pass).min(nb));
+                let blocks = (b0, (b0 + PASS_BLOCKS).min(nb));
                 for (g, s) in st.iter_mut().enumerate() {
                     let gp = w.as_ptr().add(g * gb);
                     match left {
@@ -390,7 +422,7 @@ mod x86 {
                         _ => tile::<1, FMT, VNNI>(gp, blocks, xs, offs, t0, s),
                     }
                 }
-                b0 += pass;
+                b0 += PASS_BLOCKS;
             }
             for (g, s) in st.iter().enumerate() {
                 let rows = (nr - g * GROUP).min(GROUP);

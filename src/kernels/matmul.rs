@@ -59,12 +59,18 @@ multiversion! {
 
 /// The AVX2 twin of `rows_kernel`: same dequantised values, same lane
 /// order, each dot whole. With one row of x, K-quant weights go straight into
-/// the dot; with more, the task's rows are dequantised into `scratch` (one
-/// row of k per weight row) and taken against x three rows at a time, so
-/// those three stay in L1 while the weight rows pass.
+/// the dot (Q4_K on AVX-512: two rows at a time by nibble lookup); with more,
+/// the task's rows are dequantised into `scratch` (one row of k per weight
+/// row) and taken against x three rows at a time, so those three stay in L1
+/// while the weight rows pass (on AVX-512: the 2 x 3 tile of `gemm_f32`).
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C, and AVX-512 F and VL if `avx512`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn rows_kernel_avx2(
+    avx512: bool,
     fmt: WeightFormat,
     w_rows: &[u8],
     x: &[f32],
@@ -73,9 +79,20 @@ unsafe fn rows_kernel_avx2(
     rows_out: &mut [f32],
     scratch: &mut [f32],
 ) {
-    use super::{avx2, avx2_float};
+    use super::{avx2, avx2_float, gemm_f32};
     let nr = rows_out.len() / m;
     let rb = w_rows.len() / nr;
+    if m == 1 && avx512 && fmt == WeightFormat::Q4K {
+        for (i, out) in rows_out.chunks_mut(2).enumerate() {
+            let w = &w_rows[2 * i * rb..];
+            match out {
+                [a, b] => [*a, *b] = gemm_f32::q4k_dots([&w[..rb], &w[rb..2 * rb]], x),
+                [a] => [*a] = gemm_f32::q4k_dots([&w[..rb]], x),
+                _ => unreachable!("chunks of 1 or 2"),
+            }
+        }
+        return;
+    }
     if m == 1 {
         for (row, out) in w_rows.chunks_exact(rb).zip(rows_out.iter_mut()) {
             avx2::prefetch_ahead(row);
@@ -92,6 +109,9 @@ unsafe fn rows_kernel_avx2(
     for (row, dq) in w_rows.chunks_exact(rb).zip(scratch.chunks_exact_mut(k)) {
         avx2::prefetch_ahead(row);
         avx2_float::dequantize_row(fmt, row, dq);
+    }
+    if avx512 && k % 32 == 0 {
+        return gemm_f32::rows(&scratch[..nr * k], x, m, k, rows_out);
     }
     let xr = |t: usize| &x[t * k..t * k + k];
     let mut t = 0;
@@ -121,42 +141,12 @@ fn rows(
     scratch: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx512 && m == 1 && fmt == WeightFormat::Q4K {
-        // SAFETY: matmul checked that the CPU has AVX-512 (F, VL) and AVX2.
-        unsafe {
-            let rb = w_rows.len() / rows_out.len();
-            let mut pairs = w_rows.chunks_exact(2 * rb);
-            let mut outs = rows_out.chunks_exact_mut(2);
-            for (two, out) in (&mut pairs).zip(&mut outs) {
-                let (a, b) = two.split_at(rb);
-                out.copy_from_slice(&super::gemm_f32::q4k_dots([a, b], x));
-            }
-            if let (Some(o), false) = (
-                outs.into_remainder().first_mut(),
-                pairs.remainder().is_empty(),
-            ) {
-                *o = super::gemm_f32::q4k_dots([pairs.remainder()], x)[0];
-            }
-        }
-        return;
-    }
-    #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx512 && m > 1 && k % 32 == 0 {
-        // SAFETY: matmul checked that the CPU has AVX-512 (F, VL) and AVX2.
-        unsafe {
-            let nr = rows_out.len() / m;
-            let rb = w_rows.len() / nr;
-            for (row, dq) in w_rows.chunks_exact(rb).zip(scratch.chunks_exact_mut(k)) {
-                super::avx2::prefetch_ahead(row);
-                super::avx2_float::dequantize_row(fmt, row, dq);
-            }
-            return super::gemm_f32::rows(&scratch[..nr * k], x, m, k, rows_out);
-        }
-    }
-    #[cfg(target_arch = "x86_64")]
     if isa != Isa::Scalar {
-        // SAFETY: matmul checked that the CPU has the ISA (avx2, fma, f16c at least).
-        return unsafe { rows_kernel_avx2(fmt, w_rows, x, m, k, rows_out, scratch) };
+        // SAFETY: matmul checked that the CPU has the ISA (avx2, fma, f16c at
+        // least; AVX-512 F and VL for Isa::Avx512).
+        return unsafe {
+            rows_kernel_avx2(isa == Isa::Avx512, fmt, w_rows, x, m, k, rows_out, scratch)
+        };
     }
     rows_kernel(
         Isa::Scalar,
@@ -273,7 +263,7 @@ fn matmul_layout(
     // ones (repacked per task) from GEMM_MIN_ROWS rows of x.
     let tile = isa != Isa::Scalar
         && (interleaved || (m >= GEMM_MIN_ROWS && gemm_int::packable(fmt, gemm_int::GROUP)));
-    let offs: Vec<Vec<i32>> = if tile || interleaved {
+    let offs: Vec<Vec<i32>> = if tile {
         xs.iter().map(|x| gemm_int::lane_offsets(fmt, x)).collect()
     } else {
         Vec::new()
@@ -367,17 +357,41 @@ mod tests {
     use super::*;
     use crate::kernels::dot::dot;
 
+    /// Deterministic test data from a 64-bit LCG's top byte.
+    struct Bytes(u64);
+
+    impl Bytes {
+        fn byte(&mut self) -> u8 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 56) as u8
+        }
+
+        /// Random weight bytes, with the high exponent bits of every 2-byte
+        /// word cleared so that f16/f32 scales stay finite.
+        fn weights(&mut self, len: usize) -> Vec<u8> {
+            let mut w: Vec<u8> = (0..len).map(|_| self.byte()).collect();
+            for c in w.chunks_mut(2) {
+                c[1] &= 0x3b;
+            }
+            w
+        }
+
+        /// Activations in [-2, 2).
+        fn x(&mut self, len: usize) -> Vec<f32> {
+            (0..len)
+                .map(|_| (self.byte() as f32 - 128.0) / 64.0)
+                .collect()
+        }
+    }
+
     /// `matmul` equals the reference definition, bit for bit, on random
     /// weights of every format, for 1 to 7 rows of x, on every ISA.
     #[test]
     fn matmul_matches_reference_on_every_format_and_isa() {
-        let mut s = 77u64;
-        let mut byte = || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (s >> 56) as u8
-        };
+        let mut rng = Bytes(77);
         let (n, k) = (37, 512);
         let formats = [
             WeightFormat::F32,
@@ -392,13 +406,9 @@ mod tests {
         ];
         for fmt in formats {
             let rb = fmt.row_bytes(k).unwrap();
-            let mut w: Vec<u8> = (0..n * rb).map(|_| byte()).collect();
-            // keep f16/f32 scales finite: clear high exponent bits of every 2-byte word
-            for c in w.chunks_mut(2) {
-                c[1] &= 0x3b;
-            }
+            let w = rng.weights(n * rb);
             for m in 1..=7 {
-                let x: Vec<f32> = (0..m * k).map(|_| (byte() as f32 - 128.0) / 64.0).collect();
+                let x = rng.x(m * k);
                 let mut want = vec![0f32; m * n];
                 let mut scratch = vec![0f32; k];
                 for (r, row) in w.chunks_exact(rb).enumerate() {
@@ -443,13 +453,7 @@ mod tests {
     /// NaN in one activation block (its outputs NaN, the others not).
     #[test]
     fn interleaved_matmul_matches_reference() {
-        let mut s = 5u64;
-        let mut byte = || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (s >> 56) as u8
-        };
+        let mut rng = Bytes(5);
         let n = 48;
         // 2112 columns: 66 blocks, three column passes of the prefill tile.
         for (fmt, k) in [
@@ -461,13 +465,10 @@ mod tests {
             (WeightFormat::Q8_0, 2112),
         ] {
             let rb = fmt.row_bytes(k).unwrap();
-            let mut w: Vec<u8> = (0..n * rb).map(|_| byte()).collect();
-            for c in w.chunks_mut(2) {
-                c[1] &= 0x3b;
-            }
+            let w = rng.weights(n * rb);
             let packed = gemm_int::pack(fmt, &w, n, k);
             for m in 1..=7 {
-                let mut x: Vec<f32> = (0..m * k).map(|_| (byte() as f32 - 128.0) / 64.0).collect();
+                let mut x = rng.x(m * k);
                 if m == 5 {
                     x[3 * k + k - 40] = f32::NAN;
                 }
@@ -498,13 +499,7 @@ mod tests {
     /// gemm_f32's 1024): still `dot` of each row, bit for bit, on every ISA.
     #[test]
     fn long_rows_match_reference() {
-        let mut s = 11u64;
-        let mut byte = || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (s >> 56) as u8
-        };
+        let mut rng = Bytes(11);
         for (fmt, k) in [
             (WeightFormat::Q4K, 1280),
             (WeightFormat::F16, 2080),
@@ -512,12 +507,9 @@ mod tests {
         ] {
             let n = 5;
             let rb = fmt.row_bytes(k).unwrap();
-            let mut w: Vec<u8> = (0..n * rb).map(|_| byte()).collect();
-            for c in w.chunks_mut(2) {
-                c[1] &= 0x3b;
-            }
+            let w = rng.weights(n * rb);
             let m = 4;
-            let x: Vec<f32> = (0..m * k).map(|_| (byte() as f32 - 128.0) / 64.0).collect();
+            let x = rng.x(m * k);
             let mut want = vec![0f32; m * n];
             let mut row = vec![0f32; k];
             for (r, wr) in w.chunks_exact(rb).enumerate() {
