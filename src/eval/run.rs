@@ -617,13 +617,13 @@ pub fn metrics(config: &EvalConfig, samples: &[SampleRecord]) -> Metrics {
     // Throughput and latency count computed samples only, not store hits.
     let timed = || samples.iter().filter(|s| !s.cached);
     let generated: usize = timed().map(|s| s.output_ids.len()).sum();
+    // A sample's share of its batch's time, in seconds.
+    let share_s = |s: &SampleRecord| s.latency.batch_ms / s.latency.batch_len.max(1) as f64 / 1e3;
     let gen_time_s: f64 = timed()
         .filter(|s| s.choice_logliks.is_none())
-        .map(|s| s.latency.batch_ms / s.latency.batch_len.max(1) as f64 / 1e3)
+        .map(share_s)
         .sum();
-    let sample_time_s: f64 = timed()
-        .map(|s| s.latency.batch_ms / s.latency.batch_len.max(1) as f64 / 1e3)
-        .sum();
+    let sample_time_s: f64 = timed().map(share_s).sum();
     let ttft: Vec<f64> = timed().map(|s| s.latency.ttft_ms).collect();
     let tpot: Vec<f64> = timed()
         .flat_map(|s| s.latency.token_ms.iter().copied())

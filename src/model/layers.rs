@@ -34,15 +34,14 @@ impl Matrix {
 
     /// x [rows, cols] -> x W^T [rows, self.rows]
     pub fn forward(&self, x: &Tensor, isa: Isa) -> Result<Tensor> {
-        Ok(x.apply_op2_no_bwd(
+        Ok(ops::matmul(
+            x,
             &self.data,
-            &ops::MatMul {
-                fmt: self.fmt,
-                n: self.rows,
-                k: self.cols,
-                isa,
-                interleaved: self.interleaved,
-            },
+            self.fmt,
+            self.rows,
+            self.cols,
+            isa,
+            self.interleaved,
         )?)
     }
 

@@ -549,6 +549,7 @@ pub fn matmul(
     n: usize,
     k: usize,
     isa: Isa,
+    interleaved: bool,
 ) -> Result<Tensor> {
     x.apply_op2_no_bwd(
         w,
@@ -557,7 +558,7 @@ pub fn matmul(
             n,
             k,
             isa,
-            interleaved: false,
+            interleaved,
         },
     )
 }
