@@ -44,6 +44,10 @@ pub enum Error {
     #[error("{0}")]
     Resource(String),
 
+    /// A server (MLflow tracking) that cannot be reached or refused a request.
+    #[error("{0}")]
+    Remote(String),
+
     #[error("tensor op: {0}")]
     Candle(#[from] candle_core::Error),
 }
@@ -82,7 +86,7 @@ impl Error {
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 exit::INVALID_INPUT
             }
-            Error::Io { .. } | Error::Candle(_) => exit::ERROR,
+            Error::Io { .. } | Error::Candle(_) | Error::Remote(_) => exit::ERROR,
         }
     }
 

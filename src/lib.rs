@@ -3,7 +3,8 @@
 //! Dependencies point one way, top to bottom (an arrow: "uses"):
 //!
 //! ```text
-//! cli (main.rs, src/cli) ─► generation, eval, serve, bench, baseline, contrast
+//! cli (main.rs, src/cli) ─► generation, eval, export, report, serve, bench, baseline, contrast
+//! export (MLflow), report ─► eval (reads run folders)
 //! generation, eval, serve, bench ─► engine, loader, fetch, record
 //! loader ─► model, tokenizer          (puts a model and its tokenizer together)
 //! engine ─► model, sampling
@@ -26,6 +27,7 @@ pub mod device;
 pub mod engine;
 pub mod error;
 pub mod eval;
+pub mod export;
 pub mod fetch;
 pub mod formats;
 pub mod generation;

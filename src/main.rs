@@ -81,6 +81,11 @@ enum Command {
     },
     /// Compare two run folders: config, environment, outputs, metrics.
     Diff { run_a: PathBuf, run_b: PathBuf },
+    /// Send finished run folders to a tracking server (`export mlflow`).
+    Export {
+        #[command(subcommand)]
+        cmd: cli::export::ExportCmd,
+    },
     /// Trace the forward pass of one prompt: the sha256 (with --values, the
     /// f32 values) of every named intermediate at every position; or, with
     /// --compare A B, name the first op, layer and position that differ.
@@ -280,6 +285,7 @@ fn real_main() -> Result<()> {
             Ok(())
         }
         Some(Command::Diff { run_a, run_b }) => cli::eval::diff(&run_a, &run_b),
+        Some(Command::Export { cmd }) => cli::export::export(cmd),
         Some(Command::Trace(a)) => {
             let code = cli::trace::trace(a)?;
             if code != 0 {

@@ -29,6 +29,15 @@ pub struct EvalArgs {
     /// Baseline store (default: the user cache folder's infer-eval/baselines.sqlite).
     #[arg(long)]
     pub store: Option<PathBuf>,
+    /// Write the run into exactly this folder (it must not exist; for a DVC
+    /// stage's output) instead of <outputs>/<date>/<time>-<name>.
+    #[arg(long, conflicts_with_all = ["resume", "outputs"])]
+    pub run_dir: Option<PathBuf>,
+    /// At the end, export the run to MLflow (--tracking-uri or MLFLOW_TRACKING_URI).
+    #[arg(long)]
+    pub mlflow: bool,
+    #[command(flatten)]
+    pub mlflow_server: super::export::MlflowArgs,
 }
 
 #[derive(clap::Args)]
@@ -110,6 +119,8 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         }
     };
     let threads = threads_of(&cfg);
+    // Checked before the run, so a missing server URI does not wait for the end.
+    let mlflow = a.mlflow.then(|| a.mlflow_server.target()).transpose()?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()?;
@@ -117,10 +128,13 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let prep = prepare(&cfg, &root, a.allow_data_drift)?;
     let dir = match (&a.resume, &composed) {
         (Some(d), _) => d.clone(),
-        (None, Some(c)) => {
-            let outputs = a.outputs.clone().unwrap_or_else(|| root.join("outputs"));
-            run::create_run_dir(&outputs, &c.config.name, &c.tree, &c.overrides, &prep)?
-        }
+        (None, Some(c)) => match &a.run_dir {
+            Some(d) => run::create_run_dir_at(d, &c.tree, &c.overrides, &prep)?,
+            None => {
+                let outputs = a.outputs.clone().unwrap_or_else(|| root.join("outputs"));
+                run::create_run_dir(&outputs, &c.config.name, &c.tree, &c.overrides, &prep)?
+            }
+        },
         (None, None) => unreachable!("composed when not resuming"),
     };
     let resumed = a.resume.is_some();
@@ -147,6 +161,11 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     })?;
     b.finish_and_clear();
     print_summary(&out.metrics, &out.digest, &out.dir);
+    if let Some(t) = mlflow {
+        super::export::export_one(&t, &out.dir).context(
+            "the run folder is complete; `infer-eval export mlflow <run folder>` retries the export",
+        )?;
+    }
     Ok(())
 }
 

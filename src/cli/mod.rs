@@ -3,6 +3,7 @@
 pub mod baseline;
 pub mod bench;
 pub mod eval;
+pub mod export;
 pub mod serve;
 pub mod trace;
 

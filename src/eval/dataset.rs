@@ -2,6 +2,7 @@
 
 use super::config::{DatasetConfig, TaskKind};
 use crate::error::{Error, Result};
+use crate::record::dvc::DvcRecord;
 use serde_json::{Map, Value};
 use std::path::Path;
 
@@ -53,6 +54,46 @@ pub fn check_pinned(
         });
     }
     Ok(bytes)
+}
+
+/// Where DVC tracks `rel` (its own `.dvc`, a tracked folder above it, or a
+/// `dvc.lock` output), record the facts and check `bytes` against DVC's md5:
+/// a mismatch is refused, or with `allow_drift` recorded as drift.
+pub fn check_dvc(
+    root: &Path,
+    rel: &str,
+    bytes: &[u8],
+    allow_drift: bool,
+    drifts: &mut Vec<Drift>,
+    records: &mut Vec<DvcRecord>,
+) -> Result<()> {
+    let path = root.join(rel);
+    let Some(rec) = crate::record::dvc::inspect(&path, rel, bytes)? else {
+        return Ok(());
+    };
+    if !rec.matches {
+        if !allow_drift {
+            return Err(Error::HashMismatch {
+                what: format!(
+                    "{} (DVC md5 of {} as recorded in {}; `dvc checkout` restores it, `dvc add` records the new bytes, --allow-data-drift runs anyway)",
+                    path.display(),
+                    rec.out_path,
+                    rec.tracked_by
+                ),
+                expected: rec.md5.clone(),
+                actual: rec.actual_md5.clone(),
+            });
+        }
+        drifts.push(Drift {
+            file: rel.into(),
+            expected: format!("dvc-md5:{}", rec.md5),
+            actual: format!("dvc-md5:{}", rec.actual_md5),
+        });
+    }
+    if !records.contains(&rec) {
+        records.push(rec);
+    }
+    Ok(())
 }
 
 pub fn parse(cfg: &DatasetConfig, path: &Path, bytes: &[u8]) -> Result<Vec<Item>> {

@@ -32,6 +32,9 @@ pub struct Manifest {
     pub datasets: Vec<FileHash>,
     pub templates: Vec<FileHash>,
     pub data_drift: Vec<Drift>,
+    /// DVC facts of the inputs DVC tracks (md5, size, repo revision, remote).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dvc: Vec<crate::record::dvc::DvcRecord>,
     pub n_samples: usize,
     pub resumed: bool,
     /// sha256 over the per-sample digests in order.
@@ -128,31 +131,19 @@ pub struct RunOutcome {
     pub samples: Vec<SampleRecord>,
 }
 
-/// Create outputs/<date>/<time>-<name>/ with the INCOMPLETE marker, the
-/// resolved config and the overrides, appearing at once by a rename.
-pub fn create_run_dir(
-    outputs: &Path,
-    name: &str,
+/// A filled temporary run folder in `parent`: the INCOMPLETE marker, the
+/// fingerprint, the resolved config and the overrides.
+fn staged_run_dir(
+    parent: &Path,
+    stem: &str,
     tree: &serde_json::Value,
     overrides: &[String],
     prep: &Prepared,
 ) -> Result<PathBuf> {
     let config_yaml = to_yaml(tree);
     let fingerprint = Fingerprint::current(prep, config_yaml.as_bytes())?;
-    let (date, time) = crate::record::utc_now();
-    let safe: String = name
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let parent = outputs.join(date);
-    std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
-    let tmp = crate::record::unique_sibling(&parent, &format!("{time}-{safe}"), "tmp");
+    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    let tmp = crate::record::unique_sibling(parent, stem, "tmp");
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     write_json(&tmp.join(FINGERPRINT), &fingerprint)?;
     write_atomic(
@@ -165,6 +156,31 @@ pub fn create_run_dir(
         to_yaml(&serde_json::json!(overrides)).as_bytes(),
     )?;
     crate::record::sync_dir(&tmp)?;
+    Ok(tmp)
+}
+
+/// Create outputs/<date>/<time>-<name>/ with the INCOMPLETE marker, the
+/// resolved config and the overrides, appearing at once by a rename.
+pub fn create_run_dir(
+    outputs: &Path,
+    name: &str,
+    tree: &serde_json::Value,
+    overrides: &[String],
+    prep: &Prepared,
+) -> Result<PathBuf> {
+    let (date, time) = crate::record::utc_now();
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let parent = outputs.join(date);
+    let tmp = staged_run_dir(&parent, &format!("{time}-{safe}"), tree, overrides, prep)?;
     // The first free name: another process may take one between the check
     // and the rename (renaming onto its non-empty folder fails), so retry.
     for k in 1.. {
@@ -188,6 +204,50 @@ pub fn create_run_dir(
         }
     }
     unreachable!("some run folder name is free")
+}
+
+/// Create the run folder at exactly `dir` (`eval --run-dir`, e.g. a DVC
+/// stage's output), which must not exist or be an empty folder.
+pub fn create_run_dir_at(
+    dir: &Path,
+    tree: &serde_json::Value,
+    overrides: &[String],
+    prep: &Prepared,
+) -> Result<PathBuf> {
+    let taken = || {
+        Error::Input(format!(
+            "--run-dir {}: already exists and is not empty (remove it, or pick another folder)",
+            dir.display()
+        ))
+    };
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .map_err(|e| Error::io(dir, e))?
+            .next()
+            .is_some()
+    {
+        return Err(taken());
+    }
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let stem = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| Error::Input(format!("--run-dir {}: not a folder name", dir.display())))?;
+    let tmp = staged_run_dir(parent, &stem, tree, overrides, prep)?;
+    // Renaming onto an empty folder replaces it; onto a non-empty one fails.
+    if let Err(e) = std::fs::rename(&tmp, dir) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(if dir.exists() {
+            taken()
+        } else {
+            Error::io(dir, e)
+        });
+    }
+    crate::record::sync_dir(parent)?;
+    Ok(dir.to_path_buf())
 }
 
 /// Refuse to resume `dir` unless its recorded fingerprint is the current one.
@@ -314,6 +374,7 @@ pub fn execute(
         datasets: prep.datasets.clone(),
         templates: prep.templates.clone(),
         data_drift: prep.drifts.clone(),
+        dvc: prep.dvc.clone(),
         n_samples: done.len(),
         resumed,
         run_digest: digest.clone(),

@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 pub use super::folder::{
-    create_run_dir, execute, read_samples, Fingerprint, Manifest, RunOutcome, INCOMPLETE,
+    create_run_dir, create_run_dir_at, execute, read_samples, Fingerprint, Manifest, RunOutcome,
+    INCOMPLETE,
 };
 
 /// One sample to compute.
@@ -138,6 +139,8 @@ pub struct Prepared {
     pub datasets: Vec<FileHash>,
     pub templates: Vec<FileHash>,
     pub drifts: Vec<Drift>,
+    /// DVC facts of the inputs DVC tracks.
+    pub dvc: Vec<crate::record::dvc::DvcRecord>,
     stop_ids: Vec<u32>,
     patterns: Vec<Option<regex::Regex>>,
     /// Per dataset: sha256 of the effective parameters (baseline key).
@@ -161,9 +164,11 @@ pub fn prepare(
     allow_drift: bool,
 ) -> Result<Prepared> {
     let mut drifts = Vec::new();
+    let mut dvc = Vec::new();
     let mut templates = Vec::new();
     let mut load_template = |name: &str, r: &super::config::TemplateRef| -> Result<Template> {
         let bytes = dataset::check_pinned(root, &r.path, &r.sha256, allow_drift, &mut drifts)?;
+        dataset::check_dvc(root, &r.path, &bytes, allow_drift, &mut drifts, &mut dvc)?;
         templates.push(FileHash {
             name: name.into(),
             path: r.path.clone(),
@@ -181,6 +186,7 @@ pub fn prepare(
     let mut patterns = Vec::new();
     for (di, d) in config.task.datasets.iter().enumerate() {
         let bytes = dataset::check_pinned(root, &d.path, &d.sha256, allow_drift, &mut drifts)?;
+        dataset::check_dvc(root, &d.path, &bytes, allow_drift, &mut drifts, &mut dvc)?;
         datasets.push(FileHash {
             name: d.name.clone(),
             path: d.path.clone(),
@@ -296,6 +302,7 @@ pub fn prepare(
         datasets,
         templates,
         drifts,
+        dvc,
         stop_ids,
         patterns,
         params_hash,

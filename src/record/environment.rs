@@ -34,6 +34,41 @@ pub struct Environment {
     pub device: String,
     /// Filled on CUDA runs.
     pub cuda: Option<CudaInfo>,
+    /// The container image the run ran in, as its launcher passed it in
+    /// `INFER_EVAL_IMAGE` (a reference, `repo@sha256:...` when pinned) and
+    /// `INFER_EVAL_IMAGE_ID` (the image's config digest); see the Dockerfile.
+    #[serde(default)]
+    pub image: Option<ImageInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ImageInfo {
+    pub reference: Option<String>,
+    pub id: Option<String>,
+    /// The reference names a digest (`@sha256:`), not only a tag.
+    pub pinned: bool,
+}
+
+impl ImageInfo {
+    /// From `INFER_EVAL_IMAGE` and `INFER_EVAL_IMAGE_ID`; None when neither is set.
+    pub fn from_env() -> Option<Self> {
+        let get = |k: &str| {
+            std::env::var(k)
+                .ok()
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let (reference, id) = (get("INFER_EVAL_IMAGE"), get("INFER_EVAL_IMAGE_ID"));
+        if reference.is_none() && id.is_none() {
+            return None;
+        }
+        let pinned = reference.as_deref().is_some_and(|r| r.contains("@sha256:"));
+        Some(ImageInfo {
+            reference,
+            id,
+            pinned,
+        })
+    }
 }
 
 fn lock_version(name: &str) -> String {
@@ -118,6 +153,7 @@ impl Environment {
             kernel: read_trim("/proc/sys/kernel/osrelease"),
             device,
             cuda,
+            image: ImageInfo::from_env(),
         }
     }
 
@@ -132,9 +168,13 @@ impl Environment {
             }
         };
         let (a, b) = (flat(self), flat(other));
-        a.iter()
-            .filter(|(k, v)| b.get(*k) != Some(v))
-            .map(|(k, v)| (k.clone(), v.clone(), b.get(k).cloned().unwrap_or_default()))
+        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        let get = |m: &BTreeMap<String, String>, k: &str| {
+            m.get(k).cloned().unwrap_or_else(|| "(absent)".into())
+        };
+        keys.into_iter()
+            .filter(|k| a.get(*k) != b.get(*k))
+            .map(|k| (k.clone(), get(&a, k), get(&b, k)))
             .collect()
     }
 }

@@ -1,6 +1,7 @@
 //! Records: the JSON record of a generation run (`--out`), the run
 //! environment, and atomic writes.
 
+pub mod dvc;
 pub mod environment;
 
 use crate::error::{Error, Result};
