@@ -20,47 +20,7 @@ fn repo() -> &'static Path {
 fn python() -> &'static Path {
     static PY: OnceLock<PathBuf> = OnceLock::new();
     PY.get_or_init(|| {
-        let req = repo().join("tests/clients/requirements.txt");
-        let want = infer_eval::formats::sha256_file(&req).unwrap();
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("clients-venv");
-        let py = dir.join("bin/python");
-        let marker = dir.join("installed.sha256");
-        if std::fs::read_to_string(&marker).ok().as_deref() == Some(want.as_str()) {
-            return py;
-        }
-        let _ = std::fs::remove_dir_all(&dir);
-        let st = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&dir)
-            .status()
-            .unwrap();
-        assert!(
-            st.success(),
-            "python3 -m venv failed (Debian: apt-get install python3-venv)"
-        );
-        eprintln!(
-            "installing the clients (openai, lm_eval[api]) into {}",
-            dir.display()
-        );
-        let out = Command::new(&py)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "--disable-pip-version-check",
-                "-r",
-            ])
-            .arg(&req)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pip install: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::write(&marker, &want).unwrap();
-        py
+        common::venv::venv("clients", "tests/clients/requirements.txt").join("python")
     })
 }
 

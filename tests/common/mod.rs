@@ -6,6 +6,7 @@
 
 pub mod families;
 pub mod server;
+pub mod venv;
 
 use infer_eval::engine::{self, GenOptions, Request, SeqOutput};
 use infer_eval::loader::{self, LoadedModel};
