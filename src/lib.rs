@@ -38,6 +38,7 @@ pub mod numerics;
 pub mod ops;
 pub mod prompts;
 pub mod record;
+pub mod report;
 pub mod sampling;
 pub mod serve;
 pub mod tokenizer;

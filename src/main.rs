@@ -81,6 +81,10 @@ enum Command {
     },
     /// Compare two run folders: config, environment, outputs, metrics.
     Diff { run_a: PathBuf, run_b: PathBuf },
+    /// One self-contained HTML page of a run (accuracy with intervals,
+    /// latency histograms, environment), or of two runs with their paired
+    /// comparison and where outputs first diverge.
+    Report(cli::report::ReportArgs),
     /// Send finished run folders to a tracking server (`export mlflow`).
     Export {
         #[command(subcommand)]
@@ -286,6 +290,7 @@ fn real_main() -> Result<()> {
         }
         Some(Command::Diff { run_a, run_b }) => cli::eval::diff(&run_a, &run_b),
         Some(Command::Export { cmd }) => cli::export::export(cmd),
+        Some(Command::Report(a)) => cli::report::report(a),
         Some(Command::Trace(a)) => {
             let code = cli::trace::trace(a)?;
             if code != 0 {

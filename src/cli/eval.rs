@@ -60,6 +60,10 @@ pub struct VerifyArgs {
     /// Re-run with another batch size (bits must not change).
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// On a mismatch, write an HTML report of the recorded run against the
+    /// re-run (as `report A B`) to this file.
+    #[arg(long, conflicts_with = "served")]
+    pub report: Option<PathBuf>,
 }
 
 fn project_root(config_dir: &Path) -> Result<PathBuf> {
@@ -280,6 +284,21 @@ pub fn verify(a: VerifyArgs) -> Result<i32> {
                         "first difference: {d}; run digest recorded {}, now {digest}",
                         manifest.run_digest
                     ));
+                    if let Some(out) = &a.report {
+                        let recorded_run = compare::RunData::read(&run_dir)?;
+                        let mut m = manifest.clone();
+                        m.environment = Environment::current(threads, prep.model.model.isa);
+                        m.run_digest = digest.clone();
+                        m.n_samples = current.len();
+                        let rerun = compare::RunData {
+                            label: format!("re-run of {} here", run_dir.display()),
+                            metrics: run::metrics(&cfg, &current),
+                            manifest: m,
+                            samples: current.clone(),
+                            tree: recorded_run.tree.clone(),
+                        };
+                        super::report::write_report(&recorded_run, Some(&rerun), out)?;
+                    }
                     let device = &manifest.environment.device;
                     if let Some(cmd) = trace_command(&cfg.model.name, device, &d, &recorded) {
                         hint = Some(cmd);
@@ -385,17 +404,18 @@ pub fn diff(a: &Path, b: &Path) -> Result<()> {
         );
     }
     println!(
-        "{:<18} {:>6} {:>8} {:>8} {:>8} {:>9} {:>9}  verdict",
-        "dataset", "pairs", "A", "B", "B-A", "A-only", "B-only"
+        "{:<18} {:>6} {:>8} {:>8} {:>8} {:>17} {:>9} {:>9}  verdict",
+        "dataset", "pairs", "A", "B", "B-A", "95% CI of B-A", "A-only", "B-only"
     );
     for m in &d.metrics {
         println!(
-            "{:<18} {:>6} {:>8.3} {:>8.3} {:>+8.3} {:>9} {:>9}  McNemar p={:.3}: {}",
+            "{:<18} {:>6} {:>8.3} {:>8.3} {:>+8.3} {:>17} {:>9} {:>9}  McNemar p={:.3}: {}",
             m.dataset,
             m.n_pairs,
             m.a,
             m.b,
             m.b - m.a,
+            format!("[{:+.3}, {:+.3}]", m.delta.ci_low, m.delta.ci_high),
             m.a_only,
             m.b_only,
             m.p_value,

@@ -219,6 +219,9 @@ pub struct MetricDelta {
     pub a_only: usize,
     pub b_only: usize,
     pub p_value: f64,
+    /// B - A over the pairs with a 95% bootstrap interval of the paired
+    /// per-sample differences (the run's fixed-key resampler).
+    pub delta: super::score::Estimate,
 }
 
 impl MetricDelta {
@@ -244,18 +247,46 @@ fn read_tree(dir: &Path) -> Result<Value> {
     serde_norway::from_str(&t).map_err(|e| Error::bad_file(&p, format!("invalid YAML: {e}")))
 }
 
+/// A run as `diff` and `report` read it: from a folder, or (verify) made
+/// from samples just computed.
+#[derive(Debug, Clone)]
+pub struct RunData {
+    pub label: String,
+    pub manifest: Manifest,
+    pub metrics: Metrics,
+    pub samples: Vec<SampleRecord>,
+    /// The resolved config tree.
+    pub tree: Value,
+}
+
+impl RunData {
+    pub fn read(dir: &Path) -> Result<Self> {
+        Ok(RunData {
+            label: dir.display().to_string(),
+            manifest: read_manifest(dir)?,
+            metrics: read_metrics(dir)?,
+            samples: read_samples(&dir.join("samples.jsonl"))?,
+            tree: read_tree(dir)?,
+        })
+    }
+}
+
 pub fn diff_runs(a: &Path, b: &Path) -> Result<RunDiff> {
-    let (ma, mb) = (read_manifest(a)?, read_manifest(b)?);
-    let (sa, sb) = (
-        read_samples(&a.join("samples.jsonl"))?,
-        read_samples(&b.join("samples.jsonl"))?,
-    );
+    Ok(diff_data(&RunData::read(a)?, &RunData::read(b)?))
+}
+
+/// Bootstrap resamples for the interval of a metric delta.
+const DELTA_RESAMPLES: usize = 1000;
+
+pub fn diff_data(a: &RunData, b: &RunData) -> RunDiff {
+    let (ma, mb) = (&a.manifest, &b.manifest);
+    let (sa, sb) = (&a.samples, &b.samples);
     let by_id = |s: &[SampleRecord]| -> BTreeMap<String, SampleRecord> {
         s.iter().map(|r| (r.id.clone(), r.clone())).collect()
     };
-    let (ia, ib) = (by_id(&sa), by_id(&sb));
+    let (ia, ib) = (by_id(sa), by_id(sb));
     let mut changed = Vec::new();
-    for r in &sa {
+    for r in sa {
         if let Some(o) = ib.get(&r.id) {
             if let Some(d) = sample_difference(0, r, o) {
                 changed.push((r.id.clone(), Some(d)));
@@ -285,6 +316,7 @@ pub fn diff_runs(a: &Path, b: &Path) -> Result<RunDiff> {
             let n = pairs.len().max(1) as f64;
             let a_only = pairs.iter().filter(|(x, y)| x > y).count();
             let b_only = pairs.iter().filter(|(x, y)| y > x).count();
+            let d: Vec<f64> = pairs.iter().map(|(x, y)| y - x).collect();
             MetricDelta {
                 dataset: t,
                 a: pairs.iter().map(|p| p.0).sum::<f64>() / n,
@@ -293,17 +325,18 @@ pub fn diff_runs(a: &Path, b: &Path) -> Result<RunDiff> {
                 a_only,
                 b_only,
                 p_value: super::score::mcnemar_exact(a_only, b_only),
+                delta: super::score::bootstrap_mean(&d, DELTA_RESAMPLES),
             }
         })
         .collect();
-    Ok(RunDiff {
-        config: config_differences(&read_tree(a)?, &read_tree(b)?),
+    RunDiff {
+        config: config_differences(&a.tree, &b.tree),
         environment: ma.environment.differences(&mb.environment),
         changed_samples: changed,
         only_in_a,
         only_in_b,
         metrics,
-        digest_a: ma.run_digest,
-        digest_b: mb.run_digest,
-    })
+        digest_a: ma.run_digest.clone(),
+        digest_b: mb.run_digest.clone(),
+    }
 }

@@ -7,10 +7,10 @@
 //! `infer_eval.run_digest` tag (plus the folder name and manifest hash), and
 //! a finished export is not repeated. Nothing in the run folder is written.
 
-use super::flat::{flatten, Flat};
 use crate::error::{Error, Result};
 use crate::eval::compare::{read_manifest, read_metrics};
 use crate::eval::run::Manifest;
+use crate::record::flat::{flatten, Flat};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;

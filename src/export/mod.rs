@@ -2,5 +2,4 @@
 //! (MLflow tracking). A layer above `eval`: it reads run folders and never
 //! writes them.
 
-pub mod flat;
 pub mod mlflow;

@@ -3,6 +3,7 @@
 
 pub mod dvc;
 pub mod environment;
+pub mod flat;
 
 use crate::error::{Error, Result};
 use crate::sampling::SamplingParams;
