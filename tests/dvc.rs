@@ -187,3 +187,54 @@ fn dvc_tracked_data_is_recorded_checked_and_hashed_as_dvc_does() {
     assert_eq!(refused.status.code(), Some(3), "{}", text(&refused));
     assert!(text(&refused).contains("suite.dvc"), "{}", text(&refused));
 }
+
+#[test]
+fn the_example_dvc_pipeline_runs_an_eval_as_its_stage() {
+    let bin = common::venv::venv("dvc", "tests/interop/dvc-requirements.txt");
+    let p = common::project();
+    let root = p.path();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/dvc/dvc.yaml"),
+        root.join("dvc.yaml"),
+    )
+    .unwrap();
+    git(root, &["init", "-q"]);
+    dvc(&bin, root, &["init", "-q"]);
+    // `dvc repro` runs the stage's command: infer-eval on PATH.
+    let exe = Path::new(env!("CARGO_BIN_EXE_infer-eval"));
+    let path = format!(
+        "{}:{}:{}",
+        exe.parent().unwrap().display(),
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new(bin.join("dvc"))
+        .current_dir(root)
+        .args(["repro"])
+        .env("DVC_NO_ANALYTICS", "1")
+        .env("HF_HUB_OFFLINE", "1")
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "dvc repro: {}", text(&out));
+    let run = root.join("runs/smoke");
+    assert!(run.join("manifest.json").is_file() && !run.join("INCOMPLETE").exists());
+    // dvc.lock holds the run folder as an output; its .dir md5 is the one
+    // infer-eval computes for a tracked folder.
+    let lock = std::fs::read_to_string(root.join("dvc.lock")).unwrap();
+    let md5 = lock
+        .split("path: runs/smoke")
+        .nth(1)
+        .and_then(|rest| rest.lines().find_map(|l| l.trim().strip_prefix("md5: ")))
+        .unwrap_or_else(|| panic!("no runs/smoke out in {lock}"))
+        .to_string();
+    assert_eq!(infer_eval::record::dvc::dir_md5(&run).unwrap(), md5);
+    // Nothing changed: DVC sees the stage as up to date.
+    let st = Command::new(bin.join("dvc"))
+        .current_dir(root)
+        .args(["status"])
+        .env("DVC_NO_ANALYTICS", "1")
+        .output()
+        .unwrap();
+    assert!(text(&st).contains("up to date"), "{}", text(&st));
+}
