@@ -180,7 +180,7 @@ fn keep_heap_pages() {
 
 /// The error and its causes on one line, leaving out a cause whose text the
 /// message before it already holds (library errors quote their source).
-fn one_line(e: &anyhow::Error) -> String {
+pub(crate) fn one_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain() {
         let text = cause.to_string().replace('\n', " ");

@@ -63,10 +63,25 @@ pub fn export(cmd: ExportCmd) -> Result<()> {
     match cmd {
         ExportCmd::Mlflow { run_dirs, server } => {
             let target = server.target()?;
+            // Every folder is tried; the failures are listed at the end.
+            let mut failed = Vec::new();
             for d in &run_dirs {
-                export_one(&target, d)?;
+                if let Err(e) = export_one(&target, d) {
+                    eprintln!("error: {}", crate::one_line(&e));
+                    failed.push((d.display().to_string(), e));
+                }
             }
-            Ok(())
+            match failed.len() {
+                0 => Ok(()),
+                1 if run_dirs.len() == 1 => Err(failed.pop().expect("one").1),
+                n => {
+                    let (_, first) = failed.swap_remove(0);
+                    Err(first.context(format!(
+                        "{n} of {} run folders were not exported (each error is above)",
+                        run_dirs.len()
+                    )))
+                }
+            }
         }
     }
 }
