@@ -85,6 +85,17 @@ enum Command {
     /// latency histograms, environment), or of two runs with their paired
     /// comparison and where outputs first diverge.
     Report(cli::report::ReportArgs),
+    /// Join shard run folders (`eval --shard-index I --shard-count N`, or
+    /// Slurm/Kubernetes array tasks) into one run folder whose samples,
+    /// metrics and run digest are those of the unsharded run.
+    Merge {
+        /// The shards' run folders (each exactly once).
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+        /// The merged run folder (must not exist, or be empty).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Send finished run folders to a tracking server (`export mlflow`).
     Export {
         #[command(subcommand)]
@@ -291,6 +302,7 @@ fn real_main() -> Result<()> {
         Some(Command::Diff { run_a, run_b }) => cli::eval::diff(&run_a, &run_b),
         Some(Command::Export { cmd }) => cli::export::export(cmd),
         Some(Command::Report(a)) => cli::report::report(a),
+        Some(Command::Merge { shards, out }) => cli::eval::merge(&shards, &out),
         Some(Command::Trace(a)) => {
             let code = cli::trace::trace(a)?;
             if code != 0 {

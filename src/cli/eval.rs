@@ -29,10 +29,20 @@ pub struct EvalArgs {
     /// Baseline store (default: the user cache folder's infer-eval/baselines.sqlite).
     #[arg(long)]
     pub store: Option<PathBuf>,
-    /// Write the run into exactly this folder (it must not exist; for a DVC
-    /// stage's output) instead of <outputs>/<date>/<time>-<name>.
+    /// Write the run into exactly this folder instead of
+    /// <outputs>/<date>/<time>-<name> (a DVC stage's output, a shard's
+    /// folder). An unfinished run of the same config there is resumed, so a
+    /// retried job (Slurm requeue, a pod retry) continues where it stopped.
     #[arg(long, conflicts_with_all = ["resume", "outputs"])]
     pub run_dir: Option<PathBuf>,
+    /// Run shard I of N: the samples whose global index i has i mod N = I
+    /// (with --shard-count). Without the flags, a Slurm array task or a
+    /// Kubernetes Indexed Job pod (JOB_COMPLETION_INDEX with
+    /// INFER_EVAL_SHARD_COUNT) is its shard. `infer-eval merge` joins them.
+    #[arg(long, requires = "shard_count")]
+    pub shard_index: Option<usize>,
+    #[arg(long, requires = "shard_index")]
+    pub shard_count: Option<usize>,
     /// At the end, export the run to MLflow (--tracking-uri or MLFLOW_TRACKING_URI).
     #[arg(long)]
     pub mlflow: bool,
@@ -104,6 +114,52 @@ fn prepare(c: &config::EvalConfig, root: &Path, allow_drift: bool) -> Result<run
     Ok(run::prepare(c, root, loaded, allow_drift)?)
 }
 
+/// What `--run-dir DIR` finds there.
+enum RunDirState {
+    New,
+    /// An unfinished run of the same config: resume it.
+    Unfinished,
+    /// A finished run of the same config: nothing to do.
+    Finished,
+}
+
+fn run_dir_state(dir: &Path, config_yaml: &str) -> Result<RunDirState> {
+    let empty = !dir.exists() || std::fs::read_dir(dir)?.next().is_none();
+    if empty {
+        return Ok(RunDirState::New);
+    }
+    let recorded = std::fs::read_to_string(dir.join("config.yaml")).unwrap_or_default();
+    if recorded != config_yaml {
+        bail!(
+            "--run-dir {}: holds {} (remove it, or pick another folder)",
+            dir.display(),
+            if recorded.is_empty() {
+                "something other than a run folder".to_string()
+            } else {
+                "a run of another config".to_string()
+            }
+        );
+    }
+    Ok(if dir.join(run::INCOMPLETE).exists() {
+        RunDirState::Unfinished
+    } else {
+        RunDirState::Finished
+    })
+}
+
+/// The shard a folder being resumed was started as.
+fn recorded_shard(dir: &Path) -> Result<Option<infer_eval::eval::shard::Shard>> {
+    let p = dir.join(run::FINGERPRINT);
+    if !p.exists() {
+        // A folder from before fingerprints: never a shard.
+        return Ok(None);
+    }
+    let fp: run::Fingerprint =
+        serde_json::from_slice(&std::fs::read(&p).with_context(|| p.display().to_string())?)
+            .with_context(|| format!("{}: not a run fingerprint", p.display()))?;
+    Ok(fp.shard)
+}
+
 pub fn eval(a: EvalArgs) -> Result<()> {
     let root = project_root(&a.config_dir)?;
     let (cfg, composed) = match &a.resume {
@@ -125,23 +181,65 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let threads = threads_of(&cfg);
     // Checked before the run, so a missing server URI does not wait for the end.
     let mlflow = a.mlflow.then(|| a.mlflow_server.target()).transpose()?;
+    let shard = match &a.resume {
+        Some(d) => recorded_shard(d)?.map(|s| (s, "resumed".to_string())),
+        None => infer_eval::eval::shard::resolve(a.shard_index, a.shard_count, |k| {
+            std::env::var(k).ok()
+        })?,
+    };
+    let state = match (&a.run_dir, &composed) {
+        (Some(d), Some(c)) => run_dir_state(d, &config::to_yaml(&c.tree))?,
+        _ => RunDirState::New,
+    };
+    if let (RunDirState::Finished, Some(d)) = (&state, &a.run_dir) {
+        let want = shard.as_ref().map(|(s, _)| *s);
+        if recorded_shard(d)? != want {
+            bail!(
+                "--run-dir {}: holds a finished run of another shard (recorded {:?}, now {:?})",
+                d.display(),
+                recorded_shard(d)?,
+                want
+            );
+        }
+        let m = compare::read_manifest(d)?;
+        println!("run folder {} is already complete", d.display());
+        println!("run digest {}", m.run_digest);
+        println!("run folder {}", d.display());
+        return Ok(());
+    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()?;
     // Data, templates and the model are checked before a run folder exists.
-    let prep = prepare(&cfg, &root, a.allow_data_drift)?;
+    let mut prep = prepare(&cfg, &root, a.allow_data_drift)?;
+    if let Some((s, source)) = &shard {
+        let tree = match (&composed, &a.resume) {
+            (Some(c), _) => c.tree.clone(),
+            (None, Some(d)) => config::load_resolved(&d.join("config.yaml"))?.1,
+            (None, None) => unreachable!("composed when not resuming"),
+        };
+        prep.select_shard(*s, source, &tree);
+        eprintln!(
+            "infer-eval: shard {} of {} ({source}): {} of {} samples",
+            s.index,
+            s.count,
+            prep.samples.len(),
+            prep.shard.as_ref().map(|x| x.total_samples).unwrap_or(0)
+        );
+    }
     let dir = match (&a.resume, &composed) {
         (Some(d), _) => d.clone(),
-        (None, Some(c)) => match &a.run_dir {
-            Some(d) => run::create_run_dir_at(d, &c.tree, &c.overrides, &prep)?,
-            None => {
+        (None, Some(c)) => match (&a.run_dir, &state) {
+            (Some(d), RunDirState::Unfinished) => d.clone(),
+            (Some(d), _) => run::create_run_dir_at(d, &c.tree, &c.overrides, &prep)?,
+            (None, _) => {
                 let outputs = a.outputs.clone().unwrap_or_else(|| root.join("outputs"));
                 run::create_run_dir(&outputs, &c.config.name, &c.tree, &c.overrides, &prep)?
             }
         },
         (None, None) => unreachable!("composed when not resuming"),
     };
-    let resumed = a.resume.is_some();
+    let resumed = a.resume.is_some() || matches!(state, RunDirState::Unfinished);
     eprintln!(
         "infer-eval: run {} ({} samples){}",
         dir.display(),
@@ -246,7 +344,12 @@ pub fn verify(a: VerifyArgs) -> Result<i32> {
         }
     }
     if problems.is_empty() {
-        let prep = prepare(&cfg, &root, true)?;
+        let mut prep = prepare(&cfg, &root, true)?;
+        // A shard's folder is re-run as that shard.
+        if let Some(s) = recorded_shard(&run_dir)? {
+            let tree = config::load_resolved(&run_dir.join("config.yaml"))?.1;
+            prep.select_shard(s, "verify", &tree);
+        }
         if prep.model.info.sha256 != manifest.model.sha256 {
             problems.push(format!(
                 "model {}: recorded sha256 {}, now {}",
@@ -355,6 +458,19 @@ fn trace_command(
         "infer-eval trace --model {model} --device {device} --prompt-ids {} --out trace-$(hostname).json",
         list.join(",")
     ))
+}
+
+pub fn merge(shards: &[PathBuf], out: &Path) -> Result<()> {
+    let t0 = std::time::Instant::now();
+    let m = infer_eval::eval::merge::merge(shards, out)?;
+    eprintln!(
+        "infer-eval: merged {} shards ({} samples) in {:.2} s",
+        m.n_shards,
+        m.n_samples,
+        t0.elapsed().as_secs_f64()
+    );
+    print_summary(&m.metrics, &m.digest, &m.dir);
+    Ok(())
 }
 
 pub fn diff(a: &Path, b: &Path) -> Result<()> {

@@ -35,6 +35,12 @@ pub struct Manifest {
     /// DVC facts of the inputs DVC tracks (md5, size, repo revision, remote).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dvc: Vec<crate::record::dvc::DvcRecord>,
+    /// This run is one shard of a larger one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<super::shard::ShardInfo>,
+    /// A merged run: each shard's folder, machine and digest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<super::merge::ShardRecord>,
     pub n_samples: usize,
     pub resumed: bool,
     /// sha256 over the per-sample digests in order.
@@ -60,6 +66,9 @@ pub struct Fingerprint {
     pub config_sha256: String,
     pub datasets: Vec<FileHash>,
     pub templates: Vec<FileHash>,
+    /// The shard this folder runs (a retried shard must be the same one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<super::shard::Shard>,
 }
 
 impl Fingerprint {
@@ -77,6 +86,10 @@ impl Fingerprint {
             config_sha256: hex::encode(Sha256::digest(config_yaml)),
             datasets: prep.datasets.clone(),
             templates: prep.templates.clone(),
+            shard: prep.shard.as_ref().map(|s| super::shard::Shard {
+                index: s.index,
+                count: s.count,
+            }),
         })
     }
 
@@ -375,6 +388,8 @@ pub fn execute(
         templates: prep.templates.clone(),
         data_drift: prep.drifts.clone(),
         dvc: prep.dvc.clone(),
+        shard: prep.shard.clone(),
+        shards: Vec::new(),
         n_samples: done.len(),
         resumed,
         run_digest: digest.clone(),

@@ -5,6 +5,8 @@ pub mod compare;
 pub mod config;
 pub mod dataset;
 pub mod folder;
+pub mod merge;
 pub mod run;
 pub mod score;
+pub mod shard;
 pub mod template;

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 pub use super::folder::{
     create_run_dir, create_run_dir_at, execute, read_samples, Fingerprint, Manifest, RunOutcome,
-    INCOMPLETE,
+    FINGERPRINT, INCOMPLETE,
 };
 
 /// One sample to compute.
@@ -141,6 +141,8 @@ pub struct Prepared {
     pub drifts: Vec<Drift>,
     /// DVC facts of the inputs DVC tracks.
     pub dvc: Vec<crate::record::dvc::DvcRecord>,
+    /// Set when this run is one shard of a larger one (`select_shard`).
+    pub shard: Option<super::shard::ShardInfo>,
     stop_ids: Vec<u32>,
     patterns: Vec<Option<regex::Regex>>,
     /// Per dataset: sha256 of the effective parameters (baseline key).
@@ -303,6 +305,7 @@ pub fn prepare(
         templates,
         drifts,
         dvc,
+        shard: None,
         stop_ids,
         patterns,
         params_hash,
@@ -310,6 +313,31 @@ pub fn prepare(
 }
 
 impl Prepared {
+    /// Keep only `shard`'s samples (global index i with i mod N = I);
+    /// `tree` is the resolved config, `source` where the shard came from.
+    pub fn select_shard(
+        &mut self,
+        shard: super::shard::Shard,
+        source: &str,
+        tree: &serde_json::Value,
+    ) {
+        let total = self.samples.len();
+        let all = std::mem::take(&mut self.samples);
+        self.samples = all
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| shard.owns(*i))
+            .map(|(_, s)| s)
+            .collect();
+        self.shard = Some(super::shard::ShardInfo {
+            index: shard.index,
+            count: shard.count,
+            source: source.into(),
+            total_samples: total,
+            whole_config_sha256: super::shard::whole_config_sha256(tree),
+        });
+    }
+
     /// sha256 of the effective parameters of `s`'s dataset (baseline key).
     pub fn params_hash(&self, s: &SampleSpec) -> String {
         self.params_hash[s.dataset].clone()
