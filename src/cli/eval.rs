@@ -43,6 +43,25 @@ pub struct EvalArgs {
     pub shard_index: Option<usize>,
     #[arg(long, requires = "shard_index")]
     pub shard_count: Option<usize>,
+    /// Evaluate an lm-evaluation-harness task instead of the config's task:
+    /// a task YAML file, or a task name found under --include-path.
+    /// Repeatable. The task file, its includes and data files are pinned
+    /// in the run's config.
+    #[arg(
+        long = "lm-eval-task",
+        value_name = "FILE|NAME",
+        conflicts_with = "resume"
+    )]
+    pub lm_eval_task: Vec<String>,
+    /// Folders searched for --lm-eval-task names (as lm_eval --include_path).
+    #[arg(long, value_name = "DIR", requires = "lm_eval_task")]
+    pub include_path: Vec<PathBuf>,
+    /// Few-shot examples per prompt for --lm-eval-task (default: the task's num_fewshot, else 0).
+    #[arg(long, requires = "lm_eval_task")]
+    pub num_fewshot: Option<usize>,
+    /// Seed of lm-eval's few-shot sampler (lm_eval --fewshot_random_seed).
+    #[arg(long, default_value_t = infer_eval::eval::lmeval::DEFAULT_FEWSHOT_SEED, requires = "lm_eval_task")]
+    pub fewshot_seed: u64,
     /// At the end, export the run to MLflow (--tracking-uri or MLFLOW_TRACKING_URI).
     #[arg(long)]
     pub mlflow: bool,
@@ -174,7 +193,10 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             (config::load_resolved(&dir.join("config.yaml"))?.0, None)
         }
         None => {
-            let c = config::compose(&a.config_dir, &a.overrides)?;
+            let mut c = config::compose(&a.config_dir, &a.overrides)?;
+            if !a.lm_eval_task.is_empty() {
+                with_lm_eval_tasks(&mut c, &a, &root)?;
+            }
             (c.config.clone(), Some(c))
         }
     };
@@ -267,6 +289,44 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         super::export::export_one(&t, &out.dir).context(
             "the run folder is complete; `infer-eval export mlflow <run folder>` retries the export",
         )?;
+    }
+    Ok(())
+}
+
+/// Replace the composed config's task with the --lm-eval-task tasks.
+fn with_lm_eval_tasks(c: &mut config::Composed, a: &EvalArgs, root: &Path) -> Result<()> {
+    let datasets = a
+        .lm_eval_task
+        .iter()
+        .map(|t| {
+            infer_eval::eval::lmeval::prepare::dataset_config(
+                t,
+                &a.include_path,
+                root,
+                a.num_fewshot,
+                a.fewshot_seed,
+            )
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let name = datasets
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect::<Vec<_>>()
+        .join("+");
+    c.config.task = config::TaskConfig {
+        name: name.clone(),
+        datasets,
+    };
+    c.config.name = name;
+    config::validate(&c.config).map_err(anyhow::Error::msg)?;
+    let tree = c.tree.as_object_mut().expect("a mapping");
+    tree.insert("task".into(), serde_json::to_value(&c.config.task)?);
+    tree.insert(
+        "name".into(),
+        serde_json::Value::from(c.config.name.clone()),
+    );
+    for t in &a.lm_eval_task {
+        c.overrides.push(format!("--lm-eval-task={t}"));
     }
     Ok(())
 }

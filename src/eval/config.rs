@@ -70,6 +70,35 @@ pub struct DatasetConfig {
     /// Generation tasks: stop at the first token that contains a newline.
     #[serde(default)]
     pub stop_at_newline: bool,
+    /// An lm-evaluation-harness task: `path` is its YAML file, and this
+    /// pins what else it reads (`eval --lm-eval-task`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lm_eval: Option<LmEvalSource>,
+}
+
+/// The files an lm-eval task reads besides its YAML, pinned, and the
+/// few-shot choices (recorded so `verify` draws the same examples).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LmEvalSource {
+    /// The task's `num_fewshot`, or the `--num-fewshot` given.
+    pub num_fewshot: usize,
+    /// lm-eval's `--fewshot_random_seed` (default 1234).
+    pub fewshot_seed: u64,
+    /// Files the task `include`s, in the order read.
+    #[serde(default)]
+    pub includes: Vec<TemplateRef>,
+    /// Data files: split name, path (relative to the project root, or
+    /// absolute), sha256.
+    pub data: Vec<DataFile>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DataFile {
+    pub split: String,
+    pub path: String,
+    pub sha256: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

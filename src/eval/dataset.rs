@@ -15,6 +15,8 @@ pub struct Item {
     pub answer: String,
     pub choices: Vec<String>,
     pub correct: usize,
+    /// lm-eval tasks: the few-shot examples in the prompt.
+    pub fewshot: Vec<super::lmeval::FewshotRef>,
 }
 
 /// A hash that differs from the pinned one (recorded with --allow-data-drift).
@@ -179,6 +181,7 @@ pub fn parse(cfg: &DatasetConfig, path: &Path, bytes: &[u8]) -> Result<Vec<Item>
             answer,
             choices,
             correct,
+            fewshot: Vec::new(),
         });
     }
     if items.is_empty() {
@@ -201,6 +204,7 @@ mod tests {
             pattern: None,
             max_tokens: None,
             stop_at_newline: false,
+            lm_eval: None,
         }
     }
 

@@ -5,6 +5,7 @@ pub mod compare;
 pub mod config;
 pub mod dataset;
 pub mod folder;
+pub mod lmeval;
 pub mod merge;
 pub mod run;
 pub mod score;

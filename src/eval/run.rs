@@ -73,6 +73,9 @@ pub struct SampleRecord {
     /// Baseline-store key parts.
     pub prompt_hash: String,
     pub params_hash: String,
+    /// lm-eval tasks: the few-shot examples the prompt holds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fewshot: Vec<super::lmeval::FewshotRef>,
     /// Served from the baseline store rather than computed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cached: bool,
@@ -154,6 +157,19 @@ fn ids_hash(h: &mut Sha256, ids: &[u32]) {
     ids.iter().for_each(|i| h.update(i.to_le_bytes()));
 }
 
+/// sha256 of every token id that determines a sample's output (baseline key).
+pub(crate) fn prompt_hash(kind: TaskKind, prompt_ids: &[u32], choices: &[LoglikRequest]) -> String {
+    let mut h = Sha256::new();
+    match kind {
+        TaskKind::Generate => ids_hash(&mut h, prompt_ids),
+        TaskKind::MultipleChoice => choices.iter().for_each(|c| {
+            ids_hash(&mut h, &c.context);
+            ids_hash(&mut h, &c.continuation);
+        }),
+    }
+    hex::encode(h.finalize())
+}
+
 pub(crate) fn sha_hex(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
 }
@@ -194,6 +210,26 @@ pub fn prepare(
             path: d.path.clone(),
             sha256: sha_hex(&bytes),
         });
+        if let Some(src) = &d.lm_eval {
+            patterns.push(None);
+            let mut pin = |rel: &str, sha: &str| -> Result<Vec<u8>> {
+                let b = dataset::check_pinned(root, rel, sha, allow_drift, &mut drifts)?;
+                dataset::check_dvc(root, rel, &b, allow_drift, &mut drifts, &mut dvc)?;
+                Ok(b)
+            };
+            let specs = super::lmeval::prepare::samples(
+                root,
+                d,
+                src,
+                di,
+                config.run.limit,
+                tok,
+                &mut pin,
+                &mut datasets,
+            )?;
+            samples.extend(specs);
+            continue;
+        }
         let mut items = dataset::parse(d, &root.join(&d.path), &bytes)?;
         if let Some(n) = config.run.limit {
             items.truncate(n);
@@ -246,15 +282,7 @@ pub fn prepare(
                 TaskKind::Generate => encode_prompt(&prompt)?,
                 TaskKind::MultipleChoice => choices[0].context.clone(),
             };
-            let mut h = Sha256::new();
-            match d.kind {
-                TaskKind::Generate => ids_hash(&mut h, &prompt_ids),
-                TaskKind::MultipleChoice => choices.iter().for_each(|c| {
-                    ids_hash(&mut h, &c.context);
-                    ids_hash(&mut h, &c.continuation);
-                }),
-            }
-            let prompt_hash = hex::encode(h.finalize());
+            let prompt_hash = prompt_hash(d.kind, &prompt_ids, &choices);
             samples.push(SampleSpec {
                 dataset: di,
                 item,
@@ -466,6 +494,7 @@ impl Prepared {
             logprobs,
             prompt_hash: s.prompt_hash.clone(),
             params_hash: self.params_hash[s.dataset].clone(),
+            fewshot: s.item.fewshot.clone(),
             cached: raw.cached,
             latency: raw.latency.clone(),
         };

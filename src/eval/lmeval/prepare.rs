@@ -1,0 +1,196 @@
+//! An lm-eval task's samples for a run: its pinned files checked, its
+//! documents built, each context and continuation tokenized as lm-eval's
+//! `local-completions` model does through `infer-eval serve`.
+
+use super::docs;
+use crate::engine::LoglikRequest;
+use crate::error::{Error, Result};
+use crate::eval::config::{DatasetConfig, LmEvalSource, TaskKind};
+use crate::eval::dataset::Item;
+use crate::eval::run::{prompt_hash, sha_hex, FileHash, SampleSpec};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The samples of dataset `di` (`d.path` is the task file). `pin` reads a
+/// file, checking it against its pinned sha256 (and DVC); every file read
+/// is listed in `files`.
+#[allow(clippy::too_many_arguments)]
+pub fn samples(
+    root: &Path,
+    d: &DatasetConfig,
+    src: &LmEvalSource,
+    di: usize,
+    limit: Option<usize>,
+    tok: &crate::tokenizer::Tokenizer,
+    pin: &mut dyn FnMut(&str, &str) -> Result<Vec<u8>>,
+    files: &mut Vec<FileHash>,
+) -> Result<Vec<SampleSpec>> {
+    for inc in &src.includes {
+        let b = pin(&inc.path, &inc.sha256)?;
+        files.push(FileHash {
+            name: format!("{}:include", d.name),
+            path: inc.path.clone(),
+            sha256: sha_hex(&b),
+        });
+    }
+    let task_path = root.join(&d.path);
+    let loaded = super::task::load(&task_path)?;
+    let task = loaded.task;
+    let mut splits: BTreeMap<String, Vec<docs::Doc>> = BTreeMap::new();
+    for f in &src.data {
+        let b = pin(&f.path, &f.sha256)?;
+        files.push(FileHash {
+            name: format!("{}:{}", d.name, f.split),
+            path: f.path.clone(),
+            sha256: sha_hex(&b),
+        });
+        let rows = docs::read_file(&task.dataset_path, &root.join(&f.path), &b)?;
+        splits.entry(f.split.clone()).or_default().extend(rows);
+    }
+    splits.values_mut().for_each(|v| docs::unify(v));
+    let built = super::build(
+        &task,
+        &splits,
+        src.num_fewshot,
+        src.fewshot_seed,
+        limit,
+        &task_path,
+    )?;
+    let prefix = super::prefix_token(tok);
+    let mut out = Vec::with_capacity(built.len());
+    for b in built {
+        let (prompt_ids, choices) = match d.kind {
+            TaskKind::MultipleChoice => {
+                let reqs = b
+                    .choices
+                    .iter()
+                    .map(|c| {
+                        let cont = format!("{}{c}", task.target_delimiter);
+                        let (context, continuation) =
+                            super::encode_pair(tok, &b.context, &cont, prefix)?;
+                        if continuation.is_empty() {
+                            return Err(Error::Input(format!(
+                                "{}: document {}: choice {c:?} has no tokens",
+                                d.path, b.index
+                            )));
+                        }
+                        Ok(LoglikRequest {
+                            context,
+                            continuation,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                (reqs[0].context.clone(), reqs)
+            }
+            TaskKind::Generate => {
+                return Err(Error::Input(format!(
+                    "{}: output_type generate_until is not run natively yet",
+                    d.path
+                )))
+            }
+        };
+        let hash = prompt_hash(d.kind, &prompt_ids, &choices);
+        out.push(SampleSpec {
+            dataset: di,
+            item: Item {
+                id: b.index.to_string(),
+                answer: b.choices.get(b.gold).cloned().unwrap_or_default(),
+                fields: b.doc,
+                choices: b.choices,
+                correct: b.gold,
+                fewshot: b.fewshot,
+            },
+            prompt: b.context,
+            prompt_ids,
+            choices,
+            prompt_hash: hash,
+        });
+    }
+    Ok(out)
+}
+
+/// `path` as a config names it: relative to the project root when inside
+/// it, else absolute.
+fn config_path(path: &Path, root: &Path) -> Result<String> {
+    let abs = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
+    let root = std::fs::canonicalize(root).map_err(|e| Error::io(root, e))?;
+    Ok(match abs.strip_prefix(&root) {
+        Ok(rel) => rel.to_string_lossy().into_owned(),
+        Err(_) => abs.to_string_lossy().into_owned(),
+    })
+}
+
+/// The config's dataset entry for an lm-eval task: `arg` is a task file,
+/// or a task name looked up under `include_paths`. Data file paths in the
+/// task are relative to the current folder, as lm-eval reads them.
+pub fn dataset_config(
+    arg: &str,
+    include_paths: &[std::path::PathBuf],
+    root: &Path,
+    num_fewshot: Option<usize>,
+    seed: u64,
+) -> Result<DatasetConfig> {
+    let file = if Path::new(arg).is_file() {
+        Path::new(arg).to_path_buf()
+    } else if arg.ends_with(".yaml") || arg.ends_with(".yml") || include_paths.is_empty() {
+        return Err(Error::Input(format!(
+            "--lm-eval-task {arg}: no such file{}",
+            if include_paths.is_empty() {
+                " (a task name needs --include-path DIR)"
+            } else {
+                ""
+            }
+        )));
+    } else {
+        super::task::find_by_name(arg, include_paths)?
+    };
+    let loaded = super::task::load(&file)?;
+    let t = &loaded.task;
+    let kind = match t.output_type {
+        super::task::OutputType::MultipleChoice => TaskKind::MultipleChoice,
+        other => {
+            return Err(Error::bad_file(
+                &file,
+                format!("output_type {other:?}: infer-eval runs multiple_choice tasks natively so far (perplexity: `infer-eval perplexity`)"),
+            ))
+        }
+    };
+    let pinned = |p: &Path| -> Result<crate::eval::config::TemplateRef> {
+        Ok(crate::eval::config::TemplateRef {
+            path: config_path(p, root)?,
+            sha256: crate::formats::sha256_file(p)?,
+        })
+    };
+    let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
+    let mut data = Vec::new();
+    for (split, paths) in docs::data_files(t, &cwd, &file)? {
+        for p in paths {
+            let r = pinned(&p)?;
+            data.push(crate::eval::config::DataFile {
+                split: split.clone(),
+                path: r.path,
+                sha256: r.sha256,
+            });
+        }
+    }
+    let me = pinned(&file)?;
+    Ok(DatasetConfig {
+        name: t.task.clone(),
+        path: me.path,
+        sha256: me.sha256,
+        kind,
+        scorer: None,
+        pattern: None,
+        max_tokens: None,
+        stop_at_newline: false,
+        lm_eval: Some(LmEvalSource {
+            num_fewshot: num_fewshot.or(t.num_fewshot).unwrap_or(0),
+            fewshot_seed: seed,
+            includes: loaded.files[1..]
+                .iter()
+                .map(|p| pinned(p))
+                .collect::<Result<_>>()?,
+            data,
+        }),
+    })
+}
