@@ -105,6 +105,9 @@ enum Command {
     /// f32 values) of every named intermediate at every position; or, with
     /// --compare A B, name the first op, layer and position that differ.
     Trace(cli::trace::TraceArgs),
+    /// Perplexity of text files (token, word, byte; bits per byte) with
+    /// lm-eval's rolling windows; the context and stride are reported.
+    Perplexity(cli::perplexity::PerplexityArgs),
     /// Print a model's configuration and tokenizer facts.
     Info {
         #[arg(long, default_value = "llama")]
@@ -310,6 +313,7 @@ fn real_main() -> Result<()> {
             }
             Ok(())
         }
+        Some(Command::Perplexity(a)) => cli::perplexity::perplexity(a).map(|_| ()),
         None => run(cli.run),
     }
 }

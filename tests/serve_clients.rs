@@ -45,9 +45,15 @@ fn the_openai_python_client_reads_completions_chat_streams_and_errors() {
     eprintln!("openai client saw {seen}");
 }
 
+/// lm-eval's tasks in tests/clients: ie_multiple_choice (our built-in
+/// multiple_choice task written as lm-eval YAML), ie_planets_fewshot (an
+/// `include`d base, a description, 3-shot from the test split itself) and
+/// ie_planets_csv (CSV data, letters as choices, first_n 2-shot from train).
+const LM_TASKS: [&str; 3] = ["ie_multiple_choice", "ie_planets_fewshot", "ie_planets_csv"];
+
 #[test]
 fn lm_eval_through_the_server_scores_as_infer_eval_eval_does() {
-    const LIMIT: usize = 12;
+    const LIMIT: usize = 10;
     let py = python();
     let model = common::smollm2_path();
     let s = Server::start(&model, &[]);
@@ -63,13 +69,9 @@ fn lm_eval_through_the_server_scores_as_infer_eval_eval_does() {
         .arg(format!(
             "model=llama,base_url={base},tokenizer_backend=remote,num_concurrent=4,max_retries=1"
         ))
-        .args([
-            "--tasks",
-            "ie_multiple_choice",
-            "--include_path",
-            "tests/clients",
-            "--log_samples",
-        ])
+        .arg("--tasks")
+        .arg(LM_TASKS.join(","))
+        .args(["--include_path", "tests/clients", "--log_samples"])
         .arg("--limit")
         .arg(LIMIT.to_string())
         .arg("--output_path")
@@ -81,6 +83,7 @@ fn lm_eval_through_the_server_scores_as_infer_eval_eval_does() {
         "lm_eval: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    drop(s);
     let files: Vec<PathBuf> = walk(&lm_out);
     let read = |prefix: &str| {
         let f = files
@@ -90,24 +93,161 @@ fn lm_eval_through_the_server_scores_as_infer_eval_eval_does() {
         std::fs::read_to_string(f).unwrap()
     };
     let results: Value = serde_json::from_str(&read("results_")).unwrap();
-    let lm_samples: Vec<Value> = read("samples_")
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lm_samples.len(), LIMIT);
 
-    // infer-eval's own evaluation of the same items, in a copy of the project.
+    // infer-eval's own evaluation of the same items, in a copy of the
+    // project: the built-in task, and the three lm-eval task files run
+    // natively (data paths relative to the project, as lm-eval reads them).
     let proj = common::project();
-    let out = Command::new(env!("CARGO_BIN_EXE_infer-eval"))
+    common::copy_dir(
+        &repo().join("tests/clients"),
+        &proj.path().join("tests/clients"),
+    );
+    let builtin = native(proj.path(), &["task=multiple_choice"], LIMIT);
+    let mut args = vec!["--include-path", "tests/clients"];
+    for t in LM_TASKS {
+        args.extend(["--lm-eval-task", t]);
+    }
+    let from_yaml = native(proj.path(), &args, LIMIT);
+
+    for task in LM_TASKS {
+        let lm_samples: Vec<Value> = read(&format!("samples_{task}_"))
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lm_samples.len(), LIMIT, "{task}");
+        let r = &results["results"][task];
+        let mut compare = |run: &Native, dataset: &str, id_of: &dyn Fn(&Value) -> String| {
+            for lm in &lm_samples {
+                let id = format!("{dataset}/{}", id_of(lm));
+                let mine = run
+                    .samples
+                    .iter()
+                    .find(|o| o["id"] == id.as_str())
+                    .unwrap_or_else(|| panic!("{id} not in infer-eval's samples"));
+                let served: Vec<f64> = lm["filtered_resps"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r[0].as_str().unwrap().parse().unwrap())
+                    .collect();
+                let want: Vec<f64> = mine["choice_logliks"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap())
+                    .collect();
+                assert_eq!(served.len(), want.len(), "{id}");
+                for (k, (a, b)) in served.iter().zip(&want).enumerate() {
+                    assert_eq!(
+                        a.to_bits(),
+                        b.to_bits(),
+                        "{id} choice {k}: lm-eval via serve {a}, infer-eval eval {b}"
+                    );
+                }
+                for (theirs, ours) in [("acc", "score"), ("acc_norm", "score_norm")] {
+                    assert_eq!(
+                        lm[theirs].as_f64().unwrap(),
+                        mine[ours].as_f64().unwrap(),
+                        "{id} {theirs}"
+                    );
+                }
+            }
+            let m = &run.metrics["datasets"][dataset];
+            assert_eq!(
+                r["acc,none"].as_f64().unwrap(),
+                m["accuracy"]["mean"].as_f64().unwrap(),
+                "{dataset} acc"
+            );
+            assert_eq!(
+                r["acc_norm,none"].as_f64().unwrap(),
+                m["accuracy_norm"]["mean"].as_f64().unwrap(),
+                "{dataset} acc_norm"
+            );
+        };
+        compare(&from_yaml, task, &|lm| lm["doc_id"].to_string());
+        if task == "ie_multiple_choice" {
+            compare(&builtin, "multiple_choice", &|lm| {
+                lm["doc"]["id"].as_str().unwrap().to_string()
+            });
+        }
+        eprintln!(
+            "{task}: lm-eval through serve = infer-eval eval on {LIMIT} items: acc {}, acc_norm {}",
+            r["acc,none"], r["acc_norm,none"]
+        );
+    }
+
+    // The few-shot examples are recorded: 3 per item, never the item itself,
+    // and the CSV task's are the first two training rows for every item.
+    for s in &from_yaml.samples {
+        let id = s["id"].as_str().unwrap();
+        let shots: Vec<(String, u64)> = s["fewshot"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|f| {
+                        (
+                            f["split"].as_str().unwrap().to_string(),
+                            f["index"].as_u64().unwrap(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (task, index) = id.split_once('/').unwrap();
+        match task {
+            "ie_multiple_choice" => assert!(shots.is_empty(), "{id}"),
+            "ie_planets_fewshot" => {
+                assert_eq!(shots.len(), 3, "{id}");
+                assert!(
+                    shots
+                        .iter()
+                        .all(|(sp, i)| sp == "test" && i.to_string() != index),
+                    "{id}: {shots:?}"
+                );
+            }
+            _ => assert_eq!(
+                shots,
+                [("train".to_string(), 0), ("train".to_string(), 1)],
+                "{id}"
+            ),
+        }
+    }
+    // A re-run of the native lm-eval run draws the same examples: MATCH.
+    let v = Command::new(env!("CARGO_BIN_EXE_infer-eval"))
         .current_dir(proj.path())
-        .args(["eval", "task=multiple_choice", "run.threads=1"])
-        .arg(format!("run.limit={LIMIT}"))
+        .arg("verify")
+        .arg(&from_yaml.dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&v.stdout);
+    assert!(
+        v.status.success() && text.contains("MATCH"),
+        "{text}{}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+}
+
+struct Native {
+    dir: PathBuf,
+    samples: Vec<Value>,
+    metrics: Value,
+}
+
+/// `infer-eval eval ARGS run.limit=LIMIT` in `proj`: its run folder's
+/// samples and metrics.
+fn native(proj: &Path, args: &[&str], limit: usize) -> Native {
+    let out = Command::new(env!("CARGO_BIN_EXE_infer-eval"))
+        .current_dir(proj)
+        .arg("eval")
+        .args(args)
+        .arg("run.threads=1")
+        .arg(format!("run.limit={limit}"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "{stdout}{}",
+        "eval {args:?}: {stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let dir = PathBuf::from(
@@ -116,64 +256,23 @@ fn lm_eval_through_the_server_scores_as_infer_eval_eval_does() {
             .find_map(|l| l.strip_prefix("run folder "))
             .unwrap(),
     );
-    let ours: Vec<Value> = std::fs::read_to_string(dir.join("samples.jsonl"))
+    let dir = if dir.is_absolute() {
+        dir
+    } else {
+        proj.join(dir)
+    };
+    let samples = std::fs::read_to_string(dir.join("samples.jsonl"))
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    for lm in &lm_samples {
-        let id = lm["doc"]["id"].as_str().unwrap();
-        let mine = ours
-            .iter()
-            .find(|o| o["id"] == format!("multiple_choice/{id}"))
-            .unwrap_or_else(|| panic!("{id} not in infer-eval's samples"));
-        let served: Vec<f64> = lm["filtered_resps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r[0].as_str().unwrap().parse().unwrap())
-            .collect();
-        let want: Vec<f64> = mine["choice_logliks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
-        assert_eq!(served.len(), want.len(), "{id}");
-        for (k, (a, b)) in served.iter().zip(&want).enumerate() {
-            assert_eq!(
-                a.to_bits(),
-                b.to_bits(),
-                "{id} choice {k}: lm-eval via serve {a}, infer-eval eval {b}"
-            );
-        }
-        assert_eq!(
-            lm["acc"].as_f64().unwrap(),
-            mine["score"].as_f64().unwrap(),
-            "{id} acc"
-        );
-        assert_eq!(
-            lm["acc_norm"].as_f64().unwrap(),
-            mine["score_norm"].as_f64().unwrap(),
-            "{id} acc_norm"
-        );
-    }
-    let metrics: Value =
+    let metrics =
         serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
-    let r = &results["results"]["ie_multiple_choice"];
-    let m = &metrics["datasets"]["multiple_choice"];
-    assert_eq!(
-        r["acc,none"].as_f64().unwrap(),
-        m["accuracy"]["mean"].as_f64().unwrap()
-    );
-    assert_eq!(
-        r["acc_norm,none"].as_f64().unwrap(),
-        m["accuracy_norm"]["mean"].as_f64().unwrap()
-    );
-    eprintln!(
-        "lm-eval through serve = infer-eval eval on {LIMIT} items: acc {}, acc_norm {}",
-        r["acc,none"], r["acc_norm,none"]
-    );
+    Native {
+        dir,
+        samples,
+        metrics,
+    }
 }
 
 fn walk(d: &Path) -> Vec<PathBuf> {

@@ -7,6 +7,7 @@ pub mod dataset;
 pub mod folder;
 pub mod lmeval;
 pub mod merge;
+pub mod perplexity;
 pub mod run;
 pub mod score;
 pub mod shard;

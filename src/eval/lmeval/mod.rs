@@ -156,21 +156,14 @@ pub fn build(
             if first_n {
                 pool[..num_fewshot].to_vec()
             } else if let Some(ed) = eval_doc {
+                // lm-eval draws one more and drops documents equal to the
+                // one asked (so a duplicate of it leaves fewer examples).
                 let k = (num_fewshot + 1).min(fs_docs.len());
-                let mut res: Vec<usize> = rnd
-                    .sample(fs_docs.len(), k)
+                rnd.sample(fs_docs.len(), k)
                     .into_iter()
                     .filter(|&i| &fs_docs[i] != ed)
                     .take(num_fewshot)
-                    .collect();
-                if res.len() < num_fewshot {
-                    res = rnd
-                        .sample(pool.len(), num_fewshot)
-                        .into_iter()
-                        .map(|j| pool[j])
-                        .collect();
-                }
-                res
+                    .collect()
             } else {
                 rnd.sample(fs_docs.len(), num_fewshot)
             }
