@@ -474,6 +474,103 @@ fn malformed_inputs_give_one_clear_error_each() {
         &["exceeds the model's context of 256"],
     ));
 
+    // lm-evaluation-harness task files: what is not supported or not there
+    // is refused naming the task file and the key, file or document.
+    let lm = dir.join("lm");
+    std::fs::create_dir_all(&lm).unwrap();
+    let data = proj.join("data").join("multiple_choice.jsonl");
+    let base = format!(
+        "dataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {}\ntest_split: test\noutput_type: multiple_choice\ndoc_to_choice: \"{{{{choices}}}}\"\ndoc_to_target: answer\n",
+        data.display()
+    );
+    let lm_cases: [(&str, String, &[&str]); 9] = [
+        (
+            "unknown key",
+            format!("task: t\n{base}doc_to_text: q\nprocess_docs: x\n"),
+            &["process_docs"],
+        ),
+        (
+            "!function",
+            format!("task: t\n{base}doc_to_text: !function utils.doc_to_text\n"),
+            &["!function"],
+        ),
+        (
+            "missing data file",
+            format!(
+                "task: t\n{}doc_to_text: q\n",
+                base.replace("multiple_choice.jsonl", "nope.jsonl")
+            ),
+            &["nope.jsonl"],
+        ),
+        (
+            "generate_until",
+            format!(
+                "task: t\n{}doc_to_text: q\n",
+                base.replace("multiple_choice", "generate_until")
+            ),
+            &["generate_until"],
+        ),
+        (
+            "missing include",
+            format!("task: t\ninclude: _nope_yaml\n{base}doc_to_text: q\n"),
+            &["_nope_yaml"],
+        ),
+        (
+            "undefined column",
+            format!("task: t\n{base}doc_to_text: \"{{{{nosuchcolumn}}}}\"\n"),
+            &["nosuchcolumn", "document 0"],
+        ),
+        (
+            "bad template",
+            format!("task: t\n{base}doc_to_text: \"{{{{question | nosuchfilter}}}}\"\n"),
+            &["nosuchfilter"],
+        ),
+        ("not a mapping", "- task: t\n".to_string(), &["mapping"]),
+        (
+            "target not a choice",
+            format!(
+                "task: t\n{}doc_to_text: q\n",
+                base.replace("doc_to_target: answer", "doc_to_target: 7")
+            ),
+            &["test document 0", "index 7", "4 choices"],
+        ),
+    ];
+    for (i, (what, yaml, says)) in lm_cases.into_iter().enumerate() {
+        let f = lm.join(format!("task{i}.yaml"));
+        std::fs::write(&f, yaml).unwrap();
+        let mut says = says.to_vec();
+        let name = format!("task{i}.yaml");
+        says.push(&name);
+        cases.push(case(
+            what,
+            &[
+                "eval",
+                "--config-dir",
+                cfgdir.to_str().unwrap(),
+                "--lm-eval-task",
+                f.to_str().unwrap(),
+                "--outputs",
+                dir.join("outputs").to_str().unwrap(),
+            ],
+            3,
+            &says,
+        ));
+    }
+    cases.push(case(
+        "lm-eval task name not found",
+        &[
+            "eval",
+            "--config-dir",
+            cfgdir.to_str().unwrap(),
+            "--include-path",
+            lm.to_str().unwrap(),
+            "--lm-eval-task",
+            "no_such_task",
+        ],
+        3,
+        &["no_such_task"],
+    ));
+
     let failures: Vec<String> = cases.iter().filter_map(|c| check(c).err()).collect();
     assert!(
         failures.is_empty(),

@@ -204,10 +204,15 @@ pub fn build(
                     choices.iter().position(|c| c == t).unwrap()
                 }
                 other => {
+                    let t = match other {
+                        Target::Index(i) => format!("index {i}"),
+                        Target::Text(t) => format!("{t:?}"),
+                        Target::List(l) => format!("list {l:?}"),
+                    };
                     return Err(Error::Input(format!(
-                        "{what}: the target {other:?} is not one of the {} choices {choices:?}",
+                        "{what}: the target {t} is not one of the {} choices {choices:?}",
                         choices.len()
-                    )))
+                    )));
                 }
             };
             (choices, gold)

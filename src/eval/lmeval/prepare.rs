@@ -151,7 +151,15 @@ pub fn dataset_config(
         other => {
             return Err(Error::bad_file(
                 &file,
-                format!("output_type {other:?}: infer-eval runs multiple_choice tasks natively so far (perplexity: `infer-eval perplexity`)"),
+                format!(
+                    "output_type {}: infer-eval runs multiple_choice tasks natively so far{}",
+                    other.name(),
+                    if other == super::task::OutputType::LoglikelihoodRolling {
+                        " (perplexity of text files: `infer-eval perplexity`)"
+                    } else {
+                        ""
+                    }
+                ),
             ))
         }
     };

@@ -21,6 +21,18 @@ pub enum Target {
     List(Vec<String>),
 }
 
+/// A template's error, naming the document's fields when it used one the
+/// document does not have.
+fn template_error(e: minijinja::Error, template: &str, doc: &Doc, what: &str) -> Error {
+    let fields = if e.kind() == minijinja::ErrorKind::UndefinedError {
+        let names: Vec<&str> = doc.keys().map(|k| k.as_str()).collect();
+        format!(" (the document's fields: {})", names.join(", "))
+    } else {
+        String::new()
+    };
+    Error::Input(format!("{what}: template {template:?}: {e}{fields}"))
+}
+
 fn regex_replace(
     s: String,
     pattern: String,
@@ -53,7 +65,7 @@ impl Fields {
     pub fn render(&self, template: &str, doc: &Doc, what: &str) -> Result<String> {
         self.env
             .render_str(template, minijinja::Value::from_serialize(doc))
-            .map_err(|e| Error::Input(format!("{what}: template {template:?}: {e}")))
+            .map_err(|e| template_error(e, template, doc, what))
     }
 
     /// A template that is one `{{ expression }}`: its value, not its text.
@@ -69,10 +81,10 @@ impl Fields {
         let expr = self
             .env
             .compile_expression(inner)
-            .map_err(|e| Error::Input(format!("{what}: template {template:?}: {e}")))?;
+            .map_err(|e| template_error(e, template, doc, what))?;
         let v = expr
             .eval(minijinja::Value::from_serialize(doc))
-            .map_err(|e| Error::Input(format!("{what}: template {template:?}: {e}")))?;
+            .map_err(|e| template_error(e, template, doc, what))?;
         Ok(Some(serde_json::to_value(&v).map_err(|e| {
             Error::Input(format!("{what}: template {template:?}: {e}"))
         })?))

@@ -51,6 +51,18 @@ pub enum OutputType {
     LoglikelihoodRolling,
 }
 
+impl OutputType {
+    /// The name a task file gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputType::MultipleChoice => "multiple_choice",
+            OutputType::GenerateUntil => "generate_until",
+            OutputType::Loglikelihood => "loglikelihood",
+            OutputType::LoglikelihoodRolling => "loglikelihood_rolling",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct FewshotConfig {
