@@ -16,6 +16,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             pattern: None,
             max_tokens: None,
             stop_at_newline: false,
+            lm_eval: None,
         };
         if let Ok(items) = infer_eval::eval::dataset::parse(&cfg, p, data) {
             if let Ok(t) = Template::from_bytes(Path::new("t.txt"), b"Q: {question}\nA:") {

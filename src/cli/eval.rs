@@ -6,7 +6,7 @@ use infer_eval::record::environment::Environment;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub struct EvalArgs {
     /// Overrides: experiment=NAME, group=option (model, sampling, task, prompt),
     /// a.b.c=value for existing keys, +a.b=value for new ones.
@@ -62,6 +62,16 @@ pub struct EvalArgs {
     /// Seed of lm-eval's few-shot sampler (lm_eval --fewshot_random_seed).
     #[arg(long, default_value_t = infer_eval::eval::lmeval::DEFAULT_FEWSHOT_SEED, requires = "lm_eval_task")]
     pub fewshot_seed: u64,
+    /// Hydra's multirun: overrides sweep with key=a,b,c, key=range(1,4) or
+    /// key=choice(a,b); every combination is one run, into <sweep dir>/<n>/
+    /// (n in Hydra's job order). A failing point does not stop the others;
+    /// a summary table is printed and written to <sweep dir>/summary.json.
+    #[arg(long, short = 'm', conflicts_with_all = ["resume", "run_dir", "outputs", "shard_index"])]
+    pub multirun: bool,
+    /// Where a multirun's points go (default: <project root>/multirun/<date>/<time>).
+    /// Re-running a sweep into the same folder finishes its unfinished points.
+    #[arg(long, requires = "multirun")]
+    pub sweep_dir: Option<PathBuf>,
     /// At the end, export the run to MLflow (--tracking-uri or MLFLOW_TRACKING_URI).
     #[arg(long)]
     pub mlflow: bool,
@@ -95,7 +105,7 @@ pub struct VerifyArgs {
     pub report: Option<PathBuf>,
 }
 
-fn project_root(config_dir: &Path) -> Result<PathBuf> {
+pub(crate) fn project_root(config_dir: &Path) -> Result<PathBuf> {
     if !config_dir.is_dir() {
         bail!(
             "{}: no config folder here; run from the project root or pass --config-dir",
@@ -180,6 +190,9 @@ fn recorded_shard(dir: &Path) -> Result<Option<infer_eval::eval::shard::Shard>> 
 }
 
 pub fn eval(a: EvalArgs) -> Result<()> {
+    if a.multirun {
+        return super::multirun::multirun(a);
+    }
     let root = project_root(&a.config_dir)?;
     let (cfg, composed) = match &a.resume {
         Some(dir) => {
@@ -351,6 +364,21 @@ fn print_summary(m: &run::Metrics, digest: &str, dir: &Path) {
             "{:<18} {:<16} {:>5}  {:>8.3}  [{:.3}, {:.3}]    {:>8}",
             name, kind, d.accuracy.n, d.accuracy.mean, d.accuracy.ci_low, d.accuracy.ci_high, norm
         );
+        let mut seeds: Vec<(&String, &infer_eval::eval::score::Estimate)> =
+            d.per_seed.iter().collect();
+        seeds.sort_by_key(|(s, _)| s.parse::<u64>().unwrap_or(u64::MAX));
+        for (seed, e) in seeds {
+            println!(
+                "  seed {:<12} {:<16} {:>5}  {:>8.3}  [{:.3}, {:.3}]",
+                seed, "", e.n, e.mean, e.ci_low, e.ci_high
+            );
+        }
+        if let Some(s) = &d.across_seeds {
+            println!(
+                "  across {} seeds: mean {:.3}, std {:.3}, 95% t interval [{:.3}, {:.3}]",
+                s.seeds, s.mean, s.std, s.ci_low, s.ci_high
+            );
+        }
     }
     println!(
         "macro accuracy {:.3}; {} samples ({:.2} samples/s computed), {} tokens generated, {:.1} tok/s",

@@ -4,6 +4,7 @@ pub mod baseline;
 pub mod bench;
 pub mod eval;
 pub mod export;
+pub mod multirun;
 pub mod perplexity;
 pub mod report;
 pub mod serve;

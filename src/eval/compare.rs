@@ -303,14 +303,19 @@ pub fn diff_data(a: &RunData, b: &RunData) -> RunDiff {
         .filter(|r| !ia.contains_key(&r.id))
         .map(|r| r.id.clone())
         .collect();
-    let mut tasks: Vec<String> = sa.iter().map(|r| r.task.clone()).collect();
-    tasks.dedup();
-    let metrics = tasks
+    // Per dataset, and with several seeds per dataset and seed.
+    let mut seen = std::collections::HashSet::new();
+    let groups: Vec<(String, Option<u64>)> = sa
+        .iter()
+        .map(|r| (r.task.clone(), r.seed))
+        .filter(|g| seen.insert(g.clone()))
+        .collect();
+    let metrics = groups
         .into_iter()
-        .map(|t| {
+        .map(|(t, seed)| {
             let pairs: Vec<(f64, f64)> = sa
                 .iter()
-                .filter(|r| r.task == t)
+                .filter(|r| r.task == t && r.seed == seed)
                 .filter_map(|r| ib.get(&r.id).map(|o| (r.score, o.score)))
                 .collect();
             let n = pairs.len().max(1) as f64;
@@ -318,7 +323,10 @@ pub fn diff_data(a: &RunData, b: &RunData) -> RunDiff {
             let b_only = pairs.iter().filter(|(x, y)| y > x).count();
             let d: Vec<f64> = pairs.iter().map(|(x, y)| y - x).collect();
             MetricDelta {
-                dataset: t,
+                dataset: match seed {
+                    Some(s) => format!("{t}@seed={s}"),
+                    None => t,
+                },
                 a: pairs.iter().map(|p| p.0).sum::<f64>() / n,
                 b: pairs.iter().map(|p| p.1).sum::<f64>() / n,
                 n_pairs: pairs.len(),

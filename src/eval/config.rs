@@ -121,6 +121,15 @@ pub struct PromptConfig {
     /// Wrap rendered prompts in the model's chat template.
     #[serde(default)]
     pub chat: bool,
+    /// Build the prompt as chat messages (role and a content template;
+    /// `{prompt}` is the rendered prompt file), rendered by the model's chat
+    /// template (see `eval::chat`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<super::chat::MessageTemplate>,
+    /// A dataset field holding further turns ([{role, content}, ...]),
+    /// appended after `messages`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turns_field: Option<String>,
 }
 
 fn space() -> String {
@@ -143,6 +152,34 @@ pub struct RunConfig {
     /// Bootstrap resamples for confidence intervals.
     #[serde(default = "bootstrap")]
     pub bootstrap: usize,
+    /// Sampled generation tasks run once per seed (`+run.seeds=[7,8,9]`);
+    /// tasks that do not sample (greedy, multiple choice) run once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seeds: Option<Vec<u64>>,
+    /// Or K seeds from sampling.seed: seed, seed + 1, ..., seed + K - 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_seeds: Option<usize>,
+}
+
+impl EvalConfig {
+    /// The seeds sampled tasks run with when several are asked for
+    /// (`run.seeds` or `run.num_seeds`); None for one run per sample.
+    pub fn seeds(&self) -> Option<Vec<u64>> {
+        match (&self.run.seeds, self.run.num_seeds) {
+            (Some(s), _) => Some(s.clone()),
+            (None, Some(k)) => Some(
+                (0..k as u64)
+                    .map(|i| self.sampling.seed.wrapping_add(i))
+                    .collect(),
+            ),
+            (None, None) => None,
+        }
+    }
+
+    /// Whether dataset `d`'s outputs depend on the sampling seed.
+    pub fn samples_with_seed(&self, d: &DatasetConfig) -> bool {
+        d.kind == TaskKind::Generate && self.sampling.temperature > 0.0
+    }
 }
 
 fn one() -> usize {
@@ -461,6 +498,25 @@ pub fn validate(c: &EvalConfig) -> std::result::Result<(), String> {
     }
     if c.task.datasets.is_empty() {
         return Err("key 'task.datasets': no datasets".into());
+    }
+    match (&c.run.seeds, c.run.num_seeds) {
+        (Some(_), Some(_)) => {
+            return Err("key 'run': give run.seeds or run.num_seeds, not both".into())
+        }
+        (Some(s), None) => {
+            if s.is_empty() {
+                return Err("key 'run.seeds': an empty list".into());
+            }
+            let mut seen = std::collections::HashSet::new();
+            if let Some(d) = s.iter().find(|x| !seen.insert(**x)) {
+                return Err(format!("key 'run.seeds': seed {d} is listed twice"));
+            }
+        }
+        (None, Some(0)) => return Err("key 'run.num_seeds': must be at least 1".into()),
+        _ => {}
+    }
+    if c.seeds().is_some() && !c.task.datasets.iter().any(|d| c.samples_with_seed(d)) {
+        return Err("key 'run.seeds': no task samples (sampling.temperature is 0 or no task generates), so every seed would give the same outputs".into());
     }
     let mut names = std::collections::HashSet::new();
     for (i, d) in c.task.datasets.iter().enumerate() {

@@ -1,6 +1,7 @@
 //! Evaluation: composable configs, pinned datasets and prompt templates,
 //! scored tasks, run directories with manifests, `verify` and `diff`.
 
+pub mod chat;
 pub mod compare;
 pub mod config;
 pub mod dataset;
@@ -11,4 +12,5 @@ pub mod perplexity;
 pub mod run;
 pub mod score;
 pub mod shard;
+pub mod sweep;
 pub mod template;

@@ -22,6 +22,7 @@ pub use super::folder::{
 };
 
 /// One sample to compute.
+#[derive(Clone)]
 pub struct SampleSpec {
     pub dataset: usize,
     pub item: Item,
@@ -31,6 +32,8 @@ pub struct SampleSpec {
     pub choices: Vec<LoglikRequest>,
     /// sha256 of every token id that determines the output (baseline key).
     pub prompt_hash: String,
+    /// With several seeds (`run.seeds`): the seed this copy samples with.
+    pub seed: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -73,6 +76,9 @@ pub struct SampleRecord {
     /// Baseline-store key parts.
     pub prompt_hash: String,
     pub params_hash: String,
+    /// With several seeds: the seed this sample was drawn with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
     /// lm-eval tasks: the few-shot examples the prompt holds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fewshot: Vec<super::lmeval::FewshotRef>,
@@ -110,6 +116,13 @@ pub struct DatasetMetrics {
     pub accuracy: Estimate,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accuracy_norm: Option<Estimate>,
+    /// With several seeds: accuracy per seed (keys are the seeds).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub per_seed: BTreeMap<String, Estimate>,
+    /// With several seeds: the per-seed accuracies' mean, standard
+    /// deviation and 95% t interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub across_seeds: Option<score::SeedSpread>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -197,8 +210,27 @@ pub fn prepare(
     let gen_t = load_template("generate", &config.prompt.generate)?;
     let mc_t = load_template("multiple_choice", &config.prompt.multiple_choice)?;
     let tok = &model.tokenizer;
-    let chat = config.prompt.chat;
-    let encode_prompt = |text: &str| tok.encode_prompt(text, chat);
+    let chat_prompt = super::chat::ChatPrompt::from_config(&config.prompt)?;
+    let chat = config.prompt.chat || chat_prompt.is_some();
+    // An item's prompt: the prompt file rendered, or the chat messages
+    // (holding it where they say `{prompt}`) rendered by the chat template.
+    let render = |t: &Template, item: &Item| -> Result<String> {
+        match &chat_prompt {
+            Some(c) => {
+                let file = if c.uses_prompt() {
+                    t.render(&item.fields)?
+                } else {
+                    String::new()
+                };
+                tok.apply_chat_messages(&c.messages(&item.fields, &file, &item.id)?)
+            }
+            None => t.render(&item.fields),
+        }
+    };
+    let encode_prompt = |text: &str| match &chat_prompt {
+        Some(_) => tok.encode_rendered(text, true),
+        None => tok.encode_prompt(text, chat),
+    };
     let mut samples = Vec::new();
     let mut datasets = Vec::new();
     let mut patterns = Vec::new();
@@ -230,6 +262,7 @@ pub fn prepare(
             samples.extend(specs);
             continue;
         }
+        let first = samples.len();
         let mut items = dataset::parse(d, &root.join(&d.path), &bytes)?;
         if let Some(n) = config.run.limit {
             items.truncate(n);
@@ -241,9 +274,9 @@ pub fn prepare(
         );
         for item in items {
             let (prompt, choices) = match d.kind {
-                TaskKind::Generate => (gen_t.render(&item.fields)?, Vec::new()),
+                TaskKind::Generate => (render(&gen_t, &item)?, Vec::new()),
                 TaskKind::MultipleChoice => {
-                    let ctx = mc_t.render(&item.fields)?;
+                    let ctx = render(&mc_t, &item)?;
                     let ctx_ids = encode_prompt(&ctx)?;
                     let reqs = item
                         .choices
@@ -290,7 +323,18 @@ pub fn prepare(
                 prompt_ids,
                 choices,
                 prompt_hash,
+                seed: None,
             });
+        }
+        // Several seeds: the dataset's samples once per seed, seed by seed.
+        if let Some(seeds) = config.seeds().filter(|_| config.samples_with_seed(d)) {
+            let once = samples.split_off(first);
+            for seed in seeds {
+                samples.extend(once.iter().cloned().map(|mut s| {
+                    s.seed = Some(seed);
+                    s
+                }));
+            }
         }
     }
     let stop_ids = if config.task.datasets.iter().any(|d| d.stop_at_newline) {
@@ -371,7 +415,18 @@ impl Prepared {
         self.params_hash[s.dataset].clone()
     }
 
+    /// `<dataset>/<item id>`, with `@seed=<S>` when the run has several seeds.
     pub fn sample_id(&self, s: &SampleSpec) -> String {
+        let base = self.item_id(s);
+        match s.seed {
+            Some(seed) => format!("{base}@seed={seed}"),
+            None => base,
+        }
+    }
+
+    /// `<dataset>/<item id>`: also the RNG's sequence name, so an item's
+    /// draws under seed S are those of a one-seed run with sampling.seed=S.
+    fn item_id(&self, s: &SampleSpec) -> String {
         format!(
             "{}/{}",
             self.config.task.datasets[s.dataset].name, s.item.id
@@ -390,13 +445,17 @@ impl Prepared {
                 let reqs: Vec<Request> = specs
                     .iter()
                     .map(|s| Request {
-                        id: self.sample_id(s),
+                        id: self.item_id(s),
                         prompt_ids: s.prompt_ids.clone(),
                     })
                     .collect();
                 let mut sampling = self.config.sampling.clone();
                 if let Some(m) = d.max_tokens {
                     sampling.max_tokens = m;
+                }
+                // A batch holds one seed's samples (`batches`).
+                if let Some(seed) = specs[0].seed {
+                    sampling.seed = seed;
                 }
                 let opts = GenOptions {
                     sampling,
@@ -494,6 +553,7 @@ impl Prepared {
             logprobs,
             prompt_hash: s.prompt_hash.clone(),
             params_hash: self.params_hash[s.dataset].clone(),
+            seed: s.seed,
             fewshot: s.item.fewshot.clone(),
             cached: raw.cached,
             latency: raw.latency.clone(),
@@ -623,18 +683,20 @@ impl Prepared {
             tokenizer_sha256: self.model.tokenizer.sha256.clone(),
             prompt_hash: s.prompt_hash.clone(),
             params_hash: self.params_hash[s.dataset].clone(),
-            seed: self.config.sampling.seed,
+            seed: s.seed.unwrap_or(self.config.sampling.seed),
         }
     }
 
-    /// Indices of samples grouped into batches that stay within one dataset.
+    /// Indices of samples grouped into batches that stay within one dataset
+    /// (and one seed).
     pub fn batches(&self, skip: usize) -> Vec<Vec<usize>> {
         let mut out: Vec<Vec<usize>> = Vec::new();
         for i in skip..self.samples.len() {
             match out.last_mut() {
                 Some(b)
                     if b.len() < self.config.run.batch_size
-                        && self.samples[b[0]].dataset == self.samples[i].dataset =>
+                        && self.samples[b[0]].dataset == self.samples[i].dataset
+                        && self.samples[b[0]].seed == self.samples[i].seed =>
                 {
                     b.push(i)
                 }
@@ -667,12 +729,37 @@ pub fn metrics(config: &EvalConfig, samples: &[SampleRecord]) -> Metrics {
         let norm: Vec<f64> = rows.iter().filter_map(|s| s.score_norm).collect();
         let accuracy_norm = (d.kind == TaskKind::MultipleChoice)
             .then(|| score::bootstrap_mean(&norm, config.run.bootstrap));
+        let mut by_seed: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+        for s in &rows {
+            if let Some(seed) = s.seed {
+                by_seed.entry(seed).or_default().push(s.score);
+            }
+        }
+        // Seeds in numeric order (the spread sums in this order).
+        let seed_acc: Vec<(u64, Estimate)> = by_seed
+            .iter()
+            .map(|(seed, v)| (*seed, score::bootstrap_mean(v, config.run.bootstrap)))
+            .collect();
+        // An accuracy's interval is clamped to [0, 1].
+        let across_seeds = (!seed_acc.is_empty()).then(|| {
+            let mut s =
+                score::seed_spread(&seed_acc.iter().map(|(_, e)| e.mean).collect::<Vec<_>>());
+            s.ci_low = s.ci_low.max(0.0);
+            s.ci_high = s.ci_high.min(1.0);
+            s
+        });
+        let per_seed: BTreeMap<String, Estimate> = seed_acc
+            .into_iter()
+            .map(|(seed, e)| (seed.to_string(), e))
+            .collect();
         datasets.insert(
             d.name.clone(),
             DatasetMetrics {
                 kind: d.kind,
                 accuracy: score::bootstrap_mean(&acc, config.run.bootstrap),
                 accuracy_norm,
+                per_seed,
+                across_seeds,
             },
         );
     }

@@ -84,6 +84,57 @@ pub fn bootstrap_mean(values: &[f64], resamples: usize) -> Estimate {
     }
 }
 
+/// A metric across seeds: the mean of the per-seed values, their sample
+/// standard deviation (n - 1) and a 95% Student-t interval of the mean.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct SeedSpread {
+    pub mean: f64,
+    pub std: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+    pub seeds: usize,
+}
+
+/// Two-sided 95% quantile of Student's t with `df` degrees of freedom.
+fn t975(df: usize) -> f64 {
+    const T: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    match df {
+        0 => f64::NAN,
+        1..=30 => T[df - 1],
+        31..=60 => 2.000,
+        61..=120 => 1.980,
+        _ => 1.960,
+    }
+}
+
+pub fn seed_spread(values: &[f64]) -> SeedSpread {
+    let k = values.len();
+    let mean = values.iter().sum::<f64>() / k.max(1) as f64;
+    if k < 2 {
+        return SeedSpread {
+            mean,
+            std: 0.0,
+            ci_low: mean,
+            ci_high: mean,
+            seeds: k,
+        };
+    }
+    let var = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (k - 1) as f64;
+    let std = var.sqrt();
+    let half = t975(k - 1) * std / (k as f64).sqrt();
+    SeedSpread {
+        mean,
+        std,
+        ci_low: mean - half,
+        ci_high: mean + half,
+        seeds: k,
+    }
+}
+
 /// Linear-interpolated percentile of sorted values.
 pub fn percentile_sorted(v: &[f64], p: f64) -> f64 {
     if v.is_empty() {
@@ -149,6 +200,16 @@ pub fn acc_norm_prediction(logliks: &[f64], choices: &[String]) -> usize {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn seed_spread_is_mean_std_and_t_interval() {
+        let s = super::seed_spread(&[0.5, 0.7, 0.6]);
+        assert!((s.mean - 0.6).abs() < 1e-12);
+        assert!((s.std - 0.1).abs() < 1e-12);
+        // t(0.975, 2) = 4.303: 0.6 +- 4.303 * 0.1 / sqrt(3).
+        assert!((s.ci_high - (0.6 + 4.303 * 0.1 / 3f64.sqrt())).abs() < 1e-12);
+        assert_eq!(super::seed_spread(&[0.4]).ci_low, 0.4);
+    }
+
     use super::*;
 
     #[test]

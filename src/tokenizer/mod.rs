@@ -305,7 +305,9 @@ impl Tokenizer {
         self.encode_rendered(&text, true)
     }
 
-    fn encode_rendered(&self, text: &str, chat: bool) -> Result<Vec<u32>> {
+    /// Token ids of text a chat template rendered (`chat`: special tokens
+    /// parsed, a doubled BOS dropped); an empty text is BOS.
+    pub fn encode_rendered(&self, text: &str, chat: bool) -> Result<Vec<u32>> {
         let mut ids = self.encode(text, chat)?;
         if chat && self.add_bos && ids.len() >= 2 && ids[0] == ids[1] && Some(ids[0]) == self.bos {
             ids.remove(0);

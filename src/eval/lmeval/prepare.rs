@@ -104,6 +104,7 @@ pub fn samples(
             prompt_ids,
             choices,
             prompt_hash: hash,
+            seed: None,
         });
     }
     Ok(out)

@@ -1,0 +1,192 @@
+//! `infer-eval eval --multirun`: every combination of the sweeping
+//! overrides (`infer_eval::eval::sweep`) is an ordinary run, written into
+//! `<sweep dir>/<n>/` with `--run-dir` semantics (so re-running the same
+//! sweep into the same folder finishes unfinished points and skips finished
+//! ones). A point that fails is recorded and the others still run; the
+//! summary table is printed and written to `<sweep dir>/summary.json`.
+
+use super::eval::{eval, project_root, EvalArgs};
+use anyhow::{bail, Result};
+use infer_eval::eval::{compare, run, sweep};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+/// One sweep point's outcome.
+struct Point {
+    num: usize,
+    overrides: Vec<String>,
+    outcome: std::result::Result<Value, String>,
+}
+
+/// Metrics and digest of a finished point's run folder.
+fn read_point(dir: &Path) -> Result<Value> {
+    let m: run::Metrics = serde_json::from_slice(&std::fs::read(dir.join("metrics.json"))?)?;
+    let digest = compare::read_manifest(dir)?.run_digest;
+    let datasets: serde_json::Map<String, Value> = m
+        .datasets
+        .iter()
+        .map(|(name, d)| {
+            (
+                name.clone(),
+                json!({
+                    "n": d.accuracy.n,
+                    "accuracy": d.accuracy.mean,
+                    "ci_95": [d.accuracy.ci_low, d.accuracy.ci_high],
+                    "accuracy_norm": d.accuracy_norm.as_ref().map(|e| e.mean),
+                }),
+            )
+        })
+        .collect();
+    Ok(json!({
+        "macro_accuracy": m.macro_accuracy,
+        "datasets": datasets,
+        "run_digest": digest,
+    }))
+}
+
+pub fn multirun(a: EvalArgs) -> Result<()> {
+    let root = project_root(&a.config_dir)?;
+    let points = sweep::expand(&a.overrides)?;
+    let keys = sweep::sweeping_keys(&a.overrides)?;
+    let dir = match &a.sweep_dir {
+        Some(d) => d.clone(),
+        None => {
+            let (date, time) = infer_eval::record::utc_now();
+            root.join("multirun").join(date).join(time)
+        }
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| infer_eval::Error::io(&dir, e))?;
+    eprintln!(
+        "infer-eval: multirun of {} point(s) over {} into {}",
+        points.len(),
+        if keys.is_empty() {
+            "no sweeping key".to_string()
+        } else {
+            keys.join(", ")
+        },
+        dir.display()
+    );
+    let total = points.len();
+    let mut done: Vec<Point> = Vec::new();
+    for (num, overrides) in points.into_iter().enumerate() {
+        let run_dir = dir.join(num.to_string());
+        eprintln!(
+            "infer-eval: sweep point {}/{total} (#{num}): {}",
+            num + 1,
+            overrides.join(" ")
+        );
+        let args = EvalArgs {
+            overrides: overrides.clone(),
+            run_dir: Some(run_dir.clone()),
+            outputs: None,
+            multirun: false,
+            sweep_dir: None,
+            ..a.clone()
+        };
+        let outcome = eval(args)
+            .and_then(|()| read_point(&run_dir))
+            .map_err(|e| format!("{e:#}"));
+        if let Err(e) = &outcome {
+            eprintln!("infer-eval: #{num} failed: {e}");
+        }
+        done.push(Point {
+            num,
+            overrides,
+            outcome,
+        });
+    }
+    let failed = done.iter().filter(|p| p.outcome.is_err()).count();
+    print_table(&done, &keys);
+    let summary = json!({
+        "sweep_dir": dir.display().to_string(),
+        "overrides": a.overrides,
+        "sweeping": keys,
+        "points": done.iter().map(|p| {
+            let mut v = json!({
+                "num": p.num,
+                "run_dir": p.num.to_string(),
+                "overrides": p.overrides,
+            });
+            match &p.outcome {
+                Ok(r) => {
+                    v["status"] = "ok".into();
+                    for (k, x) in r.as_object().unwrap() {
+                        v[k] = x.clone();
+                    }
+                }
+                Err(e) => {
+                    v["status"] = "failed".into();
+                    v["error"] = e.clone().into();
+                }
+            }
+            v
+        }).collect::<Vec<_>>(),
+        "failed": failed,
+    });
+    let path: PathBuf = dir.join("summary.json");
+    infer_eval::record::write_json(&path, &summary)?;
+    println!("sweep summary {}", path.display());
+    if failed > 0 {
+        bail!(
+            "{failed} of {} sweep point(s) failed (see {})",
+            done.len(),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// The table: each point's sweeping overrides (all of them are in
+/// summary.json), status, accuracies and run digest.
+fn print_table(done: &[Point], keys: &[String]) {
+    println!();
+    println!(
+        "{:>3}  {:<32} {:<7} {:>9}  {:<44} {}",
+        "#", "sweep", "status", "macro acc", "accuracy [95% CI] per dataset", "run digest"
+    );
+    for p in done {
+        let o = p
+            .overrides
+            .iter()
+            .filter(|o| {
+                let k = o.split('=').next().unwrap_or("").trim_start_matches('+');
+                keys.iter().any(|x| x.trim_start_matches('+') == k)
+            })
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" ");
+        match &p.outcome {
+            Ok(r) => {
+                let per: Vec<String> = r["datasets"]
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(n, d)| {
+                        format!(
+                            "{n} {:.3} [{:.3}, {:.3}]",
+                            d["accuracy"].as_f64().unwrap_or(f64::NAN),
+                            d["ci_95"][0].as_f64().unwrap_or(f64::NAN),
+                            d["ci_95"][1].as_f64().unwrap_or(f64::NAN)
+                        )
+                    })
+                    .collect();
+                println!(
+                    "{:>3}  {:<32} {:<7} {:>9.3}  {:<44} {}",
+                    p.num,
+                    o,
+                    "ok",
+                    r["macro_accuracy"].as_f64().unwrap_or(f64::NAN),
+                    per.join("; "),
+                    r["run_digest"].as_str().unwrap_or("")
+                );
+            }
+            Err(e) => {
+                let first = e.lines().next().unwrap_or("");
+                println!(
+                    "{:>3}  {:<32} {:<7} {:>9}  {first}",
+                    p.num, o, "FAILED", "-"
+                );
+            }
+        }
+    }
+}
