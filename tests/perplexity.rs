@@ -178,7 +178,7 @@ fn perplexity_refuses_bad_input_by_name() {
     .unwrap();
     let latin1 = dir.path().join("latin1.txt");
     std::fs::write(&latin1, b"caf\xe9").unwrap();
-    let cases: [(Vec<&str>, &str); 5] = [
+    let cases: [(Vec<&str>, &str); 6] = [
         (vec!["declaration.txt", "--stride", "0"], "--stride 0"),
         (
             vec!["declaration.txt", "--context", "64", "--stride", "65"],
@@ -190,6 +190,10 @@ fn perplexity_refuses_bad_input_by_name() {
             "bad.jsonl:2: no string field 'text'",
         ),
         (vec![latin1.to_str().unwrap()], "latin1.txt: not UTF-8"),
+        (
+            vec!["--lm-eval-task", "../../clients/ie_multiple_choice.yaml"],
+            "output_type multiple_choice",
+        ),
     ];
     for (args, want) in cases {
         let o = ppl(&args);

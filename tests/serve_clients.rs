@@ -54,44 +54,19 @@ const LM_TASKS: [&str; 3] = ["ie_multiple_choice", "ie_planets_fewshot", "ie_pla
 #[test]
 fn lm_eval_through_the_server_scores_as_infer_eval_eval_does() {
     const LIMIT: usize = 10;
-    let py = python();
-    let model = common::smollm2_path();
-    let s = Server::start(&model, &[]);
+    let s = Server::start(&common::smollm2_path(), &[]);
     let work = tempfile::tempdir().unwrap();
     let lm_out = work.path().join("lm-eval");
-    let base = s.url("/v1/completions");
-    let out = Command::new(py.parent().unwrap().join("lm_eval"))
-        .current_dir(repo())
-        .env("HF_HOME", work.path().join("hf"))
-        .env("HF_DATASETS_OFFLINE", "1")
-        .env("HF_HUB_OFFLINE", "1")
-        .args(["--model", "local-completions", "--model_args"])
-        .arg(format!(
-            "model=llama,base_url={base},tokenizer_backend=remote,num_concurrent=4,max_retries=1"
-        ))
-        .arg("--tasks")
-        .arg(LM_TASKS.join(","))
-        .args(["--include_path", "tests/clients", "--log_samples"])
-        .arg("--limit")
-        .arg(LIMIT.to_string())
-        .arg("--output_path")
-        .arg(&lm_out)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "lm_eval: {}",
-        String::from_utf8_lossy(&out.stderr)
+    lm_eval(
+        &s,
+        &LM_TASKS.join(","),
+        "",
+        Some(LIMIT),
+        &lm_out,
+        work.path(),
     );
     drop(s);
-    let files: Vec<PathBuf> = walk(&lm_out);
-    let read = |prefix: &str| {
-        let f = files
-            .iter()
-            .find(|f| f.file_name().unwrap().to_string_lossy().starts_with(prefix))
-            .unwrap_or_else(|| panic!("no {prefix}* in {files:?}"));
-        std::fs::read_to_string(f).unwrap()
-    };
+    let read = |prefix: &str| read_prefixed(&lm_out, prefix);
     let results: Value = serde_json::from_str(&read("results_")).unwrap();
 
     // infer-eval's own evaluation of the same items, in a copy of the
@@ -116,7 +91,7 @@ fn lm_eval_through_the_server_scores_as_infer_eval_eval_does() {
             .collect();
         assert_eq!(lm_samples.len(), LIMIT, "{task}");
         let r = &results["results"][task];
-        let mut compare = |run: &Native, dataset: &str, id_of: &dyn Fn(&Value) -> String| {
+        let compare = |run: &Native, dataset: &str, id_of: &dyn Fn(&Value) -> String| {
             for lm in &lm_samples {
                 let id = format!("{dataset}/{}", id_of(lm));
                 let mine = run
@@ -224,6 +199,119 @@ fn lm_eval_through_the_server_scores_as_infer_eval_eval_does() {
         v.status.success() && text.contains("MATCH"),
         "{text}{}",
         String::from_utf8_lossy(&v.stderr)
+    );
+}
+
+/// `lm_eval --model local-completions` against `server` (remote
+/// tokenizer), its samples logged under `out`.
+fn lm_eval(
+    server: &Server,
+    tasks: &str,
+    model_args: &str,
+    limit: Option<usize>,
+    out: &Path,
+    work: &Path,
+) {
+    let base = server.url("/v1/completions");
+    let mut c = Command::new(python().parent().unwrap().join("lm_eval"));
+    c.current_dir(repo())
+        .env("HF_HOME", work.join("hf"))
+        .env("HF_DATASETS_OFFLINE", "1")
+        .env("HF_HUB_OFFLINE", "1")
+        .args(["--model", "local-completions", "--model_args"])
+        .arg(format!(
+            "model=llama,base_url={base},tokenizer_backend=remote,num_concurrent=4,max_retries=1{model_args}"
+        ))
+        .args(["--tasks", tasks, "--include_path", "tests/clients", "--log_samples"])
+        .arg("--output_path")
+        .arg(out);
+    if let Some(n) = limit {
+        c.arg("--limit").arg(n.to_string());
+    }
+    let o = c.output().unwrap();
+    assert!(
+        o.status.success(),
+        "lm_eval: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// The file under `dir` whose name starts with `prefix`.
+fn read_prefixed(dir: &Path, prefix: &str) -> String {
+    let files = walk(dir);
+    let f = files
+        .iter()
+        .find(|f| f.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix}* in {files:?}"));
+    std::fs::read_to_string(f).unwrap()
+}
+
+/// A loglikelihood_rolling task (tests/clients/lm_eval/ie_rolling.yaml):
+/// lm-eval through the server (max_length 40, so windows of 38 tokens and
+/// a document of two) and `infer-eval perplexity --lm-eval-task` give the
+/// same per-document log-likelihoods and word counts, and the same word
+/// and byte perplexity and bits per byte, to the bit.
+#[test]
+fn lm_eval_rolling_perplexity_through_the_server_equals_infer_eval_perplexity() {
+    let s = Server::start(&common::smollm2_path(), &[]);
+    let work = tempfile::tempdir().unwrap();
+    let lm_out = work.path().join("lm-eval");
+    lm_eval(
+        &s,
+        "ie_rolling",
+        ",max_length=40",
+        None,
+        &lm_out,
+        work.path(),
+    );
+    drop(s);
+    let results: Value = serde_json::from_str(&read_prefixed(&lm_out, "results_")).unwrap();
+    let r = &results["results"]["ie_rolling"];
+    let report = work.path().join("ppl.json");
+    let o = Command::new(env!("CARGO_BIN_EXE_infer-eval"))
+        .current_dir(repo())
+        .args(["perplexity", "--include-path", "tests/clients"])
+        .args(["--lm-eval-task", "ie_rolling", "--context", "38", "--out"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ours: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let lm_samples: Vec<Value> = read_prefixed(&lm_out, "samples_ie_rolling_")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let docs = ours["documents"].as_array().unwrap();
+    assert_eq!(lm_samples.len(), docs.len());
+    assert!(docs.iter().any(|d| d["windows"].as_u64().unwrap() > 1));
+    for lm in &lm_samples {
+        let d = &docs[lm["doc_id"].as_u64().unwrap() as usize];
+        let (ll, words) = (&lm["word_perplexity"][0], &lm["word_perplexity"][1]);
+        assert_eq!(
+            ll.as_f64().unwrap().to_bits(),
+            d["loglik"].as_f64().unwrap().to_bits(),
+            "{lm}"
+        );
+        assert_eq!(words, &d["words"]);
+    }
+    for (theirs, mine) in [
+        ("word_perplexity,none", "word_perplexity"),
+        ("byte_perplexity,none", "byte_perplexity"),
+        ("bits_per_byte,none", "bits_per_byte"),
+    ] {
+        let (a, b) = (
+            r[theirs].as_f64().unwrap(),
+            ours["totals"][mine].as_f64().unwrap(),
+        );
+        assert_eq!(
+            a.to_bits(),
+            b.to_bits(),
+            "{mine}: lm-eval {a}, infer-eval {b}"
+        );
+    }
+    eprintln!(
+        "ie_rolling: lm-eval through serve = infer-eval perplexity: word_perplexity {}, byte_perplexity {}, bits_per_byte {}",
+        r["word_perplexity,none"], r["byte_perplexity,none"], r["bits_per_byte,none"]
     );
 }
 

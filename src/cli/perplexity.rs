@@ -16,8 +16,24 @@ pub struct PerplexityArgs {
     pub model: String,
     /// Text files: a .jsonl file holds one document per line (the string
     /// field --field of each object); any other file is one document (UTF-8).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "lm_eval_task")]
     pub files: Vec<PathBuf>,
+    /// Instead: an lm-evaluation-harness loglikelihood_rolling task (a YAML
+    /// file, or a name under --include-path): each document's doc_to_target,
+    /// tokenized as lm-eval's remote tokenizer does, windowed as lm-eval's
+    /// local-completions model (default context 2046: max_length 2048 - 2).
+    #[arg(
+        long = "lm-eval-task",
+        value_name = "FILE|NAME",
+        conflicts_with = "files"
+    )]
+    pub lm_eval_task: Option<String>,
+    /// Folders searched for --lm-eval-task names.
+    #[arg(long, value_name = "DIR", requires = "lm_eval_task")]
+    pub include_path: Vec<PathBuf>,
+    /// With --lm-eval-task: the first N documents (lm_eval --limit N).
+    #[arg(long, requires = "lm_eval_task")]
+    pub limit: Option<usize>,
     /// The .jsonl field holding a document's text.
     #[arg(long, default_value = "text")]
     pub field: String,
@@ -83,11 +99,50 @@ fn documents(a: &PerplexityArgs) -> Result<(Vec<Document>, Vec<serde_json::Value
     Ok((docs, files))
 }
 
+/// The documents of an lm-eval rolling task, and the files it read.
+fn task_documents(
+    a: &PerplexityArgs,
+    arg: &str,
+) -> Result<(Vec<Document>, Vec<serde_json::Value>)> {
+    let file = if std::path::Path::new(arg).is_file() {
+        PathBuf::from(arg)
+    } else if a.include_path.is_empty() {
+        return Err(Error::Input(format!(
+            "--lm-eval-task {arg}: no such file (a task name needs --include-path DIR)"
+        ))
+        .into());
+    } else {
+        infer_eval::eval::lmeval::task::find_by_name(arg, &a.include_path)?
+    };
+    let cwd = std::env::current_dir()?;
+    let t = infer_eval::eval::lmeval::rolling::documents(&file, &cwd, a.limit)?;
+    let files = t
+        .files
+        .iter()
+        .map(|p| {
+            Ok(serde_json::json!({
+                "path": p.display().to_string(),
+                "sha256": infer_eval::formats::sha256_file(p)?,
+            }))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    eprintln!(
+        "infer-eval: lm-eval task {}: {} documents",
+        t.name,
+        t.documents.len()
+    );
+    Ok((t.documents, files))
+}
+
 pub fn perplexity(a: PerplexityArgs) -> Result<i32> {
-    let (docs, files) = documents(&a)?;
+    let (docs, files) = match &a.lm_eval_task {
+        Some(t) => task_documents(&a, t)?,
+        None => documents(&a)?,
+    };
     let m = super::load(&a.model)?;
     let positions = m.model.config.max_position_embeddings;
-    let context = a.context.unwrap_or(positions.min(2048));
+    let default_context = if a.lm_eval_task.is_some() { 2046 } else { 2048 };
+    let context = a.context.unwrap_or(positions.min(default_context));
     let w = Windowing::new(context, a.stride.unwrap_or(context), positions)?;
     let threads = a
         .threads
@@ -95,8 +150,10 @@ pub fn perplexity(a: PerplexityArgs) -> Result<i32> {
     crate::warn_oversubscribed(threads);
     let prefix = infer_eval::eval::lmeval::prefix_token(&m.tokenizer);
     let tok = &m.tokenizer;
-    // As lm-eval's tok_encode: no BOS/EOS added, text taken literally.
-    let encode = |s: &str| tok.encode_with(s, false, false);
+    // As lm-eval's tok_encode: no BOS/EOS added; a text file is taken
+    // literally, a task's text as the remote tokenizer (/tokenize) reads it.
+    let parse_special = a.lm_eval_task.is_some();
+    let encode = |s: &str| tok.encode_with(s, false, parse_special);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()?;
@@ -159,6 +216,12 @@ pub fn perplexity(a: PerplexityArgs) -> Result<i32> {
         "  log-likelihood    {} (windows' bits: sha256 {digest})",
         t.loglik
     );
+    if let Some(task) = &a.lm_eval_task {
+        println!(
+            "lm-eval {task}: word_perplexity {}, byte_perplexity {}, bits_per_byte {}",
+            t.word_perplexity, t.byte_perplexity, t.bits_per_byte
+        );
+    }
     if let Some(out) = &a.out {
         let report = serde_json::json!({
             "model": {"path": m.info.path.display().to_string(), "sha256": m.info.sha256},

@@ -180,6 +180,7 @@ pub struct Document {
 /// after each batch, counted in windows. The per-window log-likelihoods are
 /// returned too, in order (their bits are the engine's contract: they do
 /// not depend on threads, batch or chunking).
+#[allow(clippy::too_many_arguments)]
 pub fn score(
     model: &Transformer,
     docs: &[Document],

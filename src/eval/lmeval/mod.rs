@@ -9,6 +9,7 @@ pub mod docs;
 pub mod prepare;
 pub mod pyrandom;
 pub mod render;
+pub mod rolling;
 pub mod task;
 
 use crate::error::{Error, Result};
@@ -271,7 +272,13 @@ pub fn encode_pair(
     Ok((ctx_ids, cont_ids))
 }
 
-/// The token a document's first window is conditioned on: BOS, else EOS.
+/// The token a document's first window (or an empty context) is
+/// conditioned on: lm-eval's `bos_token_id or eos_token_id` (Python's `or`,
+/// so a BOS of id 0 gives EOS).
 pub fn prefix_token(tok: &crate::tokenizer::Tokenizer) -> u32 {
-    tok.bos.or(tok.eos.first().copied()).unwrap_or(0)
+    match (tok.bos, tok.eos.first().copied()) {
+        (Some(b), _) if b != 0 => b,
+        (_, Some(e)) => e,
+        (b, None) => b.unwrap_or(0),
+    }
 }
