@@ -132,10 +132,33 @@ fn bar(len: usize) -> indicatif::ProgressBar {
         indicatif::ProgressBar::hidden()
     };
     b.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} samples [{elapsed}<{eta}]")
-            .unwrap(),
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} samples ({per_sec}) [{elapsed}<{eta}]",
+        )
+        .unwrap(),
     );
     b
+}
+
+/// Where stderr is not a terminal (a batch job's log), a progress line
+/// every 30 s and at the end: samples done, samples/s, ETA.
+fn progress_log(total: usize) -> impl FnMut(usize) {
+    let quiet = std::io::stderr().is_terminal();
+    let t0 = std::time::Instant::now();
+    let mut last = t0;
+    let mut first: Option<usize> = None;
+    move |done| {
+        let start = *first.get_or_insert(done);
+        if quiet || (done < total && last.elapsed().as_secs() < 30) || done == start {
+            return;
+        }
+        last = std::time::Instant::now();
+        let rate = (done - start) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+        eprintln!(
+            "infer-eval: {done}/{total} samples, {rate:.2} samples/s, ETA {:.0} s",
+            (total - done) as f64 / rate.max(1e-9)
+        );
+    }
 }
 
 fn prepare(c: &config::EvalConfig, root: &Path, allow_drift: bool) -> Result<run::Prepared> {
@@ -291,9 +314,11 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     };
     let cache = store.as_mut().map(|s| (s, a.cache));
     let b = bar(prep.samples.len());
+    let mut log = progress_log(prep.samples.len());
     let out = pool.install(|| {
         run::execute(&prep, &dir, resumed, threads, cache, |done, _| {
-            b.set_position(done as u64)
+            b.set_position(done as u64);
+            log(done);
         })
     })?;
     b.finish_and_clear();
