@@ -5,7 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH="${1:-20}"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
-cargo fuzz build -O -s none
+# 16 codegen units: cargo-fuzz would build the whole tree as one unit per
+# crate in release mode (minutes longer); a smoke run does not need its speed.
+# `run` takes the same flags, or it would rebuild.
+FLAGS=(-O -s none --codegen-units 16)
+cargo fuzz build "${FLAGS[@]}"
 for t in gguf safetensors gguf_tokenizer config dataset; do
   mkdir -p "fuzz/corpus/$t"
   seeds=()
@@ -13,7 +17,7 @@ for t in gguf safetensors gguf_tokenizer config dataset; do
   echo "== fuzz $t (${SECONDS_EACH}s)"
   log="fuzz/target/smoke-$t.log"
   mkdir -p fuzz/target
-  if ! cargo fuzz run -O -s none "$t" "fuzz/corpus/$t" "${seeds[@]}" -- \
+  if ! cargo fuzz run "${FLAGS[@]}" "$t" "fuzz/corpus/$t" "${seeds[@]}" -- \
       -max_total_time="$SECONDS_EACH" -rss_limit_mb=4096 -max_len=8192 -print_final_stats=1 >"$log" 2>&1; then
     tail -n 30 "$log"
     echo "fuzz target $t found a failure"
