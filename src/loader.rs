@@ -33,7 +33,8 @@ pub struct ModelInfo {
 
 pub struct LoadedModel {
     pub model: Transformer,
-    pub tokenizer: Tokenizer,
+    /// Shared, so a stop-string rule can decode on the engine's side.
+    pub tokenizer: std::sync::Arc<Tokenizer>,
     pub info: ModelInfo,
 }
 
@@ -97,7 +98,7 @@ fn load_gguf(path: &Path, dev: &Device, opts: &LoadOptions) -> Result<LoadedMode
     let sha = sha256_file(path)?;
     Ok(LoadedModel {
         model,
-        tokenizer,
+        tokenizer: std::sync::Arc::new(tokenizer),
         info: ModelInfo {
             path: path.to_path_buf(),
             format: "gguf",
@@ -172,7 +173,7 @@ fn load_hf_dir(dir: &Path, dev: &Device, opts: &LoadOptions) -> Result<LoadedMod
     }
     Ok(LoadedModel {
         model,
-        tokenizer,
+        tokenizer: std::sync::Arc::new(tokenizer),
         info: ModelInfo {
             path: dir.to_path_buf(),
             format: "safetensors",

@@ -483,7 +483,12 @@ fn malformed_inputs_give_one_clear_error_each() {
         "dataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {}\ntest_split: test\noutput_type: multiple_choice\ndoc_to_choice: \"{{{{choices}}}}\"\ndoc_to_target: answer\n",
         data.display()
     );
-    let lm_cases: [(&str, String, &[&str]); 9] = [
+    // A generate_until task over the capitals data.
+    let gen = format!(
+        "dataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {}\ntest_split: test\noutput_type: generate_until\ndoc_to_text: \"Q: {{{{question}}}}\\nA:\"\ndoc_to_target: answer\n",
+        proj.join("data").join("capitals.jsonl").display()
+    );
+    let lm_cases: [(&str, String, &[&str]); 13] = [
         (
             "unknown key",
             format!("task: t\n{base}doc_to_text: q\nprocess_docs: x\n"),
@@ -503,12 +508,32 @@ fn malformed_inputs_give_one_clear_error_each() {
             &["nope.jsonl"],
         ),
         (
-            "generate_until",
+            "loglikelihood output_type",
             format!(
                 "task: t\n{}doc_to_text: q\n",
-                base.replace("multiple_choice", "generate_until")
+                base.replace("output_type: multiple_choice", "output_type: loglikelihood")
             ),
-            &["generate_until"],
+            &["output_type loglikelihood"],
+        ),
+        (
+            "sampled generate_until",
+            format!("task: t\n{gen}generation_kwargs:\n  do_sample: true\n  temperature: 0.7\n"),
+            &["generation_kwargs", "sampled"],
+        ),
+        (
+            "unknown generation kwarg",
+            format!("task: t\n{gen}generation_kwargs:\n  until: [\"\\n\"]\n  top_p: 0.9\n"),
+            &["generation_kwargs", "top_p"],
+        ),
+        (
+            "bad filter regex",
+            format!("task: t\n{gen}filter_list:\n  - name: x\n    filter:\n      - function: regex\n        regex_pattern: \"(\"\n      - function: take_first\n"),
+            &["filter_list.0.filter.0.regex_pattern"],
+        ),
+        (
+            "unknown filter function",
+            format!("task: t\n{gen}filter_list:\n  - name: x\n    filter:\n      - function: majority_vote\n"),
+            &["majority_vote", "filter_list.0.filter.0.function"],
         ),
         (
             "missing include",

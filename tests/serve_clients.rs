@@ -188,10 +188,92 @@ fn lm_eval_through_the_server_scores_as_infer_eval_eval_does() {
         }
     }
     // A re-run of the native lm-eval run draws the same examples: MATCH.
+    assert_verifies(proj.path(), &from_yaml.dir);
+}
+
+/// generate_until task files (tests/clients/lm_eval/ie_*_gen.yaml): lm-eval
+/// through the server (token-id prompts, `stop` = until + the EOS text,
+/// temperature 0) and `infer-eval eval` natively build the same prompts
+/// (sha256 of the context, few-shot included), generate the same text, and
+/// give every filter pipeline the same answer and exact_match, per item and
+/// in aggregate.
+#[test]
+fn lm_eval_generate_until_through_the_server_equals_infer_eval_eval() {
+    const LIMIT: usize = 10;
+    const TASKS: [&str; 2] = ["ie_arithmetic_gen", "ie_capitals_gen"];
+    let s = Server::start(&common::smollm2_path(), &[]);
+    let work = tempfile::tempdir().unwrap();
+    let lm_out = work.path().join("lm-eval");
+    lm_eval(&s, &TASKS.join(","), "", Some(LIMIT), &lm_out, work.path());
+    drop(s);
+    let results: Value = serde_json::from_str(&read_prefixed(&lm_out, "results_")).unwrap();
+    let proj = common::project();
+    common::copy_dir(
+        &repo().join("tests/clients"),
+        &proj.path().join("tests/clients"),
+    );
+    let mut args = vec!["--include-path", "tests/clients"];
+    for t in TASKS {
+        args.extend(["--lm-eval-task", t]);
+    }
+    let run = native(proj.path(), &args, LIMIT);
+    let mut filters_seen = 0;
+    for task in TASKS {
+        let lm_samples: Vec<Value> = read_prefixed(&lm_out, &format!("samples_{task}_"))
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        for lm in &lm_samples {
+            let id = format!("{task}/{}", lm["doc_id"]);
+            let mine = run
+                .samples
+                .iter()
+                .find(|o| o["id"] == id.as_str())
+                .unwrap_or_else(|| panic!("{id} not in infer-eval's samples"));
+            assert_eq!(
+                lm["prompt_hash"], mine["prompt_sha256"],
+                "{id}: the context"
+            );
+            assert_eq!(lm["resps"][0][0], mine["text"], "{id}: the generated text");
+            let filter = lm["filter"].as_str().unwrap();
+            let f = mine["filtered"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["filter"] == filter)
+                .unwrap_or_else(|| panic!("{id}: no filter {filter} in {mine}"));
+            assert_eq!(lm["filtered_resps"][0], f["answer"], "{id} {filter}");
+            assert_eq!(lm["exact_match"], f["exact_match"], "{id} {filter}");
+            filters_seen += 1;
+        }
+        let m = &run.metrics["datasets"][task]["lm_eval"];
+        let r = &results["results"][task];
+        let names: Vec<&String> = m.as_object().unwrap().keys().collect();
+        assert!(!names.is_empty(), "{task}: {m}");
+        for name in names {
+            assert_eq!(
+                r[name].as_f64().unwrap(),
+                m[name]["mean"].as_f64().unwrap(),
+                "{task} {name}"
+            );
+            eprintln!(
+                "{task}: {name} {} (lm-eval through serve = infer-eval eval)",
+                r[name]
+            );
+        }
+    }
+    // 10 items x (3 pipelines + 1).
+    assert_eq!(filters_seen, LIMIT * 4);
+    // A re-run generates the same: MATCH.
+    assert_verifies(proj.path(), &run.dir);
+}
+
+/// `infer-eval verify DIR` in `proj` says MATCH.
+fn assert_verifies(proj: &Path, dir: &Path) {
     let v = Command::new(env!("CARGO_BIN_EXE_infer-eval"))
-        .current_dir(proj.path())
+        .current_dir(proj)
         .arg("verify")
-        .arg(&from_yaml.dir)
+        .arg(dir)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&v.stdout);

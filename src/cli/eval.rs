@@ -398,6 +398,12 @@ fn print_summary(m: &run::Metrics, digest: &str, dir: &Path) {
                 seed, "", e.n, e.mean, e.ci_low, e.ci_high
             );
         }
+        for (metric, e) in &d.lm_eval {
+            println!(
+                "  {:<33} {:>5}  {:>8.3}  [{:.3}, {:.3}]",
+                metric, e.n, e.mean, e.ci_low, e.ci_high
+            );
+        }
         if let Some(s) = &d.across_seeds {
             println!(
                 "  across {} seeds: mean {:.3}, std {:.3}, 95% t interval [{:.3}, {:.3}]",

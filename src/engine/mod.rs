@@ -86,6 +86,19 @@ pub fn generate(
     eos: &[u32],
     requests: &[Request],
     opts: &GenOptions,
+    on_progress: impl FnMut(usize),
+) -> Result<Vec<SeqOutput>> {
+    generate_with_stops(model, eos, requests, opts, &|| None, on_progress)
+}
+
+/// `generate`, each sequence also ending when the rule `stop()` makes for
+/// it says so (stop strings: `tokenizer::stop::stop_rule`).
+pub fn generate_with_stops(
+    model: &Transformer,
+    eos: &[u32],
+    requests: &[Request],
+    opts: &GenOptions,
+    stop: &dyn Fn() -> Option<core::StopRule>,
     mut on_progress: impl FnMut(usize),
 ) -> Result<Vec<SeqOutput>> {
     opts.sampling.validate().map_err(Error::Input)?;
@@ -118,7 +131,7 @@ pub fn generate(
             eos: eos.to_vec(),
             prompt_logprobs: None,
             top_logprobs: 0,
-            stop: None,
+            stop: stop(),
             keep_logits: opts.keep_logits,
         })
         .collect();

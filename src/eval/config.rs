@@ -526,7 +526,7 @@ pub fn validate(c: &EvalConfig) -> std::result::Result<(), String> {
                 d.name
             ));
         }
-        if d.kind == TaskKind::Generate && d.scorer.is_none() {
+        if d.kind == TaskKind::Generate && d.scorer.is_none() && d.lm_eval.is_none() {
             return Err(format!("key 'task.datasets.{i}.scorer': generation tasks need a scorer (exact_match, contains, regex)"));
         }
         if d.scorer == Some(Scorer::Regex) {

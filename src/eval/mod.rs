@@ -8,6 +8,7 @@ pub mod dataset;
 pub mod folder;
 pub mod lmeval;
 pub mod merge;
+pub mod metrics;
 pub mod perplexity;
 pub mod run;
 pub mod score;

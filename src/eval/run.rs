@@ -5,14 +5,14 @@
 
 use super::config::{EvalConfig, Scorer, TaskKind};
 use super::dataset::{self, Drift, Item};
-use super::score::{self, Estimate, Percentiles};
+use super::lmeval::generate::{Filtered, GenTask};
+use super::score;
 use super::template::Template;
 use crate::engine::{self, GenOptions, LoglikRequest, Request};
 use crate::error::{Error, Result};
 use crate::loader::LoadedModel;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -20,6 +20,7 @@ pub use super::folder::{
     create_run_dir, create_run_dir_at, execute, read_samples, Fingerprint, Manifest, RunOutcome,
     FINGERPRINT, INCOMPLETE,
 };
+pub use super::metrics::{metrics, DatasetMetrics, Metrics};
 
 /// One sample to compute.
 #[derive(Clone)]
@@ -82,6 +83,9 @@ pub struct SampleRecord {
     /// lm-eval tasks: the few-shot examples the prompt holds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fewshot: Vec<super::lmeval::FewshotRef>,
+    /// lm-eval generate_until: each filter pipeline's answer and exact_match.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filtered: Vec<Filtered>,
     /// Served from the baseline store rather than computed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cached: bool,
@@ -110,35 +114,6 @@ pub enum CacheMode {
     Off,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DatasetMetrics {
-    pub kind: TaskKind,
-    pub accuracy: Estimate,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub accuracy_norm: Option<Estimate>,
-    /// With several seeds: accuracy per seed (keys are the seeds).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub per_seed: BTreeMap<String, Estimate>,
-    /// With several seeds: the per-seed accuracies' mean, standard
-    /// deviation and 95% t interval.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub across_seeds: Option<score::SeedSpread>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Metrics {
-    pub datasets: BTreeMap<String, DatasetMetrics>,
-    pub macro_accuracy: f64,
-    pub n_samples: usize,
-    pub generated_tokens: usize,
-    pub tokens_per_s: f64,
-    /// Computed samples (store hits excluded) per second of engine time.
-    #[serde(default)]
-    pub samples_per_s: f64,
-    pub ttft_ms: Percentiles,
-    pub tpot_ms: Percentiles,
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FileHash {
     pub name: String,
@@ -161,6 +136,8 @@ pub struct Prepared {
     pub shard: Option<super::shard::ShardInfo>,
     stop_ids: Vec<u32>,
     patterns: Vec<Option<regex::Regex>>,
+    /// Per dataset: an lm-eval generate_until task's settings and scoring.
+    lm_gen: Vec<Option<GenTask>>,
     /// Per dataset: sha256 of the effective parameters (baseline key).
     params_hash: Vec<String>,
 }
@@ -234,6 +211,7 @@ pub fn prepare(
     let mut samples = Vec::new();
     let mut datasets = Vec::new();
     let mut patterns = Vec::new();
+    let mut lm_gen = Vec::new();
     for (di, d) in config.task.datasets.iter().enumerate() {
         let bytes = dataset::check_pinned(root, &d.path, &d.sha256, allow_drift, &mut drifts)?;
         dataset::check_dvc(root, &d.path, &bytes, allow_drift, &mut drifts, &mut dvc)?;
@@ -249,7 +227,7 @@ pub fn prepare(
                 dataset::check_dvc(root, rel, &b, allow_drift, &mut drifts, &mut dvc)?;
                 Ok(b)
             };
-            let specs = super::lmeval::prepare::samples(
+            let (specs, gen) = super::lmeval::prepare::samples(
                 root,
                 d,
                 src,
@@ -260,8 +238,10 @@ pub fn prepare(
                 &mut datasets,
             )?;
             samples.extend(specs);
+            lm_gen.push(gen);
             continue;
         }
+        lm_gen.push(None);
         let first = samples.len();
         let mut items = dataset::parse(d, &root.join(&d.path), &bytes)?;
         if let Some(n) = config.run.limit {
@@ -348,7 +328,11 @@ pub fn prepare(
         .task
         .datasets
         .iter()
-        .map(|d| {
+        .zip(&lm_gen)
+        .map(|(d, gen)| {
+            if let Some(g) = gen {
+                return g.params_hash(&tok.eos);
+            }
             let mut sampling = config.sampling.clone();
             if let Some(m) = d.max_tokens {
                 sampling.max_tokens = m;
@@ -380,6 +364,7 @@ pub fn prepare(
         shard: None,
         stop_ids,
         patterns,
+        lm_gen,
         params_hash,
     })
 }
@@ -449,7 +434,11 @@ impl Prepared {
                         prompt_ids: s.prompt_ids.clone(),
                     })
                     .collect();
-                let mut sampling = self.config.sampling.clone();
+                let gen = self.lm_gen[specs[0].dataset].as_ref();
+                let mut sampling = match gen {
+                    Some(g) => g.sampling(),
+                    None => self.config.sampling.clone(),
+                };
                 if let Some(m) = d.max_tokens {
                     sampling.max_tokens = m;
                 }
@@ -467,7 +456,19 @@ impl Prepared {
                 if d.stop_at_newline {
                     stops.extend(&self.stop_ids);
                 }
-                let gens = engine::generate(&self.model.model, &stops, &reqs, &opts, |_| {})?;
+                let rule = || -> Option<engine::core::StopRule> {
+                    let stops = gen?.stops.clone();
+                    let tok = self.model.tokenizer.clone();
+                    Some(Box::new(crate::tokenizer::stop::stop_rule(tok, stops)))
+                };
+                let gens = engine::generate_with_stops(
+                    &self.model.model,
+                    &stops,
+                    &reqs,
+                    &opts,
+                    &rule,
+                    |_| {},
+                )?;
                 let batch_ms = t0.elapsed().as_secs_f64() * 1e3;
                 Ok(gens
                     .into_iter()
@@ -555,10 +556,29 @@ impl Prepared {
             params_hash: self.params_hash[s.dataset].clone(),
             seed: s.seed,
             fewshot: s.item.fewshot.clone(),
+            filtered: Vec::new(),
             cached: raw.cached,
             latency: raw.latency.clone(),
         };
         Ok(match d.kind {
+            TaskKind::Generate if self.lm_gen[s.dataset].is_some() => {
+                let g = self.lm_gen[s.dataset].as_ref().unwrap();
+                let full = self.model.tokenizer.decode(&raw.output_ids)?;
+                let text = crate::tokenizer::stop::cut_at_stop(&full, &g.stops).0;
+                let filtered = g.score(&text, &s.item.choices).map_err(|m| {
+                    Error::Input(format!("{}: sample {}: {m}", d.path, self.sample_id(s)))
+                })?;
+                let mut r = common(
+                    text,
+                    filtered[0].exact_match,
+                    None,
+                    None,
+                    None,
+                    raw.logprobs.clone(),
+                );
+                r.filtered = filtered;
+                r
+            }
             TaskKind::Generate => {
                 let text = self.model.tokenizer.decode(&raw.output_ids)?;
                 let score = score::score_generation(
@@ -719,82 +739,4 @@ pub(crate) fn argmax_f64(v: &[f64]) -> usize {
 
 pub fn run_digest(samples: &[SampleRecord]) -> String {
     engine::combine_digests(samples.iter().map(|s| s.digest.as_str()))
-}
-
-pub fn metrics(config: &EvalConfig, samples: &[SampleRecord]) -> Metrics {
-    let mut datasets = BTreeMap::new();
-    for d in &config.task.datasets {
-        let rows: Vec<&SampleRecord> = samples.iter().filter(|s| s.task == d.name).collect();
-        let acc: Vec<f64> = rows.iter().map(|s| s.score).collect();
-        let norm: Vec<f64> = rows.iter().filter_map(|s| s.score_norm).collect();
-        let accuracy_norm = (d.kind == TaskKind::MultipleChoice)
-            .then(|| score::bootstrap_mean(&norm, config.run.bootstrap));
-        let mut by_seed: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
-        for s in &rows {
-            if let Some(seed) = s.seed {
-                by_seed.entry(seed).or_default().push(s.score);
-            }
-        }
-        // Seeds in numeric order (the spread sums in this order).
-        let seed_acc: Vec<(u64, Estimate)> = by_seed
-            .iter()
-            .map(|(seed, v)| (*seed, score::bootstrap_mean(v, config.run.bootstrap)))
-            .collect();
-        // An accuracy's interval is clamped to [0, 1].
-        let across_seeds = (!seed_acc.is_empty()).then(|| {
-            let mut s =
-                score::seed_spread(&seed_acc.iter().map(|(_, e)| e.mean).collect::<Vec<_>>());
-            s.ci_low = s.ci_low.max(0.0);
-            s.ci_high = s.ci_high.min(1.0);
-            s
-        });
-        let per_seed: BTreeMap<String, Estimate> = seed_acc
-            .into_iter()
-            .map(|(seed, e)| (seed.to_string(), e))
-            .collect();
-        datasets.insert(
-            d.name.clone(),
-            DatasetMetrics {
-                kind: d.kind,
-                accuracy: score::bootstrap_mean(&acc, config.run.bootstrap),
-                accuracy_norm,
-                per_seed,
-                across_seeds,
-            },
-        );
-    }
-    let macro_accuracy =
-        datasets.values().map(|m| m.accuracy.mean).sum::<f64>() / datasets.len().max(1) as f64;
-    // Throughput and latency count computed samples only, not store hits.
-    let timed = || samples.iter().filter(|s| !s.cached);
-    let generated: usize = timed().map(|s| s.output_ids.len()).sum();
-    // A sample's share of its batch's time, in seconds.
-    let share_s = |s: &SampleRecord| s.latency.batch_ms / s.latency.batch_len.max(1) as f64 / 1e3;
-    let gen_time_s: f64 = timed()
-        .filter(|s| s.choice_logliks.is_none())
-        .map(share_s)
-        .sum();
-    let sample_time_s: f64 = timed().map(share_s).sum();
-    let ttft: Vec<f64> = timed().map(|s| s.latency.ttft_ms).collect();
-    let tpot: Vec<f64> = timed()
-        .flat_map(|s| s.latency.token_ms.iter().copied())
-        .collect();
-    Metrics {
-        datasets,
-        macro_accuracy,
-        n_samples: samples.len(),
-        generated_tokens: generated,
-        tokens_per_s: if gen_time_s > 0.0 {
-            generated as f64 / gen_time_s
-        } else {
-            0.0
-        },
-        samples_per_s: if sample_time_s > 0.0 {
-            timed().count() as f64 / sample_time_s
-        } else {
-            0.0
-        },
-        ttft_ms: score::percentiles(&ttft),
-        tpot_ms: score::percentiles(&tpot),
-    }
 }

@@ -472,11 +472,6 @@ pub fn parse(m: &LoadedModel, endpoint: Endpoint, body: &Value) -> ApiResult<Job
     }
 }
 
-/// Where the first stop string starts in `text`, if any.
-pub fn find_stop(text: &str, stops: &[String]) -> Option<usize> {
-    stops.iter().filter_map(|s| text.find(s.as_str())).min()
-}
-
 impl Job {
     /// The engine's sequences, one per prompt: choice i's draws are keyed by
     /// (seed, "i", step), the key the CLI gives a prompt with id "i".
@@ -488,13 +483,10 @@ impl Job {
                 let stop: Option<StopRule> = if self.stop.is_empty() {
                     None
                 } else {
-                    let m = m.clone();
-                    let stops = self.stop.clone();
-                    Some(Box::new(move |out: &[u32]| {
-                        m.tokenizer
-                            .decode(out)
-                            .is_ok_and(|t| find_stop(&t, &stops).is_some())
-                    }))
+                    Some(Box::new(crate::tokenizer::stop::stop_rule(
+                        m.tokenizer.clone(),
+                        self.stop.clone(),
+                    )))
                 };
                 SeqSpec {
                     name: format!("choice {i}"),

@@ -2,7 +2,7 @@
 //! streamed chunks, logprobs in the completions and the chat layouts, text
 //! cut at stop strings (streamed text holds back what could start one).
 
-use super::api::{find_stop, Endpoint, Job, PromptIn};
+use super::api::{Endpoint, Job, PromptIn};
 use crate::engine::core::{Event, Finished, TokenLogprob};
 use crate::engine::StopReason;
 use crate::tokenizer::Tokenizer;
@@ -76,10 +76,7 @@ impl ChoiceState {
     /// The generated text, cut before a stop string; and whether one was met.
     pub fn text(&self, t: &Tokenizer, stops: &[String]) -> (String, bool) {
         let full = t.decode(&self.out_ids()).unwrap_or_default();
-        match find_stop(&full, stops) {
-            Some(at) => (full[..at].to_string(), true),
-            None => (full, false),
-        }
+        crate::tokenizer::stop::cut_at_stop(&full, stops)
     }
 
     pub fn finish_reason(&self) -> &'static str {

@@ -12,6 +12,7 @@ mod chat;
 mod gguf;
 mod hf;
 pub mod spm;
+pub mod stop;
 
 use crate::error::{Error, Result};
 use std::path::Path;

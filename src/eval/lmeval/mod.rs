@@ -6,6 +6,7 @@
 //! data files are pinned by sha256 in the run's config.
 
 pub mod docs;
+pub mod generate;
 pub mod prepare;
 pub mod pyrandom;
 pub mod render;
@@ -38,7 +39,7 @@ pub struct BuiltDoc {
     pub doc: Doc,
     /// The full prompt: description, few-shot examples, the document's text.
     pub context: String,
-    /// Multiple choice: the choices (without the target delimiter).
+    /// The choices (without the target delimiter), where the task has them.
     pub choices: Vec<String>,
     /// Multiple choice: the gold choice.
     pub gold: usize,
@@ -217,6 +218,9 @@ pub fn build(
                 }
             };
             (choices, gold)
+        } else if let Some(c) = &task.doc_to_choice {
+            // generate_until with choices: the target indexes them.
+            (f.choices(c, doc, &what)?, 0)
         } else {
             (Vec::new(), 0)
         };

@@ -3,6 +3,8 @@
 //! `local-completions` model does through `infer-eval serve`.
 
 use super::docs;
+use super::generate::GenTask;
+use super::task::OutputType;
 use crate::engine::LoglikRequest;
 use crate::error::{Error, Result};
 use crate::eval::config::{DatasetConfig, LmEvalSource, TaskKind};
@@ -11,8 +13,9 @@ use crate::eval::run::{prompt_hash, sha_hex, FileHash, SampleSpec};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// The samples of dataset `di` (`d.path` is the task file). `pin` reads a
-/// file, checking it against its pinned sha256 (and DVC); every file read
+/// The samples of dataset `di` (`d.path` is the task file), and for a
+/// `generate_until` task its generation settings and scoring. `pin` reads
+/// a file, checking it against its pinned sha256 (and DVC); every file read
 /// is listed in `files`.
 #[allow(clippy::too_many_arguments)]
 pub fn samples(
@@ -24,7 +27,7 @@ pub fn samples(
     tok: &crate::tokenizer::Tokenizer,
     pin: &mut dyn FnMut(&str, &str) -> Result<Vec<u8>>,
     files: &mut Vec<FileHash>,
-) -> Result<Vec<SampleSpec>> {
+) -> Result<(Vec<SampleSpec>, Option<GenTask>)> {
     for inc in &src.includes {
         let b = pin(&inc.path, &inc.sha256)?;
         files.push(FileHash {
@@ -57,8 +60,18 @@ pub fn samples(
         &task_path,
     )?;
     let prefix = super::prefix_token(tok);
+    let gen = match task.output_type {
+        OutputType::GenerateUntil => {
+            let eos = tok.eos.first().and_then(|&e| tok.token_text(e));
+            Some(
+                GenTask::from_task(&task, eos.as_deref(), &built[0].target)
+                    .map_err(|m| Error::bad_file(&task_path, m))?,
+            )
+        }
+        _ => None,
+    };
     let mut out = Vec::with_capacity(built.len());
-    for b in built {
+    for mut b in built {
         let (prompt_ids, choices) = match d.kind {
             TaskKind::MultipleChoice => {
                 let reqs = b
@@ -83,10 +96,19 @@ pub fn samples(
                 (reqs[0].context.clone(), reqs)
             }
             TaskKind::Generate => {
-                return Err(Error::Input(format!(
-                    "{}: output_type generate_until is not run natively yet",
-                    d.path
-                )))
+                let g = gen.as_ref().expect("generate_until");
+                let ids = super::generate::left_truncate(
+                    tok.encode_with(&b.context, false, true)?,
+                    g.max_gen_toks,
+                )?;
+                // The answers accepted, kept where a generation item keeps
+                // its answer (the first) and, for several, its choices.
+                let choices = (!b.choices.is_empty()).then_some(b.choices.as_slice());
+                let golds = g
+                    .golds(&b.target, choices)
+                    .map_err(|m| Error::Input(format!("{}: document {}: {m}", d.path, b.index)))?;
+                b.choices = golds;
+                (ids, Vec::new())
             }
         };
         let hash = prompt_hash(d.kind, &prompt_ids, &choices);
@@ -107,7 +129,7 @@ pub fn samples(
             seed: None,
         });
     }
-    Ok(out)
+    Ok((out, gen))
 }
 
 /// `path` as a config names it: relative to the project root when inside
@@ -148,14 +170,15 @@ pub fn dataset_config(
     let loaded = super::task::load(&file)?;
     let t = &loaded.task;
     let kind = match t.output_type {
-        super::task::OutputType::MultipleChoice => TaskKind::MultipleChoice,
+        OutputType::MultipleChoice => TaskKind::MultipleChoice,
+        OutputType::GenerateUntil => TaskKind::Generate,
         other => {
             return Err(Error::bad_file(
                 &file,
                 format!(
-                    "output_type {}: infer-eval runs multiple_choice tasks natively so far{}",
+                    "output_type {}: infer-eval runs multiple_choice and generate_until tasks natively so far{}",
                     other.name(),
-                    if other == super::task::OutputType::LoglikelihoodRolling {
+                    if other == OutputType::LoglikelihoodRolling {
                         " (perplexity of text files: `infer-eval perplexity`)"
                     } else {
                         ""

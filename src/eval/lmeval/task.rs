@@ -85,6 +85,8 @@ pub struct Metric {
     #[serde(default)]
     pub ignore_punctuation: bool,
     #[serde(default)]
+    pub ignore_numbers: bool,
+    #[serde(default)]
     pub regexes_to_ignore: Vec<String>,
 }
 
@@ -107,6 +109,7 @@ pub struct Filter {
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct GenerationKwargs {
     #[serde(default)]
     pub until: Option<Value>,
@@ -302,31 +305,29 @@ fn validate(t: &Task) -> std::result::Result<(), String> {
                 ));
             }
         }
-        for r in &m.regexes_to_ignore {
-            regex::Regex::new(r)
-                .map_err(|e| format!("key 'metric_list.{i}.regexes_to_ignore': {e}"))?;
+        if m.metric == "exact_match" {
+            super::generate::ExactMatch::from_metric(i, m)?;
         }
     }
+    let mut names = Vec::new();
     for (i, f) in t.filter_list.iter().enumerate() {
-        for (j, s) in f.filter.iter().enumerate() {
-            match s.function.as_str() {
-                "regex" => {
-                    let p = s.regex_pattern.as_deref().unwrap_or(r"#### (\-?[0-9\.\,]+)");
-                    regex::Regex::new(p).map_err(|e| {
-                        format!("key 'filter_list.{i}.filter.{j}.regex_pattern': {e}")
-                    })?;
-                }
-                "take_first" | "lowercase" | "uppercase" | "strip" => {}
-                other => {
-                    return Err(format!(
-                        "key 'filter_list.{i}.filter.{j}.function': '{other}' is not supported (regex, take_first, lowercase, uppercase, strip)"
-                    ))
-                }
-            }
+        super::generate::Pipeline::from_filter(i, f)?;
+        if names.contains(&&f.name) {
+            return Err(format!(
+                "key 'filter_list.{i}.name': '{}' names two pipelines",
+                f.name
+            ));
         }
+        names.push(&f.name);
     }
-    if t.filter_list.len() > 1 {
-        return Err("key 'filter_list': one filter pipeline is supported".into());
+    if !t.filter_list.is_empty() && t.output_type != OutputType::GenerateUntil {
+        return Err("key 'filter_list': filters apply to generate_until tasks only here".into());
+    }
+    if let Some(g) = &t.generation_kwargs {
+        let sampled = g.do_sample == Some(true) || g.temperature.is_some_and(|x| x != 0.0);
+        if sampled {
+            return Err("key 'generation_kwargs': sampled generation (do_sample, temperature > 0) is not run natively; greedy (lm-eval's default) is".into());
+        }
     }
     Ok(())
 }

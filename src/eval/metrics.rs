@@ -1,0 +1,125 @@
+//! A run's metrics: accuracy per dataset with bootstrap intervals (and
+//! acc_norm, per-seed and across-seed figures, lm-eval's per-filter
+//! exact_match), throughput and latency percentiles.
+
+use super::config::{EvalConfig, TaskKind};
+use super::run::SampleRecord;
+use super::score::{self, Estimate, Percentiles};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DatasetMetrics {
+    pub kind: TaskKind,
+    pub accuracy: Estimate,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy_norm: Option<Estimate>,
+    /// With several seeds: accuracy per seed (keys are the seeds).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub per_seed: BTreeMap<String, Estimate>,
+    /// With several seeds: the per-seed accuracies' mean, standard
+    /// deviation and 95% t interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub across_seeds: Option<score::SeedSpread>,
+    /// lm-eval generate_until: `exact_match,<filter>` per filter pipeline.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lm_eval: BTreeMap<String, Estimate>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Metrics {
+    pub datasets: BTreeMap<String, DatasetMetrics>,
+    pub macro_accuracy: f64,
+    pub n_samples: usize,
+    pub generated_tokens: usize,
+    pub tokens_per_s: f64,
+    /// Computed samples (store hits excluded) per second of engine time.
+    #[serde(default)]
+    pub samples_per_s: f64,
+    pub ttft_ms: Percentiles,
+    pub tpot_ms: Percentiles,
+}
+
+pub fn metrics(config: &EvalConfig, samples: &[SampleRecord]) -> Metrics {
+    let mut datasets = BTreeMap::new();
+    for d in &config.task.datasets {
+        let rows: Vec<&SampleRecord> = samples.iter().filter(|s| s.task == d.name).collect();
+        let acc: Vec<f64> = rows.iter().map(|s| s.score).collect();
+        let norm: Vec<f64> = rows.iter().filter_map(|s| s.score_norm).collect();
+        let accuracy_norm = (d.kind == TaskKind::MultipleChoice)
+            .then(|| score::bootstrap_mean(&norm, config.run.bootstrap));
+        let mut by_seed: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+        for s in &rows {
+            if let Some(seed) = s.seed {
+                by_seed.entry(seed).or_default().push(s.score);
+            }
+        }
+        // Seeds in numeric order (the spread sums in this order).
+        let seed_acc: Vec<(u64, Estimate)> = by_seed
+            .iter()
+            .map(|(seed, v)| (*seed, score::bootstrap_mean(v, config.run.bootstrap)))
+            .collect();
+        // An accuracy's interval is clamped to [0, 1].
+        let across_seeds = (!seed_acc.is_empty()).then(|| {
+            let mut s =
+                score::seed_spread(&seed_acc.iter().map(|(_, e)| e.mean).collect::<Vec<_>>());
+            s.ci_low = s.ci_low.max(0.0);
+            s.ci_high = s.ci_high.min(1.0);
+            s
+        });
+        let per_seed: BTreeMap<String, Estimate> = seed_acc
+            .into_iter()
+            .map(|(seed, e)| (seed.to_string(), e))
+            .collect();
+        datasets.insert(
+            d.name.clone(),
+            DatasetMetrics {
+                kind: d.kind,
+                accuracy: score::bootstrap_mean(&acc, config.run.bootstrap),
+                accuracy_norm,
+                per_seed,
+                across_seeds,
+                lm_eval: super::lmeval::generate::by_filter(
+                    rows.iter().map(|s| s.filtered.as_slice()),
+                )
+                .into_iter()
+                .map(|(k, v)| (k, score::bootstrap_mean(&v, config.run.bootstrap)))
+                .collect(),
+            },
+        );
+    }
+    let macro_accuracy =
+        datasets.values().map(|m| m.accuracy.mean).sum::<f64>() / datasets.len().max(1) as f64;
+    // Throughput and latency count computed samples only, not store hits.
+    let timed = || samples.iter().filter(|s| !s.cached);
+    let generated: usize = timed().map(|s| s.output_ids.len()).sum();
+    // A sample's share of its batch's time, in seconds.
+    let share_s = |s: &SampleRecord| s.latency.batch_ms / s.latency.batch_len.max(1) as f64 / 1e3;
+    let gen_time_s: f64 = timed()
+        .filter(|s| s.choice_logliks.is_none())
+        .map(share_s)
+        .sum();
+    let sample_time_s: f64 = timed().map(share_s).sum();
+    let ttft: Vec<f64> = timed().map(|s| s.latency.ttft_ms).collect();
+    let tpot: Vec<f64> = timed()
+        .flat_map(|s| s.latency.token_ms.iter().copied())
+        .collect();
+    Metrics {
+        datasets,
+        macro_accuracy,
+        n_samples: samples.len(),
+        generated_tokens: generated,
+        tokens_per_s: if gen_time_s > 0.0 {
+            generated as f64 / gen_time_s
+        } else {
+            0.0
+        },
+        samples_per_s: if sample_time_s > 0.0 {
+            timed().count() as f64 / sample_time_s
+        } else {
+            0.0
+        },
+        ttft_ms: score::percentiles(&ttft),
+        tpot_ms: score::percentiles(&tpot),
+    }
+}
