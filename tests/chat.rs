@@ -10,35 +10,9 @@ mod common;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::Path;
-use std::process::Command;
 
 fn eval(root: &Path, args: &[&str]) -> std::path::PathBuf {
-    let o = Command::new(env!("CARGO_BIN_EXE_infer-eval"))
-        .current_dir(root)
-        .env("HF_HUB_OFFLINE", "1")
-        .arg("eval")
-        .args(args)
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{out}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let dir = out
-        .lines()
-        .find_map(|l| l.strip_prefix("run folder "))
-        .unwrap()
-        .to_string();
-    let v = Command::new(env!("CARGO_BIN_EXE_infer-eval"))
-        .current_dir(root)
-        .arg("verify")
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&v.stdout).contains("MATCH"));
-    dir.into()
+    common::eval_verified(root, args)
 }
 
 fn first_sample(dir: &Path) -> Value {

@@ -474,6 +474,40 @@ fn malformed_inputs_give_one_clear_error_each() {
         &["exceeds the model's context of 256"],
     ));
 
+    // task.fewshot: more examples than the dataset has, an unpinned or
+    // changed examples file, few-shot with chat prompts.
+    let out = dir.join("outputs");
+    let fewshot_cases: [(&str, &[&str], &[&str]); 4] = [
+        ("few-shot n larger than the dataset", &["+task.fewshot.n=100"], &["task.fewshot.n is 100", "'capitals' has 99 other item(s)"]),
+        (
+            "few-shot file without sha256",
+            &["+task.fewshot.n=2", "+task.fewshot.source=data/capitals.jsonl"],
+            &["task.fewshot.sha256", "data/capitals.jsonl"],
+        ),
+        (
+            "few-shot file changed",
+            &[
+                "+task.fewshot.n=2",
+                "+task.fewshot.source=data/capitals.jsonl",
+                "+task.fewshot.sha256=0000000000000000000000000000000000000000000000000000000000000000",
+            ],
+            &["capitals.jsonl", "sha256"],
+        ),
+        ("few-shot with a chat prompt", &["+task.fewshot.n=2", "prompt.chat=true"], &["task.fewshot", "prompt.chat"]),
+    ];
+    for (what, overrides, says) in fewshot_cases {
+        let mut args = vec![
+            "eval",
+            "--config-dir",
+            cfgdir.to_str().unwrap(),
+            "task=capitals",
+            "--outputs",
+            out.to_str().unwrap(),
+        ];
+        args.extend(overrides);
+        cases.push(case(what, &args, 3, says));
+    }
+
     // lm-evaluation-harness task files: what is not supported or not there
     // is refused naming the task file and the key, file or document.
     let lm = dir.join("lm");

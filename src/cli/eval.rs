@@ -354,6 +354,7 @@ fn with_lm_eval_tasks(c: &mut config::Composed, a: &EvalArgs, root: &Path) -> Re
     c.config.task = config::TaskConfig {
         name: name.clone(),
         datasets,
+        fewshot: None,
     };
     c.config.name = name;
     config::validate(&c.config).map_err(anyhow::Error::msg)?;

@@ -33,6 +33,46 @@ pub struct ModelConfig {
 pub struct TaskConfig {
     pub name: String,
     pub datasets: Vec<DatasetConfig>,
+    /// Few-shot examples before each item's prompt (`eval::fewshot`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fewshot: Option<FewshotConfig>,
+}
+
+/// `task.fewshot`: `n` examples per item, drawn by the counter-based RNG
+/// from `seed` and the item's id (so a re-run, a shard or another batch
+/// size draws the same ones), from the evaluated dataset itself (`self`,
+/// the item left out) or from a file in the dataset's format, pinned by
+/// `sha256`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FewshotConfig {
+    pub n: usize,
+    #[serde(default = "self_source")]
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(default = "fewshot_seed")]
+    pub seed: u64,
+    /// After each example.
+    #[serde(default = "blank_line")]
+    pub delimiter: String,
+    /// An example's text: `{field}`s of the example item, `{target}` its
+    /// answer (generation) or correct choice (multiple choice).
+    #[serde(default = "example_template")]
+    pub example: String,
+}
+
+fn self_source() -> String {
+    "self".into()
+}
+fn fewshot_seed() -> u64 {
+    1234
+}
+fn blank_line() -> String {
+    "\n\n".into()
+}
+fn example_template() -> String {
+    "Question: {question}\nAnswer: {target}".into()
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -480,6 +520,16 @@ pub fn compose(config_dir: &Path, args: &[String]) -> Result<Composed> {
     }
     let config: EvalConfig = typed(&tree, &origin, "")?;
     validate(&config).map_err(|m| Error::Input(format!("{origin}: {m}")))?;
+    // The few-shot defaults written out, so the recorded config pins them.
+    if let (Some(f), Some(task)) = (
+        &config.task.fewshot,
+        tree.get_mut("task").and_then(|t| t.as_object_mut()),
+    ) {
+        task.insert(
+            "fewshot".into(),
+            serde_json::to_value(f).expect("serializes"),
+        );
+    }
     Ok(Composed {
         config,
         tree,
@@ -514,6 +564,37 @@ pub fn validate(c: &EvalConfig) -> std::result::Result<(), String> {
         }
         (None, Some(0)) => return Err("key 'run.num_seeds': must be at least 1".into()),
         _ => {}
+    }
+    if let Some(f) = &c.task.fewshot {
+        if f.n == 0 {
+            return Err("key 'task.fewshot.n': must be at least 1".into());
+        }
+        match (f.source.as_str(), &f.sha256) {
+            ("self", _) => {}
+            (_, None) => {
+                return Err(format!(
+                    "key 'task.fewshot.sha256': the examples file {} needs its sha256 pinned",
+                    f.source
+                ))
+            }
+            (_, Some(h)) if h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) => {
+                return Err(format!(
+                    "key 'task.fewshot.sha256': '{h}' is not a sha256 (64 hex digits)"
+                ))
+            }
+            _ => {}
+        }
+        if c.prompt.chat || !c.prompt.messages.is_empty() {
+            return Err("key 'task.fewshot': few-shot examples go into a plain prompt; with prompt.chat or prompt.messages put them in the messages".into());
+        }
+        if c.task.datasets.iter().any(|d| d.lm_eval.is_some()) {
+            return Err("key 'task.fewshot': lm-eval task files draw their own examples (num_fewshot, --num-fewshot)".into());
+        }
+        super::template::Template::from_bytes(
+            std::path::Path::new("task.fewshot.example"),
+            f.example.as_bytes(),
+        )
+        .map_err(|e| format!("key 'task.fewshot.example': {e}"))?;
     }
     if c.seeds().is_some() && !c.task.datasets.iter().any(|d| c.samples_with_seed(d)) {
         return Err("key 'run.seeds': no task samples (sampling.temperature is 0 or no task generates), so every seed would give the same outputs".into());

@@ -191,7 +191,7 @@ pub fn prepare(
     let chat = config.prompt.chat || chat_prompt.is_some();
     // An item's prompt: the prompt file rendered, or the chat messages
     // (holding it where they say `{prompt}`) rendered by the chat template.
-    let render = |t: &Template, item: &Item| -> Result<String> {
+    let render = |t: &Template, item: &Item, examples: Option<&str>| -> Result<String> {
         match &chat_prompt {
             Some(c) => {
                 let file = if c.uses_prompt() {
@@ -201,7 +201,10 @@ pub fn prepare(
                 };
                 tok.apply_chat_messages(&c.messages(&item.fields, &file, &item.id)?)
             }
-            None => t.render(&item.fields),
+            None => match examples {
+                Some(e) => super::fewshot::render(t, &item.fields, e),
+                None => t.render(&item.fields),
+            },
         }
     };
     let encode_prompt = |text: &str| match &chat_prompt {
@@ -244,6 +247,24 @@ pub fn prepare(
         lm_gen.push(None);
         let first = samples.len();
         let mut items = dataset::parse(d, &root.join(&d.path), &bytes)?;
+        let shots = match &config.task.fewshot {
+            Some(f) => {
+                let mut pin = |rel: &str, sha: &str| -> Result<Vec<u8>> {
+                    let b = dataset::check_pinned(root, rel, sha, allow_drift, &mut drifts)?;
+                    dataset::check_dvc(root, rel, &b, allow_drift, &mut drifts, &mut dvc)?;
+                    Ok(b)
+                };
+                Some(super::fewshot::Shots::load(
+                    f,
+                    d,
+                    &items,
+                    root,
+                    &mut pin,
+                    &mut datasets,
+                )?)
+            }
+            None => None,
+        };
         if let Some(n) = config.run.limit {
             items.truncate(n);
         }
@@ -252,11 +273,20 @@ pub fn prepare(
                 .as_deref()
                 .map(|p| regex::Regex::new(p).expect("validated")),
         );
-        for item in items {
+        for (index, mut item) in items.into_iter().enumerate() {
+            let examples = match &shots {
+                Some(s) => {
+                    let (text, refs) = s.for_item(&d.name, index, &item)?;
+                    item.fewshot = refs;
+                    Some(text)
+                }
+                None => None,
+            };
+            let examples = examples.as_deref();
             let (prompt, choices) = match d.kind {
-                TaskKind::Generate => (render(&gen_t, &item)?, Vec::new()),
+                TaskKind::Generate => (render(&gen_t, &item, examples)?, Vec::new()),
                 TaskKind::MultipleChoice => {
-                    let ctx = render(&mc_t, &item)?;
+                    let ctx = render(&mc_t, &item, examples)?;
                     let ctx_ids = encode_prompt(&ctx)?;
                     let reqs = item
                         .choices

@@ -235,3 +235,41 @@ pub fn project() -> tempfile::TempDir {
     }
     d
 }
+
+/// `infer-eval eval ARGS` in `root`, then `verify` of its run folder, which
+/// must say MATCH: the folder.
+#[allow(dead_code)]
+pub fn eval_verified(root: &Path, args: &[&str]) -> PathBuf {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_infer-eval"))
+        .current_dir(root)
+        .env("HF_HUB_OFFLINE", "1")
+        .arg("eval")
+        .args(args)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "eval {args:?}: {out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let dir = root.join(
+        out.lines()
+            .find_map(|l| l.strip_prefix("run folder "))
+            .unwrap(),
+    );
+    let v = std::process::Command::new(env!("CARGO_BIN_EXE_infer-eval"))
+        .current_dir(root)
+        .arg("verify")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&v.stdout);
+    assert!(
+        v.status.success() && said.contains("MATCH"),
+        "verify {}: {said}{}",
+        dir.display(),
+        String::from_utf8_lossy(&v.stderr)
+    );
+    dir
+}
