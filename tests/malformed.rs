@@ -522,7 +522,7 @@ fn malformed_inputs_give_one_clear_error_each() {
         "dataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {}\ntest_split: test\noutput_type: generate_until\ndoc_to_text: \"Q: {{{{question}}}}\\nA:\"\ndoc_to_target: answer\n",
         proj.join("data").join("capitals.jsonl").display()
     );
-    let lm_cases: [(&str, String, &[&str]); 13] = [
+    let lm_cases: [(&str, String, &[&str]); 14] = [
         (
             "unknown key",
             format!("task: t\n{base}doc_to_text: q\nprocess_docs: x\n"),
@@ -542,12 +542,20 @@ fn malformed_inputs_give_one_clear_error_each() {
             &["nope.jsonl"],
         ),
         (
-            "loglikelihood output_type",
+            "loglikelihood with an index target",
             format!(
                 "task: t\n{}doc_to_text: q\n",
                 base.replace("output_type: multiple_choice", "output_type: loglikelihood")
             ),
-            &["output_type loglikelihood"],
+            &["document 0", "loglikelihood target must be text"],
+        ),
+        (
+            "loglikelihood_rolling in eval",
+            format!(
+                "task: t\n{}",
+                base.replace("output_type: multiple_choice", "output_type: loglikelihood_rolling")
+            ),
+            &["output_type loglikelihood_rolling", "infer-eval perplexity"],
         ),
         (
             "sampled generate_until",

@@ -191,20 +191,23 @@ fn lm_eval_through_the_server_scores_as_infer_eval_eval_does() {
     assert_verifies(proj.path(), &from_yaml.dir);
 }
 
-/// generate_until task files (tests/clients/lm_eval/ie_*_gen.yaml): lm-eval
+/// generate_until task files (tests/clients/lm_eval/ie_*_gen.yaml) and a
+/// loglikelihood one (ie_arithmetic_ll.yaml, whose log-likelihoods,
+/// is_greedy, acc and perplexity are compared bit for bit): lm-eval
 /// through the server (token-id prompts, `stop` = until + the EOS text,
 /// temperature 0) and `infer-eval eval` natively build the same prompts
 /// (sha256 of the context, few-shot included), generate the same text, and
 /// give every filter pipeline the same answer and exact_match, per item and
 /// in aggregate.
 #[test]
-fn lm_eval_generate_until_through_the_server_equals_infer_eval_eval() {
+fn lm_eval_generate_until_and_loglikelihood_through_the_server_equal_infer_eval_eval() {
     const LIMIT: usize = 10;
     const TASKS: [&str; 2] = ["ie_arithmetic_gen", "ie_capitals_gen"];
+    let all = [&TASKS[..], &["ie_arithmetic_ll"]].concat();
     let s = Server::start(&common::smollm2_path(), &[]);
     let work = tempfile::tempdir().unwrap();
     let lm_out = work.path().join("lm-eval");
-    lm_eval(&s, &TASKS.join(","), "", Some(LIMIT), &lm_out, work.path());
+    lm_eval(&s, &all.join(","), "", Some(LIMIT), &lm_out, work.path());
     drop(s);
     let results: Value = serde_json::from_str(&read_prefixed(&lm_out, "results_")).unwrap();
     let proj = common::project();
@@ -213,7 +216,7 @@ fn lm_eval_generate_until_through_the_server_equals_infer_eval_eval() {
         &proj.path().join("tests/clients"),
     );
     let mut args = vec!["--include-path", "tests/clients"];
-    for t in TASKS {
+    for t in &all {
         args.extend(["--lm-eval-task", t]);
     }
     let run = native(proj.path(), &args, LIMIT);
@@ -264,6 +267,57 @@ fn lm_eval_generate_until_through_the_server_equals_infer_eval_eval() {
     }
     // 10 items x (3 pipelines + 1).
     assert_eq!(filters_seen, LIMIT * 4);
+
+    // loglikelihood: (ll, is_greedy) per document, acc and perplexity.
+    let ll_task = "ie_arithmetic_ll";
+    let lm_samples: Vec<Value> = read_prefixed(&lm_out, &format!("samples_{ll_task}_"))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lm_samples.len(), LIMIT);
+    for lm in &lm_samples {
+        let id = format!("{ll_task}/{}", lm["doc_id"]);
+        let mine = run.samples.iter().find(|o| o["id"] == id.as_str()).unwrap();
+        assert_eq!(
+            lm["prompt_hash"], mine["prompt_sha256"],
+            "{id}: the context"
+        );
+        let served: f64 = lm["filtered_resps"][0][0]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let ours = mine["choice_logliks"][0].as_f64().unwrap();
+        assert_eq!(
+            served.to_bits(),
+            ours.to_bits(),
+            "{id}: lm-eval {served}, infer-eval {ours}"
+        );
+        assert_eq!(
+            lm["acc"].as_f64().unwrap(),
+            mine["score"].as_f64().unwrap(),
+            "{id} acc (is_greedy)"
+        );
+    }
+    let m = &run.metrics["datasets"][ll_task]["lm_eval"];
+    for name in ["acc,none", "perplexity,none"] {
+        let theirs = results["results"][ll_task][name].as_f64().unwrap();
+        assert_eq!(
+            theirs.to_bits(),
+            m[name]["mean"].as_f64().unwrap().to_bits(),
+            "{ll_task} {name}"
+        );
+        eprintln!("{ll_task}: {name} {theirs} (lm-eval through serve = infer-eval eval)");
+    }
+    let greedy = run
+        .samples
+        .iter()
+        .filter(|s| s["id"].as_str().unwrap().starts_with(ll_task) && s["score"] == 1.0)
+        .count();
+    assert!(
+        greedy > 0 && greedy < LIMIT,
+        "both greedy and not among the items: {greedy}"
+    );
     // A re-run generates the same: MATCH.
     assert_verifies(proj.path(), &run.dir);
 }

@@ -127,10 +127,17 @@ pub fn loglikelihoods(
         }
         for (r, (_, _, _, rows)) in group.iter().zip(seqs) {
             let mut ll = 0f64;
+            let mut is_greedy = true;
             for (row, &t) in rows.iter().zip(&r.continuation) {
                 ll += crate::kernels::softmax::log_softmax_at(model.isa, row, &[t as usize])[0];
+                // Finite (checked), so the largest logit is well defined.
+                let top = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                is_greedy &= row[t as usize] >= top;
             }
-            out.push(LoglikOutput { loglik: ll });
+            out.push(LoglikOutput {
+                loglik: ll,
+                is_greedy,
+            });
         }
     }
     Ok(out)

@@ -225,4 +225,8 @@ pub struct LoglikRequest {
 pub struct LoglikOutput {
     /// Sum over continuation tokens of log p(token | everything before), in order, in f64.
     pub loglik: f64,
+    /// Every continuation token has the largest logit at its position (ties
+    /// count), i.e. greedy decoding would produce the continuation: lm-eval's
+    /// `is_greedy` (its token log-probability equals the top one's).
+    pub is_greedy: bool,
 }

@@ -131,6 +131,17 @@ pub struct LmEvalSource {
     /// Data files: split name, path (relative to the project root, or
     /// absolute), sha256.
     pub data: Vec<DataFile>,
+    /// The task's `output_type` (multiple_choice where absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_type: Option<String>,
+}
+
+impl DatasetConfig {
+    /// An lm-eval `loglikelihood` task: one continuation per item, scored
+    /// by its log-likelihood and whether greedy decoding produces it.
+    pub fn is_lm_loglikelihood(&self) -> bool {
+        self.lm_eval.as_ref().and_then(|l| l.output_type.as_deref()) == Some("loglikelihood")
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -2,7 +2,7 @@
 //! acc_norm, per-seed and across-seed figures, lm-eval's per-filter
 //! exact_match), throughput and latency percentiles.
 
-use super::config::{EvalConfig, TaskKind};
+use super::config::{DatasetConfig, EvalConfig, TaskKind};
 use super::run::SampleRecord;
 use super::score::{self, Estimate, Percentiles};
 use serde::{Deserialize, Serialize};
@@ -46,7 +46,7 @@ pub fn metrics(config: &EvalConfig, samples: &[SampleRecord]) -> Metrics {
         let rows: Vec<&SampleRecord> = samples.iter().filter(|s| s.task == d.name).collect();
         let acc: Vec<f64> = rows.iter().map(|s| s.score).collect();
         let norm: Vec<f64> = rows.iter().filter_map(|s| s.score_norm).collect();
-        let accuracy_norm = (d.kind == TaskKind::MultipleChoice)
+        let accuracy_norm = (d.kind == TaskKind::MultipleChoice && !d.is_lm_loglikelihood())
             .then(|| score::bootstrap_mean(&norm, config.run.bootstrap));
         let mut by_seed: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
         for s in &rows {
@@ -79,12 +79,7 @@ pub fn metrics(config: &EvalConfig, samples: &[SampleRecord]) -> Metrics {
                 accuracy_norm,
                 per_seed,
                 across_seeds,
-                lm_eval: super::lmeval::generate::by_filter(
-                    rows.iter().map(|s| s.filtered.as_slice()),
-                )
-                .into_iter()
-                .map(|(k, v)| (k, score::bootstrap_mean(&v, config.run.bootstrap)))
-                .collect(),
+                lm_eval: lm_eval_metrics(d, &rows, config.run.bootstrap),
             },
         );
     }
@@ -92,7 +87,11 @@ pub fn metrics(config: &EvalConfig, samples: &[SampleRecord]) -> Metrics {
         datasets.values().map(|m| m.accuracy.mean).sum::<f64>() / datasets.len().max(1) as f64;
     // Throughput and latency count computed samples only, not store hits.
     let timed = || samples.iter().filter(|s| !s.cached);
-    let generated: usize = timed().map(|s| s.output_ids.len()).sum();
+    // lm-eval loglikelihood rows hold greedy flags in output_ids, not tokens.
+    let generated: usize = timed()
+        .filter(|s| s.choice_logliks.is_none())
+        .map(|s| s.output_ids.len())
+        .sum();
     // A sample's share of its batch's time, in seconds.
     let share_s = |s: &SampleRecord| s.latency.batch_ms / s.latency.batch_len.max(1) as f64 / 1e3;
     let gen_time_s: f64 = timed()
@@ -122,4 +121,40 @@ pub fn metrics(config: &EvalConfig, samples: &[SampleRecord]) -> Metrics {
         ttft_ms: score::percentiles(&ttft),
         tpot_ms: score::percentiles(&tpot),
     }
+}
+
+/// lm-eval's figures by lm-eval's names: `exact_match,<filter>` per filter
+/// pipeline (generate_until); `acc,none` (is_greedy) and `perplexity,none`
+/// (exp of minus the mean log-likelihood, its interval the bootstrap
+/// interval of the mean carried through) for loglikelihood.
+fn lm_eval_metrics(
+    d: &DatasetConfig,
+    rows: &[&SampleRecord],
+    bootstrap: usize,
+) -> BTreeMap<String, Estimate> {
+    if d.is_lm_loglikelihood() {
+        let acc: Vec<f64> = rows.iter().map(|s| s.score).collect();
+        let ll: Vec<f64> = rows
+            .iter()
+            .filter_map(|s| s.choice_logliks.as_ref()?.first().copied())
+            .collect();
+        let m = score::bootstrap_mean(&ll, bootstrap);
+        let ppl = Estimate {
+            mean: (-m.mean).exp(),
+            ci_low: (-m.ci_high).exp(),
+            ci_high: (-m.ci_low).exp(),
+            n: m.n,
+        };
+        return BTreeMap::from([
+            (
+                "acc,none".to_string(),
+                score::bootstrap_mean(&acc, bootstrap),
+            ),
+            ("perplexity,none".to_string(), ppl),
+        ]);
+    }
+    super::lmeval::generate::by_filter(rows.iter().map(|s| s.filtered.as_slice()))
+        .into_iter()
+        .map(|(k, v)| (k, score::bootstrap_mean(&v, bootstrap)))
+        .collect()
 }

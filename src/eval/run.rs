@@ -54,6 +54,8 @@ pub struct SampleRecord {
     pub task: String,
     pub prompt_sha256: String,
     pub prompt_ids: Vec<u32>,
+    /// Generation: the tokens. lm-eval loglikelihood: 1 if greedy decoding
+    /// gives the continuation, else 0 (lm-eval's `is_greedy`).
     pub output_ids: Vec<u32>,
     pub text: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -533,15 +535,18 @@ impl Prepared {
                 Ok(specs
                     .iter()
                     .map(|s| {
-                        let ll: Vec<f64> = lls[at..at + s.choices.len()]
-                            .iter()
-                            .map(|o| o.loglik)
-                            .collect();
+                        let outs = &lls[at..at + s.choices.len()];
+                        let ll: Vec<f64> = outs.iter().map(|o| o.loglik).collect();
                         at += s.choices.len();
                         let mut h = Sha256::new();
                         ll.iter().for_each(|v| h.update(v.to_bits().to_le_bytes()));
                         Raw {
-                            output_ids: Vec::new(),
+                            // lm-eval loglikelihood: 1 where greedy decoding gives the continuation.
+                            output_ids: if d.is_lm_loglikelihood() {
+                                outs.iter().map(|o| o.is_greedy as u32).collect()
+                            } else {
+                                Vec::new()
+                            },
                             digest: hex::encode(h.finalize()),
                             logits_digest: None,
                             logprobs: ll,
@@ -618,6 +623,12 @@ impl Prepared {
                     &s.item.answer,
                 );
                 common(text, score, None, None, None, raw.logprobs.clone())
+            }
+            TaskKind::MultipleChoice if d.is_lm_loglikelihood() => {
+                let ll = raw.logprobs.clone();
+                let greedy = raw.output_ids.first() == Some(&1);
+                let text = s.item.choices.first().cloned().unwrap_or_default();
+                common(text, greedy as u8 as f64, None, None, Some(ll), Vec::new())
             }
             TaskKind::MultipleChoice => {
                 let ll = raw.logprobs.clone();

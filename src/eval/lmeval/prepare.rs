@@ -73,6 +73,35 @@ pub fn samples(
     let mut out = Vec::with_capacity(built.len());
     for mut b in built {
         let (prompt_ids, choices) = match d.kind {
+            TaskKind::MultipleChoice if task.output_type == OutputType::Loglikelihood => {
+                // lm-eval's loglikelihood request: (context, doc_to_target),
+                // no target delimiter between them.
+                let cont = match &b.target {
+                    super::render::Target::Text(t) => t.clone(),
+                    other => {
+                        return Err(Error::Input(format!(
+                            "{}: document {}: a loglikelihood target must be text, got {other:?}",
+                            d.path, b.index
+                        )))
+                    }
+                };
+                let (context, continuation) = super::encode_pair(tok, &b.context, &cont, prefix)?;
+                if continuation.is_empty() {
+                    return Err(Error::Input(format!(
+                        "{}: document {}: the target {cont:?} has no tokens",
+                        d.path, b.index
+                    )));
+                }
+                b.choices = vec![cont];
+                b.gold = 0;
+                (
+                    context.clone(),
+                    vec![LoglikRequest {
+                        context,
+                        continuation,
+                    }],
+                )
+            }
             TaskKind::MultipleChoice => {
                 let reqs = b
                     .choices
@@ -170,13 +199,13 @@ pub fn dataset_config(
     let loaded = super::task::load(&file)?;
     let t = &loaded.task;
     let kind = match t.output_type {
-        OutputType::MultipleChoice => TaskKind::MultipleChoice,
+        OutputType::MultipleChoice | OutputType::Loglikelihood => TaskKind::MultipleChoice,
         OutputType::GenerateUntil => TaskKind::Generate,
         other => {
             return Err(Error::bad_file(
                 &file,
                 format!(
-                    "output_type {}: infer-eval runs multiple_choice and generate_until tasks natively so far{}",
+                    "output_type {}: `eval` runs multiple_choice, generate_until and loglikelihood tasks{}",
                     other.name(),
                     if other == OutputType::LoglikelihoodRolling {
                         " (perplexity of text files: `infer-eval perplexity`)"
@@ -223,6 +252,7 @@ pub fn dataset_config(
                 .map(|p| pinned(p))
                 .collect::<Result<_>>()?,
             data,
+            output_type: Some(t.output_type.name().to_string()),
         }),
     })
 }
