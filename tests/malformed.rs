@@ -522,7 +522,7 @@ fn malformed_inputs_give_one_clear_error_each() {
         "dataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {}\ntest_split: test\noutput_type: generate_until\ndoc_to_text: \"Q: {{{{question}}}}\\nA:\"\ndoc_to_target: answer\n",
         proj.join("data").join("capitals.jsonl").display()
     );
-    let lm_cases: [(&str, String, &[&str]); 14] = [
+    let lm_cases: [(&str, String, &[&str]); 16] = [
         (
             "unknown key",
             format!("task: t\n{base}doc_to_text: q\nprocess_docs: x\n"),
@@ -540,6 +540,19 @@ fn malformed_inputs_give_one_clear_error_each() {
                 base.replace("multiple_choice.jsonl", "nope.jsonl")
             ),
             &["nope.jsonl"],
+        ),
+        (
+            "Hub dataset not in the datasets cache",
+            "task: t\ndataset_path: nobody/absent-set\ndataset_name: cfg\ntest_split: test\noutput_type: multiple_choice\ndoc_to_text: q\ndoc_to_choice: \"{{choices}}\"\ndoc_to_target: answer\n".to_string(),
+            &["dataset 'nobody/absent-set' (config 'cfg') is not in the Hugging Face datasets cache", "nobody___absent-set"],
+        ),
+        (
+            "parquet data file that is not Parquet",
+            format!(
+                "task: t\n{}doc_to_text: q\n",
+                base.replace("dataset_path: json", "dataset_path: parquet")
+            ),
+            &["multiple_choice.jsonl: Parquet error"],
         ),
         (
             "loglikelihood with an index target",

@@ -91,57 +91,11 @@ fn lm_eval_through_the_server_scores_as_infer_eval_eval_does() {
             .collect();
         assert_eq!(lm_samples.len(), LIMIT, "{task}");
         let r = &results["results"][task];
-        let compare = |run: &Native, dataset: &str, id_of: &dyn Fn(&Value) -> String| {
-            for lm in &lm_samples {
-                let id = format!("{dataset}/{}", id_of(lm));
-                let mine = run
-                    .samples
-                    .iter()
-                    .find(|o| o["id"] == id.as_str())
-                    .unwrap_or_else(|| panic!("{id} not in infer-eval's samples"));
-                let served: Vec<f64> = lm["filtered_resps"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|r| r[0].as_str().unwrap().parse().unwrap())
-                    .collect();
-                let want: Vec<f64> = mine["choice_logliks"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_f64().unwrap())
-                    .collect();
-                assert_eq!(served.len(), want.len(), "{id}");
-                for (k, (a, b)) in served.iter().zip(&want).enumerate() {
-                    assert_eq!(
-                        a.to_bits(),
-                        b.to_bits(),
-                        "{id} choice {k}: lm-eval via serve {a}, infer-eval eval {b}"
-                    );
-                }
-                for (theirs, ours) in [("acc", "score"), ("acc_norm", "score_norm")] {
-                    assert_eq!(
-                        lm[theirs].as_f64().unwrap(),
-                        mine[ours].as_f64().unwrap(),
-                        "{id} {theirs}"
-                    );
-                }
-            }
-            let m = &run.metrics["datasets"][dataset];
-            assert_eq!(
-                r["acc,none"].as_f64().unwrap(),
-                m["accuracy"]["mean"].as_f64().unwrap(),
-                "{dataset} acc"
-            );
-            assert_eq!(
-                r["acc_norm,none"].as_f64().unwrap(),
-                m["accuracy_norm"]["mean"].as_f64().unwrap(),
-                "{dataset} acc_norm"
-            );
-        };
-        compare(&from_yaml, task, &|lm| lm["doc_id"].to_string());
+        same_choices(&lm_samples, r, &from_yaml, task, &|lm| {
+            lm["doc_id"].to_string()
+        });
         if task == "ie_multiple_choice" {
-            compare(&builtin, "multiple_choice", &|lm| {
+            same_choices(&lm_samples, r, &builtin, "multiple_choice", &|lm| {
                 lm["doc"]["id"].as_str().unwrap().to_string()
             });
         }
@@ -338,6 +292,58 @@ fn assert_verifies(proj: &Path, dir: &Path) {
     );
 }
 
+/// lm-eval's samples `lm` and results `r` of a multiple-choice task, and
+/// infer-eval's run of `dataset` (item ids `<dataset>/<id_of(sample)>`): per
+/// item the choices' log-likelihoods are equal bit for bit, acc and
+/// acc_norm are equal, and so are their means.
+fn same_choices(
+    lm: &[Value],
+    r: &Value,
+    run: &Native,
+    dataset: &str,
+    id_of: &dyn Fn(&Value) -> String,
+) {
+    for l in lm {
+        let id = format!("{dataset}/{}", id_of(l));
+        let mine = run
+            .samples
+            .iter()
+            .find(|o| o["id"] == id.as_str())
+            .unwrap_or_else(|| panic!("{id} not in infer-eval's samples"));
+        let served: Vec<f64> = l["filtered_resps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[0].as_str().unwrap().parse().unwrap())
+            .collect();
+        let want: Vec<f64> = mine["choice_logliks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(served.len(), want.len(), "{id}");
+        for (k, (a, b)) in served.iter().zip(&want).enumerate() {
+            assert_eq!(
+                a.to_bits(),
+                b.to_bits(),
+                "{id} choice {k}: lm-eval via serve {a}, infer-eval eval {b}"
+            );
+        }
+        for (theirs, ours) in [("acc", "score"), ("acc_norm", "score_norm")] {
+            assert_eq!(l[theirs].as_f64(), mine[ours].as_f64(), "{id} {theirs}");
+        }
+    }
+    let m = &run.metrics["datasets"][dataset];
+    for (theirs, ours) in [("acc,none", "accuracy"), ("acc_norm,none", "accuracy_norm")] {
+        assert_eq!(
+            r[theirs].as_f64().unwrap(),
+            m[ours]["mean"].as_f64().unwrap(),
+            "{dataset} {theirs}"
+        );
+    }
+}
+
 /// `lm_eval --model local-completions` against `server` (remote
 /// tokenizer), its samples logged under `out`.
 fn lm_eval(
@@ -348,17 +354,30 @@ fn lm_eval(
     out: &Path,
     work: &Path,
 ) {
-    let base = server.url("/v1/completions");
     let mut c = Command::new(python().parent().unwrap().join("lm_eval"));
     c.current_dir(repo())
-        .env("HF_HOME", work.join("hf"))
+        .args(["--include_path", "tests/clients"]);
+    run_lm_eval(c, server, tasks, model_args, limit, out, work);
+}
+
+fn run_lm_eval(
+    mut c: Command,
+    server: &Server,
+    tasks: &str,
+    model_args: &str,
+    limit: Option<usize>,
+    out: &Path,
+    work: &Path,
+) {
+    let base = server.url("/v1/completions");
+    c.env("HF_HOME", work.join("hf"))
         .env("HF_DATASETS_OFFLINE", "1")
         .env("HF_HUB_OFFLINE", "1")
         .args(["--model", "local-completions", "--model_args"])
         .arg(format!(
             "model=llama,base_url={base},tokenizer_backend=remote,num_concurrent=4,max_retries=1{model_args}"
         ))
-        .args(["--tasks", tasks, "--include_path", "tests/clients", "--log_samples"])
+        .args(["--tasks", tasks, "--log_samples"])
         .arg("--output_path")
         .arg(out);
     if let Some(n) = limit {
@@ -380,6 +399,83 @@ fn read_prefixed(dir: &Path, prefix: &str) -> String {
         .find(|f| f.file_name().unwrap().to_string_lossy().starts_with(prefix))
         .unwrap_or_else(|| panic!("no {prefix}* in {files:?}"));
     std::fs::read_to_string(f).unwrap()
+}
+
+/// Columnar data (tests/clients/columnar, made by its make_data.py with
+/// pyarrow and datasets): a task over a Parquet file, and one naming a Hub
+/// dataset that lm-eval (datasets, offline) and `infer-eval eval` both find
+/// in the same Hugging Face datasets cache, its test split in five Arrow
+/// shards. Per item the log-likelihoods are equal bit for bit, and so are
+/// acc and acc_norm; the native run verifies to MATCH.
+#[test]
+fn lm_eval_reads_parquet_and_the_datasets_cache_as_infer_eval_eval_does() {
+    const LIMIT: usize = 8;
+    const TASKS: [&str; 2] = ["ie_planets_parquet", "ie_planets_hub"];
+    let proj = common::project();
+    let p = proj.path();
+    common::copy_dir(&repo().join("tests/clients/columnar"), &p.join("columnar"));
+    let made = Command::new(python())
+        .arg("columnar/make_data.py")
+        .arg("data/multiple_choice.jsonl")
+        .arg(".")
+        .current_dir(p)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let cache = p.join("hf/datasets");
+
+    let s = Server::start(&common::smollm2_path(), &[]);
+    let work = tempfile::tempdir().unwrap();
+    let lm_out = work.path().join("lm-eval");
+    let mut c = Command::new(python().parent().unwrap().join("lm_eval"));
+    c.current_dir(p)
+        .env("HF_DATASETS_CACHE", &cache)
+        .args(["--include_path", "columnar"]);
+    run_lm_eval(
+        c,
+        &s,
+        &TASKS.join(","),
+        "",
+        Some(LIMIT),
+        &lm_out,
+        work.path(),
+    );
+    drop(s);
+    let results: Value = serde_json::from_str(&read_prefixed(&lm_out, "results_")).unwrap();
+
+    let mut c = Command::new(env!("CARGO_BIN_EXE_infer-eval"));
+    c.env("HF_DATASETS_CACHE", &cache);
+    let run = native_with(
+        c,
+        p,
+        &[
+            "--include-path",
+            "columnar",
+            "--lm-eval-task",
+            TASKS[0],
+            "--lm-eval-task",
+            TASKS[1],
+        ],
+        LIMIT,
+    );
+    for task in TASKS {
+        let lm: Vec<Value> = read_prefixed(&lm_out, &format!("samples_{task}_"))
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lm.len(), LIMIT, "{task}");
+        let r = &results["results"][task];
+        same_choices(&lm, r, &run, task, &|l| l["doc_id"].to_string());
+        eprintln!(
+            "{task}: lm-eval through serve = infer-eval eval on {LIMIT} items: acc {}, acc_norm {}",
+            r["acc,none"], r["acc_norm,none"]
+        );
+    }
+    assert_verifies(p, &run.dir);
 }
 
 /// A loglikelihood_rolling task (tests/clients/lm_eval/ie_rolling.yaml):
@@ -460,7 +556,16 @@ struct Native {
 /// `infer-eval eval ARGS run.limit=LIMIT` in `proj`: its run folder's
 /// samples and metrics.
 fn native(proj: &Path, args: &[&str], limit: usize) -> Native {
-    let out = Command::new(env!("CARGO_BIN_EXE_infer-eval"))
+    native_with(
+        Command::new(env!("CARGO_BIN_EXE_infer-eval")),
+        proj,
+        args,
+        limit,
+    )
+}
+
+fn native_with(mut c: Command, proj: &Path, args: &[&str], limit: usize) -> Native {
+    let out = c
         .current_dir(proj)
         .arg("eval")
         .args(args)

@@ -1,7 +1,9 @@
 //! An lm-eval task's documents from local files, as the Hugging Face
 //! `datasets` loaders read them: `json` (JSON Lines or a JSON array of
-//! objects) and `csv` (a header row; a column whose every value is an
-//! integer, or a number, is typed as one, as pandas infers it).
+//! objects), `csv` (a header row; a column whose every value is an
+//! integer, or a number, is typed as one, as pandas infers it), `parquet`
+//! and `arrow` (eval/lmeval/arrow.rs); and a Hub dataset from the datasets
+//! cache (eval/lmeval/hfcache.rs).
 
 use super::task::Task;
 use crate::error::{Error, Result};
@@ -11,18 +13,34 @@ use std::path::{Path, PathBuf};
 
 pub type Doc = Map<String, Value>;
 
-/// Split name -> the files that make it, resolved against `base`.
+/// The formats read from local files (`dataset_path` with `data_files`).
+const PACKAGED: [&str; 4] = ["json", "csv", "parquet", "arrow"];
+
+/// Split name -> the files that make it, resolved against `base`; with no
+/// `data_files`, a Hub dataset name is looked up in the datasets cache.
 pub fn data_files(t: &Task, base: &Path, origin: &Path) -> Result<BTreeMap<String, Vec<PathBuf>>> {
     let kw = t.dataset_kwargs.clone().unwrap_or_default();
     let Some(df) = kw.get("data_files") else {
-        return Err(Error::bad_file(
-            origin,
-            format!(
-                "dataset_path '{}' with no dataset_kwargs.data_files: infer-eval reads local files (dataset_path json or csv with data_files); {}",
-                t.dataset_path,
-                hf_cache_hint(&t.dataset_path, t.dataset_name.as_deref())
-            ),
-        ));
+        if PACKAGED.contains(&t.dataset_path.as_str()) {
+            return Err(Error::bad_file(
+                origin,
+                format!(
+                    "dataset_path '{}' with no dataset_kwargs.data_files: name the files to read",
+                    t.dataset_path
+                ),
+            ));
+        }
+        let mut splits = vec![(super::eval_split(t), true)];
+        for s in [&t.validation_split, &t.training_split, &t.fewshot_split]
+            .into_iter()
+            .flatten()
+        {
+            splits.push((s.as_str(), false));
+        }
+        if let Some(s) = t.fewshot_config.as_ref().and_then(|f| f.split.as_deref()) {
+            splits.push((s, false));
+        }
+        return super::hfcache::data_files(t, &splits, origin);
     };
     let list = |v: &Value, key: &str| -> Result<Vec<PathBuf>> {
         let names: Vec<&str> = match v {
@@ -75,23 +93,24 @@ pub fn data_files(t: &Task, base: &Path, origin: &Path) -> Result<BTreeMap<Strin
     Ok(out)
 }
 
-fn hf_cache_hint(path: &str, name: Option<&str>) -> String {
-    let cache = std::env::var_os("HF_DATASETS_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HF_HOME").map(|h| PathBuf::from(h).join("datasets")))
-        .or_else(|| dirs::home_dir().map(|h| h.join(".cache/huggingface/datasets")));
-    let what = match name {
-        Some(n) => format!("{path} ({n})"),
-        None => path.to_string(),
+/// Read one file as `dataset_path` names it (json, csv, parquet, arrow: an
+/// Arrow IPC stream), or, for a Hub dataset name (its files came from the
+/// datasets cache), as the file's extension says.
+pub fn read_file(dataset_path: &str, path: &Path, bytes: &[u8]) -> Result<Vec<Doc>> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let format = if PACKAGED.contains(&dataset_path) {
+        dataset_path
+    } else {
+        match ext {
+            "jsonl" => "json",
+            other => other,
+        }
     };
-    format!(
-        "reading {what} from the Hugging Face datasets cache ({}) is not supported yet; export it with `datasets` to JSON Lines (ds.to_json) and name the files in dataset_kwargs.data_files",
-        cache.map(|c| c.display().to_string()).unwrap_or_else(|| "no cache folder".into())
-    )
-}
-
-/// Read one file as `format` (`json` or `csv`).
-pub fn read_file(format: &str, path: &Path, bytes: &[u8]) -> Result<Vec<Doc>> {
+    match format {
+        "parquet" => return super::arrow::read_parquet(path, bytes),
+        "arrow" => return super::arrow::read_ipc_stream(path, bytes),
+        _ => {}
+    }
     let text = std::str::from_utf8(bytes).map_err(|e| {
         Error::bad_file(path, format!("not valid UTF-8 (byte {})", e.valid_up_to()))
     })?;
@@ -100,7 +119,7 @@ pub fn read_file(format: &str, path: &Path, bytes: &[u8]) -> Result<Vec<Doc>> {
         "csv" => read_csv(path, text),
         other => Err(Error::bad_file(
             path,
-            format!("dataset_path '{other}': infer-eval reads json and csv data files"),
+            format!("dataset_path '{dataset_path}' ({other}): infer-eval reads json, csv, parquet and arrow data files"),
         )),
     }
 }

@@ -5,8 +5,10 @@
 //! contexts and continuations to score. The task file, its includes and its
 //! data files are pinned by sha256 in the run's config.
 
+pub mod arrow;
 pub mod docs;
 pub mod generate;
+pub mod hfcache;
 pub mod prepare;
 pub mod pyrandom;
 pub mod render;

@@ -47,7 +47,8 @@ pub fn samples(
             path: f.path.clone(),
             sha256: sha_hex(&b),
         });
-        let rows = docs::read_file(&task.dataset_path, &root.join(&f.path), &b)?;
+        let rows = docs::read_file(&task.dataset_path, &root.join(&f.path), &b)
+            .map_err(|e| Error::bad_file(&task_path, format!("its data: {e}")))?;
         splits.entry(f.split.clone()).or_default().extend(rows);
     }
     splits.values_mut().for_each(|v| docs::unify(v));

@@ -40,9 +40,10 @@ pub fn documents(file: &Path, cwd: &Path, limit: Option<usize>) -> Result<Rollin
         }
         for p in paths {
             let b = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
-            rows.entry(s.clone())
-                .or_default()
-                .extend(docs::read_file(&t.dataset_path, &p, &b)?);
+            rows.entry(s.clone()).or_default().extend(
+                docs::read_file(&t.dataset_path, &p, &b)
+                    .map_err(|e| Error::bad_file(file, format!("its data: {e}")))?,
+            );
             files.push(p);
         }
     }
