@@ -248,7 +248,7 @@ mod tests {
         assert_eq!(a, p);
         assert_eq!(a.len(), 2);
         let e = read_parquet(Path::new("bad.parquet"), &pq[..pq.len() - 9]).unwrap_err();
-        assert!(e.to_string().contains("bad.parquet: Parquet:"), "{e}");
+        assert!(e.to_string().contains("bad.parquet: Parquet error"), "{e}");
         let e = read_ipc_stream(Path::new("bad.arrow"), b"not arrow").unwrap_err();
         assert!(
             e.to_string().contains("bad.arrow: Arrow IPC stream:"),
