@@ -563,12 +563,12 @@ fn malformed_inputs_give_one_clear_error_each() {
             &["document 0", "loglikelihood target must be text"],
         ),
         (
-            "loglikelihood_rolling in eval",
+            "loglikelihood_rolling with an index target",
             format!(
                 "task: t\n{}",
                 base.replace("output_type: multiple_choice", "output_type: loglikelihood_rolling")
             ),
-            &["output_type loglikelihood_rolling", "infer-eval perplexity"],
+            &["document 0", "loglikelihood_rolling target must be text"],
         ),
         (
             "sampled generate_until",

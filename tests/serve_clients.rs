@@ -72,11 +72,7 @@ fn lm_eval_through_the_server_scores_as_infer_eval_eval_does() {
     // infer-eval's own evaluation of the same items, in a copy of the
     // project: the built-in task, and the three lm-eval task files run
     // natively (data paths relative to the project, as lm-eval reads them).
-    let proj = common::project();
-    common::copy_dir(
-        &repo().join("tests/clients"),
-        &proj.path().join("tests/clients"),
-    );
+    let proj = project_with(&["tests/clients"]);
     let builtin = native(proj.path(), &["task=multiple_choice"], LIMIT);
     let mut args = vec!["--include-path", "tests/clients"];
     for t in LM_TASKS {
@@ -164,11 +160,7 @@ fn lm_eval_generate_until_and_loglikelihood_through_the_server_equal_infer_eval_
     lm_eval(&s, &all.join(","), "", Some(LIMIT), &lm_out, work.path());
     drop(s);
     let results: Value = serde_json::from_str(&read_prefixed(&lm_out, "results_")).unwrap();
-    let proj = common::project();
-    common::copy_dir(
-        &repo().join("tests/clients"),
-        &proj.path().join("tests/clients"),
-    );
+    let proj = project_with(&["tests/clients"]);
     let mut args = vec!["--include-path", "tests/clients"];
     for t in &all {
         args.extend(["--lm-eval-task", t]);
@@ -305,23 +297,14 @@ fn same_choices(
 ) {
     for l in lm {
         let id = format!("{dataset}/{}", id_of(l));
-        let mine = run
-            .samples
-            .iter()
-            .find(|o| o["id"] == id.as_str())
-            .unwrap_or_else(|| panic!("{id} not in infer-eval's samples"));
+        let mine = run.sample(&id);
         let served: Vec<f64> = l["filtered_resps"]
             .as_array()
             .unwrap()
             .iter()
             .map(|r| r[0].as_str().unwrap().parse().unwrap())
             .collect();
-        let want: Vec<f64> = mine["choice_logliks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
+        let want: Vec<f64> = f64s(&mine["choice_logliks"]);
         assert_eq!(served.len(), want.len(), "{id}");
         for (k, (a, b)) in served.iter().zip(&want).enumerate() {
             assert_eq!(
@@ -478,13 +461,83 @@ fn lm_eval_reads_parquet_and_the_datasets_cache_as_infer_eval_eval_does() {
     assert_verifies(p, &run.dir);
 }
 
+/// lm-eval's `max_length` (here 32, so a request feeds at most 31 tokens)
+/// cuts long requests: lm_eval through the server and `infer-eval eval
+/// --max-length 32` left-truncate a 3-shot multiple-choice context, a
+/// loglikelihood context and a generation context (to 31 - max_gen_toks)
+/// alike: the same log-likelihoods to the bit, the same generated text.
+#[test]
+fn lm_eval_cuts_long_requests_to_max_length_as_infer_eval_eval_does() {
+    const LIMIT: usize = 4;
+    let tasks = [
+        "ie_planets_fewshot",
+        "ie_arithmetic_ll",
+        "ie_arithmetic_gen",
+    ];
+    let s = Server::start(&common::smollm2_path(), &[]);
+    let work = tempfile::tempdir().unwrap();
+    let lm_out = work.path().join("lm-eval");
+    let all = tasks.join(",");
+    lm_eval(
+        &s,
+        &all,
+        ",max_length=32",
+        Some(LIMIT),
+        &lm_out,
+        work.path(),
+    );
+    drop(s);
+    let results: Value = serde_json::from_str(&read_prefixed(&lm_out, "results_")).unwrap();
+    let proj = project_with(&["tests/clients"]);
+    let mut args = vec!["--include-path", "tests/clients", "--max-length", "32"];
+    for t in tasks {
+        args.extend(["--lm-eval-task", t]);
+    }
+    let run = native(proj.path(), &args, LIMIT);
+    let lm = |task: &str| -> Vec<Value> {
+        read_prefixed(&lm_out, &format!("samples_{task}_"))
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let mine = |id: &str| run.sample(id);
+    // Multiple choice and loglikelihood: contexts cut (a 3-shot context
+    // with a description is far longer than 31 tokens), the same bits.
+    for task in ["ie_planets_fewshot", "ie_arithmetic_ll"] {
+        let samples = lm(task);
+        assert_eq!(samples.len(), LIMIT, "{task}");
+        if task == "ie_planets_fewshot" {
+            same_choices(&samples, &results["results"][task], &run, task, &|l| {
+                l["doc_id"].to_string()
+            });
+        }
+        for l in &samples {
+            let m = mine(&format!("{task}/{}", l["doc_id"]));
+            let n = m["prompt_ids"].as_array().unwrap().len();
+            assert!(n < 31, "{task}: a context of {n} tokens was not cut");
+            let served: f64 = l["filtered_resps"][0][0].as_str().unwrap().parse().unwrap();
+            let ours = m["choice_logliks"][0].as_f64().unwrap();
+            assert_eq!(served.to_bits(), ours.to_bits(), "{task}: {l}");
+        }
+    }
+    // generate_until: the last 31 - 10 tokens of the context.
+    let task = "ie_arithmetic_gen";
+    for l in &lm(task) {
+        let m = mine(&format!("{task}/{}", l["doc_id"]));
+        assert_eq!(m["prompt_ids"].as_array().unwrap().len(), 21, "{task}");
+        assert_eq!(l["resps"][0][0], m["text"], "{task}: the generated text");
+    }
+    assert_verifies(proj.path(), &run.dir);
+}
+
 /// A loglikelihood_rolling task (tests/clients/lm_eval/ie_rolling.yaml):
 /// lm-eval through the server (max_length 40, so windows of 38 tokens and
-/// a document of two) and `infer-eval perplexity --lm-eval-task` give the
-/// same per-document log-likelihoods and word counts, and the same word
-/// and byte perplexity and bits per byte, to the bit.
+/// a document of two), `infer-eval perplexity --lm-eval-task` and
+/// `infer-eval eval --lm-eval-task --max-length 40` give the same
+/// per-document log-likelihoods and word counts, and the same word and
+/// byte perplexity and bits per byte, to the bit.
 #[test]
-fn lm_eval_rolling_perplexity_through_the_server_equals_infer_eval_perplexity() {
+fn lm_eval_rolling_perplexity_through_the_server_equals_infer_eval_perplexity_and_eval() {
     let s = Server::start(&common::smollm2_path(), &[]);
     let work = tempfile::tempdir().unwrap();
     let lm_out = work.path().join("lm-eval");
@@ -545,12 +598,90 @@ fn lm_eval_rolling_perplexity_through_the_server_equals_infer_eval_perplexity() 
         "ie_rolling: lm-eval through serve = infer-eval perplexity: word_perplexity {}, byte_perplexity {}, bits_per_byte {}",
         r["word_perplexity,none"], r["byte_perplexity,none"], r["bits_per_byte,none"]
     );
+    // `infer-eval eval` runs the same task into a run folder, given
+    // lm-eval's max_length: per document the same windows and summed
+    // log-likelihood, the same aggregates, and the run verifies.
+    let proj = project_with(&["tests/clients", "tests/golden/perplexity"]);
+    let args = [
+        "--include-path",
+        "tests/clients",
+        "--lm-eval-task",
+        "ie_rolling",
+        "--max-length",
+        "40",
+    ];
+    let run = native(proj.path(), &args, 1000);
+    assert_eq!(run.samples.len(), lm_samples.len());
+    for lm in &lm_samples {
+        let i = lm["doc_id"].as_u64().unwrap() as usize;
+        let id = format!("ie_rolling/{i}");
+        let mine = run.sample(&id);
+        let windows: Vec<f64> = f64s(&mine["choice_logliks"]);
+        assert_eq!(windows.len() as u64, docs[i]["windows"].as_u64().unwrap());
+        let sum = windows.iter().fold(0.0, |a, b| a + b);
+        let theirs = lm["word_perplexity"][0].as_f64().unwrap();
+        assert_eq!(
+            sum.to_bits(),
+            theirs.to_bits(),
+            "{id}: eval {sum}, lm-eval {theirs}"
+        );
+    }
+    let m = &run.metrics["datasets"]["ie_rolling"];
+    for metric in [
+        "word_perplexity,none",
+        "byte_perplexity,none",
+        "bits_per_byte,none",
+    ] {
+        let (a, b) = (
+            r[metric].as_f64().unwrap(),
+            m["lm_eval"][metric]["mean"].as_f64().unwrap(),
+        );
+        assert_eq!(
+            a.to_bits(),
+            b.to_bits(),
+            "{metric}: lm-eval {a}, infer-eval eval {b}"
+        );
+    }
+    assert_eq!(
+        m["perplexity"]["words"], ours["totals"]["words"],
+        "eval's totals are perplexity's"
+    );
+    assert_verifies(proj.path(), &run.dir);
+}
+
+/// A copy of the project with the repository's folders `subs` as well
+/// (task files read data relative to it, as lm-eval reads them).
+fn project_with(subs: &[&str]) -> tempfile::TempDir {
+    let proj = common::project();
+    for sub in subs {
+        common::copy_dir(&repo().join(sub), &proj.path().join(sub));
+    }
+    proj
 }
 
 struct Native {
     dir: PathBuf,
     samples: Vec<Value>,
     metrics: Value,
+}
+
+impl Native {
+    /// The record of sample `id`.
+    fn sample(&self, id: &str) -> &Value {
+        self.samples
+            .iter()
+            .find(|o| o["id"] == id)
+            .unwrap_or_else(|| panic!("{id} not in infer-eval's samples"))
+    }
+}
+
+/// A JSON array of numbers.
+fn f64s(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect()
 }
 
 /// `infer-eval eval ARGS run.limit=LIMIT` in `proj`: its run folder's

@@ -62,6 +62,13 @@ pub struct EvalArgs {
     /// Seed of lm-eval's few-shot sampler (lm_eval --fewshot_random_seed).
     #[arg(long, default_value_t = infer_eval::eval::lmeval::DEFAULT_FEWSHOT_SEED, requires = "lm_eval_task")]
     pub fewshot_seed: u64,
+    /// lm-eval's `max_length` model argument for --lm-eval-task (lm_eval
+    /// --model_args max_length=N; default 2048): a request feeds at most
+    /// N - 1 tokens (longer contexts are left-truncated, as
+    /// local-completions truncates them) and loglikelihood_rolling windows
+    /// score N - 2 tokens each.
+    #[arg(long, requires = "lm_eval_task", value_parser = clap::value_parser!(u64).range(3..))]
+    pub max_length: Option<u64>,
     /// Hydra's multirun: overrides sweep with key=a,b,c, key=range(1,4) or
     /// key=choice(a,b); every combination is one run, into <sweep dir>/<n>/
     /// (n in Hydra's job order). A failing point does not stop the others;
@@ -343,6 +350,7 @@ fn with_lm_eval_tasks(c: &mut config::Composed, a: &EvalArgs, root: &Path) -> Re
                 root,
                 a.num_fewshot,
                 a.fewshot_seed,
+                a.max_length.map(|n| n as usize),
             )
         })
         .collect::<std::result::Result<Vec<_>, _>>()?;
@@ -386,6 +394,18 @@ fn print_summary(m: &run::Metrics, digest: &str, dir: &Path) {
             .as_ref()
             .map(|e| format!("{:.3}", e.mean))
             .unwrap_or_else(|| "-".into());
+        if let Some(p) = &d.perplexity {
+            // A loglikelihood_rolling task: perplexities, no accuracy.
+            println!(
+                "{name:<18} {:<16} {:>5}  {:>8}",
+                "perplexity", d.accuracy.n, "-"
+            );
+            println!(
+                "  {} tokens in {} windows, {} words, {} bytes: token perplexity {:.4}, word perplexity {:.4}, byte perplexity {:.5}, bits per byte {:.5}",
+                p.tokens, p.windows, p.words, p.bytes, p.token_perplexity, p.word_perplexity, p.byte_perplexity, p.bits_per_byte
+            );
+            continue;
+        }
         println!(
             "{:<18} {:<16} {:>5}  {:>8.3}  [{:.3}, {:.3}]    {:>8}",
             name, kind, d.accuracy.n, d.accuracy.mean, d.accuracy.ci_low, d.accuracy.ci_high, norm

@@ -134,6 +134,18 @@ pub struct LmEvalSource {
     /// The task's `output_type` (multiple_choice where absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_type: Option<String>,
+    /// lm-eval's `max_length` model argument: the most tokens one request
+    /// feeds (2048, `local-completions`' default, where absent). Contexts
+    /// are left-truncated to it and rolling windows sized by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<usize>,
+}
+
+impl LmEvalSource {
+    pub fn max_length(&self) -> usize {
+        self.max_length
+            .unwrap_or(crate::eval::lmeval::generate::API_MAX_LENGTH)
+    }
 }
 
 impl DatasetConfig {
@@ -141,6 +153,13 @@ impl DatasetConfig {
     /// by its log-likelihood and whether greedy decoding produces it.
     pub fn is_lm_loglikelihood(&self) -> bool {
         self.lm_eval.as_ref().and_then(|l| l.output_type.as_deref()) == Some("loglikelihood")
+    }
+
+    /// An lm-eval `loglikelihood_rolling` task: one document per item, every
+    /// token scored in rolling windows; reported as perplexities.
+    pub fn is_lm_rolling(&self) -> bool {
+        self.lm_eval.as_ref().and_then(|l| l.output_type.as_deref())
+            == Some("loglikelihood_rolling")
     }
 }
 
@@ -620,6 +639,13 @@ pub fn validate(c: &EvalConfig) -> std::result::Result<(), String> {
         }
         if d.kind == TaskKind::Generate && d.scorer.is_none() && d.lm_eval.is_none() {
             return Err(format!("key 'task.datasets.{i}.scorer': generation tasks need a scorer (exact_match, contains, regex)"));
+        }
+        if let Some(n) = d.lm_eval.as_ref().and_then(|l| l.max_length) {
+            if n < 3 {
+                return Err(format!(
+                    "key 'task.datasets.{i}.lm_eval.max_length': {n} leaves no room for a context and a token to score (lm-eval feeds max_length - 1; at least 3)"
+                ));
+            }
         }
         if d.scorer == Some(Scorer::Regex) {
             let p = d.pattern.as_deref().ok_or_else(|| {

@@ -24,6 +24,10 @@ pub struct DatasetMetrics {
     /// lm-eval generate_until: `exact_match,<filter>` per filter pipeline.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub lm_eval: BTreeMap<String, Estimate>,
+    /// lm-eval loglikelihood_rolling: the documents' totals and their
+    /// token, word and byte perplexities and bits per byte (no accuracy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perplexity: Option<super::perplexity::Totals>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,8 +50,9 @@ pub fn metrics(config: &EvalConfig, samples: &[SampleRecord]) -> Metrics {
         let rows: Vec<&SampleRecord> = samples.iter().filter(|s| s.task == d.name).collect();
         let acc: Vec<f64> = rows.iter().map(|s| s.score).collect();
         let norm: Vec<f64> = rows.iter().filter_map(|s| s.score_norm).collect();
-        let accuracy_norm = (d.kind == TaskKind::MultipleChoice && !d.is_lm_loglikelihood())
-            .then(|| score::bootstrap_mean(&norm, config.run.bootstrap));
+        let accuracy_norm =
+            (d.kind == TaskKind::MultipleChoice && !d.is_lm_loglikelihood() && !d.is_lm_rolling())
+                .then(|| score::bootstrap_mean(&norm, config.run.bootstrap));
         let mut by_seed: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
         for s in &rows {
             if let Some(seed) = s.seed {
@@ -80,11 +85,20 @@ pub fn metrics(config: &EvalConfig, samples: &[SampleRecord]) -> Metrics {
                 per_seed,
                 across_seeds,
                 lm_eval: lm_eval_metrics(d, &rows, config.run.bootstrap),
+                // (A shard may hold none of a task's documents: no totals.)
+                perplexity: (d.is_lm_rolling() && !rows.is_empty()).then(|| rolling_totals(&rows)),
             },
         );
     }
-    let macro_accuracy =
-        datasets.values().map(|m| m.accuracy.mean).sum::<f64>() / datasets.len().max(1) as f64;
+    // Perplexity tasks have no accuracy to average.
+    let scored: Vec<f64> = config
+        .task
+        .datasets
+        .iter()
+        .filter(|d| !d.is_lm_rolling())
+        .map(|d| datasets[&d.name].accuracy.mean)
+        .collect();
+    let macro_accuracy = scored.iter().sum::<f64>() / scored.len().max(1) as f64;
     // Throughput and latency count computed samples only, not store hits.
     let timed = || samples.iter().filter(|s| !s.cached);
     // lm-eval loglikelihood rows hold greedy flags in output_ids, not tokens.
@@ -132,6 +146,22 @@ fn lm_eval_metrics(
     rows: &[&SampleRecord],
     bootstrap: usize,
 ) -> BTreeMap<String, Estimate> {
+    if d.is_lm_rolling() && !rows.is_empty() {
+        // lm-eval's weighted perplexities are corpus figures, reported
+        // without an interval (lm-eval gives them no stderr).
+        let t = rolling_totals(rows);
+        let point = |v: f64| Estimate {
+            mean: v,
+            ci_low: v,
+            ci_high: v,
+            n: rows.len(),
+        };
+        return BTreeMap::from([
+            ("word_perplexity,none".to_string(), point(t.word_perplexity)),
+            ("byte_perplexity,none".to_string(), point(t.byte_perplexity)),
+            ("bits_per_byte,none".to_string(), point(t.bits_per_byte)),
+        ]);
+    }
     if d.is_lm_loglikelihood() {
         let acc: Vec<f64> = rows.iter().map(|s| s.score).collect();
         let ll: Vec<f64> = rows
@@ -157,4 +187,25 @@ fn lm_eval_metrics(
         .into_iter()
         .map(|(k, v)| (k, score::bootstrap_mean(&v, bootstrap)))
         .collect()
+}
+
+/// A rolling task's totals from its records: each document's windows'
+/// log-likelihoods summed in window order (as `perplexity::score` sums
+/// them), its tokens, and lm-eval's word and byte counts of its text.
+fn rolling_totals(rows: &[&SampleRecord]) -> super::perplexity::Totals {
+    let docs: Vec<super::perplexity::DocPerplexity> = rows
+        .iter()
+        .map(|s| {
+            let w = s.choice_logliks.as_deref().unwrap_or(&[]);
+            super::perplexity::DocPerplexity {
+                name: s.id.clone(),
+                loglik: w.iter().fold(0.0, |a, &b| a + b),
+                tokens: s.prompt_ids.len(),
+                words: super::perplexity::word_count(&s.text),
+                bytes: s.text.len(),
+                windows: w.len(),
+            }
+        })
+        .collect();
+    super::perplexity::totals(&docs)
 }

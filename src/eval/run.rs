@@ -624,6 +624,19 @@ impl Prepared {
                 );
                 common(text, score, None, None, None, raw.logprobs.clone())
             }
+            TaskKind::MultipleChoice if d.is_lm_rolling() => {
+                // The per-window log-likelihoods; the text scored is the
+                // document (its words and bytes weigh the perplexities).
+                let text = s.item.choices.first().cloned().unwrap_or_default();
+                common(
+                    text,
+                    0.0,
+                    None,
+                    None,
+                    Some(raw.logprobs.clone()),
+                    Vec::new(),
+                )
+            }
             TaskKind::MultipleChoice if d.is_lm_loglikelihood() => {
                 let ll = raw.logprobs.clone();
                 let greedy = raw.output_ids.first() == Some(&1);

@@ -11,8 +11,8 @@ use crate::error::{Error, Result};
 
 /// lm-eval's `DEFAULT_MAX_GEN_TOKS` (and `local-completions`'s default).
 pub const DEFAULT_MAX_GEN_TOKS: usize = 256;
-/// `local-completions`'s default `max_length`: a context is left-truncated
-/// to `max_length - max_gen_toks` tokens before it is sent.
+/// `local-completions`'s default `max_length` (it keeps one token of it
+/// for generation: a request feeds at most `max_length - 1`).
 pub const API_MAX_LENGTH: usize = 2048;
 
 /// lm-eval's default regex filter pattern (GSM8K's answer line).
@@ -377,12 +377,13 @@ fn until(t: &Task) -> std::result::Result<Vec<String>, String> {
 }
 
 /// A context's tokens as `local-completions` sends them: the last
-/// `API_MAX_LENGTH - max_gen_toks` (Python's `x[-n:]`).
-pub fn left_truncate(ids: Vec<u32>, max_gen_toks: usize) -> Result<Vec<u32>> {
-    let keep = API_MAX_LENGTH as i64 - max_gen_toks as i64;
+/// `max_length - 1 - max_gen_toks` (lm-eval keeps one of `max_length` for
+/// generation; Python's `x[-n:]`).
+pub fn left_truncate(ids: Vec<u32>, max_gen_toks: usize, max_length: usize) -> Result<Vec<u32>> {
+    let keep = max_length as i64 - 1 - max_gen_toks as i64;
     if keep <= 0 {
         return Err(Error::Input(format!(
-            "max_gen_toks {max_gen_toks} leaves no room for the context in lm-eval's max_length {API_MAX_LENGTH}"
+            "max_gen_toks {max_gen_toks} leaves no room for the context in lm-eval's max_length {max_length} (less 1)"
         )));
     }
     let keep = keep as usize;
@@ -483,9 +484,11 @@ mod tests {
     #[test]
     fn truncation_keeps_the_end() {
         let ids: Vec<u32> = (0..2000).collect();
-        let t = left_truncate(ids, 256).unwrap();
-        assert_eq!(t.len(), 1792);
-        assert_eq!(t[0], 208);
-        assert!(left_truncate(vec![1], 2048).is_err());
+        let t = left_truncate(ids, 256, API_MAX_LENGTH).unwrap();
+        // lm-eval 0.4.13: self.max_length = 2048 - 1; x[-(2047 - 256):].
+        assert_eq!(t.len(), 1791);
+        assert_eq!(t[0], 209);
+        assert_eq!(left_truncate(vec![1, 2, 3], 1, 4).unwrap(), [2, 3]);
+        assert!(left_truncate(vec![1], 2048, API_MAX_LENGTH).is_err());
     }
 }

@@ -52,10 +52,13 @@ pub fn samples(
         splits.entry(f.split.clone()).or_default().extend(rows);
     }
     splits.values_mut().for_each(|v| docs::unify(v));
+    let rolling = task.output_type == OutputType::LoglikelihoodRolling;
+    // A rolling request is the document alone: lm-eval draws no examples
+    // into it, whatever num_fewshot says.
     let built = super::build(
         &task,
         &splits,
-        src.num_fewshot,
+        if rolling { 0 } else { src.num_fewshot },
         src.fewshot_seed,
         limit,
         &task_path,
@@ -71,9 +74,45 @@ pub fn samples(
         }
         _ => None,
     };
+    let max_length = src.max_length();
     let mut out = Vec::with_capacity(built.len());
     for mut b in built {
         let (prompt_ids, choices) = match d.kind {
+            TaskKind::MultipleChoice if rolling => {
+                // lm-eval's loglikelihood_rolling: the document's
+                // doc_to_target, every token scored once in disjoint windows
+                // of max_length - 2 (as local-completions cuts them).
+                let text = match &b.target {
+                    super::render::Target::Text(t) => t.clone(),
+                    other => {
+                        return Err(Error::Input(format!(
+                            "{}: document {}: a loglikelihood_rolling target must be text, got {other:?}",
+                            d.path, b.index
+                        )))
+                    }
+                };
+                let ids = tok.encode_with(&text, false, true)?;
+                if ids.is_empty() {
+                    return Err(Error::Input(format!(
+                        "{}: document {}: the document {text:?} has no tokens",
+                        d.path, b.index
+                    )));
+                }
+                let window = max_length
+                    .checked_sub(2)
+                    .filter(|&w| w >= 1)
+                    .ok_or_else(|| {
+                        Error::Input(format!(
+                            "{}: max_length {max_length} leaves no rolling window (at least 3)",
+                            d.path
+                        ))
+                    })?;
+                let windows = crate::eval::perplexity::rolling_windows(&ids, prefix, window, 1);
+                b.context = text.clone();
+                b.choices = vec![text];
+                b.gold = 0;
+                (ids, windows)
+            }
             TaskKind::MultipleChoice if task.output_type == OutputType::Loglikelihood => {
                 // lm-eval's loglikelihood request: (context, doc_to_target),
                 // no target delimiter between them.
@@ -87,6 +126,7 @@ pub fn samples(
                     }
                 };
                 let (context, continuation) = super::encode_pair(tok, &b.context, &cont, prefix)?;
+                let context = fit(context, &continuation, max_length, &d.path, b.index)?;
                 if continuation.is_empty() {
                     return Err(Error::Input(format!(
                         "{}: document {}: the target {cont:?} has no tokens",
@@ -111,6 +151,7 @@ pub fn samples(
                         let cont = format!("{}{c}", task.target_delimiter);
                         let (context, continuation) =
                             super::encode_pair(tok, &b.context, &cont, prefix)?;
+                        let context = fit(context, &continuation, max_length, &d.path, b.index)?;
                         if continuation.is_empty() {
                             return Err(Error::Input(format!(
                                 "{}: document {}: choice {c:?} has no tokens",
@@ -130,6 +171,7 @@ pub fn samples(
                 let ids = super::generate::left_truncate(
                     tok.encode_with(&b.context, false, true)?,
                     g.max_gen_toks,
+                    max_length,
                 )?;
                 // The answers accepted, kept where a generation item keeps
                 // its answer (the first) and, for several, its choices.
@@ -162,6 +204,31 @@ pub fn samples(
     Ok((out, gen))
 }
 
+/// A loglikelihood request as `local-completions` sends it: context and
+/// continuation together cut to their last `max_length - 1` tokens, the
+/// cut taken from the context (lm-eval's `self.max_length = max_length -
+/// 1` and `(context_enc + continuation_enc)[-self.max_length:]`). A
+/// continuation that does not fit with one context token is refused.
+fn fit(
+    context: Vec<u32>,
+    continuation: &[u32],
+    max_length: usize,
+    path: &str,
+    index: usize,
+) -> Result<Vec<u32>> {
+    let over = (context.len() + continuation.len()).saturating_sub(max_length - 1);
+    if over == 0 {
+        return Ok(context);
+    }
+    if over >= context.len() {
+        return Err(Error::Input(format!(
+            "{path}: document {index}: a continuation of {} tokens does not fit lm-eval's max_length {max_length} (less 1) with its context",
+            continuation.len()
+        )));
+    }
+    Ok(context[over..].to_vec())
+}
+
 /// `path` as a config names it: relative to the project root when inside
 /// it, else absolute.
 fn config_path(path: &Path, root: &Path) -> Result<String> {
@@ -182,6 +249,7 @@ pub fn dataset_config(
     root: &Path,
     num_fewshot: Option<usize>,
     seed: u64,
+    max_length: Option<usize>,
 ) -> Result<DatasetConfig> {
     let file = if Path::new(arg).is_file() {
         Path::new(arg).to_path_buf()
@@ -199,23 +267,12 @@ pub fn dataset_config(
     };
     let loaded = super::task::load(&file)?;
     let t = &loaded.task;
+    // Every kind but generation is scored by log-likelihoods.
     let kind = match t.output_type {
-        OutputType::MultipleChoice | OutputType::Loglikelihood => TaskKind::MultipleChoice,
         OutputType::GenerateUntil => TaskKind::Generate,
-        other => {
-            return Err(Error::bad_file(
-                &file,
-                format!(
-                    "output_type {}: `eval` runs multiple_choice, generate_until and loglikelihood tasks{}",
-                    other.name(),
-                    if other == OutputType::LoglikelihoodRolling {
-                        " (perplexity of text files: `infer-eval perplexity`)"
-                    } else {
-                        ""
-                    }
-                ),
-            ))
-        }
+        OutputType::MultipleChoice
+        | OutputType::Loglikelihood
+        | OutputType::LoglikelihoodRolling => TaskKind::MultipleChoice,
     };
     let pinned = |p: &Path| -> Result<crate::eval::config::TemplateRef> {
         Ok(crate::eval::config::TemplateRef {
@@ -254,6 +311,25 @@ pub fn dataset_config(
                 .collect::<Result<_>>()?,
             data,
             output_type: Some(t.output_type.name().to_string()),
+            max_length,
         }),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit;
+
+    /// lm-eval 0.4.13's batch_loglikelihood_requests with max_length 6
+    /// (self.max_length 5): inp = (ctx + cont)[-5:], ctxlen = len(ctx) - 2.
+    #[test]
+    fn a_long_request_loses_the_start_of_its_context() {
+        assert_eq!(fit(vec![1, 2], &[3, 4], 6, "t", 0).unwrap(), [1, 2]);
+        assert_eq!(
+            fit(vec![1, 2, 3, 4], &[5, 6, 7], 6, "t", 0).unwrap(),
+            [3, 4]
+        );
+        let e = fit(vec![1, 2], &[3, 4, 5, 6, 7], 6, "t.yaml", 3).unwrap_err();
+        assert!(e.to_string().contains("t.yaml: document 3"), "{e}");
+    }
 }
