@@ -571,14 +571,14 @@ fn malformed_inputs_give_one_clear_error_each() {
             &["document 0", "loglikelihood_rolling target must be text"],
         ),
         (
-            "sampled generate_until",
-            format!("task: t\n{gen}generation_kwargs:\n  do_sample: true\n  temperature: 0.7\n"),
-            &["generation_kwargs", "sampled"],
+            "negative generation temperature",
+            format!("task: t\n{gen}generation_kwargs:\n  do_sample: true\n  temperature: -0.5\n"),
+            &["key 'generation_kwargs'", "temperature must be >= 0"],
         ),
         (
             "unknown generation kwarg",
-            format!("task: t\n{gen}generation_kwargs:\n  until: [\"\\n\"]\n  top_p: 0.9\n"),
-            &["generation_kwargs", "top_p"],
+            format!("task: t\n{gen}generation_kwargs:\n  until: [\"\\n\"]\n  best_of: 2\n"),
+            &["generation_kwargs", "best_of"],
         ),
         (
             "bad filter regex",

@@ -461,6 +461,49 @@ fn lm_eval_reads_parquet_and_the_datasets_cache_as_infer_eval_eval_does() {
     assert_verifies(p, &run.dir);
 }
 
+/// Sampled generate_until (tests/clients/lm_eval/ie_arithmetic_sampled.yaml:
+/// temperature 1, top_p 0.95, top_k 50): lm-eval through the server and
+/// `infer-eval eval` draw the same text for every item (the server keys a
+/// one-prompt request's draws as eval keys a sampled lm-eval task's), some
+/// of them other than the greedy text, and the run verifies.
+#[test]
+fn lm_eval_sampled_generate_until_through_the_server_equals_infer_eval_eval() {
+    const LIMIT: usize = 10;
+    let tasks = ["ie_arithmetic_gen", "ie_arithmetic_sampled"];
+    let s = Server::start(&common::smollm2_path(), &[]);
+    let work = tempfile::tempdir().unwrap();
+    let lm_out = work.path().join("lm-eval");
+    lm_eval(&s, &tasks.join(","), "", Some(LIMIT), &lm_out, work.path());
+    drop(s);
+    let proj = project_with(&["tests/clients"]);
+    let mut args = vec!["--include-path", "tests/clients"];
+    for t in tasks {
+        args.extend(["--lm-eval-task", t]);
+    }
+    let run = native(proj.path(), &args, LIMIT);
+    let samples: Vec<Value> = read_prefixed(&lm_out, "samples_ie_arithmetic_sampled_")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(samples.len(), LIMIT * 3, "10 items x 3 pipelines");
+    let mut other_than_greedy = 0;
+    for l in &samples {
+        let doc = &l["doc_id"];
+        let mine = run.sample(&format!("ie_arithmetic_sampled/{doc}"));
+        assert_eq!(
+            l["resps"][0][0], mine["text"],
+            "item {doc}: the sampled text"
+        );
+        let greedy = run.sample(&format!("ie_arithmetic_gen/{doc}"));
+        other_than_greedy += (greedy["text"] != mine["text"]) as usize;
+    }
+    assert!(
+        other_than_greedy > 0,
+        "every sampled text equals the greedy one: sampling had no effect"
+    );
+    assert_verifies(proj.path(), &run.dir);
+}
+
 /// lm-eval's `max_length` (here 32, so a request feeds at most 31 tokens)
 /// cuts long requests: lm_eval through the server and `infer-eval eval
 /// --max-length 32` left-truncate a 3-shot multiple-choice context, a

@@ -459,14 +459,19 @@ impl Prepared {
         let n = specs.len();
         match d.kind {
             TaskKind::Generate => {
+                let gen = self.lm_gen[specs[0].dataset].as_ref();
                 let reqs: Vec<Request> = specs
                     .iter()
                     .map(|s| Request {
-                        id: self.item_id(s),
+                        // An lm-eval sampled task draws as the server does
+                        // for lm-eval's one-prompt requests (`GenTask::sampled`).
+                        id: match gen {
+                            Some(g) if g.sampled() => "0".to_string(),
+                            _ => self.item_id(s),
+                        },
                         prompt_ids: s.prompt_ids.clone(),
                     })
                     .collect();
-                let gen = self.lm_gen[specs[0].dataset].as_ref();
                 let mut sampling = match gen {
                     Some(g) => g.sampling(),
                     None => self.config.sampling.clone(),

@@ -54,6 +54,8 @@ pub struct GenTask {
     /// lm-eval's `handle_stop_sequences` sends them).
     pub stops: Vec<String>,
     pub max_gen_toks: usize,
+    /// What `local-completions` asks the server for.
+    sampling: crate::sampling::SamplingParams,
     pub pipelines: Vec<Pipeline>,
     metric: ExactMatch,
     /// The first document's target was a list: every target is a list of
@@ -250,9 +252,11 @@ impl GenTask {
             Some((i, m)) => ExactMatch::from_metric(i, m)?,
             None => ExactMatch::default(),
         };
+        let max_gen_toks = g.max_gen_toks.unwrap_or(DEFAULT_MAX_GEN_TOKS);
         Ok(GenTask {
             stops,
-            max_gen_toks: g.max_gen_toks.unwrap_or(DEFAULT_MAX_GEN_TOKS),
+            max_gen_toks,
+            sampling: sampling(&g, max_gen_toks)?,
             pipelines,
             metric,
             multiple_target: matches!(first_target, Target::List(_)),
@@ -313,16 +317,52 @@ impl GenTask {
     }
 }
 
-impl GenTask {
-    /// What `local-completions` asks for: greedy (temperature 0),
-    /// `max_gen_toks`, its seed 1234.
-    pub fn sampling(&self) -> crate::sampling::SamplingParams {
-        crate::sampling::SamplingParams {
-            temperature: 0.0,
-            seed: 1234,
-            max_tokens: self.max_gen_toks,
-            ..Default::default()
+/// `local-completions`' seed (its `seed` model argument's default), sent
+/// with every request.
+pub const API_SEED: u64 = 1234;
+
+/// The sampling `local-completions` asks `infer-eval serve` for:
+/// `temperature` (0, greedy, where absent; `do_sample` is not sent),
+/// `top_p`, `top_k` and `min_p` as given, its seed 1234, at most
+/// `max_tokens` tokens. Values the server would refuse are refused here.
+pub fn sampling(
+    g: &super::task::GenerationKwargs,
+    max_tokens: usize,
+) -> std::result::Result<crate::sampling::SamplingParams, String> {
+    let top_k = match g.top_k {
+        None | Some(-1) | Some(0) => 0,
+        Some(k) if k > 0 => k as usize,
+        Some(k) => {
+            return Err(format!(
+                "key 'generation_kwargs.top_k': must be >= 0 (or -1: off), got {k}"
+            ))
         }
+    };
+    let s = crate::sampling::SamplingParams {
+        temperature: g.temperature.unwrap_or(0.0) as f32,
+        top_k,
+        top_p: g.top_p.unwrap_or(1.0) as f32,
+        min_p: g.min_p.unwrap_or(0.0) as f32,
+        repetition_penalty: 1.0,
+        seed: API_SEED,
+        max_tokens,
+    };
+    s.validate()
+        .map_err(|m| format!("key 'generation_kwargs': {m}"))?;
+    Ok(s)
+}
+
+impl GenTask {
+    /// What `local-completions` asks for (`sampling`).
+    pub fn sampling(&self) -> crate::sampling::SamplingParams {
+        self.sampling.clone()
+    }
+
+    /// Sampled (temperature > 0): each request's draws are keyed as the
+    /// server keys a one-prompt request's, choice "0" (`local-completions`
+    /// sends one prompt per request at its default batch size 1).
+    pub fn sampled(&self) -> bool {
+        self.sampling.temperature > 0.0
     }
 
     /// sha256 of what decides a generation besides its prompt: the

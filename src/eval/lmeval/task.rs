@@ -115,10 +115,20 @@ pub struct GenerationKwargs {
     pub until: Option<Value>,
     #[serde(default)]
     pub max_gen_toks: Option<usize>,
+    /// Read and ignored, as `local-completions` ignores it (it pops it from
+    /// the request): `temperature` alone decides whether it samples.
     #[serde(default)]
     pub do_sample: Option<bool>,
     #[serde(default)]
     pub temperature: Option<f64>,
+    /// Sent to the server as they are (`local-completions` passes the
+    /// remaining generation_kwargs through).
+    #[serde(default)]
+    pub top_p: Option<f64>,
+    #[serde(default)]
+    pub top_k: Option<i64>,
+    #[serde(default)]
+    pub min_p: Option<f64>,
 }
 
 /// The typed task (after includes).
@@ -324,10 +334,7 @@ fn validate(t: &Task) -> std::result::Result<(), String> {
         return Err("key 'filter_list': filters apply to generate_until tasks only here".into());
     }
     if let Some(g) = &t.generation_kwargs {
-        let sampled = g.do_sample == Some(true) || g.temperature.is_some_and(|x| x != 0.0);
-        if sampled {
-            return Err("key 'generation_kwargs': sampled generation (do_sample, temperature > 0) is not run natively; greedy (lm-eval's default) is".into());
-        }
+        super::generate::sampling(g, 1)?;
     }
     Ok(())
 }
