@@ -636,6 +636,24 @@ fn malformed_inputs_give_one_clear_error_each() {
             &says,
         ));
     }
+    // Several seeds over a greedy lm-eval task: nothing would differ.
+    let greedy = lm.join("greedy.yaml");
+    std::fs::write(&greedy, format!("task: t\n{gen}")).unwrap();
+    cases.push(case(
+        "seeds over a greedy lm-eval task",
+        &[
+            "eval",
+            "--config-dir",
+            cfgdir.to_str().unwrap(),
+            "--lm-eval-task",
+            greedy.to_str().unwrap(),
+            "+run.seeds=[1,2]",
+            "--outputs",
+            dir.join("outputs").to_str().unwrap(),
+        ],
+        3,
+        &["key 'run.seeds'", "generation_kwargs.temperature is 0"],
+    ));
     cases.push(case(
         "lm-eval task name not found",
         &[

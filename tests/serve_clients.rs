@@ -502,6 +502,40 @@ fn lm_eval_sampled_generate_until_through_the_server_equals_infer_eval_eval() {
         "every sampled text equals the greedy one: sampling had no effect"
     );
     assert_verifies(proj.path(), &run.dir);
+
+    // Several seeds: `+run.seeds=[1234,7]` gives, per seed, what lm_eval
+    // gives with `--model_args seed=S`.
+    let s = Server::start(&common::smollm2_path(), &[]);
+    let lm7 = work.path().join("lm-eval-seed7");
+    let task = "ie_arithmetic_sampled";
+    lm_eval(&s, task, ",seed=7", Some(LIMIT), &lm7, work.path());
+    drop(s);
+    let seeds = native(
+        proj.path(),
+        &[
+            "--include-path",
+            "tests/clients",
+            "--lm-eval-task",
+            task,
+            "+run.seeds=[1234,7]",
+        ],
+        LIMIT,
+    );
+    assert_eq!(seeds.samples.len(), LIMIT * 2);
+    let mut seeds_differ = 0;
+    for (dir, seed) in [(&lm_out, 1234), (&lm7, 7)] {
+        for l in read_prefixed(dir, &format!("samples_{task}_")).lines() {
+            let l: Value = serde_json::from_str(l).unwrap();
+            let doc = &l["doc_id"];
+            let mine = seeds.sample(&format!("{task}/{doc}@seed={seed}"));
+            assert_eq!(l["resps"][0][0], mine["text"], "item {doc}, seed {seed}");
+            let other = seeds.sample(&format!("{task}/{doc}@seed={}", 1241 - seed));
+            seeds_differ += (other["text"] != mine["text"]) as usize;
+        }
+    }
+    assert!(seeds_differ > 0, "seeds 1234 and 7 drew the same texts");
+    assert!(seeds.metrics["datasets"][task]["across_seeds"].is_object());
+    assert_verifies(proj.path(), &seeds.dir);
 }
 
 /// lm-eval's `max_length` (here 32, so a request feeds at most 31 tokens)

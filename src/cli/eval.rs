@@ -236,7 +236,8 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             (config::load_resolved(&dir.join("config.yaml"))?.0, None)
         }
         None => {
-            let mut c = config::compose(&a.config_dir, &a.overrides)?;
+            let mut c =
+                config::compose_for(&a.config_dir, &a.overrides, a.lm_eval_task.is_empty())?;
             if !a.lm_eval_task.is_empty() {
                 with_lm_eval_tasks(&mut c, &a, &root)?;
             }

@@ -246,9 +246,11 @@ impl EvalConfig {
         }
     }
 
-    /// Whether dataset `d`'s outputs depend on the sampling seed.
+    /// Whether dataset `d`'s outputs depend on the sampling seed. An lm-eval
+    /// generation task may (its file's `generation_kwargs.temperature`
+    /// decides, known once the file is read: `run::prepare` checks it).
     pub fn samples_with_seed(&self, d: &DatasetConfig) -> bool {
-        d.kind == TaskKind::Generate && self.sampling.temperature > 0.0
+        d.kind == TaskKind::Generate && (d.lm_eval.is_some() || self.sampling.temperature > 0.0)
     }
 }
 
@@ -434,6 +436,13 @@ fn set_string(node: &mut Value, parts: &[&str], raw: &str) {
 
 /// Compose experiment + groups + overrides into a typed config.
 pub fn compose(config_dir: &Path, args: &[String]) -> Result<Composed> {
+    compose_for(config_dir, args, true)
+}
+
+/// `compose`; with `own_task` false the config's task is about to be
+/// replaced (`eval --lm-eval-task`), so checks that depend on the task
+/// wait for the caller's `validate` of the config with its new task.
+pub fn compose_for(config_dir: &Path, args: &[String], own_task: bool) -> Result<Composed> {
     let mut experiment = "default".to_string();
     let mut group_choice: Vec<(String, String)> = Vec::new();
     let mut dotted: Vec<(bool, String, String)> = Vec::new();
@@ -549,7 +558,7 @@ pub fn compose(config_dir: &Path, args: &[String]) -> Result<Composed> {
         set_string(&mut tree, &parts, raw);
     }
     let config: EvalConfig = typed(&tree, &origin, "")?;
-    validate(&config).map_err(|m| Error::Input(format!("{origin}: {m}")))?;
+    checks(&config, own_task).map_err(|m| Error::Input(format!("{origin}: {m}")))?;
     // The few-shot defaults written out, so the recorded config pins them.
     if let (Some(f), Some(task)) = (
         &config.task.fewshot,
@@ -570,6 +579,10 @@ pub fn compose(config_dir: &Path, args: &[String]) -> Result<Composed> {
 
 /// Checks beyond types.
 pub fn validate(c: &EvalConfig) -> std::result::Result<(), String> {
+    checks(c, true)
+}
+
+fn checks(c: &EvalConfig, own_task: bool) -> std::result::Result<(), String> {
     c.sampling
         .validate()
         .map_err(|m| format!("key 'sampling': {m}"))?;
@@ -626,7 +639,7 @@ pub fn validate(c: &EvalConfig) -> std::result::Result<(), String> {
         )
         .map_err(|e| format!("key 'task.fewshot.example': {e}"))?;
     }
-    if c.seeds().is_some() && !c.task.datasets.iter().any(|d| c.samples_with_seed(d)) {
+    if own_task && c.seeds().is_some() && !c.task.datasets.iter().any(|d| c.samples_with_seed(d)) {
         return Err("key 'run.seeds': no task samples (sampling.temperature is 0 or no task generates), so every seed would give the same outputs".into());
     }
     let mut names = std::collections::HashSet::new();

@@ -12,6 +12,7 @@ pub mod merge;
 pub mod metrics;
 pub mod perplexity;
 pub mod run;
+pub mod sample;
 pub mod score;
 pub mod shard;
 pub mod sweep;

@@ -5,13 +5,12 @@
 
 use super::config::{EvalConfig, Scorer, TaskKind};
 use super::dataset::{self, Drift, Item};
-use super::lmeval::generate::{Filtered, GenTask};
+use super::lmeval::generate::GenTask;
 use super::score;
 use super::template::Template;
 use crate::engine::{self, GenOptions, LoglikRequest, Request};
 use crate::error::{Error, Result};
 use crate::loader::LoadedModel;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -21,107 +20,8 @@ pub use super::folder::{
     FINGERPRINT, INCOMPLETE,
 };
 pub use super::metrics::{metrics, DatasetMetrics, Metrics};
-
-/// One sample to compute.
-#[derive(Clone)]
-pub struct SampleSpec {
-    pub dataset: usize,
-    pub item: Item,
-    pub prompt: String,
-    pub prompt_ids: Vec<u32>,
-    /// Multiple choice: one request per choice.
-    pub choices: Vec<LoglikRequest>,
-    /// sha256 of every token id that determines the output (baseline key).
-    pub prompt_hash: String,
-    /// With several seeds (`run.seeds`): the seed this copy samples with.
-    pub seed: Option<u64>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Latency {
-    /// Time to first token (generation) or to the scores (multiple choice).
-    pub ttft_ms: f64,
-    /// Times between consecutive output tokens.
-    pub token_ms: Vec<f64>,
-    /// Wall time of the batch this sample ran in, shared among its samples.
-    pub batch_ms: f64,
-    pub batch_len: usize,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct SampleRecord {
-    pub id: String,
-    pub task: String,
-    pub prompt_sha256: String,
-    pub prompt_ids: Vec<u32>,
-    /// Generation: the tokens. lm-eval loglikelihood: 1 if greedy decoding
-    /// gives the continuation, else 0 (lm-eval's `is_greedy`).
-    pub output_ids: Vec<u32>,
-    pub text: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub choice_logliks: Option<Vec<f64>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prediction: Option<usize>,
-    pub score: f64,
-    /// Multiple choice: the score when log-likelihoods are divided by the
-    /// choice's length in characters, as lm-evaluation-harness's acc_norm
-    /// (see `score::acc_norm_prediction`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub score_norm: Option<f64>,
-    /// Generation: sha256 of the output ids (LE u32). Multiple choice: of the
-    /// log-likelihoods' f64 bits (LE), in choice order.
-    pub digest: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logits_digest: Option<String>,
-    /// Generation: log p of each output token.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub logprobs: Vec<f64>,
-    /// Baseline-store key parts.
-    pub prompt_hash: String,
-    pub params_hash: String,
-    /// With several seeds: the seed this sample was drawn with.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seed: Option<u64>,
-    /// lm-eval tasks: the few-shot examples the prompt holds.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub fewshot: Vec<super::lmeval::FewshotRef>,
-    /// lm-eval generate_until: each filter pipeline's answer and exact_match.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub filtered: Vec<Filtered>,
-    /// Served from the baseline store rather than computed.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub cached: bool,
-    pub latency: Latency,
-}
-
-/// The computed part of a sample, before scoring.
-pub struct Raw {
-    pub output_ids: Vec<u32>,
-    pub digest: String,
-    pub logits_digest: Option<String>,
-    /// Generation: per-token log p. Multiple choice: per-choice log-likelihood.
-    pub logprobs: Vec<f64>,
-    pub latency: Latency,
-    pub cached: bool,
-}
-
-/// How an eval run uses the baseline store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum CacheMode {
-    /// Serve stored outputs; compute and store the rest.
-    Read,
-    /// Compute everything and store it.
-    Write,
-    /// Do not touch the store.
-    Off,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct FileHash {
-    pub name: String,
-    pub path: String,
-    pub sha256: String,
-}
+pub(crate) use super::sample::{ids_hash, prompt_hash, sha_hex};
+pub use super::sample::{CacheMode, FileHash, Latency, Raw, SampleRecord, SampleSpec};
 
 /// Everything needed to compute a run's samples.
 pub struct Prepared {
@@ -142,28 +42,6 @@ pub struct Prepared {
     lm_gen: Vec<Option<GenTask>>,
     /// Per dataset: sha256 of the effective parameters (baseline key).
     params_hash: Vec<String>,
-}
-
-fn ids_hash(h: &mut Sha256, ids: &[u32]) {
-    h.update((ids.len() as u32).to_le_bytes());
-    ids.iter().for_each(|i| h.update(i.to_le_bytes()));
-}
-
-/// sha256 of every token id that determines a sample's output (baseline key).
-pub(crate) fn prompt_hash(kind: TaskKind, prompt_ids: &[u32], choices: &[LoglikRequest]) -> String {
-    let mut h = Sha256::new();
-    match kind {
-        TaskKind::Generate => ids_hash(&mut h, prompt_ids),
-        TaskKind::MultipleChoice => choices.iter().for_each(|c| {
-            ids_hash(&mut h, &c.context);
-            ids_hash(&mut h, &c.continuation);
-        }),
-    }
-    hex::encode(h.finalize())
-}
-
-pub(crate) fn sha_hex(b: &[u8]) -> String {
-    hex::encode(Sha256::digest(b))
 }
 
 /// Load data, templates and the model, render and tokenize every sample.
@@ -242,7 +120,15 @@ pub fn prepare(
                 &mut pin,
                 &mut datasets,
             )?;
-            samples.extend(specs);
+            // A sampled task once per seed (the seed stands for lm_eval's
+            // `--model_args seed=S`), as the built-in tasks below.
+            match config
+                .seeds()
+                .filter(|_| gen.as_ref().is_some_and(|g| g.sampled()))
+            {
+                Some(seeds) => samples.extend(once_per_seed(specs, &seeds)),
+                None => samples.extend(specs),
+            }
             lm_gen.push(gen);
             continue;
         }
@@ -341,13 +227,13 @@ pub fn prepare(
         // Several seeds: the dataset's samples once per seed, seed by seed.
         if let Some(seeds) = config.seeds().filter(|_| config.samples_with_seed(d)) {
             let once = samples.split_off(first);
-            for seed in seeds {
-                samples.extend(once.iter().cloned().map(|mut s| {
-                    s.seed = Some(seed);
-                    s
-                }));
-            }
+            samples.extend(once_per_seed(once, &seeds));
         }
+    }
+    if config.seeds().is_some() && samples.iter().all(|s| s.seed.is_none()) {
+        return Err(Error::Input(
+            "key 'run.seeds': no task samples (its lm-eval generation tasks are greedy: generation_kwargs.temperature is 0), so every seed would give the same outputs".into(),
+        ));
     }
     let stop_ids = if config.task.datasets.iter().any(|d| d.stop_at_newline) {
         (0..tok.vocab_size as u32)
@@ -784,6 +670,19 @@ impl Prepared {
         }
         out
     }
+}
+
+/// A dataset's samples once per seed, seed by seed.
+fn once_per_seed(once: Vec<SampleSpec>, seeds: &[u64]) -> Vec<SampleSpec> {
+    seeds
+        .iter()
+        .flat_map(|&seed| {
+            once.iter().cloned().map(move |mut s| {
+                s.seed = Some(seed);
+                s
+            })
+        })
+        .collect()
 }
 
 pub(crate) fn argmax_f64(v: &[f64]) -> usize {
