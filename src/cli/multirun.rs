@@ -26,15 +26,31 @@ fn read_point(dir: &Path) -> Result<Value> {
         .datasets
         .iter()
         .map(|(name, d)| {
-            (
-                name.clone(),
-                json!({
+            // A perplexity task has perplexities, not an accuracy.
+            let mut v = match &d.perplexity {
+                Some(p) => json!({
+                    "n": d.accuracy.n,
+                    "token_perplexity": p.token_perplexity,
+                    "word_perplexity": p.word_perplexity,
+                    "byte_perplexity": p.byte_perplexity,
+                    "bits_per_byte": p.bits_per_byte,
+                }),
+                None => json!({
                     "n": d.accuracy.n,
                     "accuracy": d.accuracy.mean,
                     "ci_95": [d.accuracy.ci_low, d.accuracy.ci_high],
                     "accuracy_norm": d.accuracy_norm.as_ref().map(|e| e.mean),
                 }),
-            )
+            };
+            if d.perplexity.is_none() && !d.lm_eval.is_empty() {
+                let lm: serde_json::Map<String, Value> = d
+                    .lm_eval
+                    .iter()
+                    .map(|(k, e)| (k.clone(), json!(e.mean)))
+                    .collect();
+                v["lm_eval"] = Value::Object(lm);
+            }
+            (name.clone(), v)
         })
         .collect();
     Ok(json!({
@@ -161,13 +177,14 @@ fn print_table(done: &[Point], keys: &[String]) {
                     .as_object()
                     .unwrap()
                     .iter()
-                    .map(|(n, d)| {
-                        format!(
+                    .map(|(n, d)| match d["word_perplexity"].as_f64() {
+                        Some(w) => format!("{n} word perplexity {w:.3}"),
+                        None => format!(
                             "{n} {:.3} [{:.3}, {:.3}]",
                             d["accuracy"].as_f64().unwrap_or(f64::NAN),
                             d["ci_95"][0].as_f64().unwrap_or(f64::NAN),
                             d["ci_95"][1].as_f64().unwrap_or(f64::NAN)
-                        )
+                        ),
                     })
                     .collect();
                 println!(

@@ -339,10 +339,25 @@ pub struct RunPayload {
 }
 
 /// The metrics logged for a run: per dataset accuracy with its interval and
-/// n (and acc_norm), the totals, and latency percentiles.
+/// n (and acc_norm, per-seed and across-seed figures, lm-eval's metrics by
+/// their names; a perplexity task's perplexities instead of an accuracy),
+/// the totals, and latency percentiles.
 fn metric_list(m: &crate::eval::run::Metrics) -> Vec<(String, f64)> {
     let mut out = Vec::new();
     for (name, d) in &m.datasets {
+        if let Some(p) = &d.perplexity {
+            for (what, v) in [
+                ("token_perplexity", p.token_perplexity),
+                ("word_perplexity", p.word_perplexity),
+                ("byte_perplexity", p.byte_perplexity),
+                ("bits_per_byte", p.bits_per_byte),
+                ("tokens", p.tokens as f64),
+                ("documents", d.accuracy.n as f64),
+            ] {
+                out.push((format!("{name}/{what}"), v));
+            }
+            continue;
+        }
         let mut est = |what: &str, e: &crate::eval::score::Estimate| {
             out.push((format!("{name}/{what}"), e.mean));
             out.push((format!("{name}/{what}.ci_low"), e.ci_low));
@@ -352,6 +367,25 @@ fn metric_list(m: &crate::eval::run::Metrics) -> Vec<(String, f64)> {
         est("accuracy", &d.accuracy);
         if let Some(n) = &d.accuracy_norm {
             est("accuracy_norm", n);
+        }
+        // lm-eval's names: "exact_match,first-number" logs as
+        // "exact_match_first-number" (MLflow keys take no commas).
+        for (metric, e) in &d.lm_eval {
+            est(metric, e);
+        }
+        for (seed, e) in &d.per_seed {
+            est(&format!("seed_{seed}/accuracy"), e);
+        }
+        if let Some(s) = &d.across_seeds {
+            for (what, v) in [
+                ("mean", s.mean),
+                ("std", s.std),
+                ("ci_low", s.ci_low),
+                ("ci_high", s.ci_high),
+                ("seeds", s.seeds as f64),
+            ] {
+                out.push((format!("{name}/across_seeds.{what}"), v));
+            }
         }
     }
     out.push(("macro_accuracy".into(), m.macro_accuracy));
@@ -631,6 +665,38 @@ pub fn export(target: &Target, dir: &Path, mut log: impl FnMut(&str)) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A perplexity task logs its perplexities and no accuracy; an lm-eval
+    /// generation task its per-filter exact_match; seeds each seed's.
+    #[test]
+    fn lm_eval_perplexity_and_seed_metrics_are_logged() {
+        let e = |v: f64| serde_json::json!({"mean": v, "ci_low": v, "ci_high": v, "n": 3});
+        let pct = serde_json::json!({"p50": 1.0, "p90": 1.0, "p95": 1.0, "p99": 1.0});
+        let m: crate::eval::run::Metrics = serde_json::from_value(serde_json::json!({
+            "datasets": {
+                "wiki": {"kind": "multiple_choice", "accuracy": e(0.0),
+                    "lm_eval": {"word_perplexity,none": e(20.0)},
+                    "perplexity": {"loglik": -30.0, "tokens": 10, "words": 5, "bytes": 20,
+                        "windows": 1, "token_perplexity": 20.1, "word_perplexity": 20.0,
+                        "byte_perplexity": 4.5, "bits_per_byte": 2.2}},
+                "gen": {"kind": "generate", "accuracy": e(0.5),
+                    "lm_eval": {"exact_match,first-number": e(0.25)},
+                    "per_seed": {"7": e(0.4)},
+                    "across_seeds": {"mean": 0.5, "std": 0.1, "ci_low": 0.2, "ci_high": 0.8, "seeds": 2}}
+            },
+            "macro_accuracy": 0.5, "n_samples": 6, "generated_tokens": 9, "tokens_per_s": 1.0,
+            "samples_per_s": 1.0, "ttft_ms": pct, "tpot_ms": pct
+        }))
+        .unwrap();
+        let l: std::collections::BTreeMap<String, f64> = metric_list(&m).into_iter().collect();
+        assert_eq!(l["wiki/word_perplexity"], 20.0);
+        assert_eq!(l["wiki/bits_per_byte"], 2.2);
+        assert!(!l.contains_key("wiki/accuracy"));
+        assert_eq!(l["gen/exact_match_first-number"], 0.25);
+        assert_eq!(l["gen/seed_7/accuracy.ci_low"], 0.4);
+        assert_eq!(l["gen/across_seeds.std"], 0.1);
+        assert_eq!(l["gen/accuracy"], 0.5);
+    }
 
     #[test]
     fn keys_and_values_fit_mlflow_limits() {
