@@ -100,14 +100,42 @@ fn ci(e: &crate::eval::score::Estimate) -> String {
     format!("{:.3} [{:.3}, {:.3}]", e.mean, e.ci_low, e.ci_high)
 }
 
+/// Perplexity tasks (lm-eval loglikelihood_rolling): their figures per run.
+fn perplexity(out: &mut String, runs: &[&RunData]) {
+    let mut rows = String::new();
+    let labels = ["run A", "run B"];
+    for (i, r) in runs.iter().enumerate() {
+        for (n, d) in &r.metrics.datasets {
+            if let Some(p) = &d.perplexity {
+                let _ = write!(
+                    rows,
+                    "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{:.4}</td><td class=\"num\">{:.4}</td><td class=\"num\">{:.5}</td><td class=\"num\">{:.5}</td></tr>",
+                    escape(n), labels[i], d.accuracy.n, p.tokens, p.token_perplexity, p.word_perplexity, p.byte_perplexity, p.bits_per_byte
+                );
+            }
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    out.push_str("<h2>Perplexity per task</h2>\n<table><tr><th>task</th><th>run</th><th>documents</th><th>tokens</th><th>token perplexity</th><th>word perplexity</th><th>byte perplexity</th><th>bits per byte</th></tr>");
+    out.push_str(&rows);
+    out.push_str("</table>\n");
+}
+
 fn accuracy(out: &mut String, runs: &[&RunData]) -> Result<()> {
+    perplexity(out, runs);
+    // Perplexity tasks have no accuracy to show.
     let mut names: Vec<String> = Vec::new();
     for r in runs {
-        for k in r.metrics.datasets.keys() {
-            if !names.contains(k) {
+        for (k, d) in &r.metrics.datasets {
+            if d.perplexity.is_none() && !names.contains(k) {
                 names.push(k.clone());
             }
         }
+    }
+    if names.is_empty() {
+        return Ok(());
     }
     let labels = ["run A", "run B"];
     let series: Vec<IntervalSeries> = runs
