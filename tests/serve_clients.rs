@@ -724,6 +724,63 @@ fn lm_eval_rolling_perplexity_through_the_server_equals_infer_eval_perplexity_an
         "eval's totals are perplexity's"
     );
     assert_verifies(proj.path(), &run.dir);
+    // `diff` shows a perplexity task's figures, not an accuracy.
+    let d = Command::new(env!("CARGO_BIN_EXE_infer-eval"))
+        .current_dir(proj.path())
+        .arg("diff")
+        .args([&run.dir, &run.dir])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&d.stdout);
+    assert!(d.status.success(), "{text}");
+    assert!(
+        text.contains("ie_rolling") && text.contains("perplexity A -> B: word"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("McNemar"),
+        "no accuracy pairs for a perplexity task: {text}"
+    );
+
+    // An empty document has no windows and counts as lm-eval counts it
+    // (one word, no bytes), in eval as in `infer-eval perplexity`.
+    let p = proj.path();
+    std::fs::write(
+        p.join("empty.jsonl"),
+        "{\"text\": \"\"}\n{\"text\": \"Some words here.\"}\n",
+    )
+    .unwrap();
+    let yaml = std::fs::read_to_string(repo().join("tests/clients/lm_eval/ie_rolling.yaml"))
+        .unwrap()
+        .replace("tests/golden/perplexity/docs.jsonl", "empty.jsonl")
+        .replace("task: ie_rolling", "task: ie_empty");
+    std::fs::write(p.join("ie_empty.yaml"), yaml).unwrap();
+    let run = native(p, &["--lm-eval-task", "ie_empty.yaml"], 10);
+    assert_eq!(
+        run.sample("ie_empty/0")["choice_logliks"],
+        serde_json::json!([])
+    );
+    let report = p.join("empty.json");
+    let o = Command::new(env!("CARGO_BIN_EXE_infer-eval"))
+        .current_dir(p)
+        .args(["perplexity", "--lm-eval-task", "ie_empty.yaml", "--out"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let theirs: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let mine = &run.metrics["datasets"]["ie_empty"]["perplexity"];
+    for k in [
+        "loglik",
+        "tokens",
+        "words",
+        "bytes",
+        "windows",
+        "word_perplexity",
+    ] {
+        assert_eq!(mine[k], theirs["totals"][k], "{k}");
+    }
+    assert_eq!(mine["words"], 4, "the empty document is one word");
 }
 
 /// A copy of the project with the repository's folders `subs` as well

@@ -433,9 +433,15 @@ fn print_summary(m: &run::Metrics, digest: &str, dir: &Path) {
             );
         }
     }
+    // Perplexity tasks alone have no accuracy to average.
+    let macro_acc = if m.datasets.values().any(|d| d.perplexity.is_none()) {
+        format!("{:.3}", m.macro_accuracy)
+    } else {
+        "-".to_string()
+    };
     println!(
-        "macro accuracy {:.3}; {} samples ({:.2} samples/s computed), {} tokens generated, {:.1} tok/s",
-        m.macro_accuracy, m.n_samples, m.samples_per_s, m.generated_tokens, m.tokens_per_s
+        "macro accuracy {macro_acc}; {} samples ({:.2} samples/s computed), {} tokens generated, {:.1} tok/s",
+        m.n_samples, m.samples_per_s, m.generated_tokens, m.tokens_per_s
     );
     println!(
         "time to first token p50 {:.1} ms, p90 {:.1}, p95 {:.1}, p99 {:.1}; per output token p50 {:.1} ms, p90 {:.1}, p95 {:.1}, p99 {:.1}",
@@ -681,6 +687,13 @@ pub fn diff(a: &Path, b: &Path) -> Result<()> {
             } else {
                 "within noise"
             }
+        );
+    }
+    for (t, pa, pb) in &d.perplexity {
+        println!(
+            "{t:<18} perplexity A -> B: word {:.4} -> {:.4}, byte {:.5} -> {:.5}, bits per byte {:.5} -> {:.5} ({} -> {} tokens)",
+            pa.word_perplexity, pb.word_perplexity, pa.byte_perplexity, pb.byte_perplexity, pa.bits_per_byte, pb.bits_per_byte,
+            pa.tokens, pb.tokens
         );
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! `verify` (re-run a recorded run and compare bits) and `diff` (compare two
 //! recorded runs: config, environment, outputs, metrics with a paired test).
 
+use super::perplexity::Totals;
 use super::run::{read_samples, Manifest, Metrics, SampleRecord};
 use crate::error::{Error, Result};
 use serde_json::Value;
@@ -237,6 +238,8 @@ pub struct RunDiff {
     pub only_in_a: Vec<String>,
     pub only_in_b: Vec<String>,
     pub metrics: Vec<MetricDelta>,
+    /// Perplexity tasks (no accuracy to pair): each run's totals.
+    pub perplexity: Vec<(String, Totals, Totals)>,
     pub digest_a: String,
     pub digest_b: String,
 }
@@ -305,10 +308,26 @@ pub fn diff_data(a: &RunData, b: &RunData) -> RunDiff {
         .collect();
     // Per dataset, and with several seeds per dataset and seed.
     let mut seen = std::collections::HashSet::new();
+    let is_perplexity = |t: &str| {
+        a.metrics
+            .datasets
+            .get(t)
+            .is_some_and(|m| m.perplexity.is_some())
+    };
     let groups: Vec<(String, Option<u64>)> = sa
         .iter()
+        .filter(|r| !is_perplexity(&r.task))
         .map(|r| (r.task.clone(), r.seed))
         .filter(|g| seen.insert(g.clone()))
+        .collect();
+    let perplexity = a
+        .metrics
+        .datasets
+        .iter()
+        .filter_map(|(t, m)| {
+            let pb = b.metrics.datasets.get(t)?.perplexity.clone()?;
+            Some((t.clone(), m.perplexity.clone()?, pb))
+        })
         .collect();
     let metrics = groups
         .into_iter()
@@ -344,6 +363,7 @@ pub fn diff_data(a: &RunData, b: &RunData) -> RunDiff {
         only_in_a,
         only_in_b,
         metrics,
+        perplexity,
         digest_a: ma.run_digest.clone(),
         digest_b: mb.run_digest.clone(),
     }

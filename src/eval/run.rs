@@ -232,7 +232,10 @@ pub fn prepare(
     }
     if config.seeds().is_some() && samples.iter().all(|s| s.seed.is_none()) {
         return Err(Error::Input(
-            "key 'run.seeds': no task samples (its lm-eval generation tasks are greedy: generation_kwargs.temperature is 0), so every seed would give the same outputs".into(),
+            format!(
+                "key 'run.seeds' / 'run.num_seeds': no task samples ({} generate greedily: generation_kwargs.temperature is 0 or absent), so every seed would give the same outputs",
+                config.task.datasets.iter().map(|d| d.path.as_str()).collect::<Vec<_>>().join(", ")
+            ),
         ));
     }
     let stop_ids = if config.task.datasets.iter().any(|d| d.stop_at_newline) {
@@ -415,12 +418,17 @@ impl Prepared {
                     .iter()
                     .flat_map(|s| s.choices.iter().cloned())
                     .collect();
-                let lls = engine::loglikelihoods(
-                    &self.model.model,
-                    &reqs,
-                    run.batch_size,
-                    run.prefill_chunk,
-                )?;
+                // (A batch of empty rolling documents has no windows.)
+                let lls = if reqs.is_empty() {
+                    Vec::new()
+                } else {
+                    engine::loglikelihoods(
+                        &self.model.model,
+                        &reqs,
+                        run.batch_size,
+                        run.prefill_chunk,
+                    )?
+                };
                 let batch_ms = t0.elapsed().as_secs_f64() * 1e3;
                 let mut at = 0;
                 Ok(specs
@@ -518,6 +526,14 @@ impl Prepared {
             TaskKind::MultipleChoice if d.is_lm_rolling() => {
                 // The per-window log-likelihoods; the text scored is the
                 // document (its words and bytes weigh the perplexities).
+                if raw.logprobs.len() != s.choices.len() {
+                    return Err(Error::Input(format!(
+                        "sample {}: {} log-likelihoods for {} windows",
+                        self.sample_id(s),
+                        raw.logprobs.len(),
+                        s.choices.len()
+                    )));
+                }
                 let text = s.item.choices.first().cloned().unwrap_or_default();
                 common(
                     text,

@@ -388,7 +388,9 @@ fn metric_list(m: &crate::eval::run::Metrics) -> Vec<(String, f64)> {
             }
         }
     }
-    out.push(("macro_accuracy".into(), m.macro_accuracy));
+    if m.datasets.values().any(|d| d.perplexity.is_none()) {
+        out.push(("macro_accuracy".into(), m.macro_accuracy));
+    }
     out.push(("n_samples".into(), m.n_samples as f64));
     out.push(("generated_tokens".into(), m.generated_tokens as f64));
     out.push(("tokens_per_s".into(), m.tokens_per_s));

@@ -91,13 +91,9 @@ pub fn samples(
                         )))
                     }
                 };
+                // An empty document has no windows: log-likelihood 0, one
+                // (empty) word and no bytes, as lm-eval counts it.
                 let ids = tok.encode_with(&text, false, true)?;
-                if ids.is_empty() {
-                    return Err(Error::Input(format!(
-                        "{}: document {}: the document {text:?} has no tokens",
-                        d.path, b.index
-                    )));
-                }
                 let window = max_length
                     .checked_sub(2)
                     .filter(|&w| w >= 1)
@@ -172,7 +168,13 @@ pub fn samples(
                     tok.encode_with(&b.context, false, true)?,
                     g.max_gen_toks,
                     max_length,
-                )?;
+                )
+                .map_err(|e| {
+                    Error::Input(format!(
+                        "{}: generation_kwargs.max_gen_toks / --max-length: {e}",
+                        d.path
+                    ))
+                })?;
                 // The answers accepted, kept where a generation item keeps
                 // its answer (the first) and, for several, its choices.
                 let choices = (!b.choices.is_empty()).then_some(b.choices.as_slice());
