@@ -434,7 +434,7 @@ fn print_summary(m: &run::Metrics, digest: &str, dir: &Path) {
         }
     }
     // Perplexity tasks alone have no accuracy to average.
-    let macro_acc = if m.datasets.values().any(|d| d.perplexity.is_none()) {
+    let macro_acc = if m.has_accuracy() {
         format!("{:.3}", m.macro_accuracy)
     } else {
         "-".to_string()

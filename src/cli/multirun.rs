@@ -27,7 +27,7 @@ fn read_point(dir: &Path) -> Result<Value> {
         .iter()
         .map(|(name, d)| {
             // A perplexity task has perplexities, not an accuracy.
-            let mut v = match &d.perplexity {
+            let v = match &d.perplexity {
                 Some(p) => json!({
                     "n": d.accuracy.n,
                     "token_perplexity": p.token_perplexity,
@@ -35,21 +35,20 @@ fn read_point(dir: &Path) -> Result<Value> {
                     "byte_perplexity": p.byte_perplexity,
                     "bits_per_byte": p.bits_per_byte,
                 }),
-                None => json!({
-                    "n": d.accuracy.n,
-                    "accuracy": d.accuracy.mean,
-                    "ci_95": [d.accuracy.ci_low, d.accuracy.ci_high],
-                    "accuracy_norm": d.accuracy_norm.as_ref().map(|e| e.mean),
-                }),
+                None => {
+                    let mut v = json!({
+                        "n": d.accuracy.n,
+                        "accuracy": d.accuracy.mean,
+                        "ci_95": [d.accuracy.ci_low, d.accuracy.ci_high],
+                        "accuracy_norm": d.accuracy_norm.as_ref().map(|e| e.mean),
+                    });
+                    if !d.lm_eval.is_empty() {
+                        let lm = d.lm_eval.iter().map(|(k, e)| (k.clone(), json!(e.mean)));
+                        v["lm_eval"] = Value::Object(lm.collect());
+                    }
+                    v
+                }
             };
-            if d.perplexity.is_none() && !d.lm_eval.is_empty() {
-                let lm: serde_json::Map<String, Value> = d
-                    .lm_eval
-                    .iter()
-                    .map(|(k, e)| (k.clone(), json!(e.mean)))
-                    .collect();
-                v["lm_eval"] = Value::Object(lm);
-            }
             (name.clone(), v)
         })
         .collect();

@@ -141,7 +141,12 @@ pub fn perplexity(a: PerplexityArgs) -> Result<i32> {
     };
     let m = super::load(&a.model)?;
     let positions = m.model.config.max_position_embeddings;
-    let default_context = if a.lm_eval_task.is_some() { 2046 } else { 2048 };
+    use infer_eval::eval::lmeval::generate::{rolling_window, API_MAX_LENGTH};
+    let default_context = if a.lm_eval_task.is_some() {
+        rolling_window(API_MAX_LENGTH).expect("2048 leaves a window")
+    } else {
+        2048
+    };
     let context = a.context.unwrap_or(positions.min(default_context));
     let w = Windowing::new(context, a.stride.unwrap_or(context), positions)?;
     let threads = a

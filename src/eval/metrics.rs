@@ -44,6 +44,14 @@ pub struct Metrics {
     pub tpot_ms: Percentiles,
 }
 
+impl Metrics {
+    /// Whether any dataset has an accuracy (perplexity tasks have none), so
+    /// `macro_accuracy` means something.
+    pub fn has_accuracy(&self) -> bool {
+        self.datasets.values().any(|d| d.perplexity.is_none())
+    }
+}
+
 pub fn metrics(config: &EvalConfig, samples: &[SampleRecord]) -> Metrics {
     let mut datasets = BTreeMap::new();
     for d in &config.task.datasets {
@@ -76,6 +84,8 @@ pub fn metrics(config: &EvalConfig, samples: &[SampleRecord]) -> Metrics {
             .into_iter()
             .map(|(seed, e)| (seed.to_string(), e))
             .collect();
+        // (A shard may hold none of a task's documents: no totals.)
+        let perplexity = (d.is_lm_rolling() && !rows.is_empty()).then(|| rolling_totals(&rows));
         datasets.insert(
             d.name.clone(),
             DatasetMetrics {
@@ -84,9 +94,8 @@ pub fn metrics(config: &EvalConfig, samples: &[SampleRecord]) -> Metrics {
                 accuracy_norm,
                 per_seed,
                 across_seeds,
-                lm_eval: lm_eval_metrics(d, &rows, config.run.bootstrap),
-                // (A shard may hold none of a task's documents: no totals.)
-                perplexity: (d.is_lm_rolling() && !rows.is_empty()).then(|| rolling_totals(&rows)),
+                lm_eval: lm_eval_metrics(d, &rows, perplexity.as_ref(), config.run.bootstrap),
+                perplexity,
             },
         );
     }
@@ -144,12 +153,12 @@ pub fn metrics(config: &EvalConfig, samples: &[SampleRecord]) -> Metrics {
 fn lm_eval_metrics(
     d: &DatasetConfig,
     rows: &[&SampleRecord],
+    perplexity: Option<&super::perplexity::Totals>,
     bootstrap: usize,
 ) -> BTreeMap<String, Estimate> {
-    if d.is_lm_rolling() && !rows.is_empty() {
+    if let Some(t) = perplexity {
         // lm-eval's weighted perplexities are corpus figures, reported
         // without an interval (lm-eval gives them no stderr).
-        let t = rolling_totals(rows);
         let point = |v: f64| Estimate {
             mean: v,
             ci_low: v,

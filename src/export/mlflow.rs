@@ -388,7 +388,7 @@ fn metric_list(m: &crate::eval::run::Metrics) -> Vec<(String, f64)> {
             }
         }
     }
-    if m.datasets.values().any(|d| d.perplexity.is_none()) {
+    if m.has_accuracy() {
         out.push(("macro_accuracy".into(), m.macro_accuracy));
     }
     out.push(("n_samples".into(), m.n_samples as f64));

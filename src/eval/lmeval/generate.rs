@@ -15,6 +15,13 @@ pub const DEFAULT_MAX_GEN_TOKS: usize = 256;
 /// for generation: a request feeds at most `max_length - 1`).
 pub const API_MAX_LENGTH: usize = 2048;
 
+/// Tokens one `local-completions` loglikelihood_rolling window scores:
+/// `get_rolling_token_windows(max_seq_len = self.max_length - 1)` with
+/// `self.max_length = max_length - 1`; none below max_length 3.
+pub fn rolling_window(max_length: usize) -> Option<usize> {
+    max_length.checked_sub(2).filter(|&w| w >= 1)
+}
+
 /// lm-eval's default regex filter pattern (GSM8K's answer line).
 const DEFAULT_PATTERN: &str = r"#### (\-?[0-9\.\,]+)";
 

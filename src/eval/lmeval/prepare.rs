@@ -94,15 +94,12 @@ pub fn samples(
                 // An empty document has no windows: log-likelihood 0, one
                 // (empty) word and no bytes, as lm-eval counts it.
                 let ids = tok.encode_with(&text, false, true)?;
-                let window = max_length
-                    .checked_sub(2)
-                    .filter(|&w| w >= 1)
-                    .ok_or_else(|| {
-                        Error::Input(format!(
-                            "{}: max_length {max_length} leaves no rolling window (at least 3)",
-                            d.path
-                        ))
-                    })?;
+                let window = super::generate::rolling_window(max_length).ok_or_else(|| {
+                    Error::Input(format!(
+                        "{}: max_length {max_length} leaves no rolling window (at least 3)",
+                        d.path
+                    ))
+                })?;
                 let windows = crate::eval::perplexity::rolling_windows(&ids, prefix, window, 1);
                 b.context = text.clone();
                 b.choices = vec![text];
