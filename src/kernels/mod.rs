@@ -81,6 +81,19 @@ impl Isa {
         }
     }
 
+    /// Every ISA of this CPU, for a test that compares them: fails where
+    /// only the scalar path is here, since comparing scalar with itself
+    /// proves nothing.
+    #[cfg(test)]
+    pub(crate) fn under_test() -> Vec<Isa> {
+        let v = Isa::available();
+        assert!(
+            v.len() >= 2,
+            "this CPU has only the scalar ISA: the comparison of ISAs would compare scalar with itself"
+        );
+        v
+    }
+
     pub fn parse(s: &str) -> Option<Isa> {
         match s {
             "scalar" => Some(Isa::Scalar),
