@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 use infer_eval::engine::{GenOptions, Request};
-use infer_eval::model::transformer::{Logits, SeqStep};
 use infer_eval::sampling::SamplingParams;
 
 fn prompts() -> Vec<Request> {
@@ -26,20 +25,9 @@ fn forward_matches_f64_reference() {
         let t = tiny_model(dtype, 11);
         let m = load(t.dir.path());
         let ids: Vec<u32> = (0..40).map(|j| (3 + j * 11 % 61) as u32).collect();
-        let want = common::families::reference_logits(&m.model.config, &t.weights, &ids);
-        let mut cache = m.model.new_cache(64).unwrap();
-        let got = m
-            .model
-            .forward(&mut [SeqStep {
-                tokens: &ids,
-                cache: &mut cache,
-                logits: Logits::All,
-            }])
-            .unwrap()
-            .remove(0)
-            .unwrap()
-            .to_vec2::<f32>()
-            .unwrap();
+        let cfg = common::families::RefConfig::read(t.dir.path());
+        let want = common::families::reference_logits(&cfg, &t.weights, &ids);
+        let got = all_logits(&m, &ids);
         let scale = want.iter().flatten().fold(0f64, |a, v| a.max(v.abs()));
         let mut worst = 0f64;
         for (g, w) in got.iter().zip(&want) {

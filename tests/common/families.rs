@@ -3,10 +3,178 @@
 //! rotate_half over the first rope_dims dimensions, grouped-query attention
 //! with an optional soft-cap and sliding window, SwiGLU or GeGLU (tanh),
 //! Gemma's embedding scale and post norms. Weights in Hugging Face names,
-//! norms as the factors they multiply by.
+//! norms as the factors they multiply by. Its settings come from the
+//! model's config.json, read here by the rules of the Hugging Face config
+//! classes (`RefConfig::read`), not through the parser under test.
 
 use infer_eval::bench::tiny::Weights;
-use infer_eval::model::arch::{Activation, ArchSpec};
+use serde_json::Value;
+use std::path::Path;
+
+/// Hugging Face's rope_type "llama3".
+pub struct Llama3Rope {
+    pub factor: f64,
+    pub low_freq_factor: f64,
+    pub high_freq_factor: f64,
+    pub original_max_position_embeddings: f64,
+}
+
+/// What the reference needs of an architecture, as the Hugging Face
+/// modeling code reads it from config.json.
+pub struct RefConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub rope_dims: usize,
+    pub rms_norm_eps: f64,
+    /// Global layers: base, linear frequency scale, llama3 scaling.
+    pub rope_theta: f64,
+    pub rope_freq_scale: f64,
+    pub rope_llama3: Option<Llama3Rope>,
+    /// Gemma 3: the sliding-window layers' own RoPE base
+    /// (rope_local_base_freq), unscaled; else they use the global RoPE.
+    pub rope_local: Option<f64>,
+    /// Attention scores are multiplied by this.
+    pub attn_scale: f64,
+    pub attn_softcap: Option<f64>,
+    pub final_softcap: Option<f64>,
+    pub sliding_window: Option<usize>,
+    pub local_layers: Vec<bool>,
+    pub qkv_bias: bool,
+    pub qk_norm: bool,
+    pub post_norms: bool,
+    pub gelu_tanh: bool,
+    pub embed_scale: bool,
+    pub fused_qkv: bool,
+    pub fused_gate_up: bool,
+    pub tie_word_embeddings: bool,
+}
+
+impl RefConfig {
+    /// `dir`/config.json.
+    pub fn read(dir: &Path) -> RefConfig {
+        let p = dir.join("config.json");
+        let v: Value = serde_json::from_slice(
+            &std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
+        )
+        .unwrap();
+        Self::from_json(&v)
+    }
+
+    pub fn from_json(c: &Value) -> RefConfig {
+        let arch = c["architectures"][0].as_str().expect("architectures");
+        let u = |k: &str| c[k].as_u64().unwrap_or_else(|| panic!("config.json: {k}")) as usize;
+        let f = |k: &str, default: f64| c[k].as_f64().unwrap_or(default);
+        let opt_f = |k: &str, default: Option<f64>| match &c[k] {
+            Value::Null if c.get(k).is_some() => None,
+            Value::Null => default,
+            v => Some(v.as_f64().unwrap()),
+        };
+        let (gemma2, gemma3) = (arch == "Gemma2ForCausalLM", arch == "Gemma3ForCausalLM");
+        let (qwen2, qwen3, phi3) = (
+            arch == "Qwen2ForCausalLM",
+            arch == "Qwen3ForCausalLM",
+            arch == "Phi3ForCausalLM",
+        );
+        assert!(
+            gemma2 || gemma3 || qwen2 || qwen3 || phi3 || arch == "LlamaForCausalLM",
+            "the reference does not know {arch}"
+        );
+        let gemma = gemma2 || gemma3;
+        let (hidden, n_heads, n_layers) = (
+            u("hidden_size"),
+            u("num_attention_heads"),
+            u("num_hidden_layers"),
+        );
+        let head_dim = c["head_dim"]
+            .as_u64()
+            .map_or(hidden / n_heads, |h| h as usize);
+        let mut rope_freq_scale = 1.0;
+        let mut rope_llama3 = None;
+        if let Some(s) = c.get("rope_scaling").filter(|s| !s.is_null()) {
+            let kind = s["rope_type"].as_str().or(s["type"].as_str()).unwrap();
+            let g = |k: &str| s[k].as_f64().unwrap();
+            match kind {
+                "llama3" => {
+                    rope_llama3 = Some(Llama3Rope {
+                        factor: g("factor"),
+                        low_freq_factor: g("low_freq_factor"),
+                        high_freq_factor: g("high_freq_factor"),
+                        original_max_position_embeddings: g("original_max_position_embeddings"),
+                    })
+                }
+                "linear" => rope_freq_scale = 1.0 / g("factor"),
+                k => panic!("the reference does not know rope_type {k}"),
+            }
+        }
+        // Which layers slide: Gemma 2 every even one, Gemma 3 all but every
+        // sliding_window_pattern-th (or as layer_types lists them).
+        let local_layers: Vec<bool> = (0..n_layers)
+            .map(|i| {
+                if let Some(t) = c["layer_types"].as_array() {
+                    t[i] == "sliding_attention"
+                } else if gemma2 {
+                    i % 2 == 0
+                } else if gemma3 {
+                    (i + 1) % c["sliding_window_pattern"].as_u64().unwrap_or(6) as usize != 0
+                } else {
+                    false
+                }
+            })
+            .collect();
+        RefConfig {
+            vocab_size: u("vocab_size"),
+            hidden_size: hidden,
+            intermediate_size: u("intermediate_size"),
+            n_layers,
+            n_heads,
+            n_kv_heads: c["num_key_value_heads"]
+                .as_u64()
+                .map_or(n_heads, |h| h as usize),
+            head_dim,
+            rope_dims: (head_dim as f64 * f("partial_rotary_factor", 1.0)) as usize,
+            rms_norm_eps: f("rms_norm_eps", 1e-6),
+            rope_theta: f("rope_theta", 10000.0),
+            rope_freq_scale,
+            rope_llama3,
+            rope_local: gemma3.then(|| f("rope_local_base_freq", 10000.0)),
+            attn_scale: if gemma {
+                let default = if gemma2 { 224.0 } else { 256.0 };
+                1.0 / f("query_pre_attn_scalar", default).sqrt()
+            } else {
+                1.0 / (head_dim as f64).sqrt()
+            },
+            attn_softcap: if gemma2 {
+                opt_f("attn_logit_softcapping", Some(50.0))
+            } else {
+                opt_f("attn_logit_softcapping", None)
+            },
+            final_softcap: if gemma2 {
+                opt_f("final_logit_softcapping", Some(30.0))
+            } else {
+                opt_f("final_logit_softcapping", None)
+            },
+            sliding_window: if gemma {
+                Some(c["sliding_window"].as_u64().unwrap_or(4096) as usize)
+            } else {
+                None
+            },
+            local_layers,
+            qkv_bias: qwen2 || c["attention_bias"].as_bool().unwrap_or(false),
+            qk_norm: qwen3 || gemma3,
+            post_norms: gemma,
+            gelu_tanh: gemma,
+            embed_scale: gemma,
+            fused_qkv: phi3,
+            fused_gate_up: phi3,
+            tie_word_embeddings: c["tie_word_embeddings"].as_bool().unwrap_or(gemma),
+        }
+    }
+}
 
 fn matvec(m: &[f64], rows: usize, x: &[f64]) -> Vec<f64> {
     let cols = x.len();
@@ -26,17 +194,17 @@ fn gelu_tanh(x: f64) -> f64 {
 }
 
 /// Logits at every position of `ids`.
-pub fn reference_logits(c: &ArchSpec, w: &Weights, ids: &[u32]) -> Vec<Vec<f64>> {
+pub fn reference_logits(c: &RefConfig, w: &Weights, ids: &[u32]) -> Vec<Vec<f64>> {
     let get = |n: &str| -> &Vec<f64> { &w.get(n).unwrap_or_else(|| panic!("no weight {n}")).1 };
     let (h, hd, nh, nkv) = (c.hidden_size, c.head_dim, c.n_heads, c.n_kv_heads);
-    let eps = c.rms_norm_eps as f64;
+    let eps = c.rms_norm_eps;
     let rd = c.rope_dims;
-    let inv = |theta: f64, scale: f64| -> Vec<f64> {
+    let inv = |theta: f64, scale: f64, llama3: Option<&Llama3Rope>| -> Vec<f64> {
         (0..rd / 2)
             .map(|i| {
                 let f = theta.powf(-((2 * i) as f64) / rd as f64) * scale;
                 // Hugging Face rope_type "llama3".
-                match &c.rope_scaling {
+                match llama3 {
                     None => f,
                     Some(s) => {
                         let (lo, hi) = (
@@ -69,17 +237,21 @@ pub fn reference_logits(c: &ArchSpec, w: &Weights, ids: &[u32]) -> Vec<Vec<f64>>
         }
     };
     let (inv_global, inv_local) = (
-        inv(c.rope_theta, c.rope_freq_scale),
-        inv(c.rope_theta_local, c.rope_freq_scale_local),
+        inv(c.rope_theta, c.rope_freq_scale, c.rope_llama3.as_ref()),
+        match c.rope_local {
+            Some(theta) => inv(theta, 1.0, None),
+            None => inv(c.rope_theta, c.rope_freq_scale, c.rope_llama3.as_ref()),
+        },
     );
     let emb = get("model.embed_tokens.weight");
     let mut xs: Vec<Vec<f64>> = ids
         .iter()
         .map(|&i| {
             let row = &emb[i as usize * h..(i as usize + 1) * h];
-            match c.embed_scale {
-                Some(_) => row.iter().map(|v| v * (h as f64).sqrt()).collect(),
-                None => row.to_vec(),
+            if c.embed_scale {
+                row.iter().map(|v| v * (h as f64).sqrt()).collect()
+            } else {
+                row.to_vec()
             }
         })
         .collect();
@@ -131,10 +303,7 @@ pub fn reference_logits(c: &ArchSpec, w: &Weights, ids: &[u32]) -> Vec<Vec<f64>>
             ks.push(k);
             vs.push(v);
         }
-        let scale = match c.q_prescale {
-            Some(s) => s as f64,
-            None => 1.0 / (hd as f64).sqrt(),
-        };
+        let scale = c.attn_scale;
         let window = if local { c.sliding_window } else { None };
         for pos in 0..n {
             let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
@@ -151,7 +320,7 @@ pub fn reference_logits(c: &ArchSpec, w: &Weights, ids: &[u32]) -> Vec<Vec<f64>>
                             .sum::<f64>()
                             * scale;
                         match c.attn_softcap {
-                            Some(cap) => cap as f64 * (d / cap as f64).tanh(),
+                            Some(cap) => cap * (d / cap).tanh(),
                             None => d,
                         }
                     })
@@ -197,9 +366,12 @@ pub fn reference_logits(c: &ArchSpec, w: &Weights, ids: &[u32]) -> Vec<Vec<f64>>
             let a: Vec<f64> = gt
                 .iter()
                 .zip(&up)
-                .map(|(g, u)| match c.activation {
-                    Activation::SwiGlu => g / (1.0 + (-g).exp()) * u,
-                    Activation::GeGluTanh => gelu_tanh(*g) * u,
+                .map(|(g, u)| {
+                    if c.gelu_tanh {
+                        gelu_tanh(*g) * u
+                    } else {
+                        g / (1.0 + (-g).exp()) * u
+                    }
                 })
                 .collect();
             let mut d = matvec(get(&p("mlp.down_proj.weight")), h, &a);
@@ -220,10 +392,7 @@ pub fn reference_logits(c: &ArchSpec, w: &Weights, ids: &[u32]) -> Vec<Vec<f64>>
         .map(|x| {
             let l = matvec(head, c.vocab_size, &rms(x, get("model.norm.weight"), eps));
             match c.final_softcap {
-                Some(cap) => l
-                    .iter()
-                    .map(|v| cap as f64 * (v / cap as f64).tanh())
-                    .collect(),
+                Some(cap) => l.iter().map(|v| cap * (v / cap).tanh()).collect(),
                 None => l,
             }
         })

@@ -56,6 +56,22 @@ pub fn run_counted(
     })
 }
 
+/// Logits at every position of `ids`, in one forward call on 2 threads.
+pub fn all_logits(m: &LoadedModel, ids: &[u32]) -> Vec<Vec<f32>> {
+    use infer_eval::model::transformer::{Logits, SeqStep};
+    let mut cache = m.model.new_cache(ids.len()).unwrap();
+    let out = pool(2).install(|| {
+        m.model
+            .forward(&mut [SeqStep {
+                tokens: ids,
+                cache: &mut cache,
+                logits: Logits::All,
+            }])
+            .unwrap()
+    });
+    out[0].as_ref().unwrap().to_vec2().unwrap()
+}
+
 /// Greedy decoding of `max_tokens`, one sequence at a time, keeping logits.
 pub fn greedy(max_tokens: usize) -> GenOptions {
     GenOptions {
