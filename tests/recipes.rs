@@ -142,6 +142,8 @@ fn the_kubernetes_indexed_job_and_its_merge_reach_the_single_run_digest() {
         .current_dir(root)
         .env("PATH", path));
     assert_eq!(digest(&cache.join("merged")), want);
+    // The run digest covers token ids; the logits and log-probabilities too.
+    common::assert_same_run_bits(&root.join("single"), &cache.join("merged"));
 }
 
 #[test]
@@ -168,5 +170,6 @@ fn the_ray_script_runs_shards_as_ray_tasks_and_merges_to_the_single_run_digest()
         .env("RAY_USAGE_STATS_ENABLED", "0"));
     assert!(out.contains(&format!("run digest {want}")), "{out}");
     assert_eq!(digest(&work.join("merged")), want);
+    common::assert_same_run_bits(&root.join("single"), &work.join("merged"));
     assert_eq!(out.matches("ran on node").count(), 3, "{out}");
 }

@@ -128,6 +128,8 @@ fn shards_from_flags_slurm_and_kubernetes_merge_to_the_single_machine_run() {
         let got = outcome(&merged);
         assert_eq!(got.0, want.0, "N = {n}: run digest");
         assert_eq!(got.1, want.1, "N = {n}: samples in order");
+        // Logits and log-probabilities too, which the run digest leaves out.
+        common::assert_same_run_bits(&single, &merged);
         assert_eq!(
             got.2, want.2,
             "N = {n}: metrics recomputed from all samples"

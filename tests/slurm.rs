@@ -229,6 +229,8 @@ fn a_slurm_job_array_and_dependent_merge_reach_the_single_run_digest() {
     let merged: serde_json::Value =
         serde_json::from_slice(&std::fs::read(work.join("merged/manifest.json")).unwrap()).unwrap();
     assert_eq!(merged["run_digest"], want.as_str());
+    // The run digest covers token ids; the logits and log-probabilities too.
+    common::assert_same_run_bits(&single, &work.join("merged"));
     let shards = merged["shards"].as_array().unwrap();
     assert_eq!(shards.len(), 3);
     assert!(shards.iter().all(|s| s["source"] == "slurm"), "{shards:?}");

@@ -100,6 +100,20 @@ fn a_sweep_runs_every_combination_reports_failures_and_repeats_to_the_bit() {
         assert_eq!(p["status"], q["status"]);
         assert_eq!(p["run_digest"], q["run_digest"]);
     }
+    // The run digest covers token ids: each point's logits and
+    // log-probabilities repeat too.
+    for n in [0, 2] {
+        common::assert_same_run_bits(&a.join(n.to_string()), &b.join(n.to_string()));
+    }
+    // The two seeds draw differently (a sweep over seeds that ignored the
+    // seed would repeat one run).
+    let (d7, s7) = common::run_bits(&a.join("0"));
+    let (d8, s8) = common::run_bits(&a.join("2"));
+    assert_ne!(d7, d8, "seeds 7 and 8 gave the same run digest");
+    assert!(
+        s7.iter().zip(&s8).any(|(x, y)| x["output_ids"] != y["output_ids"]),
+        "seeds 7 and 8 drew the same tokens for every sample"
+    );
     let names = |d: &Path| {
         let mut v: Vec<String> = std::fs::read_dir(d)
             .unwrap()

@@ -289,3 +289,50 @@ pub fn eval_verified(root: &Path, args: &[&str]) -> PathBuf {
     );
     dir
 }
+
+/// A run folder's bits: its run digest and, per sample in order, its id and
+/// everything computed for it (token ids and their digest, logits digest,
+/// log-probabilities, choice log-likelihoods). The run digest covers the
+/// samples' token digests only (docs/DETERMINISM.md §8), so a test that
+/// claims two runs are the same compares these.
+pub fn run_bits(dir: &Path) -> (String, Vec<serde_json::Value>) {
+    let read = |f: &str| {
+        std::fs::read_to_string(dir.join(f))
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.join(f).display()))
+    };
+    let m: serde_json::Value = serde_json::from_str(&read("manifest.json")).unwrap();
+    let samples: Vec<serde_json::Value> = read("samples.jsonl")
+        .lines()
+        .map(|l| {
+            let s: serde_json::Value = serde_json::from_str(l).unwrap();
+            serde_json::json!({
+                "id": s["id"], "output_ids": s["output_ids"], "digest": s["digest"],
+                "logits_digest": s["logits_digest"], "logprobs": s["logprobs"],
+                "choice_logliks": s["choice_logliks"],
+            })
+        })
+        .collect();
+    assert!(!samples.is_empty(), "{}: no samples", dir.display());
+    let run = m["run_digest"].as_str().unwrap().to_string();
+    (run, samples)
+}
+
+/// `run_bits` of both folders are equal; on a difference, names the first
+/// sample and field that differ.
+pub fn assert_same_run_bits(a: &Path, b: &Path) {
+    let (ra, sa) = run_bits(a);
+    let (rb, sb) = run_bits(b);
+    assert_eq!(sa.len(), sb.len(), "{} and {}: sample count", a.display(), b.display());
+    for (x, y) in sa.iter().zip(&sb) {
+        for (k, v) in x.as_object().unwrap() {
+            assert_eq!(
+                v, &y[k],
+                "{} and {}: sample {} differs in {k}",
+                a.display(),
+                b.display(),
+                x["id"]
+            );
+        }
+    }
+    assert_eq!(ra, rb, "{} and {}: run digest", a.display(), b.display());
+}
