@@ -89,6 +89,13 @@ fn a_recorded_run_verifies_across_threads_and_batch_sizes() {
             digest,
             "{out}"
         );
+        // The re-run used the recorded settings, or those asked for.
+        let used = if extra.is_empty() {
+            "threads 2, batch size 4)"
+        } else {
+            "threads 1, batch size 3)"
+        };
+        assert!(out.contains(used), "{out}");
     }
 }
 

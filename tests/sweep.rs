@@ -241,7 +241,9 @@ fn several_seeds_in_one_run_equal_one_run_per_seed_and_verify() {
         .arg(&multi)
         .output()
         .unwrap();
-    assert!(ok(&v).contains("MATCH"));
+    let said = ok(&v);
+    assert!(said.contains("MATCH"), "{said}");
+    assert!(said.contains(", batch size 5)"), "the re-run used --batch-size 5: {said}");
 
     // diff compares seed by seed.
     let (other, o) = eval(root, &["+run.seeds=[7,8,10]"]);
