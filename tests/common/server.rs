@@ -95,6 +95,39 @@ impl Server {
             .parse()
             .unwrap()
     }
+
+    /// Waits until metric `name` satisfies `cond`; fails (rather than
+    /// hangs) after `secs` seconds, with the value last seen.
+    pub fn wait_metric(&self, name: &str, secs: u64, cond: impl Fn(f64) -> bool) {
+        let t0 = Instant::now();
+        loop {
+            let v = self.metric(name);
+            if cond(v) {
+                return;
+            }
+            assert!(
+                t0.elapsed().as_secs() < secs,
+                "{name} is still {v} after {secs} s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until the server's stderr holds `text`; fails after `secs` seconds.
+    pub fn wait_log(&self, text: &str, secs: u64) -> String {
+        let t0 = Instant::now();
+        loop {
+            let log = self.log.lock().unwrap().clone();
+            if log.contains(text) {
+                return log;
+            }
+            assert!(
+                t0.elapsed().as_secs() < secs,
+                "no '{text}' in the server's log after {secs} s:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Server {
