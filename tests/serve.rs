@@ -320,6 +320,7 @@ fn served_answers_equal_the_cli_and_lm_eval_logliks_equal_eval() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let mut compared = 0;
+    let mut greedy_tokens = 0;
     for line in samples.lines() {
         let rec: Value = serde_json::from_str(line).unwrap();
         let id = rec["id"]
@@ -356,20 +357,36 @@ fn served_answers_equal_the_cli_and_lm_eval_logliks_equal_eval() {
                 want.to_bits(),
                 "{id} choice {k}: served {ll}, eval {want}"
             );
-            // The greedy check: the chosen token's float is its top entry's when it is the top.
-            for (x, t) in lp[n..lp.len() - 1].iter().zip(&tops[n..tops.len() - 1]) {
-                let max = t
-                    .as_object()
-                    .unwrap()
-                    .values()
-                    .map(|v| v.as_f64().unwrap())
-                    .fold(f64::MIN, f64::max);
-                assert!(x.as_f64().unwrap() <= max);
+            // The greedy check (lm-eval's is_greedy): where the chosen token is
+            // the top entry, the two floats are the same bits; elsewhere the
+            // chosen token's is not above the top one.
+            let toks = c["logprobs"]["tokens"].as_array().unwrap();
+            for ((x, t), tok) in lp[n..lp.len() - 1]
+                .iter()
+                .zip(&tops[n..tops.len() - 1])
+                .zip(&toks[n..toks.len() - 1])
+            {
+                let x = x.as_f64().unwrap();
+                let t = t.as_object().unwrap();
+                assert_eq!(t.len(), 1, "logprobs 1: one top entry");
+                let (top_tok, top) = t.iter().next().unwrap();
+                let top = top.as_f64().unwrap();
+                if top_tok == tok.as_str().unwrap() {
+                    assert_eq!(
+                        x.to_bits(),
+                        top.to_bits(),
+                        "{id} choice {k}: greedy token {top_tok:?}: token_logprobs {x}, top_logprobs {top}"
+                    );
+                    greedy_tokens += 1;
+                } else {
+                    assert!(x <= top, "{id} choice {k}: {tok} {x} above the top {top_tok:?} {top}");
+                }
             }
             compared += 1;
         }
     }
     assert_eq!(compared, 6 * 4);
+    assert!(greedy_tokens > 0, "no continuation token was the greedy one");
 }
 
 #[test]
