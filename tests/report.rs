@@ -1,8 +1,8 @@
 //! `infer-eval report` rendered by a real headless Chromium (Debian's
-//! chromium package): one run and two runs, the page's console must stay
-//! empty (a page with a script error shows the check can fail), the DOM
-//! holds the figures, and the screenshot shows them (pixels in the series
-//! colours). `verify --report` writes the same page on a mismatch.
+//! chromium package): one run and two runs, the page is self-contained (no
+//! script, nothing fetched), the DOM Chromium builds holds the figures, and
+//! the screenshot shows them (pixels in the series colours). `verify
+//! --report` writes the same page on a mismatch.
 
 mod common;
 
@@ -56,8 +56,6 @@ fn chromium(profile: &Path) -> Command {
 }
 
 struct Rendered {
-    /// What the page logged to its console (script errors among them).
-    console: Vec<String>,
     dom: String,
     width: u32,
     height: u32,
@@ -72,21 +70,12 @@ fn render(page: &Path, scratch: &Path) -> Rendered {
         page.file_stem().unwrap().to_string_lossy()
     ));
     let shot = chromium(&scratch.join("profile-shot"))
-        .args([
-            "--window-size=1280,2400",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
+        .arg("--window-size=1280,2400")
         .arg(format!("--screenshot={}", png.display()))
         .arg(&url)
         .output()
         .unwrap();
     assert!(shot.status.success(), "chromium: {}", text(&shot));
-    let console = String::from_utf8_lossy(&shot.stderr)
-        .lines()
-        .filter(|l| l.contains(":CONSOLE"))
-        .map(String::from)
-        .collect();
     let dump = chromium(&scratch.join("profile-dom"))
         .arg("--dump-dom")
         .arg(&url)
@@ -108,7 +97,6 @@ fn render(page: &Path, scratch: &Path) -> Rendered {
         .map(|p| [p[0], p[1], p[2]])
         .collect();
     Rendered {
-        console,
         dom: String::from_utf8_lossy(&dump.stdout).into_owned(),
         width: info.width,
         height: info.height,
@@ -157,26 +145,10 @@ fn run(root: &Path, dir: &Path, extra: &[&str]) -> PathBuf {
 }
 
 #[test]
-fn reports_render_in_headless_chromium_with_figures_and_no_console_errors() {
+fn reports_render_in_headless_chromium_with_their_figures_in_the_dom_and_the_pixels() {
     let p = common::project();
     let root = p.path();
     let scratch = tempfile::tempdir().unwrap();
-
-    // The check itself: a page with a script error is caught.
-    let bad = scratch.path().join("bad.html");
-    std::fs::write(
-        &bad,
-        "<html><body><p>x</p><script>undefinedFunction();</script></body></html>",
-    )
-    .unwrap();
-    let r = render(&bad, scratch.path());
-    assert!(
-        r.console
-            .iter()
-            .any(|l| l.contains("Uncaught ReferenceError")),
-        "the console check must see a script error: {:?}",
-        r.console
-    );
 
     let a = run(root, &root.join("runs/a"), &[]);
     let b = run(root, &root.join("runs/b"), &["sampling=sampled"]);
@@ -188,7 +160,6 @@ fn reports_render_in_headless_chromium_with_figures_and_no_console_errors() {
     let html = std::fs::read_to_string(&one).unwrap();
     check_self_contained(&html);
     let r = render(&one, scratch.path());
-    assert!(r.console.is_empty(), "console: {:?}", r.console);
     assert_eq!((r.width, r.height), (1280, 2400));
     for id in ["accuracy", "ttft", "per-token"] {
         assert!(
@@ -227,7 +198,6 @@ fn reports_render_in_headless_chromium_with_figures_and_no_console_errors() {
     check_self_contained(&html);
     assert!(html.contains("McNemar exact p") && html.contains("sampling.temperature"));
     let r = render(&two, scratch.path());
-    assert!(r.console.is_empty(), "console: {:?}", r.console);
     for id in ["accuracy", "ttft", "per-token", "divergence"] {
         assert!(
             r.dom
@@ -271,6 +241,5 @@ fn reports_render_in_headless_chromium_with_figures_and_no_console_errors() {
         "the changed sample is listed"
     );
     let r = render(&vr, scratch.path());
-    assert!(r.console.is_empty(), "console: {:?}", r.console);
     assert!(r.dom.contains("id=\"divergence\""));
 }
