@@ -26,8 +26,16 @@
 # The digests below are the multi-arch indexes of rust:1.95.0-slim-bookworm
 # and debian:bookworm-slim; refresh both with
 # `docker buildx imagetools inspect <name:tag>` when moving the toolchain.
+#
+# Without a registry (no pull possible), scripts/container-local.sh makes a
+# Debian bookworm base with mmdebstrap, passes it as RUNTIME_IMAGE, and
+# passes BINARY=prebuilt with a binary built by the same pinned toolchain on
+# the host (docs/CONTAINERS.md says why); the toolchain stage is then unused.
 ARG RUST_IMAGE=docker.io/library/rust:1.95.0-slim-bookworm@sha256:d7482085ff5b415f84dba5647ae71606650bdef00db7aeb69f4b3d170c3e4082
 ARG RUNTIME_IMAGE=docker.io/library/debian:bookworm-slim@sha256:7b140f374b289a7c2befc338f42ebe6441b7ea838a042bbd5acbfca6ec875818
+# Where the binary comes from: the stage "build" (compiled here) or
+# "prebuilt" (the context's prebuilt/ folder).
+ARG BINARY=build
 
 FROM ${RUST_IMAGE} AS build
 ARG GIT_SHA=unknown
@@ -42,14 +50,22 @@ ENV INFER_EVAL_BUILD_GIT_SHA=${GIT_SHA} \
 RUN cargo build --release --locked --bin infer-eval \
  && sha256sum Cargo.lock | cut -d' ' -f1 > /cargo-lock.sha256
 
+# A binary built outside (scripts/container-local.sh), at the same paths.
+FROM scratch AS prebuilt
+COPY prebuilt/infer-eval /src/target/release/infer-eval
+COPY prebuilt/cargo-lock.sha256 /cargo-lock.sha256
+
+FROM ${BINARY} AS binary
+
 FROM ${RUNTIME_IMAGE}
 ARG GIT_SHA=unknown
-# ca-certificates: `infer-eval fetch` downloads model files over HTTPS.
-RUN apt-get update \
+# ca-certificates: `infer-eval fetch` downloads model files over HTTPS (a
+# base that has them, as the local one does, needs no package index).
+RUN test -s /etc/ssl/certs/ca-certificates.crt || { apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
- && rm -rf /var/lib/apt/lists/*
-COPY --from=build /src/target/release/infer-eval /usr/local/bin/infer-eval
-COPY --from=build /cargo-lock.sha256 /opt/infer-eval/cargo-lock.sha256
+ && rm -rf /var/lib/apt/lists/*; }
+COPY --from=binary /src/target/release/infer-eval /usr/local/bin/infer-eval
+COPY --from=binary /cargo-lock.sha256 /opt/infer-eval/cargo-lock.sha256
 # The project folder eval reads: configs, data and prompt templates.
 COPY configs /opt/infer-eval/configs
 COPY data /opt/infer-eval/data

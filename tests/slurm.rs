@@ -3,7 +3,7 @@
 //! written: a job array of shards and a merge job with
 //! --dependency=afterok. The merged digest must equal the single run's.
 //! Skipped, with the reason printed, where the daemons cannot start (not
-//! root, Slurm not installed); .ci/run installs Slurm, so CI runs it.
+//! root, Slurm not installed); under CI, which installs Slurm, that fails.
 
 mod common;
 
@@ -21,8 +21,10 @@ fn text(o: &Output) -> String {
 }
 
 fn skip(why: &str) {
-    println!("SKIPPED: the Slurm test needs root and slurm-wlm + munge: {why}");
-    eprintln!("SKIPPED: the Slurm test needs root and slurm-wlm + munge: {why}");
+    common::skip_or_fail(
+        "the Slurm test (it needs root and slurm-wlm + munge)",
+        why,
+    );
 }
 
 /// Daemons started here, stopped by their process groups.
