@@ -37,9 +37,32 @@ pub struct ServeArgs {
     /// (`infer-eval verify --served FILE` re-runs them).
     #[arg(long)]
     pub log: Option<PathBuf>,
+    /// An API key clients must send as `Authorization: Bearer KEY`
+    /// (repeatable). With any key set, every route but /health needs one.
+    #[arg(long = "api-key", value_name = "KEY")]
+    pub api_keys: Vec<String>,
+    /// A file of API keys, one per line (blank lines and lines starting with
+    /// # are skipped).
+    #[arg(long, value_name = "FILE")]
+    pub api_key_file: Option<PathBuf>,
+    /// Serve /metrics without a key even when keys are set (a scraper on a
+    /// trusted network).
+    #[arg(long)]
+    pub metrics_public: bool,
 }
 
 pub fn serve(a: ServeArgs) -> Result<()> {
+    let auth = auth(&a)?;
+    let loopback = a.host == "localhost"
+        || a.host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !auth.enabled() && !loopback {
+        eprintln!(
+            "infer-eval serve: warning: listening on {} without an API key: anyone who can reach it can use the server (--api-key, --api-key-file or INFER_EVAL_API_KEY)",
+            a.host
+        );
+    }
     let threads = infer_eval::generation::threads_or_cores(a.threads.map(|t| t as usize));
     crate::warn_oversubscribed(threads);
     let loaded = super::load(&a.model)?;
@@ -58,10 +81,33 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         },
         max_queue: a.max_queue as usize,
         log: a.log,
+        auth,
     };
     serve::run(loaded, opts, |line| eprintln!("infer-eval serve: {line}"))?;
     eprintln!("infer-eval serve: stopped");
     Ok(())
+}
+
+/// The API keys of `--api-key`, `INFER_EVAL_API_KEY` and `--api-key-file`.
+fn auth(a: &ServeArgs) -> Result<serve::auth::Auth> {
+    let mut keys: Vec<(String, &str)> = a
+        .api_keys
+        .iter()
+        .map(|k| (k.clone(), "--api-key"))
+        .collect();
+    if let Some(k) = std::env::var_os("INFER_EVAL_API_KEY") {
+        let k = k.into_string().map_err(|_| {
+            infer_eval::error::Error::Input(
+                "INFER_EVAL_API_KEY: an API key is not valid UTF-8".into(),
+            )
+        })?;
+        keys.push((k, "INFER_EVAL_API_KEY"));
+    }
+    Ok(serve::auth::Auth::new(
+        &keys,
+        a.api_key_file.as_deref(),
+        a.metrics_public,
+    )?)
 }
 
 pub fn verify_served(file: &Path, model: Option<&str>, threads: Option<usize>) -> Result<i32> {

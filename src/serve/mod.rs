@@ -5,6 +5,7 @@
 //! engine::core for why.
 
 pub mod api;
+pub mod auth;
 pub mod metrics;
 pub mod replay;
 pub mod respond;
@@ -47,6 +48,8 @@ pub struct ServeOptions {
     pub max_queue: usize,
     /// Append each answered request and its digests to this JSONL file.
     pub log: Option<PathBuf>,
+    /// API keys (none: no authentication).
+    pub auth: auth::Auth,
 }
 
 /// What determines the bits: the determinism version, the model's and the
@@ -79,6 +82,7 @@ struct AppState {
     draining: AtomicBool,
     log: Option<Mutex<std::fs::File>>,
     counter: AtomicU64,
+    auth: auth::Auth,
 }
 
 fn now_s() -> u64 {
@@ -142,6 +146,7 @@ pub fn run(loaded: LoadedModel, opts: ServeOptions, on_ready: impl FnOnce(String
         draining: AtomicBool::new(false),
         log,
         counter: AtomicU64::new(0),
+        auth: opts.auth.clone(),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -215,7 +220,49 @@ fn router(state: Arc<AppState>) -> Router {
             error_response(&ApiError::new(404, "not_found_error", "no such endpoint"))
         })
         .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), require_key))
         .with_state(state)
+}
+
+/// 401 (OpenAI's `invalid_api_key`) unless the request may pass `s.auth`.
+async fn require_key(
+    State(s): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let given = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    let message = match s.auth.check(req.uri().path(), given) {
+        Ok(()) => return next.run(req).await,
+        Err(auth::Refusal::Missing) => {
+            "no API key given: send the header 'Authorization: Bearer <key>'"
+        }
+        Err(auth::Refusal::Invalid) => "the API key given is not valid",
+    };
+    let mut r = error_response(&ApiError {
+        status: 401,
+        message: message.into(),
+        kind: "invalid_request_error",
+        param: None,
+        code: Some("invalid_api_key"),
+    });
+    r.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    // A known route's name, never the raw path: a client cannot grow the
+    // metrics with paths of its own.
+    const ROUTES: [&str; 8] = [
+        "/v1/completions",
+        "/v1/chat/completions",
+        "/v1/models",
+        "/tokenizer_info",
+        "/tokenize",
+        "/detokenize",
+        "/metrics",
+        "/health",
+    ];
+    let path = req.uri().path();
+    s.metrics
+        .count_request(ROUTES.iter().find(|r| **r == path).unwrap_or(&"other"), 401);
+    r
 }
 
 async fn completions(State(s): State<Arc<AppState>>, body: Bytes) -> Response {

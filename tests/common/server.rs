@@ -17,10 +17,18 @@ pub struct Server {
 impl Server {
     /// `infer-eval serve --model M --port 0 --threads 2 ARGS`; waits for its startup line.
     pub fn start(model: &std::path::Path, args: &[&str]) -> Server {
+        Server::start_env(model, args, &[])
+    }
+
+    /// `start` with environment variables; INFER_EVAL_API_KEY only where
+    /// `env` sets it.
+    pub fn start_env(model: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_infer-eval"))
             .args(["serve", "--port", "0", "--threads", "2", "--model"])
             .arg(model)
             .args(args)
+            .env_remove("INFER_EVAL_API_KEY")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
