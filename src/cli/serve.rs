@@ -49,6 +49,19 @@ pub struct ServeArgs {
     /// trusted network).
     #[arg(long)]
     pub metrics_public: bool,
+    /// Seconds a client has to send a request's headers (then the
+    /// connection is closed); also how long an idle connection is kept.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout_s: u64,
+    /// Seconds a client has to send a request's whole body (else 408).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub body_timeout_s: u64,
+    /// Largest request body, in MiB (larger: 413).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub max_body_mib: u64,
+    /// Connections open at once; more wait until one closes.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub max_connections: u64,
 }
 
 pub fn serve(a: ServeArgs) -> Result<()> {
@@ -82,6 +95,12 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         max_queue: a.max_queue as usize,
         log: a.log,
         auth,
+        limits: serve::transport::Limits {
+            header_timeout: std::time::Duration::from_secs(a.header_timeout_s),
+            body_timeout: std::time::Duration::from_secs(a.body_timeout_s),
+            max_body_bytes: (a.max_body_mib as usize) << 20,
+            max_connections: a.max_connections as usize,
+        },
     };
     serve::run(loaded, opts, |line| eprintln!("infer-eval serve: {line}"))?;
     eprintln!("infer-eval serve: stopped");

@@ -44,6 +44,13 @@ impl ApiError {
         }
     }
 
+    pub fn with_param(self, param: &str) -> Self {
+        ApiError {
+            param: Some(param.to_string()),
+            ..self
+        }
+    }
+
     pub fn body(&self) -> Value {
         serde_json::json!({"error": {
             "message": self.message,

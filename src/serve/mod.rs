@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod replay;
 pub mod respond;
 pub mod scheduler;
+pub mod transport;
 
 use crate::engine::core::EngineOptions;
 use crate::error::{Error, Result};
@@ -50,6 +51,8 @@ pub struct ServeOptions {
     pub log: Option<PathBuf>,
     /// API keys (none: no authentication).
     pub auth: auth::Auth,
+    /// Timeouts and sizes a client may not exceed.
+    pub limits: transport::Limits,
 }
 
 /// What determines the bits: the determinism version, the model's and the
@@ -91,7 +94,7 @@ fn now_s() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn error_response(e: &ApiError) -> Response {
+pub(crate) fn error_response(e: &ApiError) -> Response {
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut r = (status, axum::Json(e.body())).into_response();
     if e.status == 429 || e.status == 503 {
@@ -169,19 +172,17 @@ pub fn run(loaded: LoadedModel, opts: ServeOptions, on_ready: impl FnOnce(String
             opts.engine.max_batch,
             opts.max_queue
         ));
-        let app = router(state.clone());
+        let app = router(state.clone(), opts.limits);
         let st = state.clone();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown_signal().await;
-                st.draining.store(true, Ordering::SeqCst);
-                eprintln!(
-                    "infer-eval serve: stopping: no new requests; finishing {} running",
-                    st.outstanding.load(Ordering::Relaxed)
-                );
-            })
-            .await
-            .map_err(|e| Error::Input(format!("server: {e}")))
+        transport::serve(listener, app, opts.limits, shutdown_signal(), move || {
+            st.draining.store(true, Ordering::SeqCst);
+            eprintln!(
+                "infer-eval serve: stopping: no new requests; finishing {} running",
+                st.outstanding.load(Ordering::Relaxed)
+            );
+        })
+        .await;
+        Ok(())
     });
     sched.stop();
     let _ = engine_thread.join();
@@ -206,7 +207,7 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
-fn router(state: Arc<AppState>) -> Router {
+fn router(state: Arc<AppState>, limits: transport::Limits) -> Router {
     Router::new()
         .route("/v1/completions", post(completions))
         .route("/v1/chat/completions", post(chat))
@@ -219,7 +220,8 @@ fn router(state: Arc<AppState>) -> Router {
         .fallback(|| async {
             error_response(&ApiError::new(404, "not_found_error", "no such endpoint"))
         })
-        .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
+        .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(limits, transport::read_body))
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_key))
         .with_state(state)
 }
