@@ -152,7 +152,17 @@ pub fn verify_served(file: &Path, model: Option<&str>, threads: Option<usize>) -
         })
     })?;
     match verdict {
-        replay::Verdict::Match { requests, choices } => {
+        replay::Verdict::Match {
+            requests,
+            choices,
+            skipped,
+        } => {
+            if let Some(line) = skipped {
+                eprintln!(
+                    "infer-eval: {} line {line}: an interrupted last line (the server was stopped while writing it): skipped",
+                    file.display()
+                );
+            }
             println!("MATCH: {requests} requests, {choices} choices re-run alone give the served digests");
             Ok(0)
         }

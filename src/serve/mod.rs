@@ -126,16 +126,16 @@ pub fn run(loaded: LoadedModel, opts: ServeOptions, on_ready: impl FnOnce(String
     )?;
     let log = match &opts.log {
         None => None,
-        Some(p) => Some(Mutex::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(|e| Error::Io {
-                    path: p.clone(),
-                    source: e,
-                })?,
-        )),
+        Some(p) => {
+            let (f, cut) = replay::open_log(p)?;
+            if cut > 0 {
+                eprintln!(
+                    "infer-eval serve: {}: removed an interrupted last line ({cut} bytes) left by a server stopped while writing it",
+                    p.display()
+                );
+            }
+            Some(Mutex::new(f))
+        }
     };
     let state = Arc::new(AppState {
         fingerprint: fingerprint(&loaded),

@@ -17,6 +17,9 @@ pub enum Verdict {
     Match {
         requests: usize,
         choices: usize,
+        /// The line number of an interrupted last line (no newline, not
+        /// JSON: the server was killed while writing it), skipped.
+        skipped: Option<usize>,
     },
     Differs {
         line: usize,
@@ -66,6 +69,7 @@ pub fn verify(
         path: file.into(),
         msg: format!("line {line}: {msg}"),
     };
+    let (text, skipped) = whole_lines(&text);
     let (mut requests, mut choices) = (0, 0);
     for (n, l) in text.lines().enumerate() {
         let line = n + 1;
@@ -149,5 +153,65 @@ pub fn verify(
         requests += 1;
         progress(requests);
     }
-    Ok(Verdict::Match { requests, choices })
+    Ok(Verdict::Match {
+        requests,
+        choices,
+        skipped,
+    })
+}
+
+/// The log's whole lines, and the line number of an interrupted last line:
+/// one with no newline that is not JSON. Each line is written with its
+/// newline in one append, so only a server killed mid-write leaves one.
+fn whole_lines(text: &str) -> (&str, Option<usize>) {
+    if text.is_empty() || text.ends_with('\n') {
+        return (text, None);
+    }
+    let cut = text.rfind('\n').map_or(0, |i| i + 1);
+    if serde_json::from_str::<Value>(&text[cut..]).is_ok() {
+        return (text, None);
+    }
+    (&text[..cut], Some(text[..cut].lines().count() + 1))
+}
+
+/// Opens the traffic log for appending. An interrupted last line left by a
+/// server killed while writing it (bytes after the last newline) is cut off
+/// first, so every line stays whole JSON: returns how many bytes were cut.
+pub fn open_log(p: &Path) -> Result<(std::fs::File, u64)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let io = |e| Error::Io {
+        path: p.into(),
+        source: e,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(p)
+        .map_err(io)?;
+    let len = f.metadata().map_err(io)?.len();
+    let mut cut = 0;
+    if len > 0 {
+        // Scan back from the end, a block at a time, for the last newline.
+        let mut end = len;
+        let mut keep = 0;
+        let mut buf = vec![0u8; 64 << 10];
+        'scan: while end > 0 {
+            let start = end.saturating_sub(buf.len() as u64);
+            let n = (end - start) as usize;
+            f.seek(SeekFrom::Start(start)).map_err(io)?;
+            f.read_exact(&mut buf[..n]).map_err(io)?;
+            if let Some(i) = buf[..n].iter().rposition(|&b| b == b'\n') {
+                keep = start + i as u64 + 1;
+                break 'scan;
+            }
+            end = start;
+        }
+        if keep < len {
+            f.set_len(keep).map_err(io)?;
+            f.sync_data().map_err(io)?;
+            cut = len - keep;
+        }
+    }
+    Ok((f, cut))
 }
