@@ -354,6 +354,7 @@ fn run(a: RunArgs) -> Result<()> {
             repetition_penalty: a.repetition_penalty,
             seed: a.seed,
             max_tokens: a.max_tokens,
+            ..Default::default()
         },
         threads: infer_eval::generation::threads_or_cores(a.threads.map(|t| t as usize)),
         batch_size: a.batch_size as usize,

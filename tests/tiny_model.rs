@@ -132,6 +132,11 @@ fn seeded_sampling_is_reproducible_across_threads_and_batches() {
             top_p: 0.95,
             min_p: 0.01,
             repetition_penalty: 1.1,
+            // OpenAI's penalties and a bias: the same bits across threads
+            // and batches as everything else.
+            presence_penalty: 0.3,
+            frequency_penalty: 0.2,
+            logit_bias: [(5, 1.5), (9, -100.0)].into_iter().collect(),
             seed,
             max_tokens: 16,
         },

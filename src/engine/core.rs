@@ -504,16 +504,11 @@ impl<'m> Engine<'m> {
             return Ok(Some((StopReason::Length, false)));
         }
         hash_f32s(&mut s.hasher, &last);
-        let history = if s.spec.sampling.repetition_penalty != 1.0 {
-            [&s.spec.prompt[..], &s.out[..]].concat()
-        } else {
-            Vec::new()
-        };
         let sampler = Sampler {
             params: &s.spec.sampling,
         };
         let tok = sampler
-            .sample(&last, &history, s.spec.key, s.out.len() as u64)
+            .sample(&last, &s.spec.prompt, &s.out, s.spec.key, s.out.len() as u64)
             .map_err(|e| Error::Input(format!("sequence '{}': {e}", s.spec.name)))?;
         let (lp, top) = log_softmax_top(isa, &last, tok as usize, s.spec.top_logprobs);
         s.out.push(tok);

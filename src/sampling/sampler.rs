@@ -1,6 +1,7 @@
 //! The sampling pipeline, in a fixed order (docs/DETERMINISM.md §7):
-//! repetition penalty, temperature, sort by (logit desc, id asc), top-k,
-//! softmax with our exp, top-p, min-p, then one draw from the counter RNG.
+//! repetition penalty, presence and frequency penalties, logit bias,
+//! temperature, sort by (logit desc, id asc), top-k, softmax with our exp,
+//! top-p, min-p, then one draw from the counter RNG.
 
 use super::rng::uniform;
 use crate::numerics::exp_f32;
@@ -15,8 +16,24 @@ pub struct SamplingParams {
     pub top_p: f32,
     pub min_p: f32,
     pub repetition_penalty: f32,
+    /// OpenAI's: subtracted once from the logit of every token the output
+    /// holds (0: off).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub presence_penalty: f32,
+    /// OpenAI's: subtracted from a token's logit once per time the output
+    /// holds it (0: off).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub frequency_penalty: f32,
+    /// Added to the logits of these token ids (OpenAI's logit_bias, each in
+    /// [-100, 100]; -100 bans a token in practice).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub logit_bias: std::collections::BTreeMap<u32, f32>,
     pub seed: u64,
     pub max_tokens: usize,
+}
+
+fn is_zero(x: &f32) -> bool {
+    *x == 0.0
 }
 
 impl Default for SamplingParams {
@@ -27,6 +44,9 @@ impl Default for SamplingParams {
             top_p: 1.0,
             min_p: 0.0,
             repetition_penalty: 1.0,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            logit_bias: Default::default(),
             seed: 42,
             max_tokens: 64,
         }
@@ -53,7 +73,28 @@ impl SamplingParams {
                 self.repetition_penalty
             ));
         }
+        for (name, x) in [
+            ("presence penalty", self.presence_penalty),
+            ("frequency penalty", self.frequency_penalty),
+        ] {
+            if !(-2.0..=2.0).contains(&x) {
+                return Err(format!("{name} must be in [-2, 2], got {x}"));
+            }
+        }
+        if let Some((t, b)) = self.logit_bias.iter().find(|(_, b)| !(-100.0..=100.0).contains(*b)) {
+            return Err(format!(
+                "logit bias of token {t} must be in [-100, 100], got {b}"
+            ));
+        }
         Ok(())
+    }
+
+    /// Whether anything changes the logits before the temperature.
+    fn adjusts(&self) -> bool {
+        self.repetition_penalty != 1.0
+            || self.presence_penalty != 0.0
+            || self.frequency_penalty != 0.0
+            || !self.logit_bias.is_empty()
     }
 }
 
@@ -62,14 +103,16 @@ pub struct Sampler<'a> {
 }
 
 impl Sampler<'_> {
-    /// Pick the next token from `logits`, given the tokens so far (for the
-    /// repetition penalty), for sequence `seq_key` at decoding step `step`.
-    /// NaN logits count as -inf (whatever their sign bit: x86 and CUDA make
-    /// NaNs of opposite signs); a row with no finite logit is an error.
+    /// Pick the next token from `logits`, given the prompt and the output so
+    /// far (the penalties read them), for sequence `seq_key` at decoding
+    /// step `step`. NaN logits count as -inf (whatever their sign bit: x86
+    /// and CUDA make NaNs of opposite signs); a row with no finite logit is
+    /// an error.
     pub fn sample(
         &self,
         logits: &[f32],
-        history: &[u32],
+        prompt: &[u32],
+        output: &[u32],
         seq_key: u64,
         step: u64,
     ) -> Result<u32, String> {
@@ -81,7 +124,7 @@ impl Sampler<'_> {
                 logits.len()
             ));
         }
-        if p.temperature == 0.0 && p.repetition_penalty == 1.0 {
+        if p.temperature == 0.0 && !p.adjusts() {
             // `argmax` already ranks NaN below every number: the same choice
             // as on the copy below, without copying the logits.
             return Ok(argmax(logits));
@@ -91,7 +134,7 @@ impl Sampler<'_> {
             .map(|&v| if v.is_nan() { f32::NEG_INFINITY } else { v })
             .collect();
         if p.repetition_penalty != 1.0 {
-            let mut seen: Vec<u32> = history.to_vec();
+            let mut seen: Vec<u32> = [prompt, output].concat();
             seen.sort_unstable();
             seen.dedup();
             for &t in &seen {
@@ -102,6 +145,21 @@ impl Sampler<'_> {
                         *v * p.repetition_penalty
                     };
                 }
+            }
+        }
+        if p.presence_penalty != 0.0 || p.frequency_penalty != 0.0 {
+            // Per token of the output, by id: l -= (count * frequency + presence).
+            let mut counts: Vec<u32> = output.to_vec();
+            counts.sort_unstable();
+            for run in counts.chunk_by(|a, b| a == b) {
+                if let Some(v) = l.get_mut(run[0] as usize) {
+                    *v -= run.len() as f32 * p.frequency_penalty + p.presence_penalty;
+                }
+            }
+        }
+        for (&t, &b) in &p.logit_bias {
+            if let Some(v) = l.get_mut(t as usize) {
+                *v += b;
             }
         }
         if p.temperature == 0.0 {
@@ -196,11 +254,11 @@ mod tests {
         };
         let s = Sampler { params: &params };
         let a: Vec<u32> = (0..50)
-            .map(|step| s.sample(&logits, &[], 5, step).unwrap())
+            .map(|step| s.sample(&logits, &[], &[], 5, step).unwrap())
             .collect();
         let b: Vec<u32> = (0..50)
             .rev()
-            .map(|step| s.sample(&logits, &[], 5, step).unwrap())
+            .map(|step| s.sample(&logits, &[], &[], 5, step).unwrap())
             .collect::<Vec<_>>()
             .into_iter()
             .rev()
@@ -226,8 +284,8 @@ mod tests {
             ..Default::default()
         };
         let s = Sampler { params: &params };
-        assert_eq!(s.sample(&[1.0, 1.5, 0.2], &[1], 0, 0), Ok(0));
-        assert_eq!(s.sample(&[1.0, 1.5, 0.2], &[], 0, 0), Ok(1));
+        assert_eq!(s.sample(&[1.0, 1.5, 0.2], &[1], &[], 0, 0), Ok(0));
+        assert_eq!(s.sample(&[1.0, 1.5, 0.2], &[], &[], 0, 0), Ok(1));
     }
 
     /// A temperature so small that logits / T overflow is greedy in the
@@ -242,7 +300,7 @@ mod tests {
             };
             let s = Sampler { params: &params };
             for step in 0..20 {
-                assert_eq!(s.sample(&logits, &[], 1, step), Ok(1), "T = {t}");
+                assert_eq!(s.sample(&logits, &[], &[], 1, step), Ok(1), "T = {t}");
             }
         }
     }
@@ -268,7 +326,7 @@ mod tests {
                 };
                 let s = Sampler { params: &params };
                 for step in 0..200 {
-                    let t = s.sample(&logits, &[], 9, step).unwrap();
+                    let t = s.sample(&logits, &[], &[], 9, step).unwrap();
                     assert!(
                         !logits[t as usize].is_nan(),
                         "picked NaN ({:#x}) at T={temperature} k={top_k} p={top_p}",
@@ -281,7 +339,7 @@ mod tests {
                 ..Default::default()
             };
             let s = Sampler { params: &params };
-            assert!(s.sample(&[nan, nan], &[], 0, 0).is_err());
+            assert!(s.sample(&[nan, nan], &[], &[], 0, 0).is_err());
         }
     }
 
@@ -321,10 +379,55 @@ mod tests {
                 .iter()
                 .map(|&x| if x.is_nan() { f32::NEG_INFINITY } else { x })
                 .collect();
-            match s.sample(&v, &[], 0, 0) {
+            match s.sample(&v, &[], &[], 0, 0) {
                 Ok(t) => assert_eq!(t, argmax(&copy), "{v:?}"),
                 Err(_) => assert!(!v.iter().any(|x| x.is_finite()), "{v:?}"),
             }
         }
     }
+
+    /// OpenAI's penalties and logit bias, against values worked by hand:
+    /// penalties count the output only (not the prompt), the bias adds.
+    #[test]
+    fn penalties_and_bias_move_the_logits_as_openai_defines() {
+        let logits = [2.0f32, 1.9, 0.5, 0.0];
+        let greedy = |p: SamplingParams, prompt: &[u32], out: &[u32]| {
+            Sampler { params: &p }.sample(&logits, prompt, out, 0, 0).unwrap()
+        };
+        let pen = SamplingParams {
+            temperature: 0.0,
+            presence_penalty: 0.5,
+            frequency_penalty: 0.3,
+            ..Default::default()
+        };
+        // 0: 2.0 - (2 * 0.3 + 0.5) = 0.9; 1: 1.9 - (0.3 + 0.5) = 1.1; 2: 0.5.
+        assert_eq!(greedy(pen.clone(), &[], &[0, 0, 1]), 1);
+        // The prompt does not count: 0 keeps 2.0.
+        assert_eq!(greedy(pen.clone(), &[0, 0, 1], &[]), 0);
+        // Three times 0 and twice 1: 0.6, 0.8 (1.9 - 1.1), 0.5.
+        assert_eq!(greedy(pen.clone(), &[], &[0, 0, 0, 1, 1]), 1);
+        let mut biased = pen.clone();
+        biased.logit_bias.insert(2, 0.7); // 0.5 + 0.7 = 1.2 > 1.1
+        assert_eq!(greedy(biased, &[], &[0, 0, 1]), 2);
+        let mut ban = SamplingParams {
+            temperature: 0.0,
+            ..Default::default()
+        };
+        ban.logit_bias.insert(0, -100.0);
+        assert_eq!(greedy(ban.clone(), &[], &[]), 1);
+        // Sampled, a banned token is never drawn.
+        ban.temperature = 1.0;
+        let s = Sampler { params: &ban };
+        assert!((0..200).all(|step| s.sample(&logits, &[], &[], 3, step).unwrap() != 0));
+        // Out of range is refused by name.
+        let mut bad = SamplingParams::default();
+        bad.presence_penalty = 2.5;
+        assert!(bad.validate().unwrap_err().starts_with("presence penalty"));
+        bad.presence_penalty = f32::NAN;
+        assert!(bad.validate().is_err());
+        let mut bad = SamplingParams::default();
+        bad.logit_bias.insert(3, 101.0);
+        assert!(bad.validate().unwrap_err().starts_with("logit bias of token 3"));
+    }
+
 }

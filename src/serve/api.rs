@@ -130,6 +130,33 @@ fn opt_f32(o: &Map<String, Value>, k: &str) -> ApiResult<Option<f32>> {
     }
 }
 
+/// OpenAI's `logit_bias`: token ids (as the object's keys) to a bias.
+fn logit_bias(o: &Map<String, Value>, vocab: usize) -> ApiResult<std::collections::BTreeMap<u32, f32>> {
+    let mut out = std::collections::BTreeMap::new();
+    let Some(v) = present(o, "logit_bias") else {
+        return Ok(out);
+    };
+    let map = v.as_object().ok_or_else(|| {
+        ApiError::bad("logit_bias", format!("'logit_bias' must be an object of token id -> bias, got {v}"))
+    })?;
+    for (k, b) in map {
+        let param = format!("logit_bias.{}", k.chars().take(20).collect::<String>());
+        let id = k
+            .parse::<u32>()
+            .ok()
+            .filter(|&t| (t as usize) < vocab)
+            .ok_or_else(|| {
+                ApiError::bad(&param, format!("a key of 'logit_bias' must be a token id below {vocab}"))
+            })?;
+        let b = b
+            .as_f64()
+            .filter(|x| (-100.0..=100.0).contains(x))
+            .ok_or_else(|| ApiError::bad(&param, format!("a bias must be a number in [-100, 100], got {b}")))?;
+        out.insert(id, b as f32);
+    }
+    Ok(out)
+}
+
 fn opt_int(o: &Map<String, Value>, k: &str) -> ApiResult<Option<i64>> {
     match present(o, k) {
         None => Ok(None),
@@ -160,12 +187,19 @@ fn opt_bool(o: &Map<String, Value>, k: &str) -> ApiResult<Option<bool>> {
 }
 
 /// Sampling fields shared by both endpoints.
-fn sampling(o: &Map<String, Value>, max_tokens: usize) -> ApiResult<(SamplingParams, bool)> {
+fn sampling(
+    o: &Map<String, Value>,
+    max_tokens: usize,
+    vocab: usize,
+) -> ApiResult<(SamplingParams, bool)> {
     let mut s = SamplingParams {
         temperature: opt_f32(o, "temperature")?.unwrap_or(1.0),
         top_p: opt_f32(o, "top_p")?.unwrap_or(1.0),
         min_p: opt_f32(o, "min_p")?.unwrap_or(0.0),
         repetition_penalty: opt_f32(o, "repetition_penalty")?.unwrap_or(1.0),
+        presence_penalty: opt_f32(o, "presence_penalty")?.unwrap_or(0.0),
+        frequency_penalty: opt_f32(o, "frequency_penalty")?.unwrap_or(0.0),
+        logit_bias: logit_bias(o, vocab)?,
         top_k: 0,
         seed: DEFAULT_SEED,
         max_tokens,
@@ -190,25 +224,28 @@ fn sampling(o: &Map<String, Value>, max_tokens: usize) -> ApiResult<(SamplingPar
         }
     };
     if let Err(m) = s.validate() {
-        let param = ["temperature", "top-p", "min-p", "repetition penalty"]
-            .iter()
-            .zip(["temperature", "top_p", "min_p", "repetition_penalty"])
+        let param = [
+            "temperature",
+            "top-p",
+            "min-p",
+            "repetition penalty",
+            "presence penalty",
+            "frequency penalty",
+            "logit bias",
+        ]
+        .iter()
+        .zip([
+            "temperature",
+            "top_p",
+            "min_p",
+            "repetition_penalty",
+            "presence_penalty",
+            "frequency_penalty",
+            "logit_bias",
+        ])
             .find(|(w, _)| m.starts_with(*w))
             .map_or("body", |(_, p)| p);
         return Err(ApiError::bad(param, m));
-    }
-    for k in ["presence_penalty", "frequency_penalty"] {
-        if opt_f32(o, k)?.is_some_and(|x| x != 0.0) {
-            return Err(ApiError::bad(
-                k,
-                format!("'{k}' is not supported (use repetition_penalty)"),
-            ));
-        }
-    }
-    if let Some(b) = present(o, "logit_bias") {
-        if b.as_object().is_none_or(|m| !m.is_empty()) {
-            return Err(ApiError::bad("logit_bias", "'logit_bias' is not supported"));
-        }
     }
     match opt_int(o, "n")? {
         None | Some(1) => {}
@@ -356,7 +393,7 @@ pub fn parse_completion(m: &LoadedModel, body: &Value) -> ApiResult<Job> {
         )?;
     }
     let max_tokens = opt_count(o, "max_tokens")?.unwrap_or(16);
-    let (sampling, seed_given) = sampling(o, max_tokens)?;
+    let (sampling, seed_given) = sampling(o, max_tokens, m.model.config.vocab_size)?;
     let logprobs = match present(o, "logprobs") {
         None => None,
         Some(v) => match v.as_u64() {
@@ -444,7 +481,7 @@ pub fn parse_chat(m: &LoadedModel, body: &Value) -> ApiResult<Job> {
         Some(n) => n,
         None => opt_count(o, "max_tokens")?.unwrap_or(ctx - prompt.ids.len()),
     };
-    let (sampling, seed_given) = sampling(o, max_tokens)?;
+    let (sampling, seed_given) = sampling(o, max_tokens, m.model.config.vocab_size)?;
     let logprobs = if opt_bool(o, "logprobs")?.unwrap_or(false) {
         let n = opt_count(o, "top_logprobs")?.unwrap_or(0);
         if n > PROMPT_TOP {

@@ -353,6 +353,7 @@ pub fn sampling(
         repetition_penalty: 1.0,
         seed: API_SEED,
         max_tokens,
+        ..Default::default()
     };
     s.validate()
         .map_err(|m| format!("key 'generation_kwargs': {m}"))?;
