@@ -441,7 +441,7 @@ fn bad_requests_get_400_naming_the_field_and_a_served_log_verifies() {
             json!({"prompt": [[1, 2], [3, -1]]}).to_string(),
             "prompt[1]",
         ),
-        ("n > 1", json!({"prompt": "x", "n": 3}).to_string(), "n"),
+        ("n above 64", json!({"prompt": "x", "n": 65}).to_string(), "n"),
         (
             "logprobs too many",
             json!({"prompt": "x", "logprobs": 50}).to_string(),

@@ -141,3 +141,109 @@ fn logit_bias_and_penalties_change_the_choice_as_worked_by_hand() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success() && out.contains("MATCH: 5 requests"), "{out}");
 }
+
+/// The text and summed token log-probability of choice `i` of `v`.
+fn text_and_sum(v: &Value, i: usize) -> (String, f64) {
+    let c = &v["choices"][i];
+    let sum = c["logprobs"]["token_logprobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .sum();
+    (c["text"].as_str().unwrap().to_string(), sum)
+}
+
+#[test]
+fn n_choices_each_equal_their_draw_alone_and_best_of_returns_the_most_likely() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("served.jsonl");
+    let s = Server::start(&common::smollm2_path(), &["--log", log.to_str().unwrap()]);
+    let prompt = "My favourite animal is";
+    let base = json!({"prompt": prompt, "max_tokens": 8, "temperature": 1.0, "seed": 7, "logprobs": 0});
+    let with = |extra: Value| {
+        let mut b = base.clone();
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    // Draw j alone: the same prompt with seed 7 + j.
+    let alone: Vec<(String, f64)> = (0..4)
+        .map(|j| text_and_sum(&complete(&s, with(json!({"seed": 7 + j}))), 0))
+        .collect();
+    let distinct: std::collections::HashSet<&String> = alone.iter().map(|a| &a.0).collect();
+    assert!(distinct.len() >= 3, "seeds 7..10 drew {alone:?}");
+
+    // n = 3: choice j is draw j, index j, its seed reported.
+    let v = complete(&s, with(json!({"n": 3})));
+    let choices = v["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 3);
+    for (j, c) in choices.iter().enumerate() {
+        assert_eq!(c["index"], j);
+        assert_eq!(c["infer_eval"]["seed"], 7 + j as u64);
+        assert_eq!(text_and_sum(&v, j), alone[j], "choice {j}");
+    }
+    let prompt_tokens = v["usage"]["prompt_tokens"].as_u64().unwrap();
+    let one = complete(&s, base.clone());
+    assert_eq!(prompt_tokens, one["usage"]["prompt_tokens"].as_u64().unwrap(), "a prompt counts once");
+
+    // Two prompts, n = 2: index = prompt * n + j; draw j of prompt i is
+    // prompt i of the same list (keyed by its place, §7) with seed + j.
+    let both = json!([prompt, "The sky is"]);
+    let v = complete(&s, with(json!({"prompt": both, "n": 2})));
+    assert_eq!(v["choices"].as_array().unwrap().len(), 4);
+    assert_eq!(text_and_sum(&v, 1), alone[1]);
+    let seed8 = complete(&s, with(json!({"prompt": both, "seed": 8})));
+    assert_eq!(text_and_sum(&v, 3), text_and_sum(&seed8, 1));
+
+    // Streamed, n = 2: each index's text is its draw's.
+    let (events, done) = common::server::stream(
+        &s.url("/v1/completions"),
+        &with(json!({"n": 2, "stream": true, "logprobs": null})),
+        None,
+    );
+    assert!(done);
+    for j in 0..2 {
+        let text: String = events
+            .iter()
+            .flat_map(|e| e["choices"].as_array().cloned().unwrap_or_default())
+            .filter(|c| c["index"] == j)
+            .map(|c| c["text"].as_str().unwrap_or("").to_string())
+            .collect();
+        assert_eq!(text, alone[j].0, "streamed choice {j}");
+    }
+
+    // best_of 4, n 2: the two draws of highest summed log-probability (the
+    // earlier on a tie), in that order.
+    let v = complete(&s, with(json!({"n": 2, "best_of": 4})));
+    let mut ranked: Vec<usize> = (0..4).collect();
+    ranked.sort_by(|&a, &b| alone[b].1.total_cmp(&alone[a].1));
+    let got: Vec<(String, f64)> = (0..2).map(|i| text_and_sum(&v, i)).collect();
+    assert_eq!(got, vec![alone[ranked[0]].clone(), alone[ranked[1]].clone()]);
+    assert_eq!(v["choices"][1]["index"], 1);
+    let all_tokens: u64 = (0..4)
+        .map(|j| complete(&s, with(json!({"seed": 7 + j})))["usage"]["completion_tokens"].as_u64().unwrap())
+        .sum();
+    assert_eq!(v["usage"]["completion_tokens"], all_tokens, "every draw's tokens count");
+
+    for (body, param) in [
+        (with(json!({"n": 0})), "n"),
+        (with(json!({"n": 65})), "n"),
+        (with(json!({"n": 3, "best_of": 2})), "best_of"),
+        (with(json!({"n": 1, "best_of": 2, "stream": true})), "best_of"),
+    ] {
+        let (code, e) = s.post("/v1/completions", &body);
+        assert_eq!(code, 400, "{body}: {e}");
+        assert_eq!(e["error"]["param"], param, "{body}: {e}");
+    }
+    drop(s);
+    // The log (every draw, best_of's unreturned ones too) re-runs to MATCH.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_infer-eval"))
+        .args(["verify", "--threads", "2", "--served"])
+        .arg(&log)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && out.contains("MATCH"), "{out}{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -108,6 +108,11 @@ pub struct Job {
     pub stream: bool,
     pub include_usage: bool,
     pub ignore_eos: bool,
+    /// Choices returned per prompt (`n`), and sequences drawn per prompt
+    /// (`best_of`, at least n: the n of highest cumulative log-probability
+    /// are returned).
+    pub n: usize,
+    pub best_of: usize,
 }
 
 fn obj(body: &Value) -> ApiResult<&Map<String, Value>> {
@@ -247,16 +252,39 @@ fn sampling(
             .map_or("body", |(_, p)| p);
         return Err(ApiError::bad(param, m));
     }
-    match opt_int(o, "n")? {
-        None | Some(1) => {}
-        Some(n) => {
-            return Err(ApiError::bad(
-                "n",
-                format!("'n' must be 1 (one choice per prompt), got {n}"),
-            ))
-        }
-    }
     Ok((s, seed_given))
+}
+
+/// The most sequences one prompt may ask for (`n`, `best_of`).
+pub const MAX_CHOICES: usize = 64;
+
+/// `n` and `best_of` (default n; best_of > n cannot stream, as OpenAI says).
+fn choice_counts(o: &Map<String, Value>, stream: bool) -> ApiResult<(usize, usize)> {
+    let count = |k: &str| -> ApiResult<Option<usize>> {
+        match opt_int(o, k)? {
+            None => Ok(None),
+            Some(v) if (1..=MAX_CHOICES as i64).contains(&v) => Ok(Some(v as usize)),
+            Some(v) => Err(ApiError::bad(
+                k,
+                format!("'{k}' must be from 1 to {MAX_CHOICES}, got {v}"),
+            )),
+        }
+    };
+    let n = count("n")?.unwrap_or(1);
+    let best_of = count("best_of")?.unwrap_or(n);
+    if best_of < n {
+        return Err(ApiError::bad(
+            "best_of",
+            format!("'best_of' ({best_of}) must be at least 'n' ({n})"),
+        ));
+    }
+    if stream && best_of > n {
+        return Err(ApiError::bad(
+            "best_of",
+            "'best_of' above 'n' cannot be streamed (the best are known only at the end)",
+        ));
+    }
+    Ok((n, best_of))
 }
 
 fn stop_strings(o: &Map<String, Value>) -> ApiResult<Vec<String>> {
@@ -407,6 +435,7 @@ pub fn parse_completion(m: &LoadedModel, body: &Value) -> ApiResult<Job> {
         },
     };
     let (stream, include_usage) = stream_fields(o)?;
+    let (n, best_of) = choice_counts(o, stream)?;
     Ok(Job {
         endpoint: Endpoint::Completions,
         prompts,
@@ -418,6 +447,8 @@ pub fn parse_completion(m: &LoadedModel, body: &Value) -> ApiResult<Job> {
         stream,
         include_usage,
         ignore_eos: opt_bool(o, "ignore_eos")?.unwrap_or(false),
+        n,
+        best_of,
     })
 }
 
@@ -495,6 +526,7 @@ pub fn parse_chat(m: &LoadedModel, body: &Value) -> ApiResult<Job> {
         None
     };
     let (stream, include_usage) = stream_fields(o)?;
+    let (n, best_of) = choice_counts(o, stream)?;
     Ok(Job {
         endpoint: Endpoint::Chat,
         prompts: vec![prompt],
@@ -506,6 +538,8 @@ pub fn parse_chat(m: &LoadedModel, body: &Value) -> ApiResult<Job> {
         stream,
         include_usage,
         ignore_eos: opt_bool(o, "ignore_eos")?.unwrap_or(false),
+        n,
+        best_of,
     })
 }
 
@@ -519,11 +553,19 @@ pub fn parse(m: &LoadedModel, endpoint: Endpoint, body: &Value) -> ApiResult<Job
 impl Job {
     /// The engine's sequences, one per prompt: choice i's draws are keyed by
     /// (seed, "i", step), the key the CLI gives a prompt with id "i".
+    /// The sequences drawn, in order: sequence s is draw j = s % best_of of
+    /// prompt i = s / best_of. Draw j keys as prompt i requested alone with
+    /// seed + j (DETERMINISM.md §7), so each draw is reproducible alone.
+    pub fn sequences(&self) -> impl Iterator<Item = (usize, &PromptIn, u64)> + '_ {
+        self.prompts.iter().enumerate().flat_map(move |(i, p)| {
+            (0..self.best_of as u64).map(move |j| (i, p, self.sampling.seed.wrapping_add(j)))
+        })
+    }
+
     pub fn specs(&self, m: &Arc<LoadedModel>) -> Vec<SeqSpec> {
-        self.prompts
-            .iter()
+        self.sequences()
             .enumerate()
-            .map(|(i, p)| {
+            .map(|(s, (i, p, seed))| {
                 let stop: Option<StopRule> = if self.stop.is_empty() {
                     None
                 } else {
@@ -533,9 +575,12 @@ impl Job {
                     )))
                 };
                 SeqSpec {
-                    name: format!("choice {i}"),
+                    name: format!("choice {s}"),
                     prompt: p.ids.clone(),
-                    sampling: self.sampling.clone(),
+                    sampling: SamplingParams {
+                        seed,
+                        ..self.sampling.clone()
+                    },
                     key: sequence_key(&i.to_string()),
                     eos: if self.ignore_eos {
                         Vec::new()

@@ -312,7 +312,7 @@ async fn generate_inner(
             )
         },
     )??;
-    let k = job.prompts.len();
+    let k = job.prompts.len() * job.best_of;
     // A request larger than the whole limit still runs when nothing else does.
     let before = s.outstanding.fetch_add(k, Ordering::SeqCst);
     if before > 0 && before + k > s.limit {
@@ -346,10 +346,9 @@ async fn generate_inner(
         Endpoint::Chat => format!("chatcmpl-{}-{n}", s.started),
     };
     let states: Vec<ChoiceState> = job
-        .prompts
-        .iter()
+        .sequences()
         .enumerate()
-        .map(|(i, p)| ChoiceState::new(i, p.clone()))
+        .map(|(s, (_, p, seed))| ChoiceState::new(s, p.clone(), seed))
         .collect();
     let run = Running {
         s: s.clone(),
@@ -484,9 +483,18 @@ async fn whole(mut run: Running) -> std::result::Result<Response, ApiError> {
         let mut m = run.envelope(false);
         m.insert(
             "choices".into(),
-            Value::Array(run.states.iter().map(|c| c.choice(t, &run.job)).collect()),
+            Value::Array(
+                returned(&run.job, &run.states)
+                    .into_iter()
+                    .map(|(index, c)| {
+                        let mut v = c.choice(t, &run.job);
+                        v["index"] = index.into();
+                        v
+                    })
+                    .collect(),
+            ),
         );
-        m.insert("usage".into(), respond::usage(&run.states));
+        m.insert("usage".into(), respond::usage(&run.job, &run.states));
         Value::Object(m)
     }))
     .map_err(|_| {
@@ -498,6 +506,22 @@ async fn whole(mut run: Running) -> std::result::Result<Response, ApiError> {
     })?;
     run.write_log();
     Ok(axum::Json(body).into_response())
+}
+
+/// The choices a whole response returns, with their indexes: of each
+/// prompt's best_of draws the n of highest cumulative log-probability
+/// (ties: the earlier draw), in that order; index = prompt * n + rank.
+fn returned<'a>(job: &Job, states: &'a [ChoiceState]) -> Vec<(usize, &'a ChoiceState)> {
+    let mut out = Vec::with_capacity(job.prompts.len() * job.n);
+    for (i, draws) in states.chunks(job.best_of).enumerate() {
+        let mut ranked: Vec<&ChoiceState> = draws.iter().collect();
+        if job.best_of > job.n {
+            // A stable sort keeps the earlier draw first on a tie.
+            ranked.sort_by(|a, b| b.cumulative_logprob().total_cmp(&a.cumulative_logprob()));
+        }
+        out.extend(ranked.into_iter().take(job.n).enumerate().map(|(r, c)| (i * job.n + r, c)));
+    }
+    out
 }
 
 /// The SSE stream: chunks as events arrive, a usage chunk if asked, [DONE].
@@ -559,7 +583,7 @@ fn stream(run: Running, places: usize) -> impl IntoResponse {
                         let r = &st.run;
                         let mut m = r.envelope(true);
                         m.insert("choices".into(), json!([]));
-                        m.insert("usage".into(), respond::usage(&r.states));
+                        m.insert("usage".into(), respond::usage(&r.job, &r.states));
                         break Value::Object(m);
                     }
                 }

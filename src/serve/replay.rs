@@ -116,13 +116,15 @@ pub fn verify(
         let logged = field("choices")?
             .as_array()
             .ok_or_else(|| bad(line, "'choices' is not a list".into()))?;
-        if logged.len() != job.prompts.len() {
+        // Every sequence drawn is logged (best_of's unreturned ones too).
+        let prompts: Vec<&api::PromptIn> = job.sequences().map(|(_, p, _)| p).collect();
+        if logged.len() != prompts.len() {
             return Ok(Verdict::Differs {
                 line,
                 choice: 0,
                 what: "number of choices".into(),
                 logged: logged.len().to_string(),
-                now: job.prompts.len().to_string(),
+                now: prompts.len().to_string(),
             });
         }
         let opts = EngineOptions {
@@ -132,7 +134,7 @@ pub fn verify(
         let outs = run_all(&loaded.model, opts, job.specs(&loaded), |_| {})?;
         for (i, ((_, fin), want)) in outs.iter().zip(logged).enumerate() {
             let got = [
-                ("prompt_digest", ids_digest(&job.prompts[i].ids)),
+                ("prompt_digest", ids_digest(&prompts[i].ids)),
                 ("digest", fin.digest.clone()),
                 ("logits_digest", fin.logits_digest.clone()),
             ];

@@ -32,6 +32,8 @@ fn piece(t: &Tokenizer, before: &[u32], tok: u32) -> String {
 pub struct ChoiceState {
     pub index: usize,
     pub prompt: PromptIn,
+    /// The seed this choice drew with (the request's, + j for draw j).
+    pub seed: u64,
     prompt_lps: Option<Vec<TokenLogprob>>,
     pub tokens: Vec<TokenLogprob>,
     /// Characters of the generated text already streamed.
@@ -43,10 +45,11 @@ pub struct ChoiceState {
 }
 
 impl ChoiceState {
-    pub fn new(index: usize, prompt: PromptIn) -> Self {
+    pub fn new(index: usize, prompt: PromptIn, seed: u64) -> Self {
         ChoiceState {
             index,
             prompt,
+            seed,
             prompt_lps: None,
             tokens: Vec::new(),
             sent_chars: 0,
@@ -93,7 +96,7 @@ impl ChoiceState {
             "digest": f.map(|f| f.digest.clone()),
             "logits_digest": f.map(|f| f.logits_digest.clone()),
             "prompt_digest": crate::engine::ids_digest(&self.prompt.ids),
-            "seed": job.sampling.seed,
+            "seed": self.seed,
             "seed_given": job.seed_given,
             "prompt_tokens": self.prompt.ids.len(),
             "cached_tokens": f.map_or(0, |f| f.cached_tokens),
@@ -259,11 +262,18 @@ impl ChoiceState {
         }
         Some(c)
     }
+
+    /// Cumulative log-probability of the generated tokens, summed in order
+    /// in f64 (best_of ranks by it).
+    pub fn cumulative_logprob(&self) -> f64 {
+        self.tokens.iter().map(|t| t.logprob).sum()
+    }
 }
 
-/// `usage` over the choices.
-pub fn usage(choices: &[ChoiceState]) -> Value {
-    let p: usize = choices.iter().map(|c| c.prompt.ids.len()).sum();
+/// `usage` over the sequences drawn: each prompt's tokens counted once,
+/// every draw's generated tokens (best_of's unreturned ones too).
+pub fn usage(job: &Job, choices: &[ChoiceState]) -> Value {
+    let p: usize = job.prompts.iter().map(|c| c.ids.len()).sum();
     let g: usize = choices.iter().map(|c| c.tokens.len()).sum();
     let cached: usize = choices
         .iter()

@@ -54,7 +54,7 @@ text = "".join(ch.choices[0].delta.content or "" for ch in streamed if ch.choice
 assert text == m.message.content, (text, m.message.content)
 seen["chat"] = m.message.content
 
-for kwargs, param in [({"temperature": "hot"}, "temperature"), ({"n": 2}, "n"), ({"logprobs": 99}, "logprobs")]:
+for kwargs, param in [({"temperature": "hot"}, "temperature"), ({"n": 0}, "n"), ({"logprobs": 99}, "logprobs")]:
     try:
         client.completions.create(model=model, prompt="x", max_tokens=2, **kwargs)
     except openai.BadRequestError as e:
