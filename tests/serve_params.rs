@@ -17,6 +17,25 @@ fn complete(s: &Server, body: Value) -> Value {
     v
 }
 
+/// A 400 naming `param`.
+fn refused(s: &Server, body: &Value, param: &str) {
+    let (code, v) = s.post("/v1/completions", body);
+    assert_eq!(code, 400, "{body}: {v}");
+    assert_eq!(v["error"]["param"], param, "{body}: {v}");
+}
+
+/// `verify --served LOG`, which must succeed: what it printed.
+fn verify_log(log: &std::path::Path) -> String {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_infer-eval"))
+        .args(["verify", "--threads", "2", "--served"])
+        .arg(log)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
 /// The id of the first token of `text`, by the server's own tokenizer.
 fn first_id(s: &Server, text: &str) -> u64 {
     let (code, v) = s.post(
@@ -125,21 +144,13 @@ fn logit_bias_and_penalties_change_the_choice_as_worked_by_hand() {
         (json!({"prompt": "x", "logit_bias": {"a": 1}}), "logit_bias.a"),
         (json!({"prompt": "x", "logit_bias": [1]}), "logit_bias"),
     ] {
-        let (code, v) = s.post("/v1/completions", &body);
-        assert_eq!(code, 400, "{body}: {v}");
-        assert_eq!(v["error"]["param"], param, "{body}: {v}");
+        refused(&s, &body, param);
     }
     drop(s);
 
     // The served log re-runs to the same digests (the parameters are read
     // again from each logged request).
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_infer-eval"))
-        .args(["verify", "--threads", "2", "--served"])
-        .arg(&log)
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success() && out.contains("MATCH: 5 requests"), "{out}");
+    assert!(verify_log(&log).contains("MATCH: 5 requests"));
 }
 
 /// The text and summed token log-probability of choice `i` of `v`.
@@ -233,17 +244,9 @@ fn n_choices_each_equal_their_draw_alone_and_best_of_returns_the_most_likely() {
         (with(json!({"n": 3, "best_of": 2})), "best_of"),
         (with(json!({"n": 1, "best_of": 2, "stream": true})), "best_of"),
     ] {
-        let (code, e) = s.post("/v1/completions", &body);
-        assert_eq!(code, 400, "{body}: {e}");
-        assert_eq!(e["error"]["param"], param, "{body}: {e}");
+        refused(&s, &body, param);
     }
     drop(s);
     // The log (every draw, best_of's unreturned ones too) re-runs to MATCH.
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_infer-eval"))
-        .args(["verify", "--threads", "2", "--served"])
-        .arg(&log)
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success() && out.contains("MATCH"), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(verify_log(&log).contains("MATCH"));
 }
