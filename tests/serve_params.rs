@@ -195,6 +195,8 @@ fn n_choices_each_equal_their_draw_alone_and_best_of_returns_the_most_likely() {
         assert_eq!(c["infer_eval"]["seed"], 7 + j as u64);
         assert_eq!(text_and_sum(&v, j), alone[j], "choice {j}");
     }
+    let three: std::collections::HashSet<String> = (0..3).map(|j| text_and_sum(&v, j).0).collect();
+    assert_eq!(three.len(), 3, "n = 3 gave the same text twice: {v}");
     let prompt_tokens = v["usage"]["prompt_tokens"].as_u64().unwrap();
     let one = complete(&s, base.clone());
     assert_eq!(prompt_tokens, one["usage"]["prompt_tokens"].as_u64().unwrap(), "a prompt counts once");
