@@ -72,7 +72,12 @@ fn every_case_matches_its_golden_digests() {
 
 /// Runs `case` with another batch size and prefill chunk; the engine, not
 /// the golden file, has to give the same bits.
-fn run_as(case: &bench::Case, batch_size: usize, prefill_chunk: usize, dir: &Path) -> bench::Outcome {
+fn run_as(
+    case: &bench::Case,
+    batch_size: usize,
+    prefill_chunk: usize,
+    dir: &Path,
+) -> bench::Outcome {
     let mut c = case.clone();
     c.batch_size = batch_size;
     c.prefill_chunk = prefill_chunk;

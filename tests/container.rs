@@ -238,7 +238,12 @@ fn the_image_built_here_gives_the_same_bits_inside_as_outside() {
     }
     let _rmi = Rmi(&b, &tag);
 
-    let args = ["eval", "experiment=smoke", "run.limit=3", "sampling.max_tokens=8"];
+    let args = [
+        "eval",
+        "experiment=smoke",
+        "run.limit=3",
+        "sampling.max_tokens=8",
+    ];
     let outside = root.join("runs/outside");
     let o = ie(
         root,
@@ -255,7 +260,12 @@ fn the_image_built_here_gives_the_same_bits_inside_as_outside() {
     let mut run = Command::new(&b);
     run.args(["run", "--rm", "--network=none"]);
     if podman {
-        run.args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]);
+        run.args([
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+        ]);
     }
     let o = run
         .arg("-v")
@@ -287,7 +297,10 @@ fn the_image_built_here_gives_the_same_bits_inside_as_outside() {
     assert_eq!(m["environment"]["image"]["id"], id.as_str());
     assert_eq!(m["environment"]["image"]["reference"], tag.as_str());
     let (digest, _) = common::run_bits(&inside);
-    eprintln!("run digest inside {digest}, outside {}", common::run_bits(&outside).0);
+    eprintln!(
+        "run digest inside {digest}, outside {}",
+        common::run_bits(&outside).0
+    );
 
     // verify, outside, re-runs the container's folder.
     let v = ie(root, &["verify", inside.to_str().unwrap()], None);
@@ -307,7 +320,10 @@ fn the_image_built_here_gives_the_same_bits_inside_as_outside() {
     assert!(d.status.success(), "{dt}");
     assert!(dt.contains("(identical)"), "{dt}");
     assert!(dt.contains("config: same"), "{dt}");
-    assert!(dt.contains("outputs: 0 samples differ, 0 only in A, 0 only in B"), "{dt}");
+    assert!(
+        dt.contains("outputs: 0 samples differ, 0 only in A, 0 only in B"),
+        "{dt}"
+    );
     assert!(dt.contains("image:") && dt.contains(&id), "{dt}");
 
     // A second build from nothing (every layer again, the same base

@@ -292,6 +292,10 @@ fn unsupported_architecture_and_missing_tensor_are_clear_errors() {
         "{e}"
     );
     // A tensor the architecture needs, renamed away.
-    let e = edited("tensor.gguf", "blk.1.ffn_down.weight", "blk.1.ffn_dxwn.weight");
+    let e = edited(
+        "tensor.gguf",
+        "blk.1.ffn_down.weight",
+        "blk.1.ffn_dxwn.weight",
+    );
     assert!(e.contains("missing tensor 'blk.1.ffn_down.weight'"), "{e}");
 }

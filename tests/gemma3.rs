@@ -130,7 +130,9 @@ fn f64_weights(file: &infer_eval::formats::gguf::GgufFile) -> Weights {
             "token_embd.weight" => "model.embed_tokens.weight".to_string(),
             "output_norm.weight" => "model.norm.weight".to_string(),
             n => {
-                let rest = n.strip_prefix("blk.").unwrap_or_else(|| panic!("tensor {n}"));
+                let rest = n
+                    .strip_prefix("blk.")
+                    .unwrap_or_else(|| panic!("tensor {n}"));
                 let (layer, part) = rest.split_once('.').unwrap();
                 let hf = match part {
                     "attn_norm.weight" => "input_layernorm.weight",
@@ -161,7 +163,11 @@ fn f64_weights(file: &infer_eval::formats::gguf::GgufFile) -> Weights {
             infer_eval::kernels::quant::dequantize_row(fmt, r, &mut row);
             vals.extend(row.iter().map(|v| *v as f64));
         }
-        let shape = if t.dims.len() == 1 { vec![cols] } else { vec![rows, cols] };
+        let shape = if t.dims.len() == 1 {
+            vec![cols]
+        } else {
+            vec![rows, cols]
+        };
         w.insert(hf, (shape, vals));
     }
     w
@@ -236,7 +242,10 @@ fn logits_match_an_f64_forward_of_the_same_weights() {
         worst_lcpp = worst_lcpp.max(lcpp_err);
         worst_rms = worst_rms.max(rel_rms);
     }
-    eprintln!("Gemma 3 270M against an f64 forward:\n{}", report.join("\n"));
+    eprintln!(
+        "Gemma 3 270M against an f64 forward:\n{}",
+        report.join("\n")
+    );
     // The default contract quantises activations to 8 bits for this file's
     // Q8_0 and Q5_0 tensors (docs/DETERMINISM.md §3b), as llama.cpp does, so
     // neither engine is the f64 forward; measured: ours within 0.35 on the

@@ -379,14 +379,20 @@ fn served_answers_equal_the_cli_and_lm_eval_logliks_equal_eval() {
                     );
                     greedy_tokens += 1;
                 } else {
-                    assert!(x <= top, "{id} choice {k}: {tok} {x} above the top {top_tok:?} {top}");
+                    assert!(
+                        x <= top,
+                        "{id} choice {k}: {tok} {x} above the top {top_tok:?} {top}"
+                    );
                 }
             }
             compared += 1;
         }
     }
     assert_eq!(compared, 6 * 4);
-    assert!(greedy_tokens > 0, "no continuation token was the greedy one");
+    assert!(
+        greedy_tokens > 0,
+        "no continuation token was the greedy one"
+    );
 }
 
 #[test]
@@ -441,7 +447,11 @@ fn bad_requests_get_400_naming_the_field_and_a_served_log_verifies() {
             json!({"prompt": [[1, 2], [3, -1]]}).to_string(),
             "prompt[1]",
         ),
-        ("n above 64", json!({"prompt": "x", "n": 65}).to_string(), "n"),
+        (
+            "n above 64",
+            json!({"prompt": "x", "n": 65}).to_string(),
+            "n",
+        ),
         (
             "logprobs too many",
             json!({"prompt": "x", "logprobs": 50}).to_string(),

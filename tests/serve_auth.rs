@@ -46,7 +46,10 @@ fn assert_refused(s: &Server, path: &str, auth: Option<&str>, says: &str) {
     assert_eq!(www.as_deref(), Some("Bearer"));
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["error"]["code"], "invalid_api_key", "{body}");
-    assert!(v["error"]["message"].as_str().unwrap().contains(says), "{body}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains(says),
+        "{body}"
+    );
     for secret in ["sk-first", "sk-from-file", "sk-from-env", "sk-wrong"] {
         assert!(!body.contains(secret), "{body}");
     }
@@ -60,19 +63,34 @@ fn api_keys_guard_every_route_but_health_and_the_openai_client_sees_401() {
     std::fs::write(&file, "# the team's keys\n\nsk-from-file\n").unwrap();
     let s = Server::start_env(
         &model,
-        &["--api-key", "sk-first", "--api-key-file", file.to_str().unwrap()],
+        &[
+            "--api-key",
+            "sk-first",
+            "--api-key-file",
+            file.to_str().unwrap(),
+        ],
         &[("INFER_EVAL_API_KEY", "sk-from-env")],
     );
     // No key: only /health answers.
     assert_eq!(call(&s, "/health", None).0, 200);
-    for path in ["/v1/models", "/v1/completions", "/metrics", "/tokenizer_info", "/no/such/route"] {
+    for path in [
+        "/v1/models",
+        "/v1/completions",
+        "/metrics",
+        "/tokenizer_info",
+        "/no/such/route",
+    ] {
         assert_refused(&s, path, None, "no API key given");
     }
     assert_refused(&s, "/v1/models", Some("Bearer sk-wrong"), "not valid");
     assert_refused(&s, "/v1/models", Some("Basic sk-first"), "no API key given");
     assert_refused(&s, "/v1/models", Some("Bearer sk-firs"), "not valid");
     // Each key, from each source, is accepted (the scheme in any case).
-    for key in ["Bearer sk-first", "bearer sk-from-file", "BEARER sk-from-env"] {
+    for key in [
+        "Bearer sk-first",
+        "bearer sk-from-file",
+        "BEARER sk-from-env",
+    ] {
         let (code, body, _) = call(&s, "/v1/completions", Some(key));
         assert_eq!(code, 200, "{key}: {body}");
     }
@@ -111,7 +129,12 @@ fn api_keys_guard_every_route_but_health_and_the_openai_client_sees_401() {
         .env("HF_DATASETS_OFFLINE", "1")
         .env("HF_HUB_OFFLINE", "1")
         .env("OPENAI_API_KEY", "sk-from-env")
-        .args(["--include_path", "tests/clients", "--model", "local-completions"])
+        .args([
+            "--include_path",
+            "tests/clients",
+            "--model",
+            "local-completions",
+        ])
         .arg("--model_args")
         .arg(format!(
             "model=llama,base_url={},tokenizer_backend=remote,auth_token=sk-first,max_retries=1",
@@ -136,7 +159,9 @@ fn api_keys_guard_every_route_but_health_and_the_openai_client_sees_401() {
     let answered = |m: &str| {
         m.lines()
             .find_map(|l| {
-                l.strip_prefix("infer_eval_requests_total{path=\"/v1/completions\",status=\"200\"} ")
+                l.strip_prefix(
+                    "infer_eval_requests_total{path=\"/v1/completions\",status=\"200\"} ",
+                )
             })
             .map_or(0.0, |v| v.parse::<f64>().unwrap())
     };
@@ -172,19 +197,41 @@ fn bad_keys_are_refused_before_the_model_loads_and_open_addresses_warn() {
     /// Arguments, environment, and what the error says.
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
     let cases: [Case; 5] = [
-        (&["--api-key-file", f], &[], "keys.txt: line 2: an API key holds a space"),
+        (
+            &["--api-key-file", f],
+            &[],
+            "keys.txt: line 2: an API key holds a space",
+        ),
         (&["--api-key", ""], &[], "--api-key: an API key is empty"),
-        (&[], &[("INFER_EVAL_API_KEY", "")], "INFER_EVAL_API_KEY: an API key is empty"),
-        (&["--api-key-file", "/no/such/keys.txt"], &[], "/no/such/keys.txt"),
-        (&["--api-key-file", dir.path().to_str().unwrap()], &[], "is a folder, not a file of API keys"),
+        (
+            &[],
+            &[("INFER_EVAL_API_KEY", "")],
+            "INFER_EVAL_API_KEY: an API key is empty",
+        ),
+        (
+            &["--api-key-file", "/no/such/keys.txt"],
+            &[],
+            "/no/such/keys.txt",
+        ),
+        (
+            &["--api-key-file", dir.path().to_str().unwrap()],
+            &[],
+            "is a folder, not a file of API keys",
+        ),
     ];
     for (args, env, says) in cases {
         let o = serve(args, env);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(3), "{args:?}: {err}");
         assert!(err.contains(says), "{args:?}: expected '{says}' in {err}");
-        assert!(!err.contains("secret") && !err.contains("panicked"), "{err}");
-        assert!(!err.contains("no-such-model"), "refused before the model: {err}");
+        assert!(
+            !err.contains("secret") && !err.contains("panicked"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("no-such-model"),
+            "refused before the model: {err}"
+        );
     }
     std::fs::write(&file, "# only a comment\n").unwrap();
     let o = serve(&["--api-key-file", f], &[]);

@@ -62,14 +62,24 @@ fn post_head(len: usize) -> String {
 fn assert_names(code: u16, v: &Value, want: u16, param: &str) {
     assert_eq!(code, want, "{v}");
     assert_eq!(v["error"]["param"], param, "{v}");
-    assert!(!v["error"]["message"].as_str().unwrap_or("").is_empty(), "{v}");
+    assert!(
+        !v["error"]["message"].as_str().unwrap_or("").is_empty(),
+        "{v}"
+    );
 }
 
 #[test]
 fn slow_and_trickling_clients_are_closed_while_real_requests_are_answered() {
     let s = Server::start(
         &common::smollm2_path(),
-        &["--header-timeout-s", "2", "--body-timeout-s", "2", "--max-connections", "4"],
+        &[
+            "--header-timeout-s",
+            "2",
+            "--body-timeout-s",
+            "2",
+            "--max-connections",
+            "4",
+        ],
     );
     let real = json!({"prompt": "The capital of France is", "max_tokens": 4, "temperature": 0});
     std::thread::scope(|sc| {
@@ -77,11 +87,14 @@ fn slow_and_trickling_clients_are_closed_while_real_requests_are_answered() {
         let slow = sc.spawn(|| {
             let mut t = connect(&s);
             let t0 = Instant::now();
-            t.write_all(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n").unwrap();
+            t.write_all(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
             let mut lines = 0;
             while t0.elapsed() < Duration::from_secs(20) {
                 std::thread::sleep(Duration::from_millis(300));
-                if t.write_all(format!("X-Slow-{lines}: y\r\n").as_bytes()).is_err() {
+                if t.write_all(format!("X-Slow-{lines}: y\r\n").as_bytes())
+                    .is_err()
+                {
                     break;
                 }
                 lines += 1;
@@ -128,7 +141,10 @@ fn slow_and_trickling_clients_are_closed_while_real_requests_are_answered() {
             "the slowloris client was held {took:?}"
         );
         let (got, took) = trickle.join().unwrap();
-        assert!(took < Duration::from_secs(6), "the trickled body was read for {took:?}");
+        assert!(
+            took < Duration::from_secs(6),
+            "the trickled body was read for {took:?}"
+        );
         assert!(got.starts_with("HTTP/1.1 408"), "{got}");
         assert!(got.contains("--body-timeout-s"), "{got}");
     });
@@ -156,13 +172,17 @@ fn oversized_deep_invalid_and_huge_requests_are_refused_by_field() {
     // Declared over the limit: 413 before a byte of it is read.
     let (code, v) = raw(&s, &post_head(2 << 20), b"");
     assert_names(code, &v, 413, "body");
-    assert!(v["error"]["message"].as_str().unwrap().contains("1.0 MiB"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("1.0 MiB"),
+        "{v}"
+    );
     // Streamed over the limit (chunked, no length given).
     let mut t = connect(&s);
     t.write_all(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").unwrap();
     let chunk = vec![b' '; 64 << 10];
     for _ in 0..24 {
-        if t.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).is_err()
+        if t.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .is_err()
             || t.write_all(&chunk).is_err()
             || t.write_all(b"\r\n").is_err()
         {
@@ -194,7 +214,10 @@ fn oversized_deep_invalid_and_huge_requests_are_refused_by_field() {
         Some(3),
     );
     assert!(!done && events.len() == 3);
-    let (code, v) = s.post("/v1/completions", &json!({"prompt": "Hi", "max_tokens": -1}));
+    let (code, v) = s.post(
+        "/v1/completions",
+        &json!({"prompt": "Hi", "max_tokens": -1}),
+    );
     assert_names(code, &v, 400, "max_tokens");
     // Still serving.
     let (code, v) = s.post(

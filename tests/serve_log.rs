@@ -23,10 +23,13 @@ fn verify(log: &Path) -> Output {
 /// Every line parses; the file ends with a newline. How many lines.
 fn whole_lines(log: &Path) -> usize {
     let text = std::fs::read_to_string(log).unwrap();
-    assert!(text.is_empty() || text.ends_with('\n'), "a torn last line: {text:?}");
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "a torn last line: {text:?}"
+    );
     for (i, l) in text.lines().enumerate() {
-        let v: Value = serde_json::from_str(l)
-            .unwrap_or_else(|e| panic!("line {}: {e}: {l:?}", i + 1));
+        let v: Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("line {}: {e}: {l:?}", i + 1));
         assert!(v["choices"].is_array());
     }
     text.lines().count()
@@ -89,7 +92,10 @@ fn a_log_killed_mid_traffic_holds_whole_lines_and_verifies() {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr),
     );
-    assert!(o.status.success() && out.contains(&format!("MATCH: {n} requests")), "{out}{err}");
+    assert!(
+        o.status.success() && out.contains(&format!("MATCH: {n} requests")),
+        "{out}{err}"
+    );
     assert!(
         err.contains(&format!("line {}: an interrupted last line", n + 1)),
         "{err}"
@@ -103,18 +109,29 @@ fn a_log_killed_mid_traffic_holds_whole_lines_and_verifies() {
     let torn_mid = dir.path().join("mid.jsonl");
     std::fs::write(&torn_mid, &mid).unwrap();
     let o = verify(&torn_mid);
-    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stdout));
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("line {}", n + 1)));
 
     // The next server on the same log cuts the torn line off, says so, and
     // appends whole lines after the old ones.
     let s = Server::start(&model, &["--log", l]);
     assert!(
-        s.log.lock().unwrap().contains("removed an interrupted last line (60 bytes)"),
+        s.log
+            .lock()
+            .unwrap()
+            .contains("removed an interrupted last line (60 bytes)"),
         "{}",
         s.log.lock().unwrap()
     );
-    let (code, v) = s.post("/v1/completions", &json!({"prompt": "Again", "max_tokens": 2}));
+    let (code, v) = s.post(
+        "/v1/completions",
+        &json!({"prompt": "Again", "max_tokens": 2}),
+    );
     assert_eq!(code, 200, "{v}");
     drop(s);
     assert_eq!(whole_lines(&log), n + 1);

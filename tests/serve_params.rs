@@ -32,7 +32,11 @@ fn verify_log(log: &std::path::Path) -> String {
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     out
 }
 
@@ -82,7 +86,10 @@ fn logit_bias_and_penalties_change_the_choice_as_worked_by_hand() {
     assert_eq!(blp["tokens"][0], top0[1].0.as_str(), "{banned}");
     assert_ne!(banned["choices"][0]["text"], plain["choices"][0]["text"]);
     // Reported log-probabilities are the model's own (raw) ones.
-    assert_eq!(blp["token_logprobs"][0].as_f64().unwrap().to_bits(), top0[1].1.to_bits());
+    assert_eq!(
+        blp["token_logprobs"][0].as_f64().unwrap().to_bits(),
+        top0[1].1.to_bits()
+    );
     // A bias of 0 changes nothing, bit for bit.
     let zero = complete(
         &s,
@@ -105,7 +112,10 @@ fn logit_bias_and_penalties_change_the_choice_as_worked_by_hand() {
         json!({"prompt": rep, "max_tokens": 16, "temperature": 0, "logprobs": 20,
                "presence_penalty": presence, "frequency_penalty": frequency}),
     );
-    let unpen = complete(&s, json!({"prompt": rep, "max_tokens": 16, "temperature": 0}));
+    let unpen = complete(
+        &s,
+        json!({"prompt": rep, "max_tokens": 16, "temperature": 0}),
+    );
     assert_ne!(
         pen["choices"][0]["text"], unpen["choices"][0]["text"],
         "the penalties changed nothing"
@@ -137,11 +147,26 @@ fn logit_bias_and_penalties_change_the_choice_as_worked_by_hand() {
 
     // Out of range or malformed: 400 naming the field.
     for (body, param) in [
-        (json!({"prompt": "x", "presence_penalty": 3}), "presence_penalty"),
-        (json!({"prompt": "x", "frequency_penalty": -2.5}), "frequency_penalty"),
-        (json!({"prompt": "x", "logit_bias": {"5": 101}}), "logit_bias.5"),
-        (json!({"prompt": "x", "logit_bias": {"99999999": 1}}), "logit_bias.99999999"),
-        (json!({"prompt": "x", "logit_bias": {"a": 1}}), "logit_bias.a"),
+        (
+            json!({"prompt": "x", "presence_penalty": 3}),
+            "presence_penalty",
+        ),
+        (
+            json!({"prompt": "x", "frequency_penalty": -2.5}),
+            "frequency_penalty",
+        ),
+        (
+            json!({"prompt": "x", "logit_bias": {"5": 101}}),
+            "logit_bias.5",
+        ),
+        (
+            json!({"prompt": "x", "logit_bias": {"99999999": 1}}),
+            "logit_bias.99999999",
+        ),
+        (
+            json!({"prompt": "x", "logit_bias": {"a": 1}}),
+            "logit_bias.a",
+        ),
         (json!({"prompt": "x", "logit_bias": [1]}), "logit_bias"),
     ] {
         refused(&s, &body, param);
@@ -171,7 +196,8 @@ fn n_choices_each_equal_their_draw_alone_and_best_of_returns_the_most_likely() {
     let log = dir.path().join("served.jsonl");
     let s = Server::start(&common::smollm2_path(), &["--log", log.to_str().unwrap()]);
     let prompt = "My favourite animal is";
-    let base = json!({"prompt": prompt, "max_tokens": 8, "temperature": 1.0, "seed": 7, "logprobs": 0});
+    let base =
+        json!({"prompt": prompt, "max_tokens": 8, "temperature": 1.0, "seed": 7, "logprobs": 0});
     let with = |extra: Value| {
         let mut b = base.clone();
         for (k, v) in extra.as_object().unwrap() {
@@ -199,7 +225,11 @@ fn n_choices_each_equal_their_draw_alone_and_best_of_returns_the_most_likely() {
     assert_eq!(three.len(), 3, "n = 3 gave the same text twice: {v}");
     let prompt_tokens = v["usage"]["prompt_tokens"].as_u64().unwrap();
     let one = complete(&s, base.clone());
-    assert_eq!(prompt_tokens, one["usage"]["prompt_tokens"].as_u64().unwrap(), "a prompt counts once");
+    assert_eq!(
+        prompt_tokens,
+        one["usage"]["prompt_tokens"].as_u64().unwrap(),
+        "a prompt counts once"
+    );
 
     // Two prompts, n = 2: index = prompt * n + j; draw j of prompt i is
     // prompt i of the same list (keyed by its place, §7) with seed + j.
@@ -233,18 +263,31 @@ fn n_choices_each_equal_their_draw_alone_and_best_of_returns_the_most_likely() {
     let mut ranked: Vec<usize> = (0..4).collect();
     ranked.sort_by(|&a, &b| alone[b].1.total_cmp(&alone[a].1));
     let got: Vec<(String, f64)> = (0..2).map(|i| text_and_sum(&v, i)).collect();
-    assert_eq!(got, vec![alone[ranked[0]].clone(), alone[ranked[1]].clone()]);
+    assert_eq!(
+        got,
+        vec![alone[ranked[0]].clone(), alone[ranked[1]].clone()]
+    );
     assert_eq!(v["choices"][1]["index"], 1);
     let all_tokens: u64 = (0..4)
-        .map(|j| complete(&s, with(json!({"seed": 7 + j})))["usage"]["completion_tokens"].as_u64().unwrap())
+        .map(|j| {
+            complete(&s, with(json!({"seed": 7 + j})))["usage"]["completion_tokens"]
+                .as_u64()
+                .unwrap()
+        })
         .sum();
-    assert_eq!(v["usage"]["completion_tokens"], all_tokens, "every draw's tokens count");
+    assert_eq!(
+        v["usage"]["completion_tokens"], all_tokens,
+        "every draw's tokens count"
+    );
 
     for (body, param) in [
         (with(json!({"n": 0})), "n"),
         (with(json!({"n": 65})), "n"),
         (with(json!({"n": 3, "best_of": 2})), "best_of"),
-        (with(json!({"n": 1, "best_of": 2, "stream": true})), "best_of"),
+        (
+            with(json!({"n": 1, "best_of": 2, "stream": true})),
+            "best_of",
+        ),
     ] {
         refused(&s, &body, param);
     }

@@ -21,10 +21,7 @@ fn text(o: &Output) -> String {
 }
 
 fn skip(why: &str) {
-    common::skip_or_fail(
-        "the Slurm test (it needs root and slurm-wlm + munge)",
-        why,
-    );
+    common::skip_or_fail("the Slurm test (it needs root and slurm-wlm + munge)", why);
 }
 
 /// Daemons started here, stopped by their process groups.

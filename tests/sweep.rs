@@ -111,7 +111,9 @@ fn a_sweep_runs_every_combination_reports_failures_and_repeats_to_the_bit() {
     let (d8, s8) = common::run_bits(&a.join("2"));
     assert_ne!(d7, d8, "seeds 7 and 8 gave the same run digest");
     assert!(
-        s7.iter().zip(&s8).any(|(x, y)| x["output_ids"] != y["output_ids"]),
+        s7.iter()
+            .zip(&s8)
+            .any(|(x, y)| x["output_ids"] != y["output_ids"]),
         "seeds 7 and 8 drew the same tokens for every sample"
     );
     let names = |d: &Path| {
@@ -243,7 +245,10 @@ fn several_seeds_in_one_run_equal_one_run_per_seed_and_verify() {
         .unwrap();
     let said = ok(&v);
     assert!(said.contains("MATCH"), "{said}");
-    assert!(said.contains(", batch size 5)"), "the re-run used --batch-size 5: {said}");
+    assert!(
+        said.contains(", batch size 5)"),
+        "the re-run used --batch-size 5: {said}"
+    );
 
     // diff compares seed by seed.
     let (other, o) = eval(root, &["+run.seeds=[7,8,10]"]);

@@ -508,7 +508,13 @@ impl<'m> Engine<'m> {
             params: &s.spec.sampling,
         };
         let tok = sampler
-            .sample(&last, &s.spec.prompt, &s.out, s.spec.key, s.out.len() as u64)
+            .sample(
+                &last,
+                &s.spec.prompt,
+                &s.out,
+                s.spec.key,
+                s.out.len() as u64,
+            )
             .map_err(|e| Error::Input(format!("sequence '{}': {e}", s.spec.name)))?;
         let (lp, top) = log_softmax_top(isa, &last, tok as usize, s.spec.top_logprobs);
         s.out.push(tok);

@@ -81,7 +81,11 @@ impl SamplingParams {
                 return Err(format!("{name} must be in [-2, 2], got {x}"));
             }
         }
-        if let Some((t, b)) = self.logit_bias.iter().find(|(_, b)| !(-100.0..=100.0).contains(*b)) {
+        if let Some((t, b)) = self
+            .logit_bias
+            .iter()
+            .find(|(_, b)| !(-100.0..=100.0).contains(*b))
+        {
             return Err(format!(
                 "logit bias of token {t} must be in [-100, 100], got {b}"
             ));
@@ -392,7 +396,9 @@ mod tests {
     fn penalties_and_bias_move_the_logits_as_openai_defines() {
         let logits = [2.0f32, 1.9, 0.5, 0.0];
         let greedy = |p: SamplingParams, prompt: &[u32], out: &[u32]| {
-            Sampler { params: &p }.sample(&logits, prompt, out, 0, 0).unwrap()
+            Sampler { params: &p }
+                .sample(&logits, prompt, out, 0, 0)
+                .unwrap()
         };
         let pen = SamplingParams {
             temperature: 0.0,
@@ -427,7 +433,9 @@ mod tests {
         assert!(bad.validate().is_err());
         let mut bad = SamplingParams::default();
         bad.logit_bias.insert(3, 101.0);
-        assert!(bad.validate().unwrap_err().starts_with("logit bias of token 3"));
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .starts_with("logit bias of token 3"));
     }
-
 }

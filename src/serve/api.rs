@@ -136,13 +136,19 @@ fn opt_f32(o: &Map<String, Value>, k: &str) -> ApiResult<Option<f32>> {
 }
 
 /// OpenAI's `logit_bias`: token ids (as the object's keys) to a bias.
-fn logit_bias(o: &Map<String, Value>, vocab: usize) -> ApiResult<std::collections::BTreeMap<u32, f32>> {
+fn logit_bias(
+    o: &Map<String, Value>,
+    vocab: usize,
+) -> ApiResult<std::collections::BTreeMap<u32, f32>> {
     let mut out = std::collections::BTreeMap::new();
     let Some(v) = present(o, "logit_bias") else {
         return Ok(out);
     };
     let map = v.as_object().ok_or_else(|| {
-        ApiError::bad("logit_bias", format!("'logit_bias' must be an object of token id -> bias, got {v}"))
+        ApiError::bad(
+            "logit_bias",
+            format!("'logit_bias' must be an object of token id -> bias, got {v}"),
+        )
     })?;
     for (k, b) in map {
         let param = format!("logit_bias.{}", k.chars().take(20).collect::<String>());
@@ -151,12 +157,20 @@ fn logit_bias(o: &Map<String, Value>, vocab: usize) -> ApiResult<std::collection
             .ok()
             .filter(|&t| (t as usize) < vocab)
             .ok_or_else(|| {
-                ApiError::bad(&param, format!("a key of 'logit_bias' must be a token id below {vocab}"))
+                ApiError::bad(
+                    &param,
+                    format!("a key of 'logit_bias' must be a token id below {vocab}"),
+                )
             })?;
         let b = b
             .as_f64()
             .filter(|x| (-100.0..=100.0).contains(x))
-            .ok_or_else(|| ApiError::bad(&param, format!("a bias must be a number in [-100, 100], got {b}")))?;
+            .ok_or_else(|| {
+                ApiError::bad(
+                    &param,
+                    format!("a bias must be a number in [-100, 100], got {b}"),
+                )
+            })?;
         out.insert(id, b as f32);
     }
     Ok(out)
@@ -248,8 +262,8 @@ fn sampling(
             "frequency_penalty",
             "logit_bias",
         ])
-            .find(|(w, _)| m.starts_with(*w))
-            .map_or("body", |(_, p)| p);
+        .find(|(w, _)| m.starts_with(*w))
+        .map_or("body", |(_, p)| p);
         return Err(ApiError::bad(param, m));
     }
     Ok((s, seed_given))

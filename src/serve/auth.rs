@@ -36,11 +36,7 @@ pub enum Refusal {
 impl Auth {
     /// `keys` from the command line and the environment (each named by
     /// `origin` in errors), then those of `file`.
-    pub fn new(
-        keys: &[(String, &str)],
-        file: Option<&Path>,
-        metrics_public: bool,
-    ) -> Result<Auth> {
+    pub fn new(keys: &[(String, &str)], file: Option<&Path>, metrics_public: bool) -> Result<Auth> {
         let mut out = Vec::new();
         for (k, origin) in keys {
             out.push(check_key(k, origin)?);
@@ -62,8 +58,13 @@ impl Auth {
 
     /// Whether a request for `path` with this `Authorization` header value
     /// may pass.
-    pub fn check(&self, path: &str, authorization: Option<&[u8]>) -> std::result::Result<(), Refusal> {
-        if self.keys.is_empty() || path == "/health" || (self.metrics_public && path == "/metrics") {
+    pub fn check(
+        &self,
+        path: &str,
+        authorization: Option<&[u8]>,
+    ) -> std::result::Result<(), Refusal> {
+        if self.keys.is_empty() || path == "/health" || (self.metrics_public && path == "/metrics")
+        {
             return Ok(());
         }
         let token = authorization.and_then(bearer).ok_or(Refusal::Missing)?;
@@ -123,7 +124,10 @@ fn read_key_file(p: &Path) -> Result<Vec<Vec<u8>>> {
         keys.push(check_key(l, &format!("{}: line {}", p.display(), i + 1))?);
     }
     if keys.is_empty() {
-        return Err(Error::bad_file(p, "holds no API key (one per line; # starts a comment)"));
+        return Err(Error::bad_file(
+            p,
+            "holds no API key (one per line; # starts a comment)",
+        ));
     }
     Ok(keys)
 }
@@ -146,8 +150,18 @@ mod tests {
         assert_eq!(a.check("/metrics", None), Err(Refusal::Missing));
         assert_eq!(a.check("/v1/completions", Some(b"Bearer sk-two")), Ok(()));
         assert_eq!(a.check("/v1/completions", Some(b"bearer  sk-one ")), Ok(()));
-        for bad in [&b"Bearer sk-on"[..], b"Bearer sk-one2", b"Bearer ", b"Basic sk-one", b"sk-one"] {
-            let want = if bad.starts_with(b"Bearer sk") { Refusal::Invalid } else { Refusal::Missing };
+        for bad in [
+            &b"Bearer sk-on"[..],
+            b"Bearer sk-one2",
+            b"Bearer ",
+            b"Basic sk-one",
+            b"sk-one",
+        ] {
+            let want = if bad.starts_with(b"Bearer sk") {
+                Refusal::Invalid
+            } else {
+                Refusal::Missing
+            };
             assert_eq!(a.check("/v1/completions", Some(bad)), Err(want), "{bad:?}");
         }
         let public = auth(&["sk-one"], true);

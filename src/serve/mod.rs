@@ -221,8 +221,14 @@ fn router(state: Arc<AppState>, limits: transport::Limits) -> Router {
             error_response(&ApiError::new(404, "not_found_error", "no such endpoint"))
         })
         .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(axum::middleware::from_fn_with_state(limits, transport::read_body))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), require_key))
+        .layer(axum::middleware::from_fn_with_state(
+            limits,
+            transport::read_body,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_key,
+        ))
         .with_state(state)
 }
 
@@ -232,7 +238,10 @@ async fn require_key(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let given = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
     let message = match s.auth.check(req.uri().path(), given) {
         Ok(()) => return next.run(req).await,
         Err(auth::Refusal::Missing) => {
@@ -519,7 +528,13 @@ fn returned<'a>(job: &Job, states: &'a [ChoiceState]) -> Vec<(usize, &'a ChoiceS
             // A stable sort keeps the earlier draw first on a tie.
             ranked.sort_by(|a, b| b.cumulative_logprob().total_cmp(&a.cumulative_logprob()));
         }
-        out.extend(ranked.into_iter().take(job.n).enumerate().map(|(r, c)| (i * job.n + r, c)));
+        out.extend(
+            ranked
+                .into_iter()
+                .take(job.n)
+                .enumerate()
+                .map(|(r, c)| (i * job.n + r, c)),
+        );
     }
     out
 }

@@ -117,14 +117,20 @@ pub async fn read_body(State(limits): State<Limits>, req: Request, next: Next) -
     )
     .await;
     match read {
-        Ok(Ok(bytes)) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
         Ok(Err(e)) => {
             let over = std::error::Error::source(&e)
                 .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
             if over {
                 closing(too_big())
             } else {
-                closing(ApiError::bad("body", format!("the request body could not be read: {e}")))
+                closing(ApiError::bad(
+                    "body",
+                    format!("the request body could not be read: {e}"),
+                ))
             }
         }
         Err(_) => closing(

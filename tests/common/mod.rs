@@ -322,11 +322,18 @@ pub fn run_bits(dir: &Path) -> (String, Vec<serde_json::Value>) {
 pub fn assert_same_run_bits(a: &Path, b: &Path) {
     let (ra, sa) = run_bits(a);
     let (rb, sb) = run_bits(b);
-    assert_eq!(sa.len(), sb.len(), "{} and {}: sample count", a.display(), b.display());
+    assert_eq!(
+        sa.len(),
+        sb.len(),
+        "{} and {}: sample count",
+        a.display(),
+        b.display()
+    );
     for (x, y) in sa.iter().zip(&sb) {
         for (k, v) in x.as_object().unwrap() {
             assert_eq!(
-                v, &y[k],
+                v,
+                &y[k],
                 "{} and {}: sample {} differs in {k}",
                 a.display(),
                 b.display(),
