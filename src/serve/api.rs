@@ -243,26 +243,18 @@ fn sampling(
         }
     };
     if let Err(m) = s.validate() {
+        // validate's message starts with the quantity's name: its field.
         let param = [
-            "temperature",
-            "top-p",
-            "min-p",
-            "repetition penalty",
-            "presence penalty",
-            "frequency penalty",
-            "logit bias",
+            ("temperature", "temperature"),
+            ("top-p", "top_p"),
+            ("min-p", "min_p"),
+            ("repetition penalty", "repetition_penalty"),
+            ("presence penalty", "presence_penalty"),
+            ("frequency penalty", "frequency_penalty"),
+            ("logit bias", "logit_bias"),
         ]
         .iter()
-        .zip([
-            "temperature",
-            "top_p",
-            "min_p",
-            "repetition_penalty",
-            "presence_penalty",
-            "frequency_penalty",
-            "logit_bias",
-        ])
-        .find(|(w, _)| m.starts_with(*w))
+        .find(|(w, _)| m.starts_with(w))
         .map_or("body", |(_, p)| p);
         return Err(ApiError::bad(param, m));
     }
@@ -565,17 +557,17 @@ pub fn parse(m: &LoadedModel, endpoint: Endpoint, body: &Value) -> ApiResult<Job
 }
 
 impl Job {
-    /// The engine's sequences, one per prompt: choice i's draws are keyed by
-    /// (seed, "i", step), the key the CLI gives a prompt with id "i".
     /// The sequences drawn, in order: sequence s is draw j = s % best_of of
-    /// prompt i = s / best_of. Draw j keys as prompt i requested alone with
-    /// seed + j (DETERMINISM.md §7), so each draw is reproducible alone.
+    /// prompt i = s / best_of, with its seed. Draw j is keyed by (seed + j,
+    /// "i", step), the key the CLI gives a prompt with id "i" and that seed
+    /// (DETERMINISM.md §7), so each draw is reproducible alone.
     pub fn sequences(&self) -> impl Iterator<Item = (usize, &PromptIn, u64)> + '_ {
         self.prompts.iter().enumerate().flat_map(move |(i, p)| {
             (0..self.best_of as u64).map(move |j| (i, p, self.sampling.seed.wrapping_add(j)))
         })
     }
 
+    /// The engine's sequences, one per draw of `sequences`.
     pub fn specs(&self, m: &Arc<LoadedModel>) -> Vec<SeqSpec> {
         self.sequences()
             .enumerate()

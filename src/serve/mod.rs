@@ -258,21 +258,13 @@ async fn require_key(
     });
     r.headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    // A known route's name, never the raw path: a client cannot grow the
-    // metrics with paths of its own.
-    const ROUTES: [&str; 8] = [
-        "/v1/completions",
-        "/v1/chat/completions",
-        "/v1/models",
-        "/tokenizer_info",
-        "/tokenize",
-        "/detokenize",
-        "/metrics",
-        "/health",
-    ];
-    let path = req.uri().path();
-    s.metrics
-        .count_request(ROUTES.iter().find(|r| **r == path).unwrap_or(&"other"), 401);
+    // The route the router matched, never the raw path: a client cannot
+    // grow the metrics with paths of its own (the fallback counts as other).
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("other", |m| m.as_str());
+    s.metrics.count_request(route, 401);
     r
 }
 
