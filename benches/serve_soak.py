@@ -23,21 +23,17 @@ import http.client
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
 
-PROMPTS = [
-    "The history of the printing press begins",
-    "Write a short story about a lighthouse keeper:",
-    "def quicksort(xs):",
-    "Ten facts about the ocean:",
-    "The recipe for a good bread is",
-    "Once upon a time in a small village,",
-]
+# The load benchmark's prompts and port helper (same folder).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serve_load import PROMPTS as LOAD_PROMPTS, free_port  # noqa: E402
+
+PROMPTS = LOAD_PROMPTS[:6]
 
 
 def kinds():
@@ -57,14 +53,6 @@ def kinds():
     out.append(("bad/temperature", {"prompt": "x", "temperature": -1}, False))
     out.append(("bad/json", None, False))
     return out
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def post(port, body, raw=None, timeout=600):
