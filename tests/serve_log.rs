@@ -8,17 +8,7 @@ mod common;
 use common::server::Server;
 use serde_json::{json, Value};
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-fn verify(log: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_infer-eval"))
-        .args(["verify", "--threads", "2", "--served"])
-        .arg(log)
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .unwrap()
-}
 
 /// Every line parses; the file ends with a newline. How many lines.
 fn whole_lines(log: &Path) -> usize {
@@ -74,7 +64,7 @@ fn a_log_killed_mid_traffic_holds_whole_lines_and_verifies() {
     drop(s);
     let n = whole_lines(&log);
     assert!(n >= 6, "{n} lines");
-    let o = verify(&log);
+    let o = common::server::verify_served(&log);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
         o.status.success() && out.contains(&format!("MATCH: {n} requests")),
@@ -87,7 +77,7 @@ fn a_log_killed_mid_traffic_holds_whole_lines_and_verifies() {
     let mut text = std::fs::read(&log).unwrap();
     text.extend_from_slice(br#"{"time": 1765000000, "id": "cmpl-17", "endpoint": "/v1/compl"#);
     std::fs::write(&log, &text).unwrap();
-    let o = verify(&log);
+    let o = common::server::verify_served(&log);
     let (out, err) = (
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr),
@@ -108,7 +98,7 @@ fn a_log_killed_mid_traffic_holds_whole_lines_and_verifies() {
     mid.push(b'\n');
     let torn_mid = dir.path().join("mid.jsonl");
     std::fs::write(&torn_mid, &mid).unwrap();
-    let o = verify(&torn_mid);
+    let o = common::server::verify_served(&torn_mid);
     assert_eq!(
         o.status.code(),
         Some(3),
@@ -135,7 +125,7 @@ fn a_log_killed_mid_traffic_holds_whole_lines_and_verifies() {
     assert_eq!(code, 200, "{v}");
     drop(s);
     assert_eq!(whole_lines(&log), n + 1);
-    let o = verify(&log);
+    let o = common::server::verify_served(&log);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains(&format!("MATCH: {} requests", n + 1)), "{out}");
 }

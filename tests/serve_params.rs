@@ -26,11 +26,7 @@ fn refused(s: &Server, body: &Value, param: &str) {
 
 /// `verify --served LOG`, which must succeed: what it printed.
 fn verify_log(log: &std::path::Path) -> String {
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_infer-eval"))
-        .args(["verify", "--threads", "2", "--served"])
-        .arg(log)
-        .output()
-        .unwrap();
+    let o = common::server::verify_served(log);
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(
         o.status.success(),

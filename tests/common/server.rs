@@ -208,3 +208,13 @@ pub fn read_events(reader: &mut impl BufRead, stop_after: Option<usize>) -> (Vec
         }
     }
 }
+
+/// `infer-eval verify --threads 2 --served LOG` (the model named in the log).
+pub fn verify_served(log: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_infer-eval"))
+        .args(["verify", "--threads", "2", "--served"])
+        .arg(log)
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap()
+}
