@@ -72,52 +72,52 @@ fn record_check_ls_and_versions() {
     );
     // A run under another determinism version finds nothing.
     let other = d.path().join("other-version");
-    std::fs::create_dir_all(&other).unwrap();
-    for f in [
-        "config.yaml",
-        "samples.jsonl",
-        "metrics.json",
-        "manifest.json",
-    ] {
-        std::fs::copy(dir.join(f), other.join(f)).unwrap();
-    }
-    let m = std::fs::read_to_string(other.join("manifest.json")).unwrap();
+    common::copy_dir(&dir, &other);
     let v = infer_eval::DETERMINISM_VERSION;
-    std::fs::write(
-        other.join("manifest.json"),
-        m.replace(
-            &format!("\"determinism_version\": {v}"),
-            "\"determinism_version\": 999",
-        ),
-    )
-    .unwrap();
+    for f in ["manifest.json", "fingerprint.json"] {
+        let m = std::fs::read_to_string(other.join(f)).unwrap();
+        std::fs::write(
+            other.join(f),
+            m.replace(
+                &format!("\"determinism_version\": {v}"),
+                "\"determinism_version\": 999",
+            ),
+        )
+        .unwrap();
+    }
+    common::forge::reseal(&other);
     let (code, out, _) = run(&["baseline", "check", other.to_str().unwrap(), "--store", s]);
     assert_eq!(code, 6, "{out}");
     assert!(out.contains("0 MATCH, 0 DIFF, 8 MISSING"), "{out}");
-    // A tampered output is a DIFF.
+    // A tampered output is refused: the folder does not prove itself.
     let tampered = d.path().join("tampered");
-    std::fs::create_dir_all(&tampered).unwrap();
-    for f in ["config.yaml", "metrics.json", "manifest.json"] {
-        std::fs::copy(dir.join(f), tampered.join(f)).unwrap();
-    }
+    common::copy_dir(&dir, &tampered);
     let samples = std::fs::read_to_string(dir.join("samples.jsonl")).unwrap();
     let mut lines: Vec<serde_json::Value> = samples
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    lines[0]["digest"] = serde_json::json!("0000");
+    match lines[0]["choice_logliks"].as_array_mut() {
+        Some(ll) => ll[0] = serde_json::json!(ll[0].as_f64().unwrap() - 1.0),
+        None => lines[0]["output_ids"][0] = serde_json::json!(7),
+    }
     std::fs::write(
         tampered.join("samples.jsonl"),
         lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
     )
     .unwrap();
-    let (code, out, _) = run(&[
-        "baseline",
-        "check",
-        tampered.to_str().unwrap(),
-        "--store",
-        s,
-    ]);
+    let t = tampered.to_str().unwrap();
+    for verb in ["check", "record"] {
+        let (code, _, err) = run(&["baseline", verb, t, "--store", s]);
+        assert_eq!(code, 3, "{err}");
+        assert!(
+            err.contains("samples.jsonl: line 1") && err.contains("field 'digest'"),
+            "{err}"
+        );
+    }
+    // Forged consistent again (not a signature), it is a DIFF against the store.
+    common::forge::reseal(&tampered);
+    let (code, out, _) = run(&["baseline", "check", t, "--store", s]);
     assert_eq!(code, 6, "{out}");
     assert!(out.contains("7 MATCH, 1 DIFF"), "{out}");
 }
@@ -158,16 +158,17 @@ fn two_processes_recording_at_once_lose_nothing() {
         for r in 0..5 {
             let rd = d.path().join(format!("w{w}r{r}"));
             std::fs::create_dir_all(&rd).unwrap();
-            for f in ["config.yaml", "metrics.json", "manifest.json"] {
-                std::fs::copy(dir.join(f), rd.join(f)).unwrap();
-            }
+            common::copy_dir(&dir, &rd);
             let mut text = String::new();
             for i in 0..200 {
                 let mut s = template[i % template.len()].clone();
-                s["prompt_hash"] = serde_json::json!(format!("w{w}-r{r}-{i}"));
+                s["params_hash"] = serde_json::json!(format!("w{w}-r{r}-{i}"));
+                s["id"] = serde_json::json!(format!("w{w}-r{r}-{i}"));
                 text.push_str(&format!("{s}\n"));
             }
             std::fs::write(rd.join("samples.jsonl"), text).unwrap();
+            // Made consistent, so `baseline record` takes it.
+            common::forge::reseal(&rd);
             lists[w].push(rd.to_str().unwrap().to_string());
         }
     }

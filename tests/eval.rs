@@ -252,10 +252,24 @@ fn diff_flags_a_changed_sample_and_not_a_rerun() {
         .unwrap();
     let id = s["id"].as_str().unwrap().to_string();
     s["output_ids"][2] = serde_json::json!(12345);
-    s["digest"] = serde_json::json!("changed");
     s["score"] = serde_json::json!(1.0 - s["score"].as_f64().unwrap());
     let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
     std::fs::write(c.join("samples.jsonl"), text).unwrap();
+    // As altered, diff refuses it (the folder no longer proves itself) ...
+    let o = cmd(
+        p.path(),
+        &["diff", a.to_str().unwrap(), c.to_str().unwrap()],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("samples.jsonl: line") && err.contains("field 'digest'"),
+        "{err}"
+    );
+    // ... and once forged consistent again, diff says what changed.
+    common::forge::reseal(&c);
     let out = ok(cmd(
         p.path(),
         &["diff", a.to_str().unwrap(), c.to_str().unwrap()],

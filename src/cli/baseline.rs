@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use infer_eval::baseline::{self, Entry, Key, Recorded, Store};
-use infer_eval::eval::{compare, config, run};
+use infer_eval::eval::proof;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Subcommand)]
@@ -16,9 +16,12 @@ pub enum BaselineCmd {
 }
 
 fn keyed(dir: &Path) -> Result<Vec<(Key, Entry, String)>> {
-    let m = compare::read_manifest(dir)?;
-    let (cfg, _) = config::load_resolved(&dir.join("config.yaml"))?;
-    let samples = run::read_samples(&dir.join("samples.jsonl"))?;
+    let proof::Proven {
+        manifest: m,
+        config: cfg,
+        samples,
+        ..
+    } = proof::check_run_folder(dir)?;
     Ok(samples
         .into_iter()
         .map(|s| {
@@ -28,7 +31,8 @@ fn keyed(dir: &Path) -> Result<Vec<(Key, Entry, String)>> {
                 tokenizer_sha256: m.tokenizer_sha256.clone(),
                 prompt_hash: s.prompt_hash.clone(),
                 params_hash: s.params_hash.clone(),
-                seed: cfg.sampling.seed,
+                // A run with several seeds: the seed each sample drew with.
+                seed: s.seed.unwrap_or(cfg.sampling.seed),
             };
             let entry = Entry {
                 output_ids: s.output_ids.clone(),

@@ -1,7 +1,7 @@
 //! `infer-eval eval`, `verify` and `diff`.
 
 use anyhow::{bail, Context, Result};
-use infer_eval::eval::{compare, config, run};
+use infer_eval::eval::{compare, config, proof, run};
 use infer_eval::record::environment::Environment;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -110,6 +110,12 @@ pub struct VerifyArgs {
     /// re-run (as `report A B`) to this file.
     #[arg(long, conflicts_with = "served")]
     pub report: Option<PathBuf>,
+    /// Check the folder without the model (milliseconds): every file's
+    /// hash, each sample's digest against its outputs, the samples against
+    /// the plan, the run digest and the metrics recomputed. Every verify
+    /// does this first; with --offline it stops there.
+    #[arg(long, conflicts_with_all = ["served", "threads", "batch_size", "report"])]
+    pub offline: bool,
 }
 
 pub(crate) fn project_root(config_dir: &Path) -> Result<PathBuf> {
@@ -267,7 +273,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
                 want
             );
         }
-        let m = compare::read_manifest(d)?;
+        let m = proof::check_run_folder(d)?.manifest;
         println!("run folder {} is already complete", d.display());
         println!("run digest {}", m.run_digest);
         println!("run folder {}", d.display());
@@ -463,9 +469,21 @@ pub fn verify(a: VerifyArgs) -> Result<i32> {
         run_dir: Some(run_dir.clone()),
         ..a
     };
+    let t0 = std::time::Instant::now();
+    let proven = proof::check_run_folder(&run_dir)?;
+    if a.offline {
+        println!(
+            "PROVEN {}: {} samples, run digest {}, {} files hashed, metrics recomputed ({:.1} ms, no model)",
+            run_dir.display(),
+            proven.samples.len(),
+            proven.manifest.run_digest,
+            proven.files,
+            t0.elapsed().as_secs_f64() * 1e3
+        );
+        return Ok(0);
+    }
     let root = project_root(&a.config_dir)?;
-    let manifest = compare::read_manifest(&run_dir)?;
-    let recorded = run::read_samples(&run_dir.join("samples.jsonl"))?;
+    let (manifest, recorded) = (proven.manifest, proven.samples);
     let (mut cfg, _) = config::load_resolved(&run_dir.join("config.yaml"))?;
     if let Some(t) = a.threads {
         cfg.run.threads = Some(t);
@@ -535,7 +553,13 @@ pub fn verify(a: VerifyArgs) -> Result<i32> {
                         manifest.run_digest
                     ));
                     if let Some(out) = &a.report {
-                        let recorded_run = compare::RunData::read(&run_dir)?;
+                        let recorded_run = compare::RunData {
+                            label: run_dir.display().to_string(),
+                            manifest: manifest.clone(),
+                            metrics: proven.metrics.clone(),
+                            samples: recorded.clone(),
+                            tree: proven.tree.clone(),
+                        };
                         let mut m = manifest.clone();
                         m.environment = Environment::current(threads, prep.model.model.isa);
                         m.run_digest = digest.clone();

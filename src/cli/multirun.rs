@@ -7,7 +7,7 @@
 
 use super::eval::{eval, project_root, EvalArgs};
 use anyhow::{bail, Result};
-use infer_eval::eval::{compare, run, sweep};
+use infer_eval::eval::{proof, sweep};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -20,8 +20,8 @@ struct Point {
 
 /// Metrics and digest of a finished point's run folder.
 fn read_point(dir: &Path) -> Result<Value> {
-    let m: run::Metrics = serde_json::from_slice(&std::fs::read(dir.join("metrics.json"))?)?;
-    let digest = compare::read_manifest(dir)?.run_digest;
+    let p = proof::check_run_folder(dir)?;
+    let (m, digest) = (p.metrics, p.manifest.run_digest);
     let datasets: serde_json::Map<String, Value> = m
         .datasets
         .iter()

@@ -2,32 +2,11 @@
 //! recorded runs: config, environment, outputs, metrics with a paired test).
 
 use super::perplexity::Totals;
-use super::run::{read_samples, Manifest, Metrics, SampleRecord};
-use crate::error::{Error, Result};
+use super::run::{Manifest, Metrics, SampleRecord};
+use crate::error::Result;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
-
-pub fn read_manifest(dir: &Path) -> Result<Manifest> {
-    let p = dir.join("manifest.json");
-    let b = std::fs::read(&p).map_err(|e| {
-        if dir.join(super::run::INCOMPLETE).exists() {
-            Error::bad_file(
-                dir,
-                "this run is incomplete (resume it with `infer-eval eval --resume`)",
-            )
-        } else {
-            Error::io(&p, e)
-        }
-    })?;
-    serde_json::from_slice(&b).map_err(|e| Error::bad_file(&p, format!("not a run manifest: {e}")))
-}
-
-pub fn read_metrics(dir: &Path) -> Result<Metrics> {
-    let p = dir.join("metrics.json");
-    let b = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
-    serde_json::from_slice(&b).map_err(|e| Error::bad_file(&p, format!("not a metrics file: {e}")))
-}
 
 /// Where two sample lists first disagree.
 #[derive(Debug, Clone, PartialEq)]
@@ -167,37 +146,11 @@ pub fn first_difference(
     None
 }
 
-fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, String>) {
-    match v {
-        Value::Object(m) => {
-            for (k, x) in m {
-                flatten(
-                    &if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    },
-                    x,
-                    out,
-                );
-            }
-        }
-        Value::Array(a) => {
-            for (i, x) in a.iter().enumerate() {
-                flatten(&format!("{prefix}.{i}"), x, out);
-            }
-        }
-        other => {
-            out.insert(prefix.to_string(), other.to_string());
-        }
-    }
-}
-
 /// Differences between two config trees: (key, A, B), "(absent)" where missing.
 pub fn config_differences(a: &Value, b: &Value) -> Vec<(String, String, String)> {
     let (mut fa, mut fb) = (BTreeMap::new(), BTreeMap::new());
-    flatten("", a, &mut fa);
-    flatten("", b, &mut fb);
+    super::proof::flatten("", a, &mut fa);
+    super::proof::flatten("", b, &mut fb);
     let keys: std::collections::BTreeSet<&String> = fa.keys().chain(fb.keys()).collect();
     keys.into_iter()
         .filter(|k| fa.get(*k) != fb.get(*k))
@@ -244,12 +197,6 @@ pub struct RunDiff {
     pub digest_b: String,
 }
 
-fn read_tree(dir: &Path) -> Result<Value> {
-    let p = dir.join("config.yaml");
-    let t = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
-    serde_norway::from_str(&t).map_err(|e| Error::bad_file(&p, format!("invalid YAML: {e}")))
-}
-
 /// A run as `diff` and `report` read it: from a folder, or (verify) made
 /// from samples just computed.
 #[derive(Debug, Clone)]
@@ -263,13 +210,15 @@ pub struct RunData {
 }
 
 impl RunData {
+    /// A finished run folder, checked first (`proof::check_run_folder`).
     pub fn read(dir: &Path) -> Result<Self> {
+        let p = super::proof::check_run_folder(dir)?;
         Ok(RunData {
             label: dir.display().to_string(),
-            manifest: read_manifest(dir)?,
-            metrics: read_metrics(dir)?,
-            samples: read_samples(&dir.join("samples.jsonl"))?,
-            tree: read_tree(dir)?,
+            manifest: p.manifest,
+            metrics: p.metrics,
+            samples: p.samples,
+            tree: p.tree,
         })
     }
 }

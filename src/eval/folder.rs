@@ -6,8 +6,12 @@
 
 use super::config::to_yaml;
 use super::dataset::Drift;
+use super::proof::{
+    check_against_plan, first_json_difference, hash_files, read_checked_samples, Plan, MANIFEST,
+    METRICS, PLAN, SAMPLES,
+};
 use super::run::{
-    metrics, run_digest, sha_hex, CacheMode, FileHash, Metrics, Prepared, SampleRecord,
+    metrics, run_digest, sha_hex, CacheMode, FileHash, Metrics, Prepared, Raw, SampleRecord,
 };
 use crate::error::{Error, Result};
 use crate::record::{environment::Environment, write_atomic, write_json};
@@ -45,6 +49,9 @@ pub struct Manifest {
     pub resumed: bool,
     /// sha256 over the per-sample digests in order.
     pub run_digest: String,
+    /// Size and sha256 of every other file in the folder (`proof::RECORDED`).
+    #[serde(default)]
+    pub files: Vec<super::proof::WrittenFile>,
 }
 
 /// Everything that decides a run's outputs, written when its folder is
@@ -113,30 +120,6 @@ impl Fingerprint {
     }
 }
 
-/// Read the complete lines of a samples.jsonl; a torn last line is dropped.
-pub fn read_samples(path: &Path) -> Result<Vec<SampleRecord>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(path, e)),
-    };
-    let mut out = Vec::new();
-    let complete = if text.ends_with('\n') {
-        text.as_str()
-    } else {
-        text.rsplit_once('\n').map(|(a, _)| a).unwrap_or("")
-    };
-    for (n, line) in complete.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        out.push(serde_json::from_str(line).map_err(|e| {
-            Error::bad_file(path, format!("line {}: not a sample record: {e}", n + 1))
-        })?);
-    }
-    Ok(out)
-}
-
 pub struct RunOutcome {
     pub dir: PathBuf,
     pub metrics: Metrics,
@@ -168,6 +151,7 @@ fn staged_run_dir(
         &tmp.join("overrides.yaml"),
         to_yaml(&serde_json::json!(overrides)).as_bytes(),
     )?;
+    write_json(&tmp.join(PLAN), &prep.plan())?;
     crate::record::sync_dir(&tmp)?;
     Ok(tmp)
 }
@@ -296,6 +280,59 @@ fn check_resumable(prep: &Prepared, dir: &Path) -> Result<()> {
     )))
 }
 
+/// The samples an unfinished folder already holds, each proven before it is
+/// kept: its digest against its outputs, its id and prompt hash against the
+/// plan (which must be this run's), its parameters against this run's, and
+/// the whole record against the one its outputs give when scored again.
+/// Any that fails refuses the folder: tampered evidence is never silently
+/// recomputed over.
+fn kept_samples(prep: &Prepared, dir: &Path) -> Result<Vec<SampleRecord>> {
+    let samples_path = dir.join(SAMPLES);
+    let plan = Plan::read(dir)?;
+    if plan != prep.plan() {
+        return Err(Error::bad_file(
+            dir.join(PLAN),
+            "cannot resume: the recorded plan is not the samples this run computes (the file was altered)",
+        ));
+    }
+    let done = read_checked_samples(&samples_path, false)?;
+    check_against_plan(&samples_path, &done, &plan, false)?;
+    for (n, (r, i)) in done.iter().zip(0..).enumerate() {
+        let at = |m: String| Error::bad_file(&samples_path, format!("line {}: {m}", n + 1));
+        if r.params_hash != prep.params_hash(&prep.samples[i]) {
+            return Err(at(format!(
+                "sample '{}': field 'params_hash': computed with other parameters than this run's: not this run's samples",
+                r.id
+            )));
+        }
+        let again = prep.finish(
+            i,
+            Raw {
+                output_ids: r.output_ids.clone(),
+                digest: r.digest.clone(),
+                logits_digest: r.logits_digest.clone(),
+                logprobs: r
+                    .choice_logliks
+                    .clone()
+                    .unwrap_or_else(|| r.logprobs.clone()),
+                latency: r.latency.clone(),
+                cached: r.cached,
+            },
+        )?;
+        let (a, b) = (
+            serde_json::to_value(r).expect("records serialize"),
+            serde_json::to_value(&again).expect("records serialize"),
+        );
+        if let Some((k, was, now)) = first_json_difference(&a, &b) {
+            return Err(at(format!(
+                "sample '{}': field '{k}' is {was} where its outputs give {now}: the record was altered",
+                r.id
+            )));
+        }
+    }
+    Ok(done)
+}
+
 /// Compute every sample not yet in `dir`/samples.jsonl, then write the
 /// metrics and manifest and remove the INCOMPLETE marker.
 pub fn execute(
@@ -306,38 +343,15 @@ pub fn execute(
     mut store: Option<(&mut crate::baseline::Store, CacheMode)>,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<RunOutcome> {
-    let samples_path = dir.join("samples.jsonl");
+    let samples_path = dir.join(SAMPLES);
     if resumed {
         check_resumable(prep, dir)?;
     }
-    let mut done = read_samples(&samples_path)?;
-    if done.len() > prep.samples.len() {
-        return Err(Error::bad_file(
-            &samples_path,
-            "holds more samples than the config produces",
-        ));
-    }
-    for (r, s) in done.iter().zip(&prep.samples) {
-        if r.prompt_hash != s.prompt_hash || r.params_hash != prep.params_hash(s) {
-            return Err(Error::bad_file(
-                &samples_path,
-                format!(
-                    "sample '{}' was computed from other prompt tokens or parameters than this run's: not this run's samples",
-                    r.id
-                ),
-            ));
-        }
-        if r.id != prep.sample_id(s) {
-            return Err(Error::bad_file(
-                &samples_path,
-                format!(
-                    "sample '{}' where '{}' was expected: not this run's samples",
-                    r.id,
-                    prep.sample_id(s)
-                ),
-            ));
-        }
-    }
+    let mut done = if resumed {
+        kept_samples(prep, dir)?
+    } else {
+        Vec::new()
+    };
     // Rewrite without a torn last line before appending.
     let mut text = String::new();
     for r in &done {
@@ -365,7 +379,7 @@ pub fn execute(
     }
     let digest = run_digest(&done);
     let metrics = metrics(&prep.config, &done);
-    write_json(&dir.join("metrics.json"), &metrics)?;
+    write_json(&dir.join(METRICS), &metrics)?;
     let info = &prep.model.info;
     let manifest = Manifest {
         run_name: prep.config.name.clone(),
@@ -393,8 +407,9 @@ pub fn execute(
         n_samples: done.len(),
         resumed,
         run_digest: digest.clone(),
+        files: hash_files(dir)?,
     };
-    write_json(&dir.join("manifest.json"), &manifest)?;
+    write_json(&dir.join(MANIFEST), &manifest)?;
     let marker = dir.join(INCOMPLETE);
     std::fs::remove_file(&marker).map_err(|e| Error::io(&marker, e))?;
     crate::record::sync_dir(dir)?;

@@ -4,10 +4,10 @@
 //! model, tokenizer, data and determinism version, and cover every sample
 //! exactly once; machines may differ, and each one's facts are recorded.
 
-use super::compare::read_manifest;
 use super::config::load_resolved;
 use super::folder::{Fingerprint, Manifest, FINGERPRINT, INCOMPLETE};
-use super::run::{metrics, read_samples, run_digest, Metrics, SampleRecord};
+use super::proof::{hash_files, Plan, Planned, MANIFEST, METRICS, PLAN, SAMPLES};
+use super::run::{metrics, run_digest, Metrics, SampleRecord};
 use super::shard::ShardInfo;
 use crate::error::{Error, Result};
 use crate::record::environment::Environment;
@@ -43,35 +43,23 @@ fn read_shard(dir: &Path) -> Result<ShardDir> {
             "this shard has not finished (run its eval command again: it resumes)",
         ));
     }
-    let manifest = read_manifest(dir)?;
+    let super::proof::Proven {
+        manifest,
+        samples,
+        tree,
+        ..
+    } = super::proof::check_run_folder(dir)?;
     let info = match &manifest.shard {
         Some(s) => s.clone(),
         // An unsharded run is shard 0 of 1.
-        None => {
-            let p = dir.join("config.yaml");
-            let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
-            let tree: serde_json::Value = serde_norway::from_str(&text)
-                .map_err(|e| Error::bad_file(&p, format!("invalid YAML: {e}")))?;
-            ShardInfo {
-                index: 0,
-                count: 1,
-                source: "unsharded".into(),
-                total_samples: manifest.n_samples,
-                whole_config_sha256: super::shard::whole_config_sha256(&tree),
-            }
-        }
+        None => ShardInfo {
+            index: 0,
+            count: 1,
+            source: "unsharded".into(),
+            total_samples: manifest.n_samples,
+            whole_config_sha256: super::shard::whole_config_sha256(&tree),
+        },
     };
-    let samples = read_samples(&dir.join("samples.jsonl"))?;
-    if samples.len() != manifest.n_samples {
-        return Err(Error::bad_file(
-            dir.join("samples.jsonl"),
-            format!(
-                "holds {} samples, its manifest says {}",
-                samples.len(),
-                manifest.n_samples
-            ),
-        ));
-    }
     Ok(ShardDir {
         dir: dir.to_path_buf(),
         manifest,
@@ -277,9 +265,21 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<MergeOutcome> {
             text.push_str(&serde_json::to_string(r).expect("records serialize"));
             text.push('\n');
         }
-        write_atomic(&tmp.join("samples.jsonl"), text.as_bytes())?;
-        write_json(&tmp.join("metrics.json"), &m)?;
-        write_json(&tmp.join("manifest.json"), &manifest)?;
+        write_atomic(&tmp.join(SAMPLES), text.as_bytes())?;
+        let plan = Plan {
+            samples: all
+                .iter()
+                .map(|r| Planned {
+                    id: r.id.clone(),
+                    prompt_hash: r.prompt_hash.clone(),
+                })
+                .collect(),
+        };
+        write_json(&tmp.join(PLAN), &plan)?;
+        write_json(&tmp.join(METRICS), &m)?;
+        let mut manifest = manifest.clone();
+        manifest.files = hash_files(&tmp)?;
+        write_json(&tmp.join(MANIFEST), &manifest)?;
         crate::record::sync_dir(&tmp)?;
         std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
         crate::record::sync_dir(parent)

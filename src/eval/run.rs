@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 pub use super::folder::{
-    create_run_dir, create_run_dir_at, execute, read_samples, Fingerprint, Manifest, RunOutcome,
-    FINGERPRINT, INCOMPLETE,
+    create_run_dir, create_run_dir_at, execute, Fingerprint, Manifest, RunOutcome, FINGERPRINT,
+    INCOMPLETE,
 };
 pub use super::metrics::{metrics, DatasetMetrics, Metrics};
 pub(crate) use super::sample::{ids_hash, prompt_hash, sha_hex};
@@ -339,6 +339,20 @@ impl Prepared {
         )
     }
 
+    /// Every sample this run computes, in order (`plan.json`).
+    pub fn plan(&self) -> super::proof::Plan {
+        super::proof::Plan {
+            samples: self
+                .samples
+                .iter()
+                .map(|s| super::proof::Planned {
+                    id: self.sample_id(s),
+                    prompt_hash: s.prompt_hash.clone(),
+                })
+                .collect(),
+        }
+    }
+
     /// Compute samples `idx` (all from one dataset) without scoring.
     pub fn compute_raw(&self, idx: &[usize]) -> Result<Vec<Raw>> {
         let specs: Vec<&SampleSpec> = idx.iter().map(|&i| &self.samples[i]).collect();
@@ -437,8 +451,6 @@ impl Prepared {
                         let outs = &lls[at..at + s.choices.len()];
                         let ll: Vec<f64> = outs.iter().map(|o| o.loglik).collect();
                         at += s.choices.len();
-                        let mut h = Sha256::new();
-                        ll.iter().for_each(|v| h.update(v.to_bits().to_le_bytes()));
                         Raw {
                             // lm-eval loglikelihood: 1 where greedy decoding gives the continuation.
                             output_ids: if d.is_lm_loglikelihood() {
@@ -446,7 +458,7 @@ impl Prepared {
                             } else {
                                 Vec::new()
                             },
-                            digest: hex::encode(h.finalize()),
+                            digest: super::proof::logliks_digest(&ll),
                             logits_digest: None,
                             logprobs: ll,
                             latency: Latency {
@@ -602,6 +614,25 @@ impl Prepared {
             } else {
                 None
             };
+            // A stored entry is served only if its digest is that of its outputs.
+            if let Some(e) = &hit {
+                let kind = self.config.task.datasets[self.samples[i].dataset].kind;
+                let want = match kind {
+                    TaskKind::Generate => engine::ids_digest(&e.output_ids),
+                    TaskKind::MultipleChoice => super::proof::logliks_digest(&e.logprobs),
+                };
+                if e.digest != want {
+                    return Err(Error::bad_file(
+                        st.path(),
+                        format!(
+                            "the stored entry for sample '{}' (prompt hash {}) has digest {} but its outputs hash to {want}: the store was altered; remove the entry or the store, or run with --cache off",
+                            self.sample_id(&self.samples[i]),
+                            self.samples[i].prompt_hash,
+                            e.digest
+                        ),
+                    ));
+                }
+            }
             raws.push(hit.map(|e| Raw {
                 output_ids: e.output_ids,
                 digest: e.digest,

@@ -8,7 +8,6 @@
 //! a finished export is not repeated. Nothing in the run folder is written.
 
 use crate::error::{Error, Result};
-use crate::eval::compare::{read_manifest, read_metrics};
 use crate::eval::run::Manifest;
 use crate::record::flat::{flatten, Flat};
 use serde_json::{json, Value};
@@ -445,8 +444,9 @@ fn files_of(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
 
 impl RunPayload {
     pub fn read(dir: &Path) -> Result<Self> {
-        let manifest = read_manifest(dir)?;
-        let metrics = read_metrics(dir)?;
+        let crate::eval::proof::Proven {
+            manifest, metrics, ..
+        } = crate::eval::proof::check_run_folder(dir)?;
         let mpath = dir.join("manifest.json");
         let manifest_sha256 = crate::formats::sha256_file(&mpath)?;
         let cpath = dir.join("config.yaml");

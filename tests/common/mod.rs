@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod families;
+pub mod forge;
 pub mod server;
 pub mod venv;
 
