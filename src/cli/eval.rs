@@ -284,6 +284,15 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         .build()?;
     // Data, templates and the model are checked before a run folder exists.
     let mut prep = prepare(&cfg, &root, a.allow_data_drift)?;
+    if !prep.skipped.is_empty() {
+        eprintln!(
+            "infer-eval: leaving out {} item(s) that cannot fit the model's context (run.too_long=skip; listed in plan.json):",
+            prep.skipped.len()
+        );
+        for s in prep.skipped.iter().take(10) {
+            eprintln!("  {}: {}", s.id, s.why);
+        }
+    }
     if let Some((s, source)) = &shard {
         let tree = match (&composed, &a.resume) {
             (Some(c), _) => c.tree.clone(),

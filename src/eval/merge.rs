@@ -274,6 +274,8 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<MergeOutcome> {
                     prompt_hash: r.prompt_hash.clone(),
                 })
                 .collect(),
+            // Every shard left out the same items (before sharding).
+            skipped: Plan::read(&base.dir)?.skipped,
         };
         write_json(&tmp.join(PLAN), &plan)?;
         write_json(&tmp.join(METRICS), &m)?;

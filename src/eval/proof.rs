@@ -51,6 +51,18 @@ pub struct Planned {
 #[serde(deny_unknown_fields)]
 pub struct Plan {
     pub samples: Vec<Planned>,
+    /// Items left out because they cannot fit the model's context
+    /// (`run.too_long: skip`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<Skipped>,
+}
+
+/// An item a run left out, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Skipped {
+    pub id: String,
+    pub why: String,
 }
 
 impl Plan {

@@ -42,6 +42,8 @@ pub struct Prepared {
     lm_gen: Vec<Option<GenTask>>,
     /// Per dataset: sha256 of the effective parameters (baseline key).
     params_hash: Vec<String>,
+    /// Items left out because they cannot fit the context (`run.too_long: skip`).
+    pub skipped: Vec<super::proof::Skipped>,
 }
 
 /// Load data, templates and the model, render and tokenize every sample.
@@ -91,6 +93,14 @@ pub fn prepare(
         Some(_) => tok.encode_rendered(text, true),
         None => tok.encode_prompt(text, chat),
     };
+    let ctx_len = model.model.config.max_position_embeddings;
+    // The most bytes one token stands for: a text of more than ctx_len times
+    // this many bytes cannot fit the context, whatever its tokens.
+    let max_token_bytes = (0..tok.vocab_size as u32)
+        .filter_map(|i| tok.token_text(i).map(|t| t.len()))
+        .max()
+        .unwrap_or(1)
+        .max(1);
     let mut samples = Vec::new();
     let mut datasets = Vec::new();
     let mut patterns = Vec::new();
@@ -171,10 +181,28 @@ pub fn prepare(
                 None => None,
             };
             let examples = examples.as_deref();
+            let rendered = match d.kind {
+                TaskKind::Generate => render(&gen_t, &item, examples)?,
+                TaskKind::MultipleChoice => render(&mc_t, &item, examples)?,
+            };
+            // So long that no tokenisation fits the context: not tokenised.
+            if rendered.len() / max_token_bytes >= ctx_len {
+                samples.push(SampleSpec {
+                    dataset: di,
+                    item,
+                    oversize_bytes: Some(rendered.len()),
+                    prompt: String::new(),
+                    prompt_ids: Vec::new(),
+                    choices: Vec::new(),
+                    prompt_hash: String::new(),
+                    seed: None,
+                });
+                continue;
+            }
             let (prompt, choices) = match d.kind {
-                TaskKind::Generate => (render(&gen_t, &item, examples)?, Vec::new()),
+                TaskKind::Generate => (rendered, Vec::new()),
                 TaskKind::MultipleChoice => {
-                    let ctx = render(&mc_t, &item, examples)?;
+                    let ctx = rendered;
                     let ctx_ids = encode_prompt(&ctx)?;
                     let reqs = item
                         .choices
@@ -222,6 +250,7 @@ pub fn prepare(
                 choices,
                 prompt_hash,
                 seed: None,
+                oversize_bytes: None,
             });
         }
         // Several seeds: the dataset's samples once per seed, seed by seed.
@@ -273,7 +302,7 @@ pub fn prepare(
             hex::encode(h.finalize())
         })
         .collect();
-    Ok(Prepared {
+    let mut prep = Prepared {
         config: config.clone(),
         root: root.to_path_buf(),
         model,
@@ -287,10 +316,63 @@ pub fn prepare(
         patterns,
         lm_gen,
         params_hash,
-    })
+        skipped: Vec::new(),
+    };
+    prep.fit_context()?;
+    Ok(prep)
 }
 
 impl Prepared {
+    /// Check every sample against the model's context before anything is
+    /// written: refuse the run naming the first that cannot fit, or (with
+    /// `run.too_long: skip`) leave those out and record them as skipped.
+    fn fit_context(&mut self) -> Result<()> {
+        let ctx = self.model.model.config.max_position_embeddings;
+        let all = std::mem::take(&mut self.samples);
+        for s in all {
+            let why = if let Some(b) = s.oversize_bytes {
+                Some(format!(
+                    "its prompt is {b} bytes, more than the model's context of {ctx} tokens can hold (it was not tokenised)"
+                ))
+            } else if s.choices.is_empty() {
+                (s.prompt_ids.is_empty() || s.prompt_ids.len() >= ctx).then(|| {
+                    format!(
+                        "its prompt has {} tokens; the model's context is {ctx} positions (generation needs at least one free)",
+                        s.prompt_ids.len()
+                    )
+                })
+            } else {
+                s.choices
+                    .iter()
+                    .map(|c| c.context.len() + c.continuation.len())
+                    .find(|&n| n > ctx + 1)
+                    .map(|n| {
+                        format!(
+                            "a choice needs {n} tokens (context plus continuation); the model's context is {ctx} positions"
+                        )
+                    })
+            };
+            let Some(why) = why else {
+                self.samples.push(s);
+                continue;
+            };
+            let id = self.sample_id(&s);
+            match self.config.run.too_long {
+                super::config::TooLong::Error => {
+                    let d = &self.config.task.datasets[s.dataset];
+                    return Err(Error::Resource(format!(
+                        "{}: item '{id}': {why}. Nothing was written; set run.too_long=skip to leave such items out (recorded as skipped in plan.json)",
+                        d.path
+                    )));
+                }
+                super::config::TooLong::Skip => {
+                    self.skipped.push(super::proof::Skipped { id, why })
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Keep only `shard`'s samples (global index i with i mod N = I);
     /// `tree` is the resolved config, `source` where the shard came from.
     pub fn select_shard(
@@ -350,6 +432,7 @@ impl Prepared {
                     prompt_hash: s.prompt_hash.clone(),
                 })
                 .collect(),
+            skipped: self.skipped.clone(),
         }
     }
 

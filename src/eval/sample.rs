@@ -21,6 +21,9 @@ pub struct SampleSpec {
     pub prompt_hash: String,
     /// With several seeds (`run.seeds`): the seed this copy samples with.
     pub seed: Option<u64>,
+    /// Set when the prompt's text is so long that it cannot fit the model's
+    /// context whatever its tokens (it was not tokenised): its length in bytes.
+    pub oversize_bytes: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

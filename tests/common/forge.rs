@@ -37,6 +37,9 @@ pub fn reseal(dir: &Path) {
                 prompt_hash: s.prompt_hash.clone(),
             })
             .collect(),
+        skipped: proof::Plan::read(dir)
+            .map(|p| p.skipped)
+            .unwrap_or_default(),
     };
     write_pretty(&dir.join(proof::PLAN), &plan);
     let (cfg, _) = config::load_resolved(&dir.join("config.yaml")).unwrap();

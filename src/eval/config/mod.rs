@@ -233,6 +233,26 @@ pub struct RunConfig {
     /// Or K seeds from sampling.seed: seed, seed + 1, ..., seed + K - 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_seeds: Option<usize>,
+    /// An item whose tokens do not fit the model's context: refuse the run
+    /// before its folder is made (`error`), or leave it out and record it in
+    /// plan.json as skipped (`skip`).
+    #[serde(default, skip_serializing_if = "TooLong::is_error")]
+    pub too_long: TooLong,
+}
+
+/// What a run does with an item that cannot fit the model's context.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TooLong {
+    #[default]
+    Error,
+    Skip,
+}
+
+impl TooLong {
+    fn is_error(&self) -> bool {
+        *self == TooLong::Error
+    }
 }
 
 impl EvalConfig {

@@ -4,6 +4,20 @@
 
 use super::{EvalConfig, Scorer, TaskKind};
 
+/// Largest `run.batch_size` (sequences decoded together).
+pub const MAX_BATCH: usize = 4096;
+/// Largest `run.prefill_chunk` (tokens per prefill step).
+pub const MAX_CHUNK: usize = 1 << 20;
+/// Largest `run.threads`.
+pub const MAX_THREADS: usize = 1024;
+/// Largest `run.bootstrap` (resamples per interval: the work is this times
+/// the samples, after they are computed).
+pub const MAX_BOOTSTRAP: usize = 100_000;
+/// Most seeds a run repeats its sampled tasks with.
+pub const MAX_SEEDS: usize = 10_000;
+/// Largest `max_tokens` (a generation also ends at the model's context).
+pub const MAX_TOKENS: usize = 1 << 20;
+
 /// Checks beyond types.
 pub fn validate(c: &EvalConfig) -> std::result::Result<(), String> {
     checks(c, true)
@@ -15,6 +29,37 @@ pub(super) fn checks(c: &EvalConfig, own_task: bool) -> std::result::Result<(), 
         .map_err(|m| format!("key 'sampling': {m}"))?;
     if c.run.batch_size == 0 || c.run.prefill_chunk == 0 || c.run.threads == Some(0) {
         return Err("key 'run': batch_size, prefill_chunk and threads must be at least 1".into());
+    }
+    // Bounds that keep every run's work and memory sane (each names its key).
+    let bounded: [(&str, Option<usize>, usize, usize); 8] = [
+        ("run.batch_size", Some(c.run.batch_size), 1, MAX_BATCH),
+        ("run.prefill_chunk", Some(c.run.prefill_chunk), 1, MAX_CHUNK),
+        ("run.threads", c.run.threads, 1, MAX_THREADS),
+        ("run.limit", c.run.limit, 1, usize::MAX),
+        ("run.bootstrap", Some(c.run.bootstrap), 0, MAX_BOOTSTRAP),
+        ("run.num_seeds", c.run.num_seeds, 1, MAX_SEEDS),
+        (
+            "run.seeds",
+            c.run.seeds.as_ref().map(|s| s.len()),
+            1,
+            MAX_SEEDS,
+        ),
+        (
+            "sampling.max_tokens",
+            Some(c.sampling.max_tokens),
+            1,
+            MAX_TOKENS,
+        ),
+    ];
+    for (key, v, lo, hi) in bounded {
+        if let Some(v) = v.filter(|v| *v < lo || *v > hi) {
+            let what = if key == "run.seeds" { " seeds" } else { "" };
+            return Err(if hi == usize::MAX {
+                format!("key '{key}': {v}{what}; must be at least {lo} (null: all)")
+            } else {
+                format!("key '{key}': {v}{what}; must be in {lo}..={hi}")
+            });
+        }
     }
     if c.task.datasets.is_empty() {
         return Err("key 'task.datasets': no datasets".into());
@@ -79,6 +124,11 @@ pub(super) fn checks(c: &EvalConfig, own_task: bool) -> std::result::Result<(), 
         }
         if d.kind == TaskKind::Generate && d.scorer.is_none() && d.lm_eval.is_none() {
             return Err(format!("key 'task.datasets.{i}.scorer': generation tasks need a scorer (exact_match, contains, regex)"));
+        }
+        if let Some(m) = d.max_tokens.filter(|m| *m == 0 || *m > MAX_TOKENS) {
+            return Err(format!(
+                "key 'task.datasets.{i}.max_tokens': {m}; must be in 1..={MAX_TOKENS}"
+            ));
         }
         if let Some(n) = d.lm_eval.as_ref().and_then(|l| l.max_length) {
             if n < 3 {

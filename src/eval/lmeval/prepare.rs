@@ -198,6 +198,7 @@ pub fn samples(
             choices,
             prompt_hash: hash,
             seed: None,
+            oversize_bytes: None,
         });
     }
     Ok((out, gen))
