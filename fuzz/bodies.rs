@@ -13,12 +13,13 @@ use infer_eval::eval::template::Template;
 use infer_eval::formats::gguf::{GgufFile, Value};
 
 /// Every target, by the name of its cargo-fuzz binary.
-pub const TARGETS: [(&str, fn(&[u8])); 5] = [
+pub const TARGETS: [(&str, fn(&[u8])); 6] = [
     ("gguf", gguf),
     ("safetensors", safetensors),
     ("gguf_tokenizer", gguf_tokenizer),
     ("config", config),
     ("dataset", dataset),
+    ("lmeval_task", lmeval_task),
 ];
 
 /// The non-empty lines of a part of the input.
@@ -194,5 +195,39 @@ pub fn dataset(data: &[u8]) {
     let _ = infer_eval::prompts::parse_jsonl(p, data.to_vec());
     if let Ok(t) = Template::from_bytes(Path::new("fuzz.txt"), data) {
         let _ = t.render(&serde_json::Map::new());
+    }
+}
+
+/// An lm-evaluation-harness task file (the part before the first NUL, with
+/// the part after it as the file it includes) read, then its templates
+/// rendered on the documents of the last part (JSON lines): errors, never a
+/// panic or a hang (the templates' work is bounded).
+pub fn lmeval_task(data: &[u8]) {
+    use infer_eval::eval::lmeval::{render::Fields, task};
+    let text = String::from_utf8_lossy(data);
+    let mut parts = text.splitn(3, '\u{0}');
+    let main = parts.next().unwrap_or("");
+    let base = parts.next().unwrap_or("");
+    let docs = parts.next().unwrap_or("{\"q\": \"x\", \"a\": 1}");
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("task.yaml"), main).unwrap();
+    std::fs::write(d.path().join("base.yaml"), base).unwrap();
+    let _ = task::find_by_name("fuzz", &[d.path().to_path_buf()]);
+    let Ok(loaded) = task::load(&d.path().join("task.yaml")) else {
+        return;
+    };
+    let t = loaded.task;
+    let fields = Fields::new();
+    for line in docs.lines().take(8) {
+        let Ok(serde_json::Value::Object(doc)) = serde_json::from_str::<serde_json::Value>(line)
+        else {
+            continue;
+        };
+        if let Some(f) = &t.doc_to_text {
+            let _ = fields.text(f, &doc, "doc_to_text");
+        }
+        if let Some(f) = &t.doc_to_choice {
+            let _ = fields.choices(f, &doc, "doc_to_choice");
+        }
     }
 }

@@ -97,10 +97,34 @@ impl Error {
         }
     }
 
+    /// An I/O error on `path`; a folder where a file was read is bad input
+    /// and says so.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        if source.kind() == std::io::ErrorKind::IsADirectory {
+            return Error::bad_file(path, "is a folder; a file is expected here");
+        }
         Error::Io {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// `text` cut to about `max` characters for an error message: a long input
+/// (an override, a template, a data line) is echoed readably, with its length.
+pub fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((i, _)) => format!("{}... ({} bytes in all)", &text[..i], text.len()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cut_keeps_short_text_and_shortens_long_text() {
+        assert_eq!(super::cut("abc", 5), "abc");
+        assert_eq!(super::cut("abcdef", 3), "abc... (6 bytes in all)");
+        assert_eq!(super::cut("ééé", 2), "éé... (6 bytes in all)");
     }
 }

@@ -127,7 +127,12 @@ enum Command {
         /// Print JSON: {"ids": [...], "pieces": [...]}.
         #[arg(long)]
         json: bool,
-        text: String,
+        /// Or: read the text from this file ('-': standard input), byte for byte.
+        #[arg(long, value_name = "FILE", conflicts_with = "text")]
+        file: Option<PathBuf>,
+        /// The text (or --file).
+        #[arg(required_unless_present = "file")]
+        text: Option<String>,
     },
 }
 
@@ -222,6 +227,28 @@ fn main() {
     }
 }
 
+/// A text argument read from a file, or from standard input for '-'.
+fn read_text_arg(f: &std::path::Path) -> Result<String> {
+    let bytes = if f.as_os_str() == "-" {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)
+            .map_err(|e| infer_eval::Error::io("<standard input>", e))?;
+        b
+    } else {
+        std::fs::read(f).map_err(|e| infer_eval::Error::io(f, e))?
+    };
+    String::from_utf8(bytes).map_err(|e| {
+        infer_eval::Error::bad_file(
+            f,
+            format!(
+                "not UTF-8 text (first bad byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+        .into()
+    })
+}
+
 fn log(msg: &str) {
     eprintln!("infer-eval: {msg}");
 }
@@ -263,8 +290,14 @@ fn real_main() -> Result<()> {
             special,
             no_bos,
             json,
+            file,
             text,
         }) => {
+            let text = match (text, file) {
+                (Some(t), _) => t,
+                (None, Some(f)) => read_text_arg(&f)?,
+                (None, None) => unreachable!("clap: text or --file"),
+            };
             let path = fetch::resolve(&model, &mut |s| log(s))?;
             let tok = loader::load_tokenizer(&path)?;
             let ids = tok.encode_with(&text, !no_bos, special)?;

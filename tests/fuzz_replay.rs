@@ -225,3 +225,45 @@ fn dataset_readers() {
     seeds.push(b"Q: {question} and {answer}\nA: {{literal}}".to_vec());
     run("dataset", seeds, 5000);
 }
+
+#[test]
+fn lmeval_task_files() {
+    let dir = root().join("tests/clients/lm_eval");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    names.sort();
+    let docs = "{\"question\": \"What is 2+2?\", \"answer\": \"4\", \"choices\": [\"3\", \"4\"]}\n{\"q\": 1}";
+    let mut seeds: Vec<Vec<u8>> = names
+        .iter()
+        .map(|p| {
+            let t = std::fs::read_to_string(p).unwrap();
+            format!("{t}\0task: base\n\0{docs}").into_bytes()
+        })
+        .collect();
+    // Hostile ones: nested loops, deep nesting, an include chain.
+    let looped =
+        "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}";
+    seeds.push(
+        format!("task: fuzz\ndataset_path: json\noutput_type: generate_until\ndoc_to_text: \"{looped}\"\ndoc_to_target: answer\n\0\0{docs}")
+            .into_bytes(),
+    );
+    seeds.push(format!("task: fuzz\nx: {}{}\n", "[".repeat(5000), "]".repeat(5000)).into_bytes());
+    seeds.push(
+        format!("include: base.yaml\ntask: fuzz\n\0include: task.yaml\ndoc_to_text: q\n\0{docs}")
+            .into_bytes(),
+    );
+    // The nested loops end (fuel), refused with an error, at once.
+    let t = std::time::Instant::now();
+    let fields = infer_eval::eval::lmeval::render::Fields::new();
+    let doc = serde_json::Map::new();
+    let e = fields
+        .text(&serde_json::json!(looped), &doc, "doc_to_text")
+        .unwrap_err();
+    assert!(e.to_string().contains("fuel"), "{e}");
+    assert!(t.elapsed().as_secs() < 20);
+    run("lmeval_task", seeds, 200);
+}

@@ -500,7 +500,9 @@ pub fn verify(a: VerifyArgs) -> Result<i32> {
     if let Some(b) = a.batch_size {
         cfg.run.batch_size = b;
     }
-    config::validate(&cfg).map_err(anyhow::Error::msg)?;
+    // (The recorded config passed its check: what fails now is a flag.)
+    config::validate(&cfg)
+        .map_err(|m| infer_eval::Error::Usage(format!("verify --threads/--batch-size: {m}")))?;
     let threads = threads_of(&cfg);
     let mut problems = Vec::new();
     let mut hint = None;

@@ -2,7 +2,7 @@
 //! byte of text files, with lm-eval's rolling windows
 //! (`infer_eval::eval::perplexity`).
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use infer_eval::eval::perplexity::{self, Document, Windowing};
 use infer_eval::Error;
 use sha2::{Digest, Sha256};
@@ -63,7 +63,7 @@ fn documents(a: &PerplexityArgs) -> Result<(Vec<Document>, Vec<serde_json::Value
     let mut docs = Vec::new();
     let mut files = Vec::new();
     for f in &a.files {
-        let bytes = std::fs::read(f).with_context(|| format!("{}: cannot read", f.display()))?;
+        let bytes = std::fs::read(f).map_err(|e| Error::io(f, e))?;
         files.push(serde_json::json!({
             "path": f.display().to_string(),
             "sha256": hex::encode(Sha256::digest(&bytes)),
@@ -87,6 +87,11 @@ fn documents(a: &PerplexityArgs) -> Result<(Vec<Document>, Vec<serde_json::Value
                 });
             }
         } else {
+            if text.trim().is_empty() {
+                return Err(
+                    Error::Input(format!("{}: empty: no text to score", f.display())).into(),
+                );
+            }
             docs.push(Document {
                 name: f.display().to_string(),
                 text,

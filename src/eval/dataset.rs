@@ -108,6 +108,8 @@ pub fn parse(cfg: &DatasetConfig, path: &Path, bytes: &[u8]) -> Result<Vec<Item>
             ),
         )
     })?;
+    // A UTF-8 byte-order mark (as some editors write) is not part of the data.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut items = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (n, line) in text.lines().enumerate() {
@@ -138,6 +140,13 @@ pub fn parse(cfg: &DatasetConfig, path: &Path, bytes: &[u8]) -> Result<Vec<Item>
                     Some(Value::Number(x)) => x.to_string(),
                     _ => return Err(bad("missing \"answer\" (string or number)".into())),
                 };
+                // Every output contains the empty string: it would score all right.
+                if cfg.scorer == Some(super::config::Scorer::Contains) && a.trim().is_empty() {
+                    return Err(bad(
+                        "\"answer\" is empty: the contains scorer would count every output as right"
+                            .into(),
+                    ));
+                }
                 (a, Vec::new(), 0)
             }
             TaskKind::MultipleChoice => {

@@ -5,6 +5,7 @@
 pub mod gguf;
 pub mod gguf_write;
 pub mod safetensors;
+pub mod yaml;
 
 use crate::error::{Error, Result};
 use sha2::{Digest, Sha256};

@@ -197,8 +197,13 @@ pub fn repo_root(start: &Path) -> Option<PathBuf> {
 }
 
 fn read_yaml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_norway::from_str(&text).map_err(|e| Error::bad_file(path, format!("not a DVC file: {e}")))
+    crate::formats::yaml::read(path).map_err(|e| match e {
+        Error::BadFile { path, msg } => Error::BadFile {
+            path,
+            msg: format!("not a DVC file: {msg}"),
+        },
+        e => e,
+    })
 }
 
 /// The tracking entry of `file` (absolute, normalised): (owner file, stage,

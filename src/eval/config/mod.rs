@@ -298,9 +298,7 @@ pub struct Composed {
 }
 
 fn read_yaml(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let v: Value = serde_norway::from_str(&text)
-        .map_err(|e| Error::bad_file(path, format!("invalid YAML: {e}")))?;
+    let v: Value = crate::formats::yaml::read(path)?;
     Ok(if v.is_null() {
         Value::Object(Map::new())
     } else {
@@ -345,7 +343,11 @@ fn typed<T: for<'de> Deserialize<'de>>(v: &Value, origin: &str, prefix: &str) ->
             (pre, ".") => pre.to_string(),
             (pre, p) => format!("{pre}.{p}"),
         };
-        Error::Input(format!("{origin}: key '{key}': {}", e.inner()))
+        Error::Input(format!(
+            "{}: key '{key}': {}",
+            crate::error::cut(origin, 160),
+            crate::error::cut(&e.inner().to_string(), 300)
+        ))
     })
 }
 
@@ -377,6 +379,11 @@ fn parse_value(raw: &str, current: Option<&Value>) -> Value {
     if matches!(current, Some(Value::String(_))) {
         return Value::String(raw.to_string());
     }
+    // (Too deep or too long to read as YAML: kept as text, which the typed
+    // check then names by its key.)
+    if crate::formats::yaml::check(raw).is_err() {
+        return Value::String(raw.to_string());
+    }
     serde_norway::from_str::<Value>(raw).unwrap_or_else(|_| Value::String(raw.to_string()))
 }
 
@@ -393,13 +400,15 @@ fn set_path(
     let here = parts[..depth].join(".");
     let p = parts[depth];
     let last = depth + 1 == parts.len();
+    // (Echoed in errors: a long value is cut to a readable length.)
+    let shown = crate::error::cut(raw, 120);
     if let Value::Array(items) = node {
         let n = items.len();
         let slot = p
             .parse::<usize>()
             .ok()
             .and_then(|i| items.get_mut(i))
-            .ok_or_else(|| Error::Input(format!("override '{key}={raw}': '{here}' is a list of {n}; '{p}' is not an index in it")))?;
+            .ok_or_else(|| Error::Input(format!("override '{key}={shown}': '{here}' is a list of {n}; '{p}' is not an index in it")))?;
         if last {
             *slot = parse_value(raw, Some(slot));
             return Ok(());
@@ -407,18 +416,20 @@ fn set_path(
         return set_path(slot, parts, depth + 1, add, key, raw);
     }
     let obj = node.as_object_mut().ok_or_else(|| {
-        Error::Input(format!("override '{key}={raw}': '{here}' is not a mapping"))
+        Error::Input(format!(
+            "override '{key}={shown}': '{here}' is not a mapping"
+        ))
     })?;
     if last {
         return match (obj.contains_key(p), add) {
             (true, true) => Err(Error::Input(format!(
-                "override '+{key}={raw}': key '{key}' already exists; drop the '+'"
+                "override '+{key}={shown}': key '{key}' already exists; drop the '+'"
             ))),
             (false, false) => {
                 let mut known: Vec<&str> = obj.keys().map(|k| k.as_str()).collect();
                 known.sort();
                 Err(Error::Input(format!(
-                    "override '{key}={raw}': unknown key '{key}' (known here: {}); use '+{key}=...' to add one",
+                    "override '{key}={shown}': unknown key '{key}' (known here: {}); use '+{key}=...' to add one",
                     known.join(", ")
                 )))
             }
@@ -432,7 +443,7 @@ fn set_path(
     if !obj.contains_key(p) {
         if !add {
             return Err(Error::Input(format!(
-                "override '{key}={raw}': unknown key '{}'",
+                "override '{key}={shown}': unknown key '{}'",
                 parts[..=depth].join(".")
             )));
         }
@@ -471,15 +482,21 @@ pub fn compose_for(config_dir: &Path, args: &[String], own_task: bool) -> Result
     let mut group_choice: Vec<(String, String)> = Vec::new();
     let mut dotted: Vec<(bool, String, String)> = Vec::new();
     for a in args {
-        let (k, v) = a
-            .split_once('=')
-            .ok_or_else(|| Error::Input(format!("override '{a}' is not of the form key=value")))?;
+        let (k, v) = a.split_once('=').ok_or_else(|| {
+            Error::Input(format!(
+                "override '{}' is not of the form key=value",
+                crate::error::cut(a, 120)
+            ))
+        })?;
         let (add, k) = match k.strip_prefix('+') {
             Some(rest) => (true, rest),
             None => (false, k),
         };
         if k.is_empty() || k.split('.').any(|p| p.is_empty()) {
-            return Err(Error::Input(format!("override '{a}': empty key")));
+            return Err(Error::Input(format!(
+                "override '{}': empty key",
+                crate::error::cut(a, 120)
+            )));
         }
         if k == "experiment" {
             experiment = v.to_string();

@@ -8,6 +8,13 @@ use super::docs::Doc;
 use crate::error::{Error, Result};
 use serde_json::Value;
 
+/// Work one template render may do (minijinja's fuel: about one unit per
+/// instruction); a render that needs more is refused.
+const TEMPLATE_FUEL: u64 = 2_000_000;
+const TEMPLATE_RECURSION: usize = 64;
+/// Largest text one template may render, in bytes.
+const TEMPLATE_OUTPUT: usize = 16 << 20;
+
 /// A task field: a column name, a Jinja template, a literal list, or an index.
 pub struct Fields {
     env: minijinja::Environment<'static>,
@@ -55,6 +62,10 @@ fn regex_replace(
 impl Fields {
     pub fn new() -> Self {
         let mut env = minijinja::Environment::new();
+        // A task file's templates are input: bound their work (nested loops
+        // over large ranges) and recursion, so a crafted file cannot hang us.
+        env.set_fuel(Some(TEMPLATE_FUEL));
+        env.set_recursion_limit(TEMPLATE_RECURSION);
         env.set_keep_trailing_newline(true);
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
@@ -63,9 +74,18 @@ impl Fields {
     }
 
     pub fn render(&self, template: &str, doc: &Doc, what: &str) -> Result<String> {
-        self.env
+        let out = self
+            .env
             .render_str(template, minijinja::Value::from_serialize(doc))
-            .map_err(|e| template_error(e, template, doc, what))
+            .map_err(|e| template_error(e, template, doc, what))?;
+        if out.len() > TEMPLATE_OUTPUT {
+            return Err(Error::Input(format!(
+                "{what}: template {:?} renders {} bytes; at most {TEMPLATE_OUTPUT} are taken",
+                crate::error::cut(template, 80),
+                out.len()
+            )));
+        }
+        Ok(out)
     }
 
     /// A template that is one `{{ expression }}`: its value, not its text.

@@ -192,7 +192,7 @@ pub struct Loaded {
 }
 
 fn read_map(path: &Path) -> Result<Map<String, Value>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = read_text(path)?;
     if let Some(line) = text
         .lines()
         .position(|l| l.contains("!function"))
@@ -203,8 +203,7 @@ fn read_map(path: &Path) -> Result<Map<String, Value>> {
             format!("line {line}: `!function` (Python code in the task) is not supported; write the field as a Jinja template"),
         ));
     }
-    let v: Value = serde_norway::from_str(&text)
-        .map_err(|e| Error::bad_file(path, format!("invalid YAML: {e}")))?;
+    let v: Value = crate::formats::yaml::parse(path, &text)?;
     match v {
         Value::Object(m) => Ok(m),
         _ => Err(Error::bad_file(path, "a task file must be a YAML mapping")),
@@ -339,9 +338,50 @@ fn validate(t: &Task) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Find the task named `name` among the `.yaml` files under `dirs`.
+/// A task file's text, refused before it is read whole when it is a folder
+/// or larger than YAML is read.
+fn read_text(path: &Path) -> Result<String> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.is_dir() {
+        return Err(Error::bad_file(
+            path,
+            "is a folder; a task file is expected",
+        ));
+    }
+    if meta.len() > crate::formats::yaml::MAX_BYTES as u64 {
+        return Err(Error::bad_file(
+            path,
+            format!(
+                "{} bytes; at most {} bytes of YAML are read",
+                meta.len(),
+                crate::formats::yaml::MAX_BYTES
+            ),
+        ));
+    }
+    std::fs::read_to_string(path).map_err(|e| Error::io(path, e))
+}
+
+/// The `task:` name a file declares on a top-level line, read without
+/// parsing the file (task lookup reads every file under the include paths).
+fn declared_name(text: &str) -> Option<String> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    text.lines().find_map(|l| {
+        let v = l.strip_prefix("task:")?.trim();
+        let v = v.split(" #").next().unwrap_or(v).trim();
+        let v = v
+            .strip_prefix('"')
+            .and_then(|x| x.strip_suffix('"'))
+            .or_else(|| v.strip_prefix('\'').and_then(|x| x.strip_suffix('\'')))
+            .unwrap_or(v);
+        (!v.is_empty()).then(|| v.to_string())
+    })
+}
+
+/// Find the task named `name` among the `.yaml` files under `dirs`. Only a
+/// file that declares the name is parsed; two that do are an error naming both.
 pub fn find_by_name(name: &str, dirs: &[PathBuf]) -> Result<PathBuf> {
     let mut seen = Vec::new();
+    let mut found: Vec<PathBuf> = Vec::new();
     for d in dirs {
         let mut stack = vec![d.clone()];
         while let Some(dir) = stack.pop() {
@@ -352,15 +392,36 @@ pub fn find_by_name(name: &str, dirs: &[PathBuf]) -> Result<PathBuf> {
                 if p.is_dir() {
                     stack.push(p);
                 } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-                    let Ok(m) = read_map(&p) else { continue };
-                    if let Some(Value::String(t)) = m.get("task") {
-                        if t == name {
-                            return Ok(p);
+                    let Ok(text) = read_text(&p) else { continue };
+                    let Some(t) = declared_name(&text) else {
+                        continue;
+                    };
+                    if t == name {
+                        // Parsed to be sure it is a task file that says so.
+                        match read_map(&p)?.get("task") {
+                            Some(Value::String(t)) if t == name => found.push(p),
+                            _ => {}
                         }
-                        seen.push(t.clone());
+                    } else {
+                        seen.push(t);
                     }
                 }
             }
+        }
+    }
+    match found.len() {
+        1 => return Ok(found.pop().expect("one")),
+        0 => {}
+        _ => {
+            return Err(Error::Input(format!(
+                "lm-eval task '{name}' is defined by {} files: {} (remove one, or keep the include paths apart)",
+                found.len(),
+                found
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            )))
         }
     }
     seen.sort();

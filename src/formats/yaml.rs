@@ -1,0 +1,124 @@
+//! YAML as infer-eval reads it (configs, lm-eval task files, DVC files),
+//! bounded before it is parsed: a file over `MAX_BYTES` or nested deeper
+//! than `MAX_DEPTH` is refused at once, instead of after a parser has
+//! walked (or recursed through) it. A leading UTF-8 byte-order mark is
+//! accepted.
+
+use crate::error::{Error, Result};
+use std::path::Path;
+
+/// Deepest nesting accepted (a config is about 4 deep, lm-eval tasks 6).
+pub const MAX_DEPTH: usize = 64;
+/// Largest YAML file accepted.
+pub const MAX_BYTES: usize = 16 << 20;
+
+/// An upper estimate of the nesting depth of a YAML text, in one pass:
+/// block indentation levels, compact `- - ` entries and open flow brackets
+/// (outside quotes) on each line. It may count deeper than a parser would
+/// (brackets in a block scalar), never shallower for block and flow nesting.
+pub fn nesting_depth(text: &str) -> usize {
+    let (mut flow, mut max) = (0usize, 0usize);
+    let mut indents: Vec<usize> = Vec::new();
+    for line in text.lines() {
+        let body = line.trim_start_matches([' ', '\t']);
+        if body.is_empty() || body.starts_with('#') {
+            continue;
+        }
+        if flow == 0 {
+            let ind = line.len() - body.len();
+            while indents.last().is_some_and(|&t| t >= ind) {
+                indents.pop();
+            }
+            indents.push(ind);
+        }
+        let mut rest = body;
+        let mut dashes = 0;
+        while let Some(r) = rest.strip_prefix("- ").or_else(|| rest.strip_prefix("? ")) {
+            dashes += 1;
+            rest = r.trim_start_matches(' ');
+        }
+        let base = indents.len() + dashes;
+        max = max.max(base + flow);
+        let mut quote: Option<char> = None;
+        for c in rest.chars() {
+            match (quote, c) {
+                (None, '\'' | '"') => quote = Some(c),
+                (Some(q), c) if c == q => quote = None,
+                (None, '[' | '{') => {
+                    flow += 1;
+                    max = max.max(base + flow);
+                }
+                (None, ']' | '}') => flow = flow.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+    max
+}
+
+/// Parse `text` (read from `path`) as YAML into `T`, within the bounds.
+pub fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    check(text).map_err(|m| Error::bad_file(path, m))?;
+    serde_norway::from_str(text).map_err(|e| Error::bad_file(path, format!("invalid YAML: {e}")))
+}
+
+/// Whether `text` is within the bounds; the error says which it is over.
+pub fn check(text: &str) -> std::result::Result<(), String> {
+    if text.len() > MAX_BYTES {
+        return Err(format!(
+            "{} bytes of YAML; at most {MAX_BYTES} are read",
+            text.len()
+        ));
+    }
+    let d = nesting_depth(text);
+    if d > MAX_DEPTH {
+        return Err(format!(
+            "YAML nested {d} deep; at most {MAX_DEPTH} levels are read"
+        ));
+    }
+    Ok(())
+}
+
+/// Read a YAML file (a folder or a missing file named as such) and parse it.
+pub fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.is_dir() {
+        return Err(Error::bad_file(
+            path,
+            "is a folder; a YAML file is expected",
+        ));
+    }
+    if meta.len() > MAX_BYTES as u64 {
+        return Err(Error::bad_file(
+            path,
+            format!(
+                "{} bytes; at most {MAX_BYTES} bytes of YAML are read",
+                meta.len()
+            ),
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    parse(path, &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_counts_blocks_compact_entries_and_flow() {
+        assert_eq!(nesting_depth("a: 1\nb: 2\n"), 1);
+        assert_eq!(nesting_depth("a:\n  b:\n    c: 1\n"), 3);
+        assert_eq!(nesting_depth("- - - x\n"), 4);
+        assert_eq!(nesting_depth("a: [[1, 2], {b: 'x[[['}]\n"), 3);
+        assert_eq!(nesting_depth("a: \"{{q}}\"\n# [[[[\n"), 1);
+        let deep = format!("{}{}", "[".repeat(200_000), "]".repeat(200_000));
+        let t = std::time::Instant::now();
+        let e = parse::<serde_json::Value>(Path::new("d.yaml"), &deep).unwrap_err();
+        assert!(e.to_string().contains("nested 200001 deep"), "{e}");
+        assert!(t.elapsed().as_secs_f64() < 5.0);
+        let v: serde_json::Value = parse(Path::new("b.yaml"), "\u{feff}a: 1\n").unwrap();
+        assert_eq!(v["a"], 1);
+    }
+}
