@@ -5,7 +5,6 @@
 use anyhow::Result;
 use infer_eval::eval::perplexity::{self, Document, Windowing};
 use infer_eval::Error;
-use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -59,49 +58,21 @@ pub struct PerplexityArgs {
     pub out: Option<PathBuf>,
 }
 
-fn documents(a: &PerplexityArgs) -> Result<(Vec<Document>, Vec<serde_json::Value>)> {
-    let mut docs = Vec::new();
-    let mut files = Vec::new();
-    for f in &a.files {
-        let bytes = std::fs::read(f).map_err(|e| Error::io(f, e))?;
-        files.push(serde_json::json!({
-            "path": f.display().to_string(),
-            "sha256": hex::encode(Sha256::digest(&bytes)),
-        }));
-        let text = String::from_utf8(bytes)
-            .map_err(|e| Error::Input(format!("{}: not UTF-8 text ({e})", f.display())))?;
-        if f.extension().is_some_and(|e| e == "jsonl") {
-            for (n, line) in text.lines().enumerate() {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let at = || format!("{}:{}", f.display(), n + 1);
-                let v: serde_json::Value = serde_json::from_str(line)
-                    .map_err(|e| Error::Input(format!("{}: not JSON ({e})", at())))?;
-                let t = v.get(&a.field).and_then(|t| t.as_str()).ok_or_else(|| {
-                    Error::Input(format!("{}: no string field '{}'", at(), a.field))
-                })?;
-                docs.push(Document {
-                    name: at(),
-                    text: t.to_string(),
-                });
+/// The files' hashes (read streaming, before the model loads; a missing
+/// file or a folder is refused here).
+fn file_hashes(a: &PerplexityArgs) -> Result<Vec<serde_json::Value>> {
+    a.files
+        .iter()
+        .map(|f| {
+            if f.is_dir() {
+                return Err(Error::bad_file(f, "is a folder; a text file is expected").into());
             }
-        } else {
-            if text.trim().is_empty() {
-                return Err(
-                    Error::Input(format!("{}: empty: no text to score", f.display())).into(),
-                );
-            }
-            docs.push(Document {
-                name: f.display().to_string(),
-                text,
-            });
-        }
-    }
-    if docs.is_empty() {
-        return Err(Error::Input("perplexity: the files hold no documents".into()).into());
-    }
-    Ok((docs, files))
+            Ok(serde_json::json!({
+                "path": f.display().to_string(),
+                "sha256": infer_eval::formats::sha256_file(f)?,
+            }))
+        })
+        .collect()
 }
 
 /// The documents of an lm-eval rolling task, and the files it read.
@@ -140,9 +111,20 @@ fn task_documents(
 }
 
 pub fn perplexity(a: PerplexityArgs) -> Result<i32> {
-    let (docs, files) = match &a.lm_eval_task {
-        Some(t) => task_documents(&a, t)?,
-        None => documents(&a)?,
+    // Text files are read one document at a time while they are scored;
+    // a task's documents come from its dataset, already read.
+    let (docs, files): (
+        Box<dyn Iterator<Item = infer_eval::Result<Document>> + Send>,
+        _,
+    ) = match &a.lm_eval_task {
+        Some(t) => {
+            let (d, f) = task_documents(&a, t)?;
+            (Box::new(d.into_iter().map(Ok)), f)
+        }
+        None => (
+            Box::new(perplexity::file_documents(&a.files, &a.field)),
+            file_hashes(&a)?,
+        ),
     };
     let m = super::load(&a.model)?;
     let positions = m.model.config.max_position_embeddings;
@@ -169,25 +151,20 @@ pub fn perplexity(a: PerplexityArgs) -> Result<i32> {
         .build()?;
     let t0 = Instant::now();
     let mut last = Instant::now();
-    let mut progress = |done: usize, total: usize| {
-        if done == total || last.elapsed().as_secs_f64() >= 2.0 {
+    let mut progress = |docs: usize, windows: usize| {
+        if last.elapsed().as_secs_f64() >= 2.0 {
             last = Instant::now();
             let s = t0.elapsed().as_secs_f64();
-            let eta = if done > 0 {
-                format!(", ETA {:.0} s", s / done as f64 * (total - done) as f64)
-            } else {
-                String::new()
-            };
             eprintln!(
-                "infer-eval: perplexity: {done}/{total} windows, {:.1} windows/s{eta}",
-                done as f64 / s.max(1e-9)
+                "infer-eval: perplexity: {docs} document(s), {windows} windows, {:.1} windows/s",
+                windows as f64 / s.max(1e-9)
             );
         }
     };
-    let (per_doc, lls) = pool.install(|| {
+    let scored = pool.install(|| {
         perplexity::score(
             &m.model,
-            &docs,
+            docs,
             &encode,
             prefix,
             w,
@@ -196,12 +173,9 @@ pub fn perplexity(a: PerplexityArgs) -> Result<i32> {
             &mut progress,
         )
     })?;
+    let per_doc = scored.documents;
+    let digest = scored.windows_sha256;
     let t = perplexity::totals(&per_doc);
-    let mut h = Sha256::new();
-    for ll in &lls {
-        h.update(ll.to_bits().to_le_bytes());
-    }
-    let digest = hex::encode(h.finalize());
     println!(
         "perplexity of {} document(s), {} tokens in {} windows (context {}, stride {}), model {} ({})",
         per_doc.len(),

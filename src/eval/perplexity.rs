@@ -28,34 +28,75 @@ pub fn rolling_windows(
     max_seq_len: usize,
     context_len: usize,
 ) -> Vec<LoglikRequest> {
-    assert!(1 <= context_len && context_len <= max_seq_len);
-    let mut out = Vec::new();
-    if tokens.is_empty() {
-        return out;
-    }
-    let disjoint = |a: Vec<u32>, b: Vec<u32>| {
-        let keep = a.len() - (b.len() - 1);
-        LoglikRequest {
-            context: a[..keep].to_vec(),
-            continuation: b,
+    RollingWindows::new(tokens, prefix, max_seq_len, context_len).collect()
+}
+
+/// `rolling_windows` one window at a time: a long document's windows are
+/// made as they are scored, never all held at once.
+pub struct RollingWindows<'a> {
+    tokens: &'a [u32],
+    prefix: u32,
+    max_seq_len: usize,
+    pred_len: usize,
+    /// Tokens predicted by the windows made so far.
+    predicted: usize,
+}
+
+impl<'a> RollingWindows<'a> {
+    pub fn new(tokens: &'a [u32], prefix: u32, max_seq_len: usize, context_len: usize) -> Self {
+        assert!(1 <= context_len && context_len <= max_seq_len);
+        RollingWindows {
+            tokens,
+            prefix,
+            max_seq_len,
+            pred_len: max_seq_len - context_len + 1,
+            predicted: 0,
         }
-    };
-    let pred_len = max_seq_len - context_len + 1;
-    let first = max_seq_len.min(tokens.len());
-    let mut a = vec![prefix];
-    a.extend_from_slice(&tokens[..first - 1]);
-    out.push(disjoint(a, tokens[..first].to_vec()));
-    let mut predicted = first;
-    while predicted < tokens.len() {
-        let n = (tokens.len() - predicted).min(pred_len);
-        let end = predicted + n;
-        out.push(disjoint(
-            tokens[end - max_seq_len - 1..end - 1].to_vec(),
-            tokens[end - n..end].to_vec(),
-        ));
-        predicted += n;
     }
-    out
+
+    /// How many windows the document has in all.
+    pub fn total(&self) -> usize {
+        let n = self.tokens.len();
+        let first = self.max_seq_len.min(n);
+        if n == 0 {
+            0
+        } else {
+            1 + (n - first).div_ceil(self.pred_len)
+        }
+    }
+}
+
+impl Iterator for RollingWindows<'_> {
+    type Item = LoglikRequest;
+
+    fn next(&mut self) -> Option<LoglikRequest> {
+        let tokens = self.tokens;
+        if self.predicted >= tokens.len() {
+            return None;
+        }
+        let disjoint = |a: Vec<u32>, b: Vec<u32>| {
+            let keep = a.len() - (b.len() - 1);
+            LoglikRequest {
+                context: a[..keep].to_vec(),
+                continuation: b,
+            }
+        };
+        let max = self.max_seq_len;
+        if self.predicted == 0 {
+            let first = max.min(tokens.len());
+            let mut a = vec![self.prefix];
+            a.extend_from_slice(&tokens[..first - 1]);
+            self.predicted = first;
+            return Some(disjoint(a, tokens[..first].to_vec()));
+        }
+        let n = (tokens.len() - self.predicted).min(self.pred_len);
+        let end = self.predicted + n;
+        self.predicted = end;
+        Some(disjoint(
+            tokens[end - max - 1..end - 1].to_vec(),
+            tokens[end - n..end].to_vec(),
+        ))
+    }
 }
 
 /// Python's `str.isspace` for one character (what `re`'s `\s` matches in
@@ -106,9 +147,9 @@ impl Windowing {
         Ok(Windowing { context, stride })
     }
 
-    /// The document's windows (`prefix` starts the first).
-    pub fn windows(&self, tokens: &[u32], prefix: u32) -> Vec<LoglikRequest> {
-        rolling_windows(tokens, prefix, self.context, self.context - self.stride + 1)
+    /// The document's windows (`prefix` starts the first), one at a time.
+    pub fn windows<'a>(&self, tokens: &'a [u32], prefix: u32) -> RollingWindows<'a> {
+        RollingWindows::new(tokens, prefix, self.context, self.context - self.stride + 1)
     }
 }
 
@@ -175,53 +216,222 @@ pub struct Document {
     pub text: String,
 }
 
-/// Score `docs` (tokenized by `encode`, windows started by `prefix`),
-/// `batch_size` windows per forward call. `progress(done, total)` is called
-/// after each batch, counted in windows. The per-window log-likelihoods are
-/// returned too, in order (their bits are the engine's contract: they do
-/// not depend on threads, batch or chunking).
+/// Largest document read (a file, or one line of a .jsonl file): a longer
+/// text is refused before it is held, rather than tokenised whole.
+pub const MAX_DOCUMENT_BYTES: usize = 64 << 20;
+
+/// The documents of text files, read one at a time: a .jsonl file holds one
+/// document per line (the string field `field` of each object), any other
+/// file is one document (UTF-8). An empty text file, or files that hold no
+/// document at all, are errors.
+pub fn file_documents(
+    files: &[std::path::PathBuf],
+    field: &str,
+) -> impl Iterator<Item = Result<Document>> {
+    FileDocuments {
+        files: files.to_vec(),
+        field: field.to_string(),
+        at: 0,
+        jsonl: None,
+        yielded: 0,
+        failed: false,
+    }
+}
+
+struct FileDocuments {
+    files: Vec<std::path::PathBuf>,
+    field: String,
+    at: usize,
+    /// The .jsonl file being read: its path, reader and last line number.
+    jsonl: Option<(std::path::PathBuf, std::io::BufReader<std::fs::File>, usize)>,
+    yielded: usize,
+    failed: bool,
+}
+
+/// The next line of `r` (without its newline), refused past `cap` bytes
+/// before more of it is held; None at the end.
+fn read_line_capped(
+    r: &mut impl std::io::BufRead,
+    cap: usize,
+) -> std::io::Result<Option<std::result::Result<Vec<u8>, ()>>> {
+    use std::io::BufRead as _;
+    let mut buf = Vec::new();
+    let n = std::io::Read::take(r.by_ref(), cap as u64 + 1).read_until(b'\n', &mut buf)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+    } else if buf.len() > cap {
+        return Ok(Some(Err(())));
+    }
+    Ok(Some(Ok(buf)))
+}
+
+impl FileDocuments {
+    fn next_doc(&mut self) -> Result<Option<Document>> {
+        loop {
+            if let Some((path, r, line)) = &mut self.jsonl {
+                let next =
+                    read_line_capped(r, MAX_DOCUMENT_BYTES).map_err(|e| Error::io(&*path, e))?;
+                *line += 1;
+                let at = format!("{}:{}", path.display(), line);
+                let bytes = match next {
+                    None => {
+                        self.jsonl = None;
+                        continue;
+                    }
+                    Some(Err(())) => return Err(Error::Input(format!(
+                        "{at}: a line longer than {MAX_DOCUMENT_BYTES} bytes; split the document"
+                    ))),
+                    Some(Ok(b)) => b,
+                };
+                let line_text = std::str::from_utf8(&bytes)
+                    .map_err(|e| Error::Input(format!("{at}: not UTF-8 text ({e})")))?;
+                let line_text = if *line == 1 {
+                    line_text.strip_prefix('\u{feff}').unwrap_or(line_text)
+                } else {
+                    line_text
+                };
+                if line_text.trim().is_empty() {
+                    continue;
+                }
+                let v: serde_json::Value = serde_json::from_str(line_text)
+                    .map_err(|e| Error::Input(format!("{at}: not JSON ({e})")))?;
+                let t = v.get(&self.field).and_then(|t| t.as_str()).ok_or_else(|| {
+                    Error::Input(format!("{at}: no string field '{}'", self.field))
+                })?;
+                return Ok(Some(Document {
+                    name: at,
+                    text: t.to_string(),
+                }));
+            }
+            let Some(f) = self.files.get(self.at).cloned() else {
+                return Ok(None);
+            };
+            self.at += 1;
+            let meta = std::fs::metadata(&f).map_err(|e| Error::io(&f, e))?;
+            if meta.is_dir() {
+                return Err(Error::bad_file(&f, "is a folder; a text file is expected"));
+            }
+            if f.extension().is_some_and(|e| e == "jsonl") {
+                let file = std::fs::File::open(&f).map_err(|e| Error::io(&f, e))?;
+                self.jsonl = Some((f, std::io::BufReader::new(file), 0));
+                continue;
+            }
+            if meta.len() > MAX_DOCUMENT_BYTES as u64 {
+                return Err(Error::bad_file(
+                    &f,
+                    format!(
+                        "{} bytes in one document; at most {MAX_DOCUMENT_BYTES} are read (write it as a .jsonl of documents)",
+                        meta.len()
+                    ),
+                ));
+            }
+            let bytes = std::fs::read(&f).map_err(|e| Error::io(&f, e))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|e| Error::Input(format!("{}: not UTF-8 text ({e})", f.display())))?;
+            if text.trim().is_empty() {
+                return Err(Error::Input(format!(
+                    "{}: empty: no text to score",
+                    f.display()
+                )));
+            }
+            return Ok(Some(Document {
+                name: f.display().to_string(),
+                text,
+            }));
+        }
+    }
+}
+
+impl Iterator for FileDocuments {
+    type Item = Result<Document>;
+
+    fn next(&mut self) -> Option<Result<Document>> {
+        if self.failed {
+            return None;
+        }
+        let r = match self.next_doc() {
+            Ok(Some(d)) => Ok(d),
+            Ok(None) if self.yielded == 0 => Err(Error::Input(
+                "perplexity: the files hold no documents".into(),
+            )),
+            Ok(None) => return None,
+            Err(e) => Err(e),
+        };
+        match &r {
+            Ok(_) => self.yielded += 1,
+            Err(_) => self.failed = true,
+        }
+        Some(r)
+    }
+}
+
+/// What `score` gives: each document's figures, and the sha256 of every
+/// window's log-likelihood bits (LE f64) in order.
+pub struct Scored {
+    pub documents: Vec<DocPerplexity>,
+    pub windows_sha256: String,
+}
+
+/// Score the documents `docs` yields, one at a time (tokenized by `encode`,
+/// windows started by `prefix`), `batch_size` windows per forward call, so
+/// memory holds one document and one batch of windows, never the whole
+/// input. `progress(documents done, windows done)` is called after each
+/// batch. The windows' log-likelihoods are summed per document in window
+/// order (their bits are the engine's contract: they do not depend on
+/// threads, batch or chunking).
 #[allow(clippy::too_many_arguments)]
 pub fn score(
     model: &Transformer,
-    docs: &[Document],
+    docs: impl Iterator<Item = Result<Document>>,
     encode: &dyn Fn(&str) -> Result<Vec<u32>>,
     prefix: u32,
     w: Windowing,
     batch_size: usize,
     prefill_chunk: usize,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<(Vec<DocPerplexity>, Vec<f64>)> {
-    let mut all: Vec<LoglikRequest> = Vec::new();
-    let mut out = Vec::with_capacity(docs.len());
+) -> Result<Scored> {
+    use sha2::Digest;
+    let batch = batch_size.max(1);
+    let mut out = Vec::new();
+    let mut digest = sha2::Sha256::new();
+    let mut windows_done = 0;
+    progress(0, 0);
     for d in docs {
+        let d = d?;
         let ids = encode(&d.text)?;
-        let ws = w.windows(&ids, prefix);
-        out.push(DocPerplexity {
-            name: d.name.clone(),
+        let mut ws = w.windows(&ids, prefix);
+        let mut doc = DocPerplexity {
+            name: d.name,
             loglik: 0.0,
             tokens: ids.len(),
             words: word_count(&d.text),
             bytes: d.text.len(),
-            windows: ws.len(),
-        });
-        all.extend(ws);
-    }
-    let total = all.len();
-    let mut lls = Vec::with_capacity(total);
-    progress(0, total);
-    for chunk in all.chunks(batch_size.max(1)) {
-        let o = engine::loglikelihoods(model, chunk, batch_size.max(1), prefill_chunk)?;
-        lls.extend(o.into_iter().map(|o| o.loglik));
-        progress(lls.len(), total);
-    }
-    let mut at = 0;
-    for d in &mut out {
-        for &ll in &lls[at..at + d.windows] {
-            d.loglik += ll;
+            windows: ws.total(),
+        };
+        drop(d.text);
+        loop {
+            let chunk: Vec<LoglikRequest> = ws.by_ref().take(batch).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            let o = engine::loglikelihoods(model, &chunk, batch, prefill_chunk)?;
+            for ll in o.iter().map(|o| o.loglik) {
+                doc.loglik += ll;
+                digest.update(ll.to_bits().to_le_bytes());
+            }
+            windows_done += chunk.len();
+            progress(out.len(), windows_done);
         }
-        at += d.windows;
+        out.push(doc);
+        progress(out.len(), windows_done);
     }
-    Ok((out, lls))
+    Ok(Scored {
+        documents: out,
+        windows_sha256: hex::encode(digest.finalize()),
+    })
 }
 
 #[cfg(test)]
@@ -255,6 +465,15 @@ mod tests {
         ];
         assert_eq!(pairs(1), want1);
         assert!(rolling_windows(&[], 1, 4, 1).is_empty());
+        for (n, c) in [(0usize, 1usize), (1, 1), (4, 1), (5, 1), (10, 2), (33, 5)] {
+            let t: Vec<u32> = (0..n as u32).collect();
+            let it = RollingWindows::new(&t, 9, 4, c.min(4));
+            assert_eq!(
+                it.total(),
+                rolling_windows(&t, 9, 4, c.min(4)).len(),
+                "{n} {c}"
+            );
+        }
         // Every token is predicted once, each window feeds <= max_seq_len.
         for (n, c) in [(1usize, 1usize), (7, 3), (33, 5), (64, 8)] {
             let t: Vec<u32> = (0..n as u32).collect();
