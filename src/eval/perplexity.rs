@@ -281,9 +281,11 @@ impl FileDocuments {
                         self.jsonl = None;
                         continue;
                     }
-                    Some(Err(())) => return Err(Error::Input(format!(
+                    Some(Err(())) => {
+                        return Err(Error::Input(format!(
                         "{at}: a line longer than {MAX_DOCUMENT_BYTES} bytes; split the document"
-                    ))),
+                    )))
+                    }
                     Some(Ok(b)) => b,
                 };
                 let line_text = std::str::from_utf8(&bytes)

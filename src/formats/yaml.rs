@@ -56,11 +56,58 @@ pub fn nesting_depth(text: &str) -> usize {
     max
 }
 
-/// Parse `text` (read from `path`) as YAML into `T`, within the bounds.
+/// Parse `text` (read from `path`) as YAML into `T`, within the bounds. A
+/// NaN or infinite number (`.nan`, `.inf`) is refused naming its key: read
+/// into JSON values it would become null, and an optional setting would
+/// silently take its default.
 pub fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     check(text).map_err(|m| Error::bad_file(path, m))?;
-    serde_norway::from_str(text).map_err(|e| Error::bad_file(path, format!("invalid YAML: {e}")))
+    let v: serde_norway::Value = serde_norway::from_str(text)
+        .map_err(|e| Error::bad_file(path, format!("invalid YAML: {e}")))?;
+    if let Some(key) = non_finite(&v, "") {
+        return Err(Error::bad_file(
+            path,
+            format!("key '{key}': not a finite number (NaN and infinities are refused)"),
+        ));
+    }
+    serde_norway::from_value(v).map_err(|e| Error::bad_file(path, format!("invalid YAML: {e}")))
+}
+
+/// The path (`a.b.0`) of the first NaN or infinite number in `v`.
+pub fn non_finite(v: &serde_norway::Value, at: &str) -> Option<String> {
+    use serde_norway::Value as V;
+    let join = |k: String| {
+        if at.is_empty() {
+            k
+        } else {
+            format!("{at}.{k}")
+        }
+    };
+    match v {
+        V::Number(n) => n.as_f64().filter(|f| !f.is_finite()).map(|_| {
+            if at.is_empty() {
+                ".".into()
+            } else {
+                at.to_string()
+            }
+        }),
+        V::Sequence(s) => s
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| non_finite(x, &join(i.to_string()))),
+        V::Mapping(m) => m.iter().find_map(|(k, x)| {
+            let k = match k {
+                V::String(s) => s.clone(),
+                other => serde_norway::to_string(other)
+                    .map(|s| s.trim().to_string())
+                    .unwrap_or_default(),
+            };
+            non_finite(x, &join(k))
+        }),
+        V::Tagged(t) => non_finite(&t.value, at),
+        _ => None,
+    }
 }
 
 /// Whether `text` is within the bounds; the error says which it is over.
@@ -120,5 +167,18 @@ mod tests {
         assert!(t.elapsed().as_secs_f64() < 5.0);
         let v: serde_json::Value = parse(Path::new("b.yaml"), "\u{feff}a: 1\n").unwrap();
         assert_eq!(v["a"], 1);
+        for t in [
+            "g:\n  temperature: .nan\n",
+            "g: {temperature: -.inf}\n",
+            "g:\n  - 1\n  - {temperature: .NaN}\n",
+        ] {
+            let e = parse::<serde_json::Value>(Path::new("n.yaml"), t)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("'g.") && e.contains("temperature") && e.contains("not a finite number"),
+                "{e}"
+            );
+        }
     }
 }

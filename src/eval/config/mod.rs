@@ -384,7 +384,13 @@ fn parse_value(raw: &str, current: Option<&Value>) -> Value {
     if crate::formats::yaml::check(raw).is_err() {
         return Value::String(raw.to_string());
     }
-    serde_norway::from_str::<Value>(raw).unwrap_or_else(|_| Value::String(raw.to_string()))
+    // (A NaN or infinity, which JSON values cannot hold, is kept as text too.)
+    match serde_norway::from_str::<serde_norway::Value>(raw) {
+        Ok(v) if crate::formats::yaml::non_finite(&v, "").is_none() => {
+            serde_norway::from_value::<Value>(v).unwrap_or_else(|_| Value::String(raw.to_string()))
+        }
+        _ => Value::String(raw.to_string()),
+    }
 }
 
 /// Set `parts[depth..]` below `node` to the parsed `raw` value. A numeric
