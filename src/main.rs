@@ -229,13 +229,20 @@ fn main() {
 
 /// A text argument read from a file, or from standard input for '-'.
 fn read_text_arg(f: &std::path::Path) -> Result<String> {
+    let max = infer_eval::eval::perplexity::MAX_DOCUMENT_BYTES as u64;
     let bytes = if f.as_os_str() == "-" {
         let mut b = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)
+        std::io::Read::read_to_end(&mut std::io::Read::take(std::io::stdin(), max + 1), &mut b)
             .map_err(|e| infer_eval::Error::io("<standard input>", e))?;
+        if b.len() as u64 > max {
+            return Err(infer_eval::Error::Input(format!(
+                "standard input: more than {max} bytes; at most {max} are tokenised"
+            ))
+            .into());
+        }
         b
     } else {
-        std::fs::read(f).map_err(|e| infer_eval::Error::io(f, e))?
+        infer_eval::record::read_regular(f, max)?
     };
     String::from_utf8(bytes).map_err(|e| {
         infer_eval::Error::bad_file(

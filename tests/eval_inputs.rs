@@ -247,6 +247,58 @@ fn unclear_inputs_are_named_or_accepted() {
         &["folder.jsonl", "is a folder"],
         30.0,
     );
+    // A FIFO where the data file should be: named, not read (no hang).
+    let fifo = root.join("data/fifo.jsonl");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    std::fs::write(
+        root.join("configs/task/fifo.yaml"),
+        "name: fifo\ndatasets:\n  - name: fifo\n    path: data/fifo.jsonl\n    sha256: 0000000000000000000000000000000000000000000000000000000000000000\n    kind: generate\n    scorer: contains\n",
+    )
+    .unwrap();
+    refused(
+        root,
+        "FIFO as data",
+        &["task=fifo"],
+        3,
+        &["fifo.jsonl", "not a regular file"],
+        30.0,
+    );
+    // An item with more choices than are scored.
+    let many: Vec<String> = (0..1025).map(|i| format!("c{i}")).collect();
+    let line = serde_json::json!({"id": "m", "question": "Pick one", "choices": many, "answer": 0});
+    let rows = format!("{line}\n");
+    std::fs::write(root.join("data/many.jsonl"), &rows).unwrap();
+    std::fs::write(
+        root.join("configs/task/many.yaml"),
+        format!(
+            "name: many\ndatasets:\n  - name: many\n    path: data/many.jsonl\n    sha256: {}\n    kind: multiple_choice\n",
+            hex::encode(Sha256::digest(rows.as_bytes()))
+        ),
+    )
+    .unwrap();
+    refused(
+        root,
+        "1025 choices",
+        &["task=many"],
+        3,
+        &["many.jsonl", "line 1", "1025 entries", "at most 1024"],
+        30.0,
+    );
+    // --run-dir naming a file.
+    std::fs::write(root.join("a-file"), "x").unwrap();
+    let o = cmd(root, &["eval", "task=capitals", "--run-dir", "a-file"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", said(&o));
+    assert!(
+        said(&o).contains("a-file") && said(&o).contains("is not a folder"),
+        "{}",
+        said(&o)
+    );
     // A byte-order mark before the first line is accepted.
     task(
         root,
@@ -317,6 +369,25 @@ fn unclear_inputs_are_named_or_accepted() {
         &["--lm-eval-task", "lm-a/looped.yaml", "run.limit=1"],
         3,
         &["looped.yaml", "fuel"],
+        30.0,
+    );
+    // A filter asked for a huge width (fuel does not see it): refused.
+    let wide = gen.replace(
+        "\"Q: {{question}}\\nA:\"",
+        "\"{{ question | indent(6000000000) }}\"",
+    );
+    assert!(wide.contains("indent"), "{wide}");
+    std::fs::write(
+        a.join("wide.yaml"),
+        wide.replace("task: twice", "task: wide"),
+    )
+    .unwrap();
+    refused(
+        root,
+        "indent(6e9)",
+        &["--lm-eval-task", "lm-a/wide.yaml", "run.limit=1"],
+        3,
+        &["wide.yaml", "width or precision over 4096"],
         30.0,
     );
     // A NaN temperature in generation_kwargs.

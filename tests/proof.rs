@@ -200,6 +200,26 @@ fn alterations() -> Vec<(&'static str, Alter, &'static str)> {
             |d| std::fs::remove_file(d.join("plan.json")).unwrap(),
             "plan.json",
         ),
+        (
+            // Named, not read: a FIFO would block a reader for ever.
+            "samples.jsonl replaced by a FIFO",
+            |d| {
+                let p = d.join("samples.jsonl");
+                std::fs::remove_file(&p).unwrap();
+                let ok = Command::new("mkfifo").arg(&p).status().unwrap().success();
+                assert!(ok, "mkfifo");
+            },
+            "samples.jsonl: is not a regular file",
+        ),
+        (
+            "metrics.json a link to /dev/zero",
+            |d| {
+                let p = d.join("metrics.json");
+                std::fs::remove_file(&p).unwrap();
+                std::os::unix::fs::symlink("/dev/zero", &p).unwrap();
+            },
+            "metrics.json: is not a regular file",
+        ),
     ]
 }
 
@@ -328,6 +348,24 @@ fn resume_keeps_samples_that_prove_themselves_and_refuses_the_rest() {
             "field 'logprobs'",
         ),
     ];
+    // A finished folder marked unfinished again, with a log-probability
+    // altered (no digest covers it): resuming would seal it as proven, so
+    // the folder must prove itself whole first.
+    let r = root.join("outputs/remarked");
+    common::copy_dir(&clean, &r);
+    let mut v = lines(&r);
+    v[g]["logprobs"][0] = serde_json::json!(-0.5);
+    write_lines(&r, &v);
+    std::fs::write(r.join("INCOMPLETE"), "").unwrap();
+    let o = cmd(root, &["eval", "--resume", r.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", said(&o));
+    assert!(
+        said(&o).contains("samples.jsonl: does not match the manifest"),
+        "{}",
+        said(&o)
+    );
     for (k, (what, tamper, names)) in cases.iter().enumerate() {
         let r = root.join(format!("outputs/tampered-{k}"));
         unfinished(&clean, &r, g + 1);
@@ -393,4 +431,5 @@ fn the_store_refuses_to_serve_an_altered_entry() {
         "{said}"
     );
     assert!(!said.contains("panicked"), "{said}");
+    assert!(!dir.exists(), "refused before the run folder is made");
 }

@@ -189,11 +189,22 @@ enum RunDirState {
 }
 
 fn run_dir_state(dir: &Path, config_yaml: &str) -> Result<RunDirState> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(infer_eval::Error::bad_file(
+            dir,
+            "--run-dir: is not a folder (a file is there); pick a folder",
+        )
+        .into());
+    }
     let empty = !dir.exists() || std::fs::read_dir(dir)?.next().is_none();
     if empty {
         return Ok(RunDirState::New);
     }
-    let recorded = std::fs::read_to_string(dir.join("config.yaml")).unwrap_or_default();
+    let cfg = dir.join("config.yaml");
+    let recorded = match infer_eval::record::regular_size(&cfg) {
+        Ok(_) => std::fs::read_to_string(&cfg).unwrap_or_default(),
+        Err(_) => String::new(),
+    };
     if recorded != config_yaml {
         bail!(
             "--run-dir {}: holds {} (remove it, or pick another folder)",
@@ -220,8 +231,8 @@ fn recorded_shard(dir: &Path) -> Result<Option<infer_eval::eval::shard::Shard>> 
         return Ok(None);
     }
     let fp: run::Fingerprint =
-        serde_json::from_slice(&std::fs::read(&p).with_context(|| p.display().to_string())?)
-            .with_context(|| format!("{}: not a run fingerprint", p.display()))?;
+        serde_json::from_slice(&infer_eval::record::read_regular(&p, 1 << 20)?)
+            .map_err(|e| infer_eval::Error::bad_file(&p, format!("not a run fingerprint: {e}")))?;
     Ok(fp.shard)
 }
 
@@ -308,6 +319,23 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             prep.shard.as_ref().map(|x| x.total_samples).unwrap_or(0)
         );
     }
+    // The store is opened, and what it would serve checked, before a run
+    // folder exists.
+    let mut store = match a.cache {
+        run::CacheMode::Off => None,
+        _ => Some(infer_eval::baseline::Store::open(
+            &a.store
+                .clone()
+                .unwrap_or_else(infer_eval::baseline::default_path),
+        )?),
+    };
+    if let (Some(st), run::CacheMode::Read) = (store.as_mut(), a.cache) {
+        let hits = prep.check_store(st)?;
+        eprintln!(
+            "infer-eval: the store serves {hits} of {} samples",
+            prep.samples.len()
+        );
+    }
     let dir = match (&a.resume, &composed) {
         (Some(d), _) => d.clone(),
         (None, Some(c)) => match (&a.run_dir, &state) {
@@ -327,14 +355,6 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         prep.samples.len(),
         if resumed { ", resuming" } else { "" }
     );
-    let mut store = match a.cache {
-        run::CacheMode::Off => None,
-        _ => Some(infer_eval::baseline::Store::open(
-            &a.store
-                .clone()
-                .unwrap_or_else(infer_eval::baseline::default_path),
-        )?),
-    };
     let cache = store.as_mut().map(|s| (s, a.cache));
     let b = bar(prep.samples.len());
     let mut log = progress_log(prep.samples.len());

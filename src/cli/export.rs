@@ -67,7 +67,10 @@ pub fn export(cmd: ExportCmd) -> Result<()> {
             let mut failed = Vec::new();
             for d in &run_dirs {
                 if let Err(e) = export_one(&target, d) {
-                    eprintln!("error: {}", crate::one_line(&e));
+                    // (One folder's error is printed once, at the end.)
+                    if run_dirs.len() > 1 {
+                        eprintln!("error: {}", crate::one_line(&e));
+                    }
                     failed.push((d.display().to_string(), e));
                 }
             }

@@ -64,9 +64,8 @@ fn file_hashes(a: &PerplexityArgs) -> Result<Vec<serde_json::Value>> {
     a.files
         .iter()
         .map(|f| {
-            if f.is_dir() {
-                return Err(Error::bad_file(f, "is a folder; a text file is expected").into());
-            }
+            // (A folder, FIFO or device is named here, not read.)
+            infer_eval::record::regular_size(f)?;
             Ok(serde_json::json!({
                 "path": f.display().to_string(),
                 "sha256": infer_eval::formats::sha256_file(f)?,

@@ -27,6 +27,13 @@ pub struct Drift {
     pub actual: String,
 }
 
+/// Largest data, template or task file read (a larger one is refused by its
+/// size before it is read).
+pub const MAX_DATA_BYTES: u64 = 4 << 30;
+
+/// Most choices one multiple-choice item may have (each is a forward pass).
+pub const MAX_CHOICES: usize = 1024;
+
 /// Check a file's sha256 against the pinned value.
 pub fn check_pinned(
     root: &Path,
@@ -36,7 +43,7 @@ pub fn check_pinned(
     drifts: &mut Vec<Drift>,
 ) -> Result<Vec<u8>> {
     let path = root.join(rel);
-    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let bytes = crate::record::read_regular(&path, MAX_DATA_BYTES)?;
     let actual = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
     if actual != expected {
         if !allow_drift {
@@ -157,6 +164,12 @@ pub fn parse(cfg: &DatasetConfig, path: &Path, bytes: &[u8]) -> Result<Vec<Item>
                     .ok_or_else(|| {
                         bad("\"choices\" must be a list of at least two strings".into())
                     })?;
+                if list.len() > MAX_CHOICES {
+                    return Err(bad(format!(
+                        "\"choices\" has {} entries; at most {MAX_CHOICES} per item are scored",
+                        list.len()
+                    )));
+                }
                 // Every choice must be a string: dropping one would shift
                 // the answer index onto another choice.
                 let mut choices = Vec::with_capacity(list.len());

@@ -6,9 +6,10 @@
 
 use super::config::to_yaml;
 use super::dataset::Drift;
+use super::plan::{Plan, PLAN};
 use super::proof::{
-    check_against_plan, first_json_difference, hash_files, read_checked_samples, Plan, MANIFEST,
-    METRICS, PLAN, SAMPLES,
+    check_against_plan, first_json_difference, hash_files, read_checked_samples, MANIFEST, METRICS,
+    SAMPLES,
 };
 use super::run::{
     metrics, run_digest, sha_hex, CacheMode, FileHash, Metrics, Prepared, Raw, SampleRecord,
@@ -249,6 +250,20 @@ pub fn create_run_dir_at(
 
 /// Refuse to resume `dir` unless its recorded fingerprint is the current one.
 fn check_resumable(prep: &Prepared, dir: &Path) -> Result<()> {
+    // What the folder was made with, and its marker, are regular files
+    // (checked before anything reads them, is computed or is written).
+    for f in [
+        INCOMPLETE,
+        "config.yaml",
+        "overrides.yaml",
+        FINGERPRINT,
+        PLAN,
+    ] {
+        let p = dir.join(f);
+        if p.exists() || p.is_symlink() {
+            crate::record::regular_size(&p)?;
+        }
+    }
     let path = dir.join(FINGERPRINT);
     let text = std::fs::read_to_string(&path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
@@ -329,6 +344,12 @@ fn kept_samples(prep: &Prepared, dir: &Path) -> Result<Vec<SampleRecord>> {
                 r.id
             )));
         }
+    }
+    // A folder that finished (it has a manifest) and was marked unfinished
+    // again must still prove itself whole: resuming never launders what
+    // the checks above cannot see (a log-probability, say).
+    if dir.join(MANIFEST).exists() {
+        super::proof::check_contents(dir)?;
     }
     Ok(done)
 }

@@ -6,7 +6,8 @@
 
 use super::config::load_resolved;
 use super::folder::{Fingerprint, Manifest, FINGERPRINT, INCOMPLETE};
-use super::proof::{hash_files, Plan, Planned, MANIFEST, METRICS, PLAN, SAMPLES};
+use super::plan::{Plan, Planned, PLAN};
+use super::proof::{hash_files, MANIFEST, METRICS, SAMPLES};
 use super::run::{metrics, run_digest, Metrics, SampleRecord};
 use super::shard::ShardInfo;
 use crate::error::{Error, Result};

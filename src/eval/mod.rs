@@ -11,6 +11,7 @@ pub mod lmeval;
 pub mod merge;
 pub mod metrics;
 pub mod perplexity;
+pub mod plan;
 pub mod proof;
 pub mod run;
 pub mod sample;

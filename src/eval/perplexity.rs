@@ -218,7 +218,9 @@ pub struct Document {
 
 /// Largest document read (a file, or one line of a .jsonl file): a longer
 /// text is refused before it is held, rather than tokenised whole.
-pub const MAX_DOCUMENT_BYTES: usize = 64 << 20;
+/// (Tokenising takes about 150-200 bytes of memory per input byte, so 4 MiB
+/// stays under about 1 GB.)
+pub const MAX_DOCUMENT_BYTES: usize = 4 << 20;
 
 /// The documents of text files, read one at a time: a .jsonl file holds one
 /// document per line (the string field `field` of each object), any other
@@ -315,6 +317,12 @@ impl FileDocuments {
             let meta = std::fs::metadata(&f).map_err(|e| Error::io(&f, e))?;
             if meta.is_dir() {
                 return Err(Error::bad_file(&f, "is a folder; a text file is expected"));
+            }
+            if !meta.is_file() {
+                return Err(Error::bad_file(
+                    &f,
+                    "is not a regular file (a FIFO, socket or device); a text file is expected",
+                ));
             }
             if f.extension().is_some_and(|e| e == "jsonl") {
                 let file = std::fs::File::open(&f).map_err(|e| Error::io(&f, e))?;

@@ -15,6 +15,7 @@
 use super::config::{load_resolved, EvalConfig};
 use super::folder::{Manifest, FINGERPRINT, INCOMPLETE};
 use super::metrics::{metrics, Metrics};
+use super::plan::{Plan, PLAN};
 use super::sample::{ids_hash, SampleRecord};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -22,10 +23,12 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-pub const PLAN: &str = "plan.json";
 pub const SAMPLES: &str = "samples.jsonl";
 pub const METRICS: &str = "metrics.json";
 pub const MANIFEST: &str = "manifest.json";
+
+/// Largest manifest, fingerprint or metrics file read.
+const SMALL_FILE: u64 = 64 << 20;
 
 /// The files a finished run folder holds besides its manifest, in the order
 /// the manifest lists their hashes.
@@ -37,50 +40,6 @@ pub const RECORDED: [&str; 6] = [
     SAMPLES,
     METRICS,
 ];
-
-/// One sample the run computes.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Planned {
-    pub id: String,
-    pub prompt_hash: String,
-}
-
-/// Every sample a run folder computes, in order (`plan.json`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Plan {
-    pub samples: Vec<Planned>,
-    /// Items left out because they cannot fit the model's context
-    /// (`run.too_long: skip`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub skipped: Vec<Skipped>,
-}
-
-/// An item a run left out, and why.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Skipped {
-    pub id: String,
-    pub why: String,
-}
-
-impl Plan {
-    pub fn read(dir: &Path) -> Result<Plan> {
-        let p = dir.join(PLAN);
-        let b = std::fs::read(&p).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                Error::bad_file(
-                    &p,
-                    "missing: the run folder has no plan (it was made by an infer-eval before 0.3, or the file was removed); run it again",
-                )
-            } else {
-                Error::io(&p, e)
-            }
-        })?;
-        serde_json::from_slice(&b).map_err(|e| Error::bad_file(&p, format!("not a run plan: {e}")))
-    }
-}
 
 /// A file the run wrote: its name in the folder, size and sha256.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -97,7 +56,7 @@ pub fn hash_files(dir: &Path) -> Result<Vec<WrittenFile>> {
         .iter()
         .map(|name| {
             let p = dir.join(name);
-            let b = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
+            let b = crate::record::read_regular(&p, u64::MAX)?;
             Ok(WrittenFile {
                 name: name.to_string(),
                 bytes: b.len() as u64,
@@ -166,11 +125,10 @@ pub fn check_record(r: &SampleRecord) -> std::result::Result<(), String> {
 /// file must be whole; an unfinished one may end in a torn line (a batch cut
 /// short by a crash), which is dropped.
 pub fn read_checked_samples(path: &Path, finished: bool) -> Result<Vec<SampleRecord>> {
-    let text = match std::fs::read(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !finished => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(path, e)),
-    };
+    if !finished && !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = crate::record::read_regular(path, u64::MAX)?;
     let complete = if text.is_empty() || text.ends_with(b"\n") {
         &text[..]
     } else if finished {
@@ -309,7 +267,7 @@ pub(crate) fn first_json_difference(
 /// records must agree with it.
 fn check_manifest_against_fingerprint(dir: &Path, m: &Manifest) -> Result<()> {
     let fpath = dir.join(FINGERPRINT);
-    let b = std::fs::read(&fpath).map_err(|e| Error::io(&fpath, e))?;
+    let b = crate::record::read_regular(&fpath, SMALL_FILE)?;
     let fp: super::folder::Fingerprint = serde_json::from_slice(&b)
         .map_err(|e| Error::bad_file(&fpath, format!("not a run fingerprint: {e}")))?;
     let facts: [(&str, String, String); 7] = [
@@ -352,6 +310,46 @@ fn check_manifest_against_fingerprint(dir: &Path, m: &Manifest) -> Result<()> {
     Ok(())
 }
 
+/// Every file the config pins (an object with `path` and `sha256`) whose
+/// recorded hash differs from its pin must be listed in the manifest's
+/// `data_drift` (the run was made with --allow-data-drift): deleting that
+/// record would hide that the run read other data than its config names.
+fn check_drift(mpath: &Path, m: &Manifest, tree: &serde_json::Value) -> Result<()> {
+    fn pins(v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        match v {
+            serde_json::Value::Object(o) => {
+                if let (Some(serde_json::Value::String(p)), Some(serde_json::Value::String(h))) =
+                    (o.get("path"), o.get("sha256"))
+                {
+                    out.push((p.clone(), h.clone()));
+                }
+                o.values().for_each(|x| pins(x, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| pins(x, out)),
+            _ => {}
+        }
+    }
+    let mut pinned = Vec::new();
+    pins(tree, &mut pinned);
+    for f in m.datasets.iter().chain(&m.templates) {
+        let drifted = pinned.iter().any(|(p, h)| *p == f.path && *h != f.sha256);
+        let listed = m
+            .data_drift
+            .iter()
+            .any(|d| d.file == f.path && d.actual == f.sha256);
+        if drifted && !listed {
+            return Err(Error::bad_file(
+                mpath,
+                format!(
+                    "field 'data_drift' does not list {}, whose recorded sha256 {} is not the one config.yaml pins",
+                    f.path, f.sha256
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Check a finished run folder without the model: each sample by itself and
 /// against the plan, the sample count, the run digest, the config hash, the
 /// metrics recomputed from the samples, and last every file's hash. The error
@@ -373,14 +371,20 @@ pub fn check_run_folder(dir: &Path) -> Result<Proven> {
             "this run is incomplete (resume it with `infer-eval eval --resume`)",
         ));
     }
+    check_contents(dir)
+}
+
+/// `check_run_folder` less the INCOMPLETE guard (`--resume` of a folder
+/// that holds a manifest, i.e. one that finished).
+pub fn check_contents(dir: &Path) -> Result<Proven> {
     let mpath = dir.join(MANIFEST);
-    let mbytes = std::fs::read(&mpath).map_err(|e| Error::io(&mpath, e))?;
+    let mbytes = crate::record::read_regular(&mpath, SMALL_FILE)?;
     let manifest: Manifest = serde_json::from_slice(&mbytes)
         .map_err(|e| Error::bad_file(&mpath, format!("not a run manifest: {e}")))?;
     if manifest.files.is_empty() {
         return Err(Error::bad_file(
             &mpath,
-            "field 'files': records no file hashes (the folder was written by an infer-eval before 0.3); run it again to get a folder that can be checked",
+            "field 'files': records no file hashes (the folder was written by an older infer-eval); run it again to get a folder that can be checked",
         ));
     }
     // Every file the manifest names, and only those, with their hashes.
@@ -390,6 +394,11 @@ pub fn check_run_folder(dir: &Path) -> Result<Proven> {
             &mpath,
             format!("field 'files' names {names:?} where a run folder records {RECORDED:?}"),
         ));
+    }
+    // Every listed file is a regular file before any is read (a device or
+    // FIFO put in its place is named, not read).
+    for f in &manifest.files {
+        crate::record::regular_size(&dir.join(&f.name))?;
     }
     check_manifest_against_fingerprint(dir, &manifest)?;
     let spath = dir.join(SAMPLES);
@@ -428,8 +437,9 @@ pub fn check_run_folder(dir: &Path) -> Result<Proven> {
         ));
     }
     let (config, tree) = load_resolved(&cpath)?;
+    check_drift(&mpath, &manifest, &tree)?;
     let metpath = dir.join(METRICS);
-    let mb = std::fs::read(&metpath).map_err(|e| Error::io(&metpath, e))?;
+    let mb = crate::record::read_regular(&metpath, SMALL_FILE)?;
     let recorded: serde_json::Value = serde_json::from_slice(&mb)
         .map_err(|e| Error::bad_file(&metpath, format!("not a metrics file: {e}")))?;
     let now = metrics(&config, &samples);
@@ -444,7 +454,7 @@ pub fn check_run_folder(dir: &Path) -> Result<Proven> {
     // (a text, a score, an override) is still covered.
     for f in &manifest.files {
         let p = dir.join(&f.name);
-        let b = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
+        let b = crate::record::read_regular(&p, u64::MAX)?;
         let sha = hex::encode(Sha256::digest(&b));
         if b.len() as u64 != f.bytes || sha != f.sha256 {
             return Err(Error::bad_file(

@@ -43,7 +43,7 @@ pub struct Prepared {
     /// Per dataset: sha256 of the effective parameters (baseline key).
     params_hash: Vec<String>,
     /// Items left out because they cannot fit the context (`run.too_long: skip`).
-    pub skipped: Vec<super::proof::Skipped>,
+    pub skipped: Vec<super::plan::Skipped>,
 }
 
 /// Load data, templates and the model, render and tokenize every sample.
@@ -323,56 +323,6 @@ pub fn prepare(
 }
 
 impl Prepared {
-    /// Check every sample against the model's context before anything is
-    /// written: refuse the run naming the first that cannot fit, or (with
-    /// `run.too_long: skip`) leave those out and record them as skipped.
-    fn fit_context(&mut self) -> Result<()> {
-        let ctx = self.model.model.config.max_position_embeddings;
-        let all = std::mem::take(&mut self.samples);
-        for s in all {
-            let why = if let Some(b) = s.oversize_bytes {
-                Some(format!(
-                    "its prompt is {b} bytes, more than the model's context of {ctx} tokens can hold (it was not tokenised)"
-                ))
-            } else if s.choices.is_empty() {
-                (s.prompt_ids.is_empty() || s.prompt_ids.len() >= ctx).then(|| {
-                    format!(
-                        "its prompt has {} tokens; the model's context is {ctx} positions (generation needs at least one free)",
-                        s.prompt_ids.len()
-                    )
-                })
-            } else {
-                s.choices
-                    .iter()
-                    .map(|c| c.context.len() + c.continuation.len())
-                    .find(|&n| n > ctx + 1)
-                    .map(|n| {
-                        format!(
-                            "a choice needs {n} tokens (context plus continuation); the model's context is {ctx} positions"
-                        )
-                    })
-            };
-            let Some(why) = why else {
-                self.samples.push(s);
-                continue;
-            };
-            let id = self.sample_id(&s);
-            match self.config.run.too_long {
-                super::config::TooLong::Error => {
-                    let d = &self.config.task.datasets[s.dataset];
-                    return Err(Error::Resource(format!(
-                        "{}: item '{id}': {why}. Nothing was written; set run.too_long=skip to leave such items out (recorded as skipped in plan.json)",
-                        d.path
-                    )));
-                }
-                super::config::TooLong::Skip => {
-                    self.skipped.push(super::proof::Skipped { id, why })
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Keep only `shard`'s samples (global index i with i mod N = I);
     /// `tree` is the resolved config, `source` where the shard came from.
     pub fn select_shard(
@@ -419,21 +369,6 @@ impl Prepared {
             "{}/{}",
             self.config.task.datasets[s.dataset].name, s.item.id
         )
-    }
-
-    /// Every sample this run computes, in order (`plan.json`).
-    pub fn plan(&self) -> super::proof::Plan {
-        super::proof::Plan {
-            samples: self
-                .samples
-                .iter()
-                .map(|s| super::proof::Planned {
-                    id: self.sample_id(s),
-                    prompt_hash: s.prompt_hash.clone(),
-                })
-                .collect(),
-            skipped: self.skipped.clone(),
-        }
     }
 
     /// Compute samples `idx` (all from one dataset) without scoring.
@@ -697,24 +632,9 @@ impl Prepared {
             } else {
                 None
             };
-            // A stored entry is served only if its digest is that of its outputs.
+            // A stored entry is served only if it holds (digest and all).
             if let Some(e) = &hit {
-                let kind = self.config.task.datasets[self.samples[i].dataset].kind;
-                let want = match kind {
-                    TaskKind::Generate => engine::ids_digest(&e.output_ids),
-                    TaskKind::MultipleChoice => super::proof::logliks_digest(&e.logprobs),
-                };
-                if e.digest != want {
-                    return Err(Error::bad_file(
-                        st.path(),
-                        format!(
-                            "the stored entry for sample '{}' (prompt hash {}) has digest {} but its outputs hash to {want}: the store was altered; remove the entry or the store, or run with --cache off",
-                            self.sample_id(&self.samples[i]),
-                            self.samples[i].prompt_hash,
-                            e.digest
-                        ),
-                    ));
-                }
+                self.check_stored(i, e, st.path())?;
             }
             raws.push(hit.map(|e| Raw {
                 output_ids: e.output_ids,

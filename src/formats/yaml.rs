@@ -127,25 +127,18 @@ pub fn check(text: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Read a YAML file (a folder or a missing file named as such) and parse it.
+/// Read a YAML file (a regular file, within the bounds) and parse it.
 pub fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    if meta.is_dir() {
-        return Err(Error::bad_file(
-            path,
-            "is a folder; a YAML file is expected",
-        ));
-    }
-    if meta.len() > MAX_BYTES as u64 {
-        return Err(Error::bad_file(
+    let bytes = crate::record::read_regular(path, MAX_BYTES as u64)?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        Error::bad_file(
             path,
             format!(
-                "{} bytes; at most {MAX_BYTES} bytes of YAML are read",
-                meta.len()
+                "not UTF-8 text (first bad byte at offset {})",
+                e.utf8_error().valid_up_to()
             ),
-        ));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        )
+    })?;
     parse(path, &text)
 }
 

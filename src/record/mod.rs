@@ -55,6 +55,39 @@ pub struct GenerationRecord {
     pub digest: String,
 }
 
+/// The size of `path`, which must be a regular file (a symlink to one is
+/// followed): a folder, FIFO, socket or device is refused by name before
+/// anything reads it (a FIFO would block, a device never end).
+pub fn regular_size(path: &Path) -> Result<u64> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.is_dir() {
+        return Err(Error::bad_file(
+            path,
+            "is a folder; a file is expected here",
+        ));
+    }
+    if !meta.is_file() {
+        return Err(Error::bad_file(
+            path,
+            "is not a regular file (a FIFO, socket or device); a file is expected here",
+        ));
+    }
+    Ok(meta.len())
+}
+
+/// Read `path`, a regular file of at most `max` bytes (refused by its size
+/// before it is read).
+pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>> {
+    let n = regular_size(path)?;
+    if n > max {
+        return Err(Error::bad_file(
+            path,
+            format!("{n} bytes; at most {max} are read here"),
+        ));
+    }
+    std::fs::read(path).map_err(|e| Error::io(path, e))
+}
+
 /// Write `bytes` to `path` atomically: a temporary file in the same folder,
 /// flushed to disk, then renamed over the target.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -4,11 +4,6 @@
 use super::Tokenizer;
 use crate::error::{Error, Result};
 
-/// Instructions a chat template may run for one prompt (a real one takes a
-/// few thousand), and how deep it may recurse.
-const CHAT_TEMPLATE_FUEL: u64 = 2_000_000;
-const CHAT_TEMPLATE_RECURSION: usize = 64;
-
 /// llama.cpp's built-in Gemma format, for Gemma files that carry no
 /// template (base models): each turn `<start_of_turn>{role}\n{content}<end_of_turn>\n`
 /// (assistant named model, content trimmed), then `<start_of_turn>model\n`.
@@ -40,8 +35,7 @@ impl Tokenizer {
         let mut env = minijinja::Environment::new();
         // A template comes from the model file: bound its work (loops over
         // huge ranges, deep recursion) so a crafted file cannot hang us.
-        env.set_fuel(Some(CHAT_TEMPLATE_FUEL));
-        env.set_recursion_limit(CHAT_TEMPLATE_RECURSION);
+        super::jinja::bound(&mut env);
         env.add_function(
             "raise_exception",
             |msg: String| -> std::result::Result<String, minijinja::Error> {

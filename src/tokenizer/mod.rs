@@ -11,6 +11,7 @@
 mod chat;
 mod gguf;
 mod hf;
+pub mod jinja;
 pub mod spm;
 pub mod stop;
 

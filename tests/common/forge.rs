@@ -5,7 +5,7 @@
 //! this), and it gives `diff`, `report` and `verify` folders that differ
 //! from a re-run yet pass the offline check, to test what they say then.
 
-use infer_eval::eval::{config, proof, run};
+use infer_eval::eval::{config, plan, proof, run};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
@@ -29,19 +29,17 @@ pub fn reseal(dir: &Path) {
         out.push('\n');
     }
     std::fs::write(dir.join(proof::SAMPLES), out).unwrap();
-    let plan = proof::Plan {
+    let plan = plan::Plan {
         samples: samples
             .iter()
-            .map(|s| proof::Planned {
+            .map(|s| plan::Planned {
                 id: s.id.clone(),
                 prompt_hash: s.prompt_hash.clone(),
             })
             .collect(),
-        skipped: proof::Plan::read(dir)
-            .map(|p| p.skipped)
-            .unwrap_or_default(),
+        skipped: plan::Plan::read(dir).map(|p| p.skipped).unwrap_or_default(),
     };
-    write_pretty(&dir.join(proof::PLAN), &plan);
+    write_pretty(&dir.join(plan::PLAN), &plan);
     let (cfg, _) = config::load_resolved(&dir.join("config.yaml")).unwrap();
     write_pretty(&dir.join(proof::METRICS), &run::metrics(&cfg, &samples));
     let mpath = dir.join(proof::MANIFEST);

@@ -137,6 +137,15 @@ pub fn samples(
                 )
             }
             TaskKind::MultipleChoice => {
+                if b.choices.len() > crate::eval::dataset::MAX_CHOICES {
+                    return Err(Error::Input(format!(
+                        "{}: document {}: {} choices; at most {} per document are scored",
+                        d.path,
+                        b.index,
+                        b.choices.len(),
+                        crate::eval::dataset::MAX_CHOICES
+                    )));
+                }
                 let reqs = b
                     .choices
                     .iter()

@@ -8,10 +8,6 @@ use super::docs::Doc;
 use crate::error::{Error, Result};
 use serde_json::Value;
 
-/// Work one template render may do (minijinja's fuel: about one unit per
-/// instruction); a render that needs more is refused.
-const TEMPLATE_FUEL: u64 = 2_000_000;
-const TEMPLATE_RECURSION: usize = 64;
 /// Largest text one template may render, in bytes.
 const TEMPLATE_OUTPUT: usize = 16 << 20;
 
@@ -64,11 +60,26 @@ impl Fields {
         let mut env = minijinja::Environment::new();
         // A task file's templates are input: bound their work (nested loops
         // over large ranges) and recursion, so a crafted file cannot hang us.
-        env.set_fuel(Some(TEMPLATE_FUEL));
-        env.set_recursion_limit(TEMPLATE_RECURSION);
+        crate::tokenizer::jinja::bound(&mut env);
         env.set_keep_trailing_newline(true);
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        // Python's string methods, with str.format's widths bounded too.
+        env.set_unknown_method_callback(|state, value, method, args| {
+            if method == "format"
+                && value
+                    .as_str()
+                    .is_some_and(crate::tokenizer::jinja::spec_too_wide)
+            {
+                return Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    format!(
+                        "str.format: a width or precision over {} is refused",
+                        crate::tokenizer::jinja::MAX_WIDTH
+                    ),
+                ));
+            }
+            minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
+        });
         env.add_filter("regex_replace", regex_replace);
         Fields { env }
     }

@@ -249,7 +249,7 @@ fn load_map(path: &Path, files: &mut Vec<PathBuf>, depth: usize) -> Result<Map<S
         return Err(Error::bad_file(path, "key 'include': expected a file name"));
     };
     let base_path = path.parent().unwrap_or(Path::new(".")).join(&inc);
-    if !base_path.is_file() {
+    if !base_path.exists() {
         return Err(Error::bad_file(
             path,
             format!("key 'include': {} does not exist", base_path.display()),
@@ -341,24 +341,16 @@ fn validate(t: &Task) -> std::result::Result<(), String> {
 /// A task file's text, refused before it is read whole when it is a folder
 /// or larger than YAML is read.
 fn read_text(path: &Path) -> Result<String> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    if meta.is_dir() {
-        return Err(Error::bad_file(
-            path,
-            "is a folder; a task file is expected",
-        ));
-    }
-    if meta.len() > crate::formats::yaml::MAX_BYTES as u64 {
-        return Err(Error::bad_file(
+    let bytes = crate::record::read_regular(path, crate::formats::yaml::MAX_BYTES as u64)?;
+    String::from_utf8(bytes).map_err(|e| {
+        Error::bad_file(
             path,
             format!(
-                "{} bytes; at most {} bytes of YAML are read",
-                meta.len(),
-                crate::formats::yaml::MAX_BYTES
+                "not UTF-8 text (first bad byte at offset {})",
+                e.utf8_error().valid_up_to()
             ),
-        ));
-    }
-    std::fs::read_to_string(path).map_err(|e| Error::io(path, e))
+        )
+    })
 }
 
 /// The `task:` name a file declares on a top-level line, read without
