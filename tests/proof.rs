@@ -433,3 +433,71 @@ fn the_store_refuses_to_serve_an_altered_entry() {
     assert!(!said.contains("panicked"), "{said}");
     assert!(!dir.exists(), "refused before the run folder is made");
 }
+
+#[test]
+fn a_folder_with_non_finite_metrics_proves_itself_and_a_shard_must_be_one() {
+    let p = common::project();
+    let root = p.path();
+    // A rolling task over one empty document: its perplexities are NaN
+    // (written as null), and the folder is still what the engine wrote.
+    std::fs::write(root.join("empty.jsonl"), "{\"text\": \"\"}\n").unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let yaml = std::fs::read_to_string(repo.join("tests/clients/lm_eval/ie_rolling.yaml"))
+        .unwrap()
+        .replace("tests/golden/perplexity/docs.jsonl", "empty.jsonl")
+        .replace("task: ie_rolling", "task: ie_empty");
+    std::fs::write(root.join("ie_empty.yaml"), yaml).unwrap();
+    let o = cmd(
+        root,
+        &[
+            "eval",
+            "--lm-eval-task",
+            "ie_empty.yaml",
+            "--run-dir",
+            "nan",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", said(&o));
+    let m = std::fs::read_to_string(root.join("nan/metrics.json")).unwrap();
+    assert!(m.contains("null"), "a NaN figure: {m}");
+    for args in [
+        vec!["verify", "--offline", "nan"],
+        vec!["diff", "nan", "nan"],
+        vec!["verify", "nan"],
+    ] {
+        let o = cmd(root, &args).output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", said(&o));
+    }
+
+    // A shard whose manifest claims another place is refused, by merge too
+    // (which would have indexed past its shards).
+    let s0 = root.join("s0");
+    let mut args = vec!["eval"];
+    args.extend(SMALL);
+    args.extend([
+        s0.to_str().unwrap(),
+        "--shard-index",
+        "0",
+        "--shard-count",
+        "2",
+    ]);
+    let o = cmd(root, &args).output().unwrap();
+    assert!(o.status.success(), "{}", said(&o));
+    edit_json(&s0.join("manifest.json"), |m| {
+        m["shard"]["index"] = serde_json::json!(5)
+    });
+    for args in [
+        vec!["verify", "--offline", "s0"],
+        vec!["merge", "s0", "--out", "merged"],
+    ] {
+        let o = cmd(root, &args).output().unwrap();
+        let s = said(&o);
+        assert_eq!(o.status.code(), Some(3), "{args:?}: {s}");
+        assert!(
+            s.contains("field 'shard'") && !s.contains("panicked"),
+            "{s}"
+        );
+    }
+}

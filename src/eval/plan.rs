@@ -76,13 +76,30 @@ impl Prepared {
         let ctx = self.model.model.config.max_position_embeddings;
         let all = std::mem::take(&mut self.samples);
         for s in all {
+            // An empty prompt or context is bad input, whatever run.too_long says.
+            let kind = self.config.task.datasets[s.dataset].kind;
+            let empty = match kind {
+                super::config::TaskKind::Generate => {
+                    s.oversize_bytes.is_none() && s.prompt_ids.is_empty()
+                }
+                super::config::TaskKind::MultipleChoice => {
+                    s.choices.iter().any(|c| c.context.is_empty())
+                }
+            };
+            if empty {
+                return Err(Error::Input(format!(
+                    "{}: item '{}': its prompt has no tokens",
+                    self.config.task.datasets[s.dataset].path,
+                    self.sample_id(&s)
+                )));
+            }
             let why = if let Some(b) = s.oversize_bytes {
                 Some(format!(
                     "its prompt is {b} bytes, more than the model's context of {ctx} tokens can hold (it was not tokenised)"
                 ))
             } else if self.config.task.datasets[s.dataset].kind == super::config::TaskKind::Generate
             {
-                (s.prompt_ids.is_empty() || s.prompt_ids.len() >= ctx).then(|| {
+                (s.prompt_ids.len() >= ctx).then(|| {
                     format!(
                         "its prompt has {} tokens; the model's context is {ctx} positions (generation needs at least one free)",
                         s.prompt_ids.len()

@@ -186,7 +186,10 @@ pub fn prepare(
                 TaskKind::MultipleChoice => render(&mc_t, &item, examples)?,
             };
             // So long that no tokenisation fits the context: not tokenised.
-            if rendered.len() / max_token_bytes >= ctx_len {
+            // (Each token stands for at most max_token_bytes bytes; the
+            // margin of 3 covers a normaliser that shrinks text, as NFKC
+            // folds a 3-byte fullwidth letter to 1 byte.)
+            if rendered.len() / (3 * max_token_bytes) > ctx_len {
                 samples.push(SampleSpec {
                     dataset: di,
                     item,

@@ -432,6 +432,8 @@ fn files_of(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
             if e.path().is_dir() {
                 walk(base, &r, out)?;
             } else {
+                // (A FIFO or device is named, not read.)
+                crate::record::regular_size(&e.path())?;
                 out.push((r, e.path()));
             }
         }

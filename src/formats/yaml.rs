@@ -40,9 +40,13 @@ pub fn nesting_depth(text: &str) -> usize {
         let base = indents.len() + dashes;
         max = max.max(base + flow);
         let mut quote: Option<char> = None;
+        // A quote opens a quoted scalar only where a scalar starts.
+        let mut prev = ' ';
         for c in rest.chars() {
+            let starts = matches!(prev, ' ' | '[' | '{' | ',' | ':');
+            prev = c;
             match (quote, c) {
-                (None, '\'' | '"') => quote = Some(c),
+                (None, '\'' | '"') if starts => quote = Some(c),
                 (Some(q), c) if c == q => quote = None,
                 (None, '[' | '{') => {
                     flow += 1;
@@ -153,6 +157,8 @@ mod tests {
         assert_eq!(nesting_depth("- - - x\n"), 4);
         assert_eq!(nesting_depth("a: [[1, 2], {b: 'x[[['}]\n"), 3);
         assert_eq!(nesting_depth("a: \"{{q}}\"\n# [[[[\n"), 1);
+        // An apostrophe inside a plain scalar does not hide what follows.
+        assert_eq!(nesting_depth("a: [x'y, [[[1]]]]\n"), 5);
         let deep = format!("{}{}", "[".repeat(200_000), "]".repeat(200_000));
         let t = std::time::Instant::now();
         let e = parse::<serde_json::Value>(Path::new("d.yaml"), &deep).unwrap_err();

@@ -78,14 +78,28 @@ pub fn regular_size(path: &Path) -> Result<u64> {
 /// Read `path`, a regular file of at most `max` bytes (refused by its size
 /// before it is read).
 pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>> {
-    let n = regular_size(path)?;
-    if n > max {
+    // Checked on the open handle, and read at most max + 1 bytes, so a file
+    // swapped or growing between the check and the read is still bounded.
+    regular_size(path)?;
+    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let meta = f.metadata().map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
         return Err(Error::bad_file(
             path,
-            format!("{n} bytes; at most {max} are read here"),
+            "is not a regular file (a FIFO, socket or device); a file is expected here",
         ));
     }
-    std::fs::read(path).map_err(|e| Error::io(path, e))
+    let too_big = |n: u64| Error::bad_file(path, format!("{n} bytes; at most {max} are read here"));
+    if meta.len() > max {
+        return Err(too_big(meta.len()));
+    }
+    let mut b = Vec::with_capacity(meta.len() as usize);
+    std::io::Read::read_to_end(&mut std::io::Read::take(f, max.saturating_add(1)), &mut b)
+        .map_err(|e| Error::io(path, e))?;
+    if b.len() as u64 > max {
+        return Err(too_big(b.len() as u64));
+    }
+    Ok(b)
 }
 
 /// Write `bytes` to `path` atomically: a temporary file in the same folder,

@@ -58,7 +58,7 @@ impl Tokenizer {
             eos_token => tok(self.eos.first().copied()),
         };
         env.get_template("chat")
-            .and_then(|t| t.render(ctx))
+            .and_then(|t| super::jinja::render_capped(&t, ctx))
             .map_err(|e| Error::Tokenizer(format!("chat template failed: {e}")))
     }
 }

@@ -52,6 +52,10 @@ pub fn spec_too_wide(f: &str) -> bool {
         match b[i] {
             b'%' => {
                 i += 1;
+                // A mapping key, `%(name)s`, comes before the flags.
+                if i < b.len() && b[i] == b'(' {
+                    i = f[i..].find(')').map_or(b.len(), |e| i + e + 1);
+                }
                 while i < b.len() && b"-+ #0".contains(&b[i]) {
                     i += 1;
                 }
@@ -95,6 +99,57 @@ fn refuse(what: &str) -> Error {
         ErrorKind::InvalidOperation,
         format!("{what}: a width or precision over {MAX_WIDTH} is refused (it would build text that large)"),
     )
+}
+
+/// Largest text one render may write; past it the render stops.
+pub const MAX_OUTPUT: usize = 16 << 20;
+
+/// A writer that refuses bytes past its cap, so a render stops there
+/// rather than after building everything.
+struct Capped {
+    buf: Vec<u8>,
+    over: bool,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + b.len() > MAX_OUTPUT {
+            self.over = true;
+            return Err(std::io::Error::other("template output over its cap"));
+        }
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Render `t` with `ctx`, stopping with an error once the output passes
+/// `MAX_OUTPUT` bytes.
+pub fn render_capped<S: serde::Serialize>(
+    t: &minijinja::Template<'_, '_>,
+    ctx: S,
+) -> Result<String, Error> {
+    let mut w = Capped {
+        buf: Vec::new(),
+        over: false,
+    };
+    let r = t.render_captured_to(ctx, &mut w).map(|_| ());
+    if w.over {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("the template renders more than {MAX_OUTPUT} bytes"),
+        ));
+    }
+    r?;
+    String::from_utf8(w.buf).map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            "the template renders non-UTF-8",
+        )
+    })
 }
 
 /// Set the bounds on `env`.
@@ -168,5 +223,14 @@ mod tests {
         ] {
             assert!(r(t).is_err(), "{t}");
         }
+        // Output past the cap stops the render (fuel alone would not: few
+        // instructions, each writing 100 MB).
+        let t = env
+            .template_from_str("{% for i in range(1000) %}{{ 'x' * 100000000 }}{% endfor %}")
+            .unwrap();
+        let e = render_capped(&t, ()).unwrap_err();
+        assert!(e.to_string().contains("more than"), "{e}");
+        let t = env.template_from_str("{{ 'ab' * 3 }}").unwrap();
+        assert_eq!(render_capped(&t, ()).unwrap(), "ababab");
     }
 }

@@ -8,9 +8,6 @@ use super::docs::Doc;
 use crate::error::{Error, Result};
 use serde_json::Value;
 
-/// Largest text one template may render, in bytes.
-const TEMPLATE_OUTPUT: usize = 16 << 20;
-
 /// A task field: a column name, a Jinja template, a literal list, or an index.
 pub struct Fields {
     env: minijinja::Environment<'static>,
@@ -85,18 +82,13 @@ impl Fields {
     }
 
     pub fn render(&self, template: &str, doc: &Doc, what: &str) -> Result<String> {
-        let out = self
-            .env
-            .render_str(template, minijinja::Value::from_serialize(doc))
-            .map_err(|e| template_error(e, template, doc, what))?;
-        if out.len() > TEMPLATE_OUTPUT {
-            return Err(Error::Input(format!(
-                "{what}: template {:?} renders {} bytes; at most {TEMPLATE_OUTPUT} are taken",
-                crate::error::cut(template, 80),
-                out.len()
-            )));
-        }
-        Ok(out)
+        // (The output is capped while it is written: tokenizer::jinja.)
+        self.env
+            .template_from_str(template)
+            .and_then(|t| {
+                crate::tokenizer::jinja::render_capped(&t, minijinja::Value::from_serialize(doc))
+            })
+            .map_err(|e| template_error(e, template, doc, what))
     }
 
     /// A template that is one `{{ expression }}`: its value, not its text.
