@@ -230,7 +230,10 @@ fn main() {
 /// A text argument read from a file, or from standard input for '-'.
 fn read_text_arg(f: &std::path::Path) -> Result<String> {
     let max = infer_eval::eval::perplexity::MAX_DOCUMENT_BYTES as u64;
-    let bytes = if f.as_os_str() == "-" {
+    if f.as_os_str() != "-" {
+        return Ok(infer_eval::record::read_regular_text(f, max)?);
+    }
+    let bytes = {
         let mut b = Vec::new();
         std::io::Read::read_to_end(&mut std::io::Read::take(std::io::stdin(), max + 1), &mut b)
             .map_err(|e| infer_eval::Error::io("<standard input>", e))?;
@@ -241,8 +244,6 @@ fn read_text_arg(f: &std::path::Path) -> Result<String> {
             .into());
         }
         b
-    } else {
-        infer_eval::record::read_regular(f, max)?
     };
     String::from_utf8(bytes).map_err(|e| {
         infer_eval::Error::bad_file(

@@ -208,7 +208,7 @@ impl<'m> Engine<'m> {
         if spec.prompt.is_empty() {
             return Err(Error::Input("the prompt has no tokens".into()));
         }
-        if spec.prompt.len() >= ctx {
+        if !super::prompt_fits(spec.prompt.len(), ctx) {
             return Err(Error::Resource(format!(
                 "the prompt has {} tokens; the model's context is {ctx} positions",
                 spec.prompt.len()

@@ -36,11 +36,10 @@ pub fn loglikelihoods(
                 "log-likelihood needs a non-empty context and continuation".into(),
             ));
         }
-        let n = r.context.len() + r.continuation.len() - 1;
-        if n > ctx_len {
+        if !super::loglik_fits(r.context.len(), r.continuation.len(), ctx_len) {
             return Err(Error::Resource(format!(
                 "a log-likelihood request of {} tokens (context plus continuation) exceeds the model's context of {ctx_len} positions",
-                n + 1
+                r.context.len() + r.continuation.len()
             )));
         }
     }

@@ -112,7 +112,7 @@ pub fn generate_with_stops(
         if r.prompt_ids.is_empty() {
             return Err(Error::Input(format!("prompt '{}' has no tokens", r.id)));
         }
-        if r.prompt_ids.len() >= ctx {
+        if !prompt_fits(r.prompt_ids.len(), ctx) {
             return Err(Error::Resource(format!(
                 "prompt '{}' has {} tokens; the model's context is {} positions",
                 r.id,
@@ -203,6 +203,18 @@ pub fn ids_digest(ids: &[u32]) -> String {
         h.update(i.to_le_bytes());
     }
     hex::encode(h.finalize())
+}
+
+/// Whether a prompt of `n` tokens leaves a position to generate into, in a
+/// context of `ctx` positions (every way in checks it with this).
+pub fn prompt_fits(n: usize, ctx: usize) -> bool {
+    n < ctx
+}
+
+/// Whether a log-likelihood request fits a context of `ctx` positions: the
+/// model reads context plus continuation less the last token.
+pub fn loglik_fits(context: usize, continuation: usize, ctx: usize) -> bool {
+    context + continuation <= ctx + 1
 }
 
 /// sha256 over hex digests in order (the run digest).

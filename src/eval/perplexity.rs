@@ -314,33 +314,22 @@ impl FileDocuments {
                 return Ok(None);
             };
             self.at += 1;
-            let meta = std::fs::metadata(&f).map_err(|e| Error::io(&f, e))?;
-            if meta.is_dir() {
-                return Err(Error::bad_file(&f, "is a folder; a text file is expected"));
-            }
-            if !meta.is_file() {
-                return Err(Error::bad_file(
-                    &f,
-                    "is not a regular file (a FIFO, socket or device); a text file is expected",
-                ));
-            }
+            // (A folder, FIFO or device is named here, not read.)
+            let size = crate::record::regular_size(&f)?;
             if f.extension().is_some_and(|e| e == "jsonl") {
                 let file = std::fs::File::open(&f).map_err(|e| Error::io(&f, e))?;
                 self.jsonl = Some((f, std::io::BufReader::new(file), 0));
                 continue;
             }
-            if meta.len() > MAX_DOCUMENT_BYTES as u64 {
+            if size > MAX_DOCUMENT_BYTES as u64 {
                 return Err(Error::bad_file(
                     &f,
                     format!(
-                        "{} bytes in one document; at most {MAX_DOCUMENT_BYTES} are read (write it as a .jsonl of documents)",
-                        meta.len()
+                        "{size} bytes in one document; at most {MAX_DOCUMENT_BYTES} are read (write it as a .jsonl of documents)"
                     ),
                 ));
             }
-            let bytes = std::fs::read(&f).map_err(|e| Error::io(&f, e))?;
-            let text = String::from_utf8(bytes)
-                .map_err(|e| Error::Input(format!("{}: not UTF-8 text ({e})", f.display())))?;
+            let text = crate::record::read_regular_text(&f, MAX_DOCUMENT_BYTES as u64)?;
             if text.trim().is_empty() {
                 return Err(Error::Input(format!(
                     "{}: empty: no text to score",

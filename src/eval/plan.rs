@@ -48,8 +48,12 @@ impl Plan {
                 "missing: the run folder has no plan (it was made by an older infer-eval, or the file was removed); run it again",
             ));
         }
-        let b = crate::record::read_regular(&p, 1 << 30)?;
-        serde_json::from_slice(&b).map_err(|e| Error::bad_file(&p, format!("not a run plan: {e}")))
+        Plan::parse(&p, &crate::record::read_regular(&p, 1 << 30)?)
+    }
+
+    /// A plan from the bytes of `path`, already read.
+    pub fn parse(path: &Path, b: &[u8]) -> Result<Plan> {
+        serde_json::from_slice(b).map_err(|e| Error::bad_file(path, format!("not a run plan: {e}")))
     }
 }
 
@@ -99,7 +103,7 @@ impl Prepared {
                 ))
             } else if self.config.task.datasets[s.dataset].kind == super::config::TaskKind::Generate
             {
-                (s.prompt_ids.len() >= ctx).then(|| {
+                (!crate::engine::prompt_fits(s.prompt_ids.len(), ctx)).then(|| {
                     format!(
                         "its prompt has {} tokens; the model's context is {ctx} positions (generation needs at least one free)",
                         s.prompt_ids.len()
@@ -108,9 +112,9 @@ impl Prepared {
             } else {
                 s.choices
                     .iter()
-                    .map(|c| c.context.len() + c.continuation.len())
-                    .find(|&n| n > ctx + 1)
-                    .map(|n| {
+                    .find(|c| !crate::engine::loglik_fits(c.context.len(), c.continuation.len(), ctx))
+                    .map(|c| {
+                        let n = c.context.len() + c.continuation.len();
                         format!(
                             "a choice needs {n} tokens (context plus continuation); the model's context is {ctx} positions"
                         )

@@ -27,7 +27,7 @@ pub const SAMPLES: &str = "samples.jsonl";
 pub const METRICS: &str = "metrics.json";
 pub const MANIFEST: &str = "manifest.json";
 
-/// Largest manifest, fingerprint or metrics file read.
+/// Largest manifest read.
 const SMALL_FILE: u64 = 64 << 20;
 
 /// The files a finished run folder holds besides its manifest, in the order
@@ -129,6 +129,11 @@ pub fn read_checked_samples(path: &Path, finished: bool) -> Result<Vec<SampleRec
         return Ok(Vec::new());
     }
     let text = crate::record::read_regular(path, u64::MAX)?;
+    parse_checked_samples(path, &text, finished)
+}
+
+/// `read_checked_samples` on the bytes of `path`, already read.
+fn parse_checked_samples(path: &Path, text: &[u8], finished: bool) -> Result<Vec<SampleRecord>> {
     let complete = if text.is_empty() || text.ends_with(b"\n") {
         &text[..]
     } else if finished {
@@ -265,10 +270,9 @@ pub(crate) fn first_json_difference(
 
 /// The manifest's facts that the fingerprint (hashed among the files) also
 /// records must agree with it.
-fn check_manifest_against_fingerprint(dir: &Path, m: &Manifest) -> Result<()> {
+fn check_manifest_against_fingerprint(dir: &Path, m: &Manifest, b: &[u8]) -> Result<()> {
     let fpath = dir.join(FINGERPRINT);
-    let b = crate::record::read_regular(&fpath, SMALL_FILE)?;
-    let fp: super::folder::Fingerprint = serde_json::from_slice(&b)
+    let fp: super::folder::Fingerprint = serde_json::from_slice(b)
         .map_err(|e| Error::bad_file(&fpath, format!("not a run fingerprint: {e}")))?;
     let facts: [(&str, String, String); 7] = [
         (
@@ -434,10 +438,23 @@ pub fn check_contents(dir: &Path) -> Result<Proven> {
     for f in &manifest.files {
         crate::record::regular_size(&dir.join(&f.name))?;
     }
-    check_manifest_against_fingerprint(dir, &manifest)?;
+    // Each listed file is read once; every check below works on these bytes.
+    let bytes: Vec<Vec<u8>> = manifest
+        .files
+        .iter()
+        .map(|f| crate::record::read_regular(&dir.join(&f.name), u64::MAX))
+        .collect::<Result<_>>()?;
+    let file = |name: &str| -> &[u8] {
+        let i = RECORDED
+            .iter()
+            .position(|n| *n == name)
+            .expect("a recorded file");
+        &bytes[i]
+    };
+    check_manifest_against_fingerprint(dir, &manifest, file(FINGERPRINT))?;
     let spath = dir.join(SAMPLES);
-    let samples = read_checked_samples(&spath, true)?;
-    let plan = Plan::read(dir)?;
+    let samples = parse_checked_samples(&spath, file(SAMPLES), true)?;
+    let plan = Plan::parse(&dir.join(PLAN), file(PLAN))?;
     check_against_plan(&spath, &samples, &plan, true)?;
     if samples.len() != manifest.n_samples {
         return Err(Error::bad_file(
@@ -460,7 +477,7 @@ pub fn check_contents(dir: &Path) -> Result<Proven> {
         ));
     }
     let cpath = dir.join("config.yaml");
-    let csha = crate::formats::sha256_file(&cpath)?;
+    let csha = hex::encode(Sha256::digest(file("config.yaml")));
     if csha != manifest.config_sha256 {
         return Err(Error::bad_file(
             &mpath,
@@ -473,8 +490,7 @@ pub fn check_contents(dir: &Path) -> Result<Proven> {
     let (config, tree) = load_resolved(&cpath)?;
     check_drift(&mpath, &manifest, &tree)?;
     let metpath = dir.join(METRICS);
-    let mb = crate::record::read_regular(&metpath, SMALL_FILE)?;
-    let recorded: serde_json::Value = serde_json::from_slice(&mb)
+    let recorded: serde_json::Value = serde_json::from_slice(file(METRICS))
         .map_err(|e| Error::bad_file(&metpath, format!("not a metrics file: {e}")))?;
     let now = metrics(&config, &samples);
     let now_v = serde_json::to_value(&now).expect("metrics serialize");
@@ -486,10 +502,9 @@ pub fn check_contents(dir: &Path) -> Result<Proven> {
     }
     // Last, every file byte for byte: what the checks above cannot see
     // (a text, a score, an override) is still covered.
-    for f in &manifest.files {
+    for (f, b) in manifest.files.iter().zip(&bytes) {
         let p = dir.join(&f.name);
-        let b = crate::record::read_regular(&p, u64::MAX)?;
-        let sha = hex::encode(Sha256::digest(&b));
+        let sha = hex::encode(Sha256::digest(b));
         if b.len() as u64 != f.bytes || sha != f.sha256 {
             return Err(Error::bad_file(
                 &p,

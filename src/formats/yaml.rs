@@ -133,17 +133,10 @@ pub fn check(text: &str) -> std::result::Result<(), String> {
 
 /// Read a YAML file (a regular file, within the bounds) and parse it.
 pub fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let bytes = crate::record::read_regular(path, MAX_BYTES as u64)?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        Error::bad_file(
-            path,
-            format!(
-                "not UTF-8 text (first bad byte at offset {})",
-                e.utf8_error().valid_up_to()
-            ),
-        )
-    })?;
-    parse(path, &text)
+    parse(
+        path,
+        &crate::record::read_regular_text(path, MAX_BYTES as u64)?,
+    )
 }
 
 #[cfg(test)]

@@ -102,6 +102,19 @@ pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>> {
     Ok(b)
 }
 
+/// `read_regular`, as UTF-8 text (an error names the first bad byte).
+pub fn read_regular_text(path: &Path, max: u64) -> Result<String> {
+    String::from_utf8(read_regular(path, max)?).map_err(|e| {
+        Error::bad_file(
+            path,
+            format!(
+                "not UTF-8 text (first bad byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
+}
+
 /// Write `bytes` to `path` atomically: a temporary file in the same folder,
 /// flushed to disk, then renamed over the target.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -192,7 +192,7 @@ pub struct Loaded {
 }
 
 fn read_map(path: &Path) -> Result<Map<String, Value>> {
-    let text = read_text(path)?;
+    let text = crate::record::read_regular_text(path, crate::formats::yaml::MAX_BYTES as u64)?;
     if let Some(line) = text
         .lines()
         .position(|l| l.contains("!function"))
@@ -338,21 +338,6 @@ fn validate(t: &Task) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// A task file's text, refused before it is read whole when it is a folder
-/// or larger than YAML is read.
-fn read_text(path: &Path) -> Result<String> {
-    let bytes = crate::record::read_regular(path, crate::formats::yaml::MAX_BYTES as u64)?;
-    String::from_utf8(bytes).map_err(|e| {
-        Error::bad_file(
-            path,
-            format!(
-                "not UTF-8 text (first bad byte at offset {})",
-                e.utf8_error().valid_up_to()
-            ),
-        )
-    })
-}
-
 /// The `task:` name a file declares on a top-level line, read without
 /// parsing the file (task lookup reads every file under the include paths).
 fn declared_name(text: &str) -> Option<String> {
@@ -384,7 +369,12 @@ pub fn find_by_name(name: &str, dirs: &[PathBuf]) -> Result<PathBuf> {
                 if p.is_dir() {
                     stack.push(p);
                 } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-                    let Ok(text) = read_text(&p) else { continue };
+                    let Ok(text) = crate::record::read_regular_text(
+                        &p,
+                        crate::formats::yaml::MAX_BYTES as u64,
+                    ) else {
+                        continue;
+                    };
                     let Some(t) = declared_name(&text) else {
                         continue;
                     };
