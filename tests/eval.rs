@@ -4,15 +4,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::{copy_dir, project};
-
-fn cmd(root: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_infer-eval"));
-    c.current_dir(root).args(args).env("HF_HUB_OFFLINE", "1");
-    c
-}
+use common::{copy_dir, ie_in as cmd, project};
 
 fn ok(o: Output) -> String {
     let (out, err) = (

@@ -10,33 +10,36 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
-fn cmd(root: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_infer-eval"));
-    c.current_dir(root).args(args).env("HF_HUB_OFFLINE", "1");
-    c
-}
+use common::{ie_in as cmd, said};
 
-fn said(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// A generate task `name` over `rows` (JSON lines), pinned by its hash.
-fn task(root: &Path, name: &str, rows: &[u8], scorer: &str) {
-    let data = format!("data/{name}.jsonl");
-    std::fs::write(root.join(&data), rows).unwrap();
-    let sha = hex::encode(Sha256::digest(rows));
+/// The task config `name` over data/<name>.jsonl pinned to `sha`; `rest`
+/// holds the dataset's other keys (one per line).
+fn task_yaml(root: &Path, name: &str, sha: &str, rest: &[&str]) {
+    let rest: String = rest.iter().map(|k| format!("    {k}\n")).collect();
     std::fs::write(
         root.join(format!("configs/task/{name}.yaml")),
         format!(
-            "name: {name}\ndatasets:\n  - name: {name}\n    path: {data}\n    sha256: {sha}\n    kind: generate\n    scorer: {scorer}\n    max_tokens: 4\n"
+            "name: {name}\ndatasets:\n  - name: {name}\n    path: data/{name}.jsonl\n    sha256: {sha}\n{rest}"
         ),
     )
     .unwrap();
 }
+
+/// A generate task `name` over `rows` (JSON lines), pinned by its hash.
+fn task(root: &Path, name: &str, rows: &[u8], scorer: &str) {
+    std::fs::write(root.join(format!("data/{name}.jsonl")), rows).unwrap();
+    let sha = hex::encode(Sha256::digest(rows));
+    let scorer = format!("scorer: {scorer}");
+    task_yaml(
+        root,
+        name,
+        &sha,
+        &["kind: generate", &scorer, "max_tokens: 4"],
+    );
+}
+
+/// A sha256 that pins nothing (the data is refused before it is hashed).
+const NO_SHA: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Run `eval ARGS` into outputs/; it must be refused with `code`, saying
 /// every one of `says`, within `secs`, and leave no run folder.
@@ -234,11 +237,12 @@ fn unclear_inputs_are_named_or_accepted() {
     );
     // A folder where the data file should be.
     std::fs::create_dir_all(root.join("data/folder.jsonl")).unwrap();
-    std::fs::write(
-        root.join("configs/task/folder.yaml"),
-        "name: folder\ndatasets:\n  - name: folder\n    path: data/folder.jsonl\n    sha256: 0000000000000000000000000000000000000000000000000000000000000000\n    kind: generate\n    scorer: contains\n",
-    )
-    .unwrap();
+    task_yaml(
+        root,
+        "folder",
+        NO_SHA,
+        &["kind: generate", "scorer: contains"],
+    );
     refused(
         root,
         "folder as data",
@@ -254,11 +258,12 @@ fn unclear_inputs_are_named_or_accepted() {
         .status()
         .unwrap()
         .success());
-    std::fs::write(
-        root.join("configs/task/fifo.yaml"),
-        "name: fifo\ndatasets:\n  - name: fifo\n    path: data/fifo.jsonl\n    sha256: 0000000000000000000000000000000000000000000000000000000000000000\n    kind: generate\n    scorer: contains\n",
-    )
-    .unwrap();
+    task_yaml(
+        root,
+        "fifo",
+        NO_SHA,
+        &["kind: generate", "scorer: contains"],
+    );
     refused(
         root,
         "FIFO as data",
@@ -272,14 +277,8 @@ fn unclear_inputs_are_named_or_accepted() {
     let line = serde_json::json!({"id": "m", "question": "Pick one", "choices": many, "answer": 0});
     let rows = format!("{line}\n");
     std::fs::write(root.join("data/many.jsonl"), &rows).unwrap();
-    std::fs::write(
-        root.join("configs/task/many.yaml"),
-        format!(
-            "name: many\ndatasets:\n  - name: many\n    path: data/many.jsonl\n    sha256: {}\n    kind: multiple_choice\n",
-            hex::encode(Sha256::digest(rows.as_bytes()))
-        ),
-    )
-    .unwrap();
+    let sha = hex::encode(Sha256::digest(rows.as_bytes()));
+    task_yaml(root, "many", &sha, &["kind: multiple_choice"]);
     refused(
         root,
         "1025 choices",

@@ -12,6 +12,7 @@ pub mod venv;
 use infer_eval::engine::{self, GenOptions, Request, SeqOutput};
 use infer_eval::loader::{self, LoadedModel};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 pub use infer_eval::bench::tiny::*;
 
@@ -360,4 +361,20 @@ pub fn skip_or_fail(test: &str, why: &str) {
     }
     println!("SKIPPED: {test}: {why}");
     eprintln!("SKIPPED: {test}: {why}");
+}
+
+/// `infer-eval ARGS` run in `root`, offline.
+pub fn ie_in(root: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_infer-eval"));
+    c.current_dir(root).args(args).env("HF_HUB_OFFLINE", "1");
+    c
+}
+
+/// A finished command's standard output and error, together.
+pub fn said(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
