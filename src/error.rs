@@ -52,7 +52,7 @@ pub enum Error {
     Candle(#[from] candle_core::Error),
 }
 
-/// Process exit codes, documented in the README.
+/// Process exit codes, documented in docs/ERRORS.md.
 pub mod exit {
     /// Any other failure (I/O, internal).
     pub const ERROR: i32 = 1;

@@ -269,7 +269,7 @@ fn bad_prompt_files() {
 
 #[test]
 fn device_flag_errors() {
-    // A bad flag value is a usage error (exit 2), as the README says.
+    // A bad flag value is a usage error (exit 2), as docs/ERRORS.md says.
     let (code, _, err) = infer_eval(&["--device", "tpu", "--max-tokens", "1"]);
     assert_eq!(code, 2, "{err}");
     assert!(

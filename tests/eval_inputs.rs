@@ -1,6 +1,6 @@
 //! Evaluation inputs that must neither crash, hang, exhaust memory nor
 //! half-write (issue 30, items 2-4): each is refused while the run is
-//! planned, with the exit code the README gives, naming the key, file or
+//! planned, with the exit code docs/ERRORS.md gives, naming the key, file or
 //! item, and leaves no run folder; or it is accepted as documented.
 
 mod common;

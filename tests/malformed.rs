@@ -1,6 +1,6 @@
 //! Hostile input, table-driven: every case ends with one clear error line
 //! naming the file and the problem, a documented exit code, and no panic.
-//! Exit codes (README, src/error.rs): 2 usage, 3 invalid input, 5 resource.
+//! Exit codes (docs/ERRORS.md, src/error.rs): 2 usage, 3 invalid input, 5 resource.
 
 mod common;
 
