@@ -31,7 +31,7 @@ fn specs() -> Vec<SeqSpec> {
                 },
                 key: k as u64,
                 eos: vec![],
-                prompt_logprobs: (k % 3 == 0).then_some(3),
+                prompt_logprobs: (k % 3 == 0).then_some(PromptLogprobs::echo(3)),
                 top_logprobs: 2,
                 stop: None,
                 keep_logits: false,
@@ -111,11 +111,21 @@ fn batched_and_prefix_cached_sequences_equal_each_alone() {
     );
 }
 
+/// Aborting a follower, or the leader others wait for (they then compute
+/// the shared tokens themselves), leaves every other sequence's bits alone.
 #[test]
 fn an_aborted_sequence_leaves_the_others_unchanged() {
     let (_d, m) = model();
+    for (abort, chunk) in [(2, 256), (0, 3), (2, 3)] {
+        aborted(&m, abort, chunk);
+    }
+}
+
+fn aborted(m: &infer_eval::loader::LoadedModel, abort: SeqId, chunk: usize) {
     let opts = EngineOptions {
         prefix_cache_bytes: 0,
+        prefill_chunk: chunk,
+        step_prefill_tokens: chunk,
         ..EngineOptions::default()
     };
     let want = run_all(&m.model, opts.clone(), specs(), |_| {}).unwrap();
@@ -133,7 +143,7 @@ fn an_aborted_sequence_leaves_the_others_unchanged() {
         let step = if first {
             first = false;
             let step = e.step().unwrap();
-            assert!(e.abort(2) && !e.abort(2));
+            assert!(e.abort(abort) && !e.abort(abort));
             step
         } else {
             e.step().unwrap()
@@ -149,20 +159,37 @@ fn an_aborted_sequence_leaves_the_others_unchanged() {
         }
     }
     assert_eq!(done.len(), 5);
-    assert!(!done.contains_key(&2), "the aborted sequence finished");
+    assert!(!done.contains_key(&abort), "the aborted sequence finished");
     for (id, got) in done {
         let (wev, wf) = &want[id as usize];
-        assert_eq!(got, bits(wev, wf), "sequence {id}");
+        assert_eq!(
+            got,
+            bits(wev, wf),
+            "sequence {id} (aborted {abort}, chunk {chunk})"
+        );
     }
     // Bad input is refused by name.
+    let refused = |bad: SeqSpec| {
+        Engine::new(&m.model, EngineOptions::default())
+            .unwrap()
+            .add(9, bad)
+            .unwrap_err()
+            .to_string()
+    };
     let mut bad = specs().remove(0);
     bad.prompt.push(1 << 30);
-    assert!(Engine::new(&m.model, EngineOptions::default())
-        .unwrap()
-        .add(9, bad)
-        .unwrap_err()
-        .to_string()
-        .contains("outside the vocabulary"));
+    let err = refused(bad);
+    assert!(
+        err.contains("s0: token id") && err.contains("outside the vocabulary"),
+        "{err}"
+    );
+    let mut bad = specs().remove(0);
+    bad.prompt_logprobs = Some(PromptLogprobs { from: 99, top: 0 });
+    let err = refused(bad);
+    assert!(
+        err.contains("s0: prompt log-probabilities from token 99"),
+        "{err}"
+    );
 }
 
 /// Multiple-choice scoring prefills a context shared by consecutive
@@ -201,4 +228,67 @@ fn shared_context_logliks_equal_each_request_alone() {
         );
         assert!(t.loglik.is_finite() && t.loglik < 0.0);
     }
+}
+
+/// Scoring requests (continuation tokens from the context's end, nothing
+/// generated) give the bits of `echo` over the whole prompt run alone, and
+/// the choices of one item feed their context once: the followers copy
+/// the leader's KV instead of computing it.
+#[test]
+fn scoring_equals_echo_and_a_shared_context_is_fed_once() {
+    use infer_eval::engine::{loglikelihoods, LoglikRequest};
+    let (_d, m) = model();
+    let context: Vec<u32> = (0..40u32).map(|i| (i * 13) % 60 + 2).collect();
+    let reqs: Vec<LoglikRequest> = (0..4u32)
+        .map(|c| LoglikRequest {
+            context: context.clone(),
+            continuation: (0..=c).map(|j| (j * 7 + c) % 60 + 2).collect(),
+        })
+        .collect();
+    let scored = loglikelihoods(&m.model, &reqs, 8, 512).unwrap();
+    let spec = |prompt: Vec<u32>, from: usize| SeqSpec {
+        name: "scored".into(),
+        prompt,
+        sampling: SamplingParams {
+            max_tokens: 0,
+            ..SamplingParams::default()
+        },
+        key: 0,
+        eos: vec![],
+        prompt_logprobs: Some(PromptLogprobs { from, top: 0 }),
+        top_logprobs: 0,
+        stop: None,
+        keep_logits: false,
+    };
+    let mut fed = Vec::new();
+    for (r, s) in reqs.iter().zip(&scored) {
+        let prompt: Vec<u32> = r.context.iter().chain(&r.continuation).copied().collect();
+        let opts = EngineOptions::batch(1, 7, 0);
+        let echo = run_all(&m.model, opts, vec![spec(prompt.clone(), 1)], |_| {}).unwrap();
+        let Event::Prompt(rows) = &echo[0].0[0] else {
+            panic!("no prompt logprobs")
+        };
+        assert_eq!(rows.len(), prompt.len() - 1);
+        let tail = &rows[r.context.len() - 1..];
+        let ll = tail.iter().fold(0f64, |a, t| a + t.logprob);
+        assert_eq!(ll.to_bits(), s.loglik.to_bits(), "{:?}", r.continuation);
+        assert_eq!(tail.iter().all(|t| t.greedy), s.is_greedy);
+        fed.push(prompt.len() - 1);
+    }
+    // All four on one engine: the context (less its last token, which the
+    // first continuation row reads) is computed once.
+    let mut e = Engine::new(&m.model, EngineOptions::batch(8, 512, 0)).unwrap();
+    for (i, r) in reqs.iter().enumerate() {
+        let prompt: Vec<u32> = r.context.iter().chain(&r.continuation).copied().collect();
+        e.add(i as SeqId, spec(prompt, r.context.len())).unwrap();
+    }
+    while !e.is_idle() {
+        for (_, ev) in e.step().unwrap() {
+            assert!(!matches!(ev, Event::Failed(_)));
+        }
+    }
+    let shared = context.len() - 1;
+    let want = fed.iter().sum::<usize>() - 3 * shared;
+    assert_eq!(e.computed_tokens(), want as u64, "tokens fed to the model");
+    assert_eq!(e.shared_tokens(), 3 * shared as u64);
 }

@@ -9,11 +9,11 @@
 //! them either, which is what makes a prefix-cache hit equal to a miss; and
 //! its sampling draws are keyed by (seed, sequence key, step) only.
 
-use super::prefix::{PosInfo, PrefixCache, PROMPT_TOP};
+use super::prefix::PrefixCache;
+use super::seq::{copy_shared, pos_info, row_max, share, Seq, MIN_WAIT_SHARE};
 use super::{check_finite, hash_f32s, ids_digest, StopReason};
 use crate::error::{Error, Result};
 use crate::kernels::softmax::log_softmax_top;
-use crate::model::attention::KvCache;
 use crate::model::transformer::{Logits, SeqStep, Transformer};
 use crate::sampling::{Sampler, SamplingParams};
 use sha2::{Digest, Sha256};
@@ -37,15 +37,34 @@ pub struct SeqSpec {
     /// sequence (a prompt id, a choice index), never from arrival order.
     pub key: u64,
     pub eos: Vec<u32>,
-    /// Report the log-probability (and this many alternatives) of every
-    /// prompt token after the first (`echo` with `logprobs`).
-    pub prompt_logprobs: Option<usize>,
+    /// Report the log-probabilities of prompt tokens: scoring a
+    /// continuation, or `echo` with `logprobs`.
+    pub prompt_logprobs: Option<PromptLogprobs>,
     /// Report, for each generated token, this many alternatives besides
     /// its own log-probability.
     pub top_logprobs: usize,
     pub stop: Option<StopRule>,
     /// Keep every sampled-from logits row in `Finished::step_logits`.
     pub keep_logits: bool,
+}
+
+/// Which prompt tokens a sequence reports the log-probabilities of: tokens
+/// `from..` (each under everything before it), with `top` alternatives
+/// each. A scoring request (log-likelihood of a continuation) has `from` at
+/// the continuation's first token and `max_tokens` 0; `echo` has `from` 1.
+/// With `max_tokens` 0 the last prompt token is never fed (no position
+/// reads it), so a request fits when all but its last token fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PromptLogprobs {
+    pub from: usize,
+    pub top: usize,
+}
+
+impl PromptLogprobs {
+    /// Every prompt token after the first (`echo`).
+    pub fn echo(top: usize) -> Self {
+        PromptLogprobs { from: 1, top }
+    }
 }
 
 /// One token's log-probability under the model and the most likely tokens
@@ -55,6 +74,9 @@ pub struct TokenLogprob {
     pub token: u32,
     pub logprob: f64,
     pub top: Vec<(u32, f64)>,
+    /// The token has the largest logit at its position (ties count):
+    /// greedy decoding would produce it (lm-eval's `is_greedy`).
+    pub greedy: bool,
 }
 
 /// How a sequence ended.
@@ -68,7 +90,8 @@ pub struct Finished {
     pub digest: String,
     /// sha256 over the logits rows sampled from, as records write it.
     pub logits_digest: String,
-    /// Prompt tokens whose KV came from the prefix cache.
+    /// Prompt tokens whose KV came from the prefix cache or a running
+    /// sequence sharing them.
     pub cached_tokens: usize,
     /// log p of each output token under the model (before any sampling transform).
     pub logprobs: Vec<f64>,
@@ -114,28 +137,6 @@ pub enum Event {
     Failed(Failure),
 }
 
-struct Seq {
-    id: SeqId,
-    spec: SeqSpec,
-    cache: Option<KvCache>,
-    /// Tokens whose KV is in the cache.
-    fed: usize,
-    /// Prompt tokens taken from the prefix cache.
-    cached: usize,
-    out: Vec<u32>,
-    /// Logprob rows of prompt positions (position p predicts token p+1).
-    prompt_info: Vec<PosInfo>,
-    hasher: Sha256,
-    /// The token to feed next (just sampled).
-    next: Option<u32>,
-    logprobs: Vec<f64>,
-    step_logits: Vec<Vec<f32>>,
-    admitted: std::time::Instant,
-    t_last: std::time::Instant,
-    ttft: f64,
-    times: Vec<f64>,
-}
-
 /// Limits of one engine.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -151,6 +152,21 @@ pub struct EngineOptions {
     /// doubles (a copy) as needed, so a large max_tokens holds no memory it
     /// does not use.
     pub kv_start_tokens: usize,
+}
+
+impl EngineOptions {
+    /// A batch of known sequences run to the end (generation, scoring):
+    /// `max_batch` at a time, `prefill_chunk` prompt tokens per sequence
+    /// and step, no prefix cache.
+    pub fn batch(max_batch: usize, prefill_chunk: usize, max_tokens: usize) -> Self {
+        EngineOptions {
+            max_batch,
+            prefill_chunk,
+            step_prefill_tokens: prefill_chunk.saturating_mul(max_batch),
+            prefix_cache_bytes: 0,
+            kv_start_tokens: max_tokens,
+        }
+    }
 }
 
 impl Default for EngineOptions {
@@ -175,6 +191,9 @@ pub struct Engine<'m> {
     all_logits_chunk: usize,
     /// Sequences in the last forward call.
     last_batch: usize,
+    /// Tokens fed to the model, and prompt tokens copied from a leader.
+    computed: u64,
+    shared: u64,
 }
 
 impl<'m> Engine<'m> {
@@ -197,6 +216,8 @@ impl<'m> Engine<'m> {
             running: Vec::new(),
             all_logits_chunk,
             last_batch: 0,
+            computed: 0,
+            shared: 0,
         })
     }
 
@@ -205,18 +226,32 @@ impl<'m> Engine<'m> {
         spec.sampling.validate().map_err(Error::Input)?;
         let ctx = self.model.config.max_position_embeddings;
         let vocab = self.model.config.vocab_size;
-        if spec.prompt.is_empty() {
-            return Err(Error::Input("the prompt has no tokens".into()));
+        let n = spec.prompt.len();
+        let name = &spec.name;
+        if n == 0 {
+            return Err(Error::Input(format!("{name}: the prompt has no tokens")));
         }
-        if !super::prompt_fits(spec.prompt.len(), ctx) {
+        if let Some(p) = spec.prompt_logprobs {
+            if p.from == 0 || p.from > n {
+                return Err(Error::Input(format!(
+                    "{name}: prompt log-probabilities from token {} of a {n}-token prompt: the first scored token must be 1..={n}",
+                    p.from
+                )));
+            }
+        }
+        let fits = if spec.sampling.max_tokens == 0 {
+            n - 1 <= ctx
+        } else {
+            super::prompt_fits(n, ctx)
+        };
+        if !fits {
             return Err(Error::Resource(format!(
-                "the prompt has {} tokens; the model's context is {ctx} positions",
-                spec.prompt.len()
+                "{name}: the prompt has {n} tokens; the model's context is {ctx} positions"
             )));
         }
         if let Some(&t) = spec.prompt.iter().find(|&&t| t as usize >= vocab) {
             return Err(Error::Input(format!(
-                "token id {t} is outside the vocabulary of {vocab} tokens"
+                "{name}: token id {t} is outside the vocabulary of {vocab} tokens"
             )));
         }
         Ok(())
@@ -225,23 +260,7 @@ impl<'m> Engine<'m> {
     /// Queue a sequence; it joins a step when there is room.
     pub fn add(&mut self, id: SeqId, spec: SeqSpec) -> Result<()> {
         self.check(&spec)?;
-        self.waiting.push_back(Seq {
-            id,
-            spec,
-            cache: None,
-            fed: 0,
-            cached: 0,
-            out: Vec::new(),
-            prompt_info: Vec::new(),
-            hasher: Sha256::new(),
-            next: None,
-            logprobs: Vec::new(),
-            step_logits: Vec::new(),
-            admitted: std::time::Instant::now(),
-            t_last: std::time::Instant::now(),
-            ttft: 0.0,
-            times: Vec::new(),
-        });
+        self.waiting.push_back(Seq::new(id, spec));
         Ok(())
     }
 
@@ -280,6 +299,17 @@ impl<'m> Engine<'m> {
         &self.prefix
     }
 
+    /// Tokens fed to the model so far (prompt and generated).
+    pub fn computed_tokens(&self) -> u64 {
+        self.computed
+    }
+
+    /// Prompt tokens whose KV a sequence copied from a running one that
+    /// shares them, instead of computing them.
+    pub fn shared_tokens(&self) -> u64 {
+        self.shared
+    }
+
     /// Ids of the running and waiting sequences.
     pub fn ids(&self) -> Vec<SeqId> {
         self.running
@@ -294,7 +324,7 @@ impl<'m> Engine<'m> {
         let mut events = Vec::new();
         self.last_batch = 0;
         self.admit(&mut events);
-        // max_tokens 0: nothing to compute beyond the prompt's logprobs.
+        self.follow_leaders();
         let mut plan: Vec<(usize, usize, Logits)> = Vec::new(); // (seq, tokens, logits)
         let mut budget = self.opts.step_prefill_tokens;
         for (i, s) in self.running.iter().enumerate() {
@@ -303,25 +333,24 @@ impl<'m> Engine<'m> {
             }
         }
         for (i, s) in self.running.iter().enumerate() {
-            let n = s.spec.prompt.len();
-            if s.next.is_some() || s.fed >= n || budget == 0 {
+            let target = s.target();
+            if s.next.is_some() || s.leader.is_some() || s.fed >= target || budget == 0 {
                 continue;
             }
-            let per = if s.spec.prompt_logprobs.is_some() {
-                self.all_logits_chunk
-            } else {
-                self.opts.prefill_chunk
+            let mut take = (target - s.fed).min(self.opts.prefill_chunk).min(budget);
+            // Logits rows: the positions whose logprobs are wanted (at most
+            // `all_logits_chunk` of them per step), and the last prompt
+            // position's when a token is sampled after it.
+            let want = match s.info_from() {
+                Some(f0) if s.fed + take > f0 => {
+                    let first = f0.max(s.fed);
+                    take = take.min(first - s.fed + self.all_logits_chunk);
+                    Logits::Tail(s.fed + take - first)
+                }
+                _ if s.fed + take == s.spec.prompt.len() => Logits::Last,
+                _ => Logits::None,
             };
-            let take = (n - s.fed).min(per).min(budget);
             budget -= take;
-            let last = s.fed + take == n;
-            let want = if s.spec.prompt_logprobs.is_some() {
-                Logits::All
-            } else if last {
-                Logits::Last
-            } else {
-                Logits::None
-            };
             plan.push((i, take, want));
         }
         if plan.is_empty() {
@@ -329,6 +358,7 @@ impl<'m> Engine<'m> {
         }
         plan.sort_by_key(|p| p.0);
         self.last_batch = plan.len();
+        self.computed += plan.iter().map(|p| p.1 as u64).sum::<u64>();
         let feeds: Vec<Vec<u32>> = plan
             .iter()
             .map(|&(i, take, _)| {
@@ -366,6 +396,8 @@ impl<'m> Engine<'m> {
                 finished.push((i, Some(done)));
             }
         }
+        // Followers copy from leaders that got far enough, before any leader leaves.
+        self.follow_leaders();
         // Retire from the back so the indices stay valid.
         finished.sort_by_key(|f| std::cmp::Reverse(f.0));
         for (i, done) in finished {
@@ -398,13 +430,34 @@ impl<'m> Engine<'m> {
             let Some(mut s) = self.waiting.pop_front() else {
                 break;
             };
+            s.admitted = std::time::Instant::now();
+            let n = s.spec.prompt.len();
+            if s.spec.sampling.max_tokens == 0 && s.spec.prompt_logprobs.is_none_or(|p| p.from >= n)
+            {
+                // Nothing to compute: no token to sample, none to score.
+                if s.spec.prompt_logprobs.is_some() {
+                    events.push((s.id, Event::Prompt(Vec::new())));
+                }
+                let fin = Finished {
+                    stop: StopReason::Length,
+                    by_rule: false,
+                    output_ids: Vec::new(),
+                    digest: ids_digest(&[]),
+                    logits_digest: hex::encode(Sha256::new().finalize()),
+                    cached_tokens: 0,
+                    logprobs: Vec::new(),
+                    step_logits: Vec::new(),
+                    ttft_s: 0.0,
+                    token_times_s: Vec::new(),
+                };
+                events.push((s.id, Event::Done(fin)));
+                continue;
+            }
             let ctx = self.model.config.max_position_embeddings;
             // Room for the prompt and the first tokens; it grows as needed
             // (a copy), so a large max_tokens does not hold memory it never uses.
-            let cap = (s.spec.prompt.len()
-                + s.spec.sampling.max_tokens.min(self.opts.kv_start_tokens))
-            .min(ctx);
-            let mut cache = match self.model.new_cache(cap) {
+            let cap = (n + s.spec.sampling.max_tokens.min(self.opts.kv_start_tokens)).min(ctx);
+            let cache = match self.model.new_cache(cap) {
                 Ok(c) => c,
                 Err(e) => {
                     // Memory: give the prefix cache's back and try once more.
@@ -418,37 +471,8 @@ impl<'m> Engine<'m> {
                     }
                 }
             };
-            let need_info = s.spec.prompt_logprobs.is_some();
-            if let Some(hit) = self.prefix.lookup(&s.spec.prompt, need_info) {
-                if cache.copy_prefix_from(hit.kv, hit.reuse).is_ok() {
-                    s.fed = hit.reuse;
-                    s.cached = hit.reuse;
-                    if need_info {
-                        s.prompt_info = hit.info[..hit.reuse].to_vec();
-                    }
-                } else {
-                    cache.len = 0;
-                }
-            }
             s.cache = Some(cache);
-            s.admitted = std::time::Instant::now();
-            if s.spec.sampling.max_tokens == 0 && s.spec.prompt_logprobs.is_none() {
-                // Nothing to compute: done at once.
-                let fin = Finished {
-                    stop: StopReason::Length,
-                    by_rule: false,
-                    output_ids: Vec::new(),
-                    digest: ids_digest(&[]),
-                    logits_digest: hex::encode(Sha256::new().finalize()),
-                    cached_tokens: s.cached,
-                    logprobs: Vec::new(),
-                    step_logits: Vec::new(),
-                    ttft_s: 0.0,
-                    token_times_s: Vec::new(),
-                };
-                events.push((s.id, Event::Done(fin)));
-                continue;
-            }
+            self.start_from_shared(&mut s);
             self.running.push(s);
         }
     }
@@ -471,33 +495,34 @@ impl<'m> Engine<'m> {
         let n = s.spec.prompt.len();
         let last = rows.last().expect("logits rows").clone();
         check_finite(&last, &s.spec.name, s.fed)?;
-        if !decoding && s.spec.prompt_logprobs.is_some() {
-            // Rows of positions fed-take .. fed; each predicts the next prompt token.
-            let p0 = s.fed - take;
+        if let (false, Some(f0)) = (decoding, s.info_from()) {
+            // The rows are the chunk's last positions; each predicts the next prompt token.
+            let p0 = s.fed - rows.len();
+            let keep = s.kept_top();
             for (k, row) in rows.iter().enumerate() {
                 let p = p0 + k;
-                if p + 1 < n {
+                if p >= f0 && p + 1 < n {
                     check_finite(row, &s.spec.name, p + 1)?;
-                    let (lp, top) =
-                        log_softmax_top(isa, row, s.spec.prompt[p + 1] as usize, PROMPT_TOP);
-                    s.prompt_info.push(PosInfo { logprob: lp, top });
+                    s.prompt_info
+                        .push(pos_info(isa, row, s.spec.prompt[p + 1], keep));
                 }
             }
-            if s.fed == n {
-                let want = s.spec.prompt_logprobs.unwrap_or(0);
+            if s.fed == s.target() {
+                let want = s.spec.prompt_logprobs.map_or(0, |p| p.top);
                 let list = s
                     .prompt_info
                     .iter()
                     .enumerate()
-                    .map(|(p, info)| TokenLogprob {
-                        token: s.spec.prompt[p + 1],
+                    .map(|(k, info)| TokenLogprob {
+                        token: s.spec.prompt[f0 + k + 1],
                         logprob: info.logprob,
                         top: info.top[..want.min(info.top.len())].to_vec(),
+                        greedy: info.greedy,
                     });
                 events.push((s.id, Event::Prompt(list.collect())));
             }
         }
-        if s.fed < n {
+        if s.fed < s.target() {
             return Ok(None);
         }
         if s.spec.sampling.max_tokens == 0 {
@@ -515,8 +540,9 @@ impl<'m> Engine<'m> {
                 s.spec.key,
                 s.out.len() as u64,
             )
-            .map_err(|e| Error::Input(format!("sequence '{}': {e}", s.spec.name)))?;
+            .map_err(|e| Error::Input(format!("{}: {e}", s.spec.name)))?;
         let (lp, top) = log_softmax_top(isa, &last, tok as usize, s.spec.top_logprobs);
+        let greedy = last[tok as usize] >= row_max(&last);
         s.out.push(tok);
         s.logprobs.push(lp);
         let now = std::time::Instant::now();
@@ -535,6 +561,7 @@ impl<'m> Engine<'m> {
                 token: tok,
                 logprob: lp,
                 top,
+                greedy,
             }),
         ));
         if s.spec.eos.contains(&tok) {
@@ -565,6 +592,7 @@ impl<'m> Engine<'m> {
 
     /// A sequence leaves: its KV (every token fed) goes to the prefix cache.
     fn retire(&mut self, s: Seq) {
+        let from_start = s.info_from() == Some(0);
         let Some(mut cache) = s.cache else { return };
         if cache.len == 0 || self.opts.prefix_cache_bytes == 0 {
             return;
@@ -582,14 +610,80 @@ impl<'m> Engine<'m> {
         let mut tokens = s.spec.prompt.clone();
         tokens.extend_from_slice(&s.out);
         tokens.truncate(cache.len);
-        let mut info = s.prompt_info;
-        info.truncate(cache.len.saturating_sub(1));
-        let info = if s.spec.prompt_logprobs.is_some() {
-            Some(info)
-        } else {
-            None
-        };
+        // The prefix cache keeps logprob rows from the first position only.
+        let info = from_start.then(|| {
+            let mut info = s.prompt_info;
+            info.truncate(cache.len.saturating_sub(1));
+            info
+        });
         self.prefix.insert(tokens, cache, info);
+    }
+
+    /// Start a new sequence from the longest prefix it shares with the
+    /// prefix cache or with a running sequence: the KV (and logprob rows)
+    /// of those tokens are copied, the same bits as computing them
+    /// (docs/DETERMINISM.md §8). A running sequence that has not fed the
+    /// shared tokens yet becomes the new one's leader: the new one waits
+    /// for it instead of computing the same tokens beside it (the choices
+    /// of a multiple-choice item, requests with one few-shot prefix).
+    fn start_from_shared(&mut self, s: &mut Seq) {
+        let limit = s.target() - 1;
+        let f0 = s.info_from();
+        let mut best = 0;
+        if let Some(hit) = self.prefix.lookup(&s.spec.prompt, f0, limit) {
+            let cache = s.cache.as_mut().expect("admitted sequence has a cache");
+            if cache.copy_prefix_from(hit.kv, hit.reuse).is_ok() {
+                best = hit.reuse;
+                if let Some(f0) = f0.filter(|&f0| hit.reuse > f0) {
+                    s.prompt_info = hit.info[f0..hit.reuse].to_vec();
+                }
+            } else {
+                cache.len = 0;
+            }
+        }
+        s.fed = best;
+        s.cached = best;
+        let leader = self
+            .running
+            .iter()
+            .filter(|r| r.leader.is_none())
+            .map(|r| (r.id, share(s, r, limit), r.fed))
+            .filter(|&(_, n, fed)| n > best && (fed >= n || n >= MIN_WAIT_SHARE || 2 * n >= limit))
+            .max_by_key(|&(_, n, _)| n);
+        if let Some((id, n, _)) = leader {
+            s.leader = Some((id, n));
+            let li = self
+                .running
+                .iter()
+                .position(|r| r.id == id)
+                .expect("leader");
+            self.shared += copy_shared(&self.running[li], s) as u64;
+        }
+    }
+
+    /// Followers whose leader has fed the shared tokens copy them; a
+    /// follower whose leader left (finished short, failed, aborted)
+    /// computes them itself.
+    fn follow_leaders(&mut self) {
+        for i in 0..self.running.len() {
+            let Some((id, _)) = self.running[i].leader else {
+                continue;
+            };
+            match self.running.iter().position(|r| r.id == id) {
+                Some(li) => {
+                    // li != i: a follower never leads.
+                    let (leader, f) = if li < i {
+                        let (a, b) = self.running.split_at_mut(i);
+                        (&a[li], &mut b[0])
+                    } else {
+                        let (a, b) = self.running.split_at_mut(li);
+                        (&b[0], &mut a[i])
+                    };
+                    self.shared += copy_shared(leader, f) as u64;
+                }
+                None => self.running[i].leader = None,
+            }
+        }
     }
 }
 

@@ -1,12 +1,14 @@
-//! Generation: batches of sequences, chunked prefill, then token-by-token
-//! decoding. Every sequence's logits are bit-identical however it is batched
-//! or chunked, because every op computes each row on its own (see kernels).
+//! The engine: one scheduler (`core`) that every way in uses. Generation
+//! and log-likelihood scoring are kinds of sequence to it (`generate`,
+//! `loglikelihoods` here are its batch front ends; `serve` drives it step by
+//! step). Every sequence's logits are bit-identical however it is batched,
+//! chunked or shared with others, because every op computes each row on its
+//! own (see kernels) and the KV of a position depends only on the tokens
+//! before it.
 
 pub mod core;
-mod loglik;
 pub mod prefix;
-
-pub use loglik::loglikelihoods;
+mod seq;
 
 use crate::error::{Error, Result};
 use crate::model::transformer::Transformer;
@@ -101,30 +103,11 @@ pub fn generate_with_stops(
     stop: &dyn Fn() -> Option<core::StopRule>,
     mut on_progress: impl FnMut(usize),
 ) -> Result<Vec<SeqOutput>> {
-    opts.sampling.validate().map_err(Error::Input)?;
-    if opts.batch_size == 0 || opts.prefill_chunk == 0 {
-        return Err(Error::Input(
-            "batch size and prefill chunk must be at least 1".into(),
-        ));
-    }
-    let ctx = model.config.max_position_embeddings;
-    for r in requests {
-        if r.prompt_ids.is_empty() {
-            return Err(Error::Input(format!("prompt '{}' has no tokens", r.id)));
-        }
-        if !prompt_fits(r.prompt_ids.len(), ctx) {
-            return Err(Error::Resource(format!(
-                "prompt '{}' has {} tokens; the model's context is {} positions",
-                r.id,
-                r.prompt_ids.len(),
-                ctx
-            )));
-        }
-    }
+    // The core checks each sequence (Engine::check) and the options.
     let specs = requests
         .iter()
         .map(|r| core::SeqSpec {
-            name: r.id.clone(),
+            name: format!("prompt '{}'", r.id),
             prompt: r.prompt_ids.clone(),
             sampling: opts.sampling.clone(),
             key: sequence_key(&r.id),
@@ -135,13 +118,11 @@ pub fn generate_with_stops(
             keep_logits: opts.keep_logits,
         })
         .collect();
-    let eopts = core::EngineOptions {
-        max_batch: opts.batch_size,
-        prefill_chunk: opts.prefill_chunk,
-        step_prefill_tokens: opts.prefill_chunk.saturating_mul(opts.batch_size),
-        prefix_cache_bytes: 0,
-        kv_start_tokens: opts.sampling.max_tokens,
-    };
+    let eopts = core::EngineOptions::batch(
+        opts.batch_size,
+        opts.prefill_chunk,
+        opts.sampling.max_tokens,
+    );
     let mut produced = 0;
     let done = core::run_all(model, eopts, specs, |ev| {
         if let core::Event::Token(_) = ev {
@@ -162,6 +143,69 @@ pub fn generate_with_stops(
             logprobs: f.logprobs,
             ttft_s: f.ttft_s,
             token_times_s: f.token_times_s,
+        })
+        .collect())
+}
+
+/// Log-likelihoods of continuations (multiple choice, lm-eval's
+/// `loglikelihood` and rolling windows), each a scoring sequence of the
+/// engine core: context and continuation as one prompt whose continuation
+/// tokens are scored, nothing generated. Requests that share a context
+/// share its KV (the core's leaders: the context is fed once). Bits depend
+/// on neither `batch_size` nor `prefill_chunk`, nor on what was shared.
+pub fn loglikelihoods(
+    model: &Transformer,
+    reqs: &[LoglikRequest],
+    batch_size: usize,
+    prefill_chunk: usize,
+) -> Result<Vec<LoglikOutput>> {
+    let specs = reqs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            if r.context.is_empty() || r.continuation.is_empty() {
+                return Err(Error::Input(format!(
+                    "log-likelihood request {i} needs a non-empty context and continuation"
+                )));
+            }
+            let mut prompt = r.context.clone();
+            prompt.extend_from_slice(&r.continuation);
+            Ok(core::SeqSpec {
+                name: format!("log-likelihood request {i}"),
+                prompt,
+                sampling: SamplingParams {
+                    max_tokens: 0,
+                    ..SamplingParams::default()
+                },
+                key: 0,
+                eos: Vec::new(),
+                prompt_logprobs: Some(core::PromptLogprobs {
+                    from: r.context.len(),
+                    top: 0,
+                }),
+                top_logprobs: 0,
+                stop: None,
+                keep_logits: false,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let eopts = core::EngineOptions::batch(batch_size, prefill_chunk, 0);
+    let done = core::run_all(model, eopts, specs, |_| {})?;
+    Ok(done
+        .into_iter()
+        .map(|(events, _)| {
+            let rows: &[core::TokenLogprob] = events
+                .iter()
+                .find_map(|e| match e {
+                    core::Event::Prompt(l) => Some(l.as_slice()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            LoglikOutput {
+                // In order, in f64, from +0.
+                loglik: rows.iter().fold(0f64, |ll, t| ll + t.logprob),
+                is_greedy: rows.iter().all(|t| t.greedy),
+            }
         })
         .collect())
 }

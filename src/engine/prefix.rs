@@ -15,6 +15,8 @@ pub const PROMPT_TOP: usize = 20;
 pub struct PosInfo {
     pub logprob: f64,
     pub top: Vec<(u32, f64)>,
+    /// The next token has the largest logit here (ties count).
+    pub greedy: bool,
 }
 
 struct Entry {
@@ -73,10 +75,17 @@ impl PrefixCache {
         self.held = 0;
     }
 
-    /// The entry sharing the longest usable prefix with `prompt`. At least
-    /// one prompt token is always left to compute (its logits are needed);
-    /// `need_info`: the hit must also cover the prompt positions' logprobs.
-    pub fn lookup(&mut self, prompt: &[u32], need_info: bool) -> Option<Hit<'_>> {
+    /// The entry sharing the longest usable prefix with `prompt`, lending
+    /// at most `limit` tokens (the caller leaves itself at least one to
+    /// compute: its logits are needed). `info_from`: the positions from
+    /// there on must come with their logprob rows (an entry without rows
+    /// lends only the positions before it).
+    pub fn lookup(
+        &mut self,
+        prompt: &[u32],
+        info_from: Option<usize>,
+        limit: usize,
+    ) -> Option<Hit<'_>> {
         let mut best: Option<(usize, usize)> = None;
         for (i, e) in self.entries.iter().enumerate() {
             let m = e
@@ -85,16 +94,13 @@ impl PrefixCache {
                 .zip(prompt)
                 .take_while(|(a, b)| a == b)
                 .count();
-            let reuse = if need_info {
-                match &e.info {
-                    // Position p's entry is valid while tokens[p+1] is the prompt's too.
-                    Some(info) => m.saturating_sub(1).min(info.len()),
-                    None => 0,
-                }
-            } else {
-                m
+            let reuse = match (info_from, &e.info) {
+                (None, _) => m,
+                // Position p's row is valid while tokens[p+1] is the prompt's too.
+                (Some(f0), Some(info)) => m.saturating_sub(1).min(info.len()).max(m.min(f0)),
+                (Some(f0), None) => m.min(f0),
             }
-            .min(prompt.len() - 1);
+            .min(limit);
             if reuse > 0 && best.is_none_or(|(_, r)| reuse > r) {
                 best = Some((i, reuse));
             }
@@ -178,12 +184,14 @@ mod tests {
         let mut p = PrefixCache::new(1 << 20);
         p.insert(vec![1, 2, 3], kv(3), None);
         p.insert(vec![1, 2, 9, 9, 9], kv(5), None);
-        assert_eq!(p.lookup(&[1, 2, 9, 9, 9, 4], false).unwrap().reuse, 5);
-        assert_eq!(p.lookup(&[1, 2, 3], false).unwrap().reuse, 2);
-        assert_eq!(p.lookup(&[1, 2, 3, 4], false).unwrap().reuse, 3);
-        assert!(p.lookup(&[7, 1, 2], false).is_none());
-        // No logprob rows: no hit for a request that needs them.
-        assert!(p.lookup(&[1, 2, 3, 4], true).is_none());
+        assert_eq!(p.lookup(&[1, 2, 9, 9, 9, 4], None, 5).unwrap().reuse, 5);
+        assert_eq!(p.lookup(&[1, 2, 3], None, 2).unwrap().reuse, 2);
+        assert_eq!(p.lookup(&[1, 2, 3, 4], None, 3).unwrap().reuse, 3);
+        assert!(p.lookup(&[7, 1, 2], None, 2).is_none());
+        // No logprob rows: no hit for a request that needs them from the start,
+        assert!(p.lookup(&[1, 2, 3, 4], Some(0), 3).is_none());
+        // but the positions before the first wanted row are lent.
+        assert_eq!(p.lookup(&[1, 2, 3, 4], Some(2), 3).unwrap().reuse, 2);
     }
 
     #[test]
@@ -195,13 +203,14 @@ mod tests {
                     .map(|_| PosInfo {
                         logprob: -1.0,
                         top: vec![],
+                        greedy: false,
                     })
                     .collect(),
             )
         };
         p.insert(vec![1, 2, 3, 4], kv(4), info(3));
         // Shares 3 tokens: position 2 predicted token 4, not 7, so reuse 2.
-        assert_eq!(p.lookup(&[1, 2, 3, 7, 8], true).unwrap().reuse, 2);
+        assert_eq!(p.lookup(&[1, 2, 3, 7, 8], Some(0), 4).unwrap().reuse, 2);
     }
 
     #[test]
@@ -210,12 +219,15 @@ mod tests {
         let mut p = PrefixCache::new(2 * one);
         p.insert(vec![1, 1, 1], kv(3), None);
         p.insert(vec![2, 2, 2], kv(3), None);
-        assert!(p.lookup(&[1, 1, 1, 5], false).is_some());
+        assert!(p.lookup(&[1, 1, 1, 5], None, 3).is_some());
         p.insert(vec![3, 3, 3], kv(3), None);
         assert_eq!(p.len(), 2);
         assert!(p.bytes() <= 2 * one);
-        assert!(p.lookup(&[2, 2, 2, 5], false).is_none(), "2 was the oldest");
-        assert!(p.lookup(&[1, 1, 1, 5], false).is_some());
+        assert!(
+            p.lookup(&[2, 2, 2, 5], None, 3).is_none(),
+            "2 was the oldest"
+        );
+        assert!(p.lookup(&[1, 1, 1, 5], None, 3).is_some());
         // Covered entries are not kept twice.
         p.insert(vec![1, 1], kv(2), None);
         assert_eq!(p.len(), 2);

@@ -3,7 +3,7 @@
 //! column, not the field a client sent wrong). Unknown fields are ignored,
 //! as every OpenAI-compatible client expects (../shared/SERVER-CLIENTS.md).
 
-use crate::engine::core::{SeqSpec, StopRule};
+use crate::engine::core::{PromptLogprobs, SeqSpec, StopRule};
 use crate::engine::prefix::PROMPT_TOP;
 use crate::loader::LoadedModel;
 use crate::sampling::{sequence_key, SamplingParams};
@@ -593,7 +593,11 @@ impl Job {
                     } else {
                         m.tokenizer.eos.clone()
                     },
-                    prompt_logprobs: if self.echo { self.logprobs } else { None },
+                    prompt_logprobs: if self.echo {
+                        self.logprobs.map(PromptLogprobs::echo)
+                    } else {
+                        None
+                    },
                     top_logprobs: self.logprobs.unwrap_or(0),
                     stop,
                     keep_logits: false,
