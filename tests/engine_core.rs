@@ -276,19 +276,38 @@ fn scoring_equals_echo_and_a_shared_context_is_fed_once() {
         fed.push(prompt.len() - 1);
     }
     // All four on one engine: the context (less its last token, which the
-    // first continuation row reads) is computed once.
-    let mut e = Engine::new(&m.model, EngineOptions::batch(8, 512, 0)).unwrap();
-    for (i, r) in reqs.iter().enumerate() {
-        let prompt: Vec<u32> = r.context.iter().chain(&r.continuation).copied().collect();
-        e.add(i as SeqId, spec(prompt, r.context.len())).unwrap();
-    }
-    while !e.is_idle() {
-        for (_, ev) in e.step().unwrap() {
-            assert!(!matches!(ev, Event::Failed(_)));
+    // first continuation row reads) is computed once. A prefix cache that
+    // lends each of them the first `hit` tokens (from an earlier sequence
+    // that shares only those) does not stop the sharing.
+    for hit in [0, 1, 5] {
+        let opts = EngineOptions {
+            prefix_cache_bytes: 64 << 20,
+            ..EngineOptions::batch(8, 512, 0)
+        };
+        let mut e = Engine::new(&m.model, opts).unwrap();
+        let run = |e: &mut Engine| {
+            while !e.is_idle() {
+                for (_, ev) in e.step().unwrap() {
+                    assert!(!matches!(ev, Event::Failed(_)));
+                }
+            }
+        };
+        if hit > 0 {
+            let mut primer = context[..hit + 1].to_vec();
+            primer[hit] = 63;
+            e.add(99, spec(primer, 1)).unwrap();
+            run(&mut e);
         }
+        let before = e.computed_tokens();
+        for (i, r) in reqs.iter().enumerate() {
+            let prompt: Vec<u32> = r.context.iter().chain(&r.continuation).copied().collect();
+            e.add(i as SeqId, spec(prompt, r.context.len())).unwrap();
+        }
+        run(&mut e);
+        let shared = context.len() - 1;
+        let want = fed.iter().sum::<usize>() - 3 * shared - hit;
+        let computed = e.computed_tokens() - before;
+        assert_eq!(computed, want as u64, "tokens fed to the model (hit {hit})");
+        assert_eq!(e.shared_tokens(), 3 * (shared - hit) as u64, "hit {hit}");
     }
-    let shared = context.len() - 1;
-    let want = fed.iter().sum::<usize>() - 3 * shared;
-    assert_eq!(e.computed_tokens(), want as u64, "tokens fed to the model");
-    assert_eq!(e.shared_tokens(), 3 * shared as u64);
 }

@@ -141,9 +141,14 @@ pub(super) fn copy_shared(leader: &Seq, f: &mut Seq) -> usize {
     let from = leader.cache.as_ref().expect("running sequence has a cache");
     let cache = f.cache.as_mut().expect("admitted sequence has a cache");
     f.leader = None;
+    // The first `fed` positions (a prefix-cache hit) are copied again:
+    // the same bits.
+    let had = cache.len;
+    cache.len = 0;
     if cache.copy_prefix_from(from, n).is_err() {
-        // Cannot happen (the leader holds n positions); compute instead.
-        cache.len = f.fed;
+        // Cannot happen (the leader holds n positions, the cache has room
+        // for the prompt); compute them instead.
+        cache.len = had;
         return 0;
     }
     if let (Some(f0), Some(l0)) = (f.info_from(), leader.info_from()) {
