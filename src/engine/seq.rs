@@ -2,8 +2,8 @@
 //! calls, and how one sequence takes the KV of prompt tokens it shares
 //! with another.
 
-use super::core::{SeqId, SeqSpec};
 use super::prefix::{PosInfo, PROMPT_TOP};
+use super::spec::{SeqId, SeqSpec};
 use crate::kernels::softmax::log_softmax_top;
 use crate::model::attention::KvCache;
 use sha2::{Digest, Sha256};
