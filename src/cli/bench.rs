@@ -123,7 +123,11 @@ fn tiny(family: &str, format: &str, seed: u64, out: &std::path::Path) -> Result<
         .ok_or_else(|| {
             infer_eval::Error::Usage(format!(
                 "--family '{family}': expected one of {}",
-                infer_eval::model::arch::SUPPORTED
+                tiny_family::FAMILIES
+                    .iter()
+                    .map(|f| f.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
         })?;
     match format {

@@ -79,13 +79,14 @@ impl Transformer {
         crate::kernels::fp_env::check().map_err(Error::Input)?;
         let w = WeightReader::new(src, config.family, dev);
         let c = &config;
-        let (h, kv) = (c.hidden_size, c.n_kv_heads * c.head_dim);
-        let q_dim = c.n_heads * c.head_dim;
+        let (h, kv) = (c.hidden_size, c.attn.n_kv_heads * c.attn.head_dim);
+        let q_dim = c.attn.n_heads * c.attn.head_dim;
         let embed = w.matrix(Part::Embed, c.vocab_size, h)?;
         let separate_head = w.has(Part::Output)?;
         let lm_head = if separate_head {
             w.matrix(Part::Output, c.vocab_size, h)?
-        } else if c.tie_word_embeddings || src.path().extension().is_some_and(|e| e == "gguf") {
+        } else if c.head.tie_word_embeddings || src.path().extension().is_some_and(|e| e == "gguf")
+        {
             embed.clone()
         } else {
             return Err(Error::bad_file(
@@ -98,18 +99,18 @@ impl Transformer {
         };
         let norm_of = |p: Part, len: usize| -> Result<RmsNorm> {
             let mut v = w.host_vector(p, len)?;
-            if c.norm_plus_one {
+            if c.norm.plus_one {
                 v.iter_mut().for_each(|x| *x += 1.0);
             }
             Ok(RmsNorm {
                 weight: Tensor::from_vec(v, len, dev)?,
-                eps: c.rms_norm_eps,
+                eps: c.norm.eps,
             })
         };
         let norm = |p: Part| norm_of(p, h);
         let mut blocks = Vec::with_capacity(c.n_layers);
         for i in 0..c.n_layers {
-            let qkv = if c.fused_qkv {
+            let qkv = if c.attn.fused_qkv {
                 Stacked::one(w.matrix(Part::Qkv(i), q_dim + 2 * kv, h)?)
             } else {
                 Stacked::new(&[
@@ -118,37 +119,37 @@ impl Transformer {
                     &w.matrix(Part::V(i), kv, h)?,
                 ])?
             };
-            let local = c.local_layers[i];
+            let local = c.attn.local_layers[i];
             let shape = AttnShape {
                 scale: c.attn_scale(),
-                softcap: c.attn_softcap,
-                window: if local { c.sliding_window } else { None },
-                ..AttnShape::causal(c.n_heads, c.n_kv_heads, c.head_dim)
+                softcap: c.attn.softcap,
+                window: if local { c.attn.sliding_window } else { None },
+                ..AttnShape::causal(c.attn.n_heads, c.attn.n_kv_heads, c.attn.head_dim)
             };
             let mut attn = SelfAttention::new(qkv, w.matrix(Part::O(i), h, q_dim)?, shape);
-            if c.qkv_bias {
+            if c.attn.qkv_bias {
                 let mut b = w.host_vector(Part::QBias(i), q_dim)?;
                 b.extend(w.host_vector(Part::KBias(i), kv)?);
                 b.extend(w.host_vector(Part::VBias(i), kv)?);
                 attn.qkv_bias = Some(Tensor::from_vec(b, q_dim + 2 * kv, dev)?);
             }
-            if c.qk_norm {
-                attn.q_norm = Some(norm_of(Part::QNorm(i), c.head_dim)?);
-                attn.k_norm = Some(norm_of(Part::KNorm(i), c.head_dim)?);
+            if c.attn.qk_norm {
+                attn.q_norm = Some(norm_of(Part::QNorm(i), c.attn.head_dim)?);
+                attn.k_norm = Some(norm_of(Part::KNorm(i), c.attn.head_dim)?);
             }
-            attn.q_prescale = c.q_prescale;
-            let gate_up = if c.fused_gate_up {
-                Stacked::one(w.matrix(Part::GateUp(i), 2 * c.intermediate_size, h)?)
+            attn.q_prescale = c.attn.q_prescale;
+            let gate_up = if c.mlp.fused_gate_up {
+                Stacked::one(w.matrix(Part::GateUp(i), 2 * c.mlp.intermediate_size, h)?)
             } else {
                 Stacked::new(&[
-                    &w.matrix(Part::Gate(i), c.intermediate_size, h)?,
-                    &w.matrix(Part::Up(i), c.intermediate_size, h)?,
+                    &w.matrix(Part::Gate(i), c.mlp.intermediate_size, h)?,
+                    &w.matrix(Part::Up(i), c.mlp.intermediate_size, h)?,
                 ])?
             };
             blocks.push(Block {
                 attn_norm: norm(Part::AttnNorm(i))?,
                 attn,
-                post_attn_norm: if c.post_norms {
+                post_attn_norm: if c.norm.post_norms {
                     Some(norm(Part::PostAttnNorm(i))?)
                 } else {
                     None
@@ -156,10 +157,10 @@ impl Transformer {
                 ffn_norm: norm(Part::FfnNorm(i))?,
                 mlp: Mlp::new(
                     gate_up,
-                    w.matrix(Part::Down(i), h, c.intermediate_size)?,
-                    c.activation,
+                    w.matrix(Part::Down(i), h, c.mlp.intermediate_size)?,
+                    c.mlp.activation,
                 ),
-                post_ffn_norm: if c.post_norms {
+                post_ffn_norm: if c.norm.post_norms {
                     Some(norm(Part::PostFfnNorm(i))?)
                 } else {
                     None
@@ -202,7 +203,7 @@ impl Transformer {
     /// The RoPE tables: the global layers', and the local layers' where
     /// their base differs (Gemma 3). Frequencies per docs/DETERMINISM.md §5.
     fn rotaries(w: &WeightReader, c: &ArchSpec, dev: &Device) -> Result<(Rotary, Option<Rotary>)> {
-        let half = c.rope_dims / 2;
+        let half = c.rope.dims / 2;
         // GGUF divisors: Llama 3's rope_freqs, or Phi-3's LongRoPE factors.
         // LongRoPE: the short divisors, which both references use within the
         // original context (Hugging Face per sequence, llama.cpp by its
@@ -213,7 +214,7 @@ impl Transformer {
         let factors = if w.has(Part::RopeFreqs)? {
             Some(w.host_vector(Part::RopeFreqs, half)?)
         } else if w.has(Part::RopeFactorsLong)? {
-            if let Some(o) = c.rope_original_context {
+            if let Some(o) = c.rope.original_context {
                 max_positions = max_positions.min(o);
             }
             Some(w.host_vector(Part::RopeFactorsShort, half)?)
@@ -221,28 +222,28 @@ impl Transformer {
             None
         };
         let freqs = |theta: f64, scale: f64, factors: Option<&[f32]>| -> Vec<f64> {
-            let mut f = rope::inv_freqs(c.rope_dims, theta, c.rope_scaling.as_ref(), factors);
+            let mut f = rope::inv_freqs(c.rope.dims, theta, c.rope.scaling.as_ref(), factors);
             if scale != 1.0 {
                 f.iter_mut().for_each(|v| *v *= scale);
             }
             f
         };
         let global = Rotary::new(
-            freqs(c.rope_theta, c.rope_freq_scale, factors.as_deref()),
-            c.rope_attn_factor,
-            c.head_dim,
-            c.rope_layout,
+            freqs(c.rope.theta, c.rope.freq_scale, factors.as_deref()),
+            c.rope.attn_factor,
+            c.attn.head_dim,
+            c.rope.layout,
             max_positions,
             dev,
         )?;
-        let local = if c.local_layers.iter().any(|&l| l)
-            && (c.rope_theta_local != c.rope_theta || c.rope_freq_scale_local != c.rope_freq_scale)
+        let local = if c.attn.local_layers.iter().any(|&l| l)
+            && (c.rope.theta_local != c.rope.theta || c.rope.freq_scale_local != c.rope.freq_scale)
         {
             Some(Rotary::new(
-                freqs(c.rope_theta_local, c.rope_freq_scale_local, None),
+                freqs(c.rope.theta_local, c.rope.freq_scale_local, None),
                 1.0,
-                c.head_dim,
-                c.rope_layout,
+                c.attn.head_dim,
+                c.rope.layout,
                 max_positions,
                 dev,
             )?)
@@ -254,7 +255,7 @@ impl Transformer {
 
     /// Bytes of the RoPE tables now.
     fn table_bytes(&self) -> u64 {
-        let d = self.config.rope_dims;
+        let d = self.config.rope.dims;
         Rotary::table_bytes(d, self.rotary.positions())
             + self
                 .rotary_local
@@ -266,7 +267,7 @@ impl Transformer {
     /// first RoPE tables and a tenth of the weights for activations and
     /// buffers. KV caches are checked when they are made (`new_cache`).
     pub fn load_overhead_bytes(c: &ArchSpec, weight_bytes: u64) -> u64 {
-        Rotary::table_bytes(c.rope_dims, c.max_position_embeddings.min(1024)) * 2
+        Rotary::table_bytes(c.rope.dims, c.max_position_embeddings.min(1024)) * 2
             + weight_bytes / 10
     }
 
@@ -275,7 +276,7 @@ impl Transformer {
     /// tables and live caches; otherwise within MemAvailable now).
     pub fn new_cache(&self, capacity: usize) -> Result<KvCache> {
         let c = &self.config;
-        let kv_dim = c.n_kv_heads * c.head_dim;
+        let kv_dim = c.attn.n_kv_heads * c.attn.head_dim;
         let bytes = KvCache::bytes_for(c.n_layers, capacity, kv_dim);
         // Count the bytes first, so two threads making caches at once cannot
         // both pass the check; given back below if the check fails.
@@ -363,7 +364,7 @@ impl Transformer {
         let mut x = self
             .embed
             .gather(&Tensor::from_vec(ids, n, &self.device)?)?;
-        if let Some(s) = self.config.embed_scale {
+        if let Some(s) = self.config.head.embed_scale {
             x = scale(&x, s, isa)?;
         }
         tap(None, "inp_embd", &x)?;
@@ -427,7 +428,7 @@ impl Transformer {
         let n = self.norm.forward(&x.contiguous()?, self.isa)?;
         tap(None, "result_norm", &n)?;
         let l = self.lm_head.forward(&n, self.isa)?;
-        let l = match self.config.final_softcap {
+        let l = match self.config.head.final_softcap {
             Some(cap) => softcap(&l, cap, self.isa)?,
             None => l,
         };
