@@ -332,12 +332,17 @@ fn stream_fields(o: &Map<String, Value>) -> ApiResult<(bool, bool)> {
 }
 
 fn token_list(v: &Value, param: &str, vocab: usize) -> ApiResult<Vec<u32>> {
+    if v.as_array().is_some_and(|a| a.is_empty()) {
+        return Err(ApiError::bad(param, "a token-id prompt must not be empty"));
+    }
+    token_ids(v, param, vocab)
+}
+
+/// A list of token ids of this vocabulary (possibly empty).
+fn token_ids(v: &Value, param: &str, vocab: usize) -> ApiResult<Vec<u32>> {
     let a = v
         .as_array()
         .ok_or_else(|| ApiError::bad(param, "expected a list of token ids"))?;
-    if a.is_empty() {
-        return Err(ApiError::bad(param, "a token-id prompt must not be empty"));
-    }
     a.iter()
         .map(|t| match t.as_u64() {
             Some(id) if (id as usize) < vocab => Ok(id as u32),
@@ -547,6 +552,24 @@ pub fn parse_chat(m: &LoadedModel, body: &Value) -> ApiResult<Job> {
         n,
         best_of,
     })
+}
+
+/// A `/tokenize` body: the text, and whether special-token strings in it
+/// map to their ids (`add_special_tokens`, default true).
+pub fn parse_tokenize(body: &Value) -> ApiResult<(&str, bool)> {
+    let o = obj(body)?;
+    let text = o
+        .get("prompt")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad("prompt", "'prompt' must be a string"))?;
+    Ok((text, opt_bool(o, "add_special_tokens")?.unwrap_or(true)))
+}
+
+/// A `/detokenize` body: its token ids.
+pub fn parse_detokenize(body: &Value, vocab: usize) -> ApiResult<Vec<u32>> {
+    let toks = present(obj(body)?, "tokens")
+        .ok_or_else(|| ApiError::bad("tokens", "'tokens' is required"))?;
+    token_ids(toks, "tokens", vocab)
 }
 
 pub fn parse(m: &LoadedModel, endpoint: Endpoint, body: &Value) -> ApiResult<Job> {

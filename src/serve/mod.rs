@@ -104,12 +104,16 @@ pub(crate) fn error_response(e: &ApiError) -> Response {
     r
 }
 
-/// Gives back a request's places in the queue when it ends or is dropped.
-struct Places<'a>(&'a AtomicUsize, usize);
+/// A request's places in the queue, given back when the request ends or
+/// is dropped (a whole response sent, a stream finished or cut off).
+struct Places {
+    s: Arc<AppState>,
+    n: usize,
+}
 
-impl Drop for Places<'_> {
+impl Drop for Places {
     fn drop(&mut self) {
-        self.0.fetch_sub(self.1, Ordering::Relaxed);
+        self.s.outstanding.fetch_sub(self.n, Ordering::SeqCst);
     }
 }
 
@@ -328,7 +332,7 @@ async fn generate_inner(
             ),
         ));
     }
-    let places = Places(&s.outstanding, k);
+    let places = Places { s: s.clone(), n: k };
     let prompt_tokens: usize = job.prompts.iter().map(|p| p.ids.len()).sum();
     s.metrics
         .prompt_tokens
@@ -361,15 +365,12 @@ async fn generate_inner(
         rx,
         t0,
         last: Vec::new(),
+        _places: places,
     };
     if run.job.stream {
-        // The stream gives the places back when it ends or is dropped.
-        std::mem::forget(places);
-        Ok(stream(run, k).into_response())
+        Ok(stream(run).into_response())
     } else {
-        let r = whole(run).await;
-        drop(places);
-        r
+        whole(run).await
     }
 }
 
@@ -384,6 +385,8 @@ struct Running {
     rx: mpsc::UnboundedReceiver<(usize, crate::engine::core::Event)>,
     t0: Instant,
     last: Vec<Option<Instant>>,
+    /// Held while the request lives.
+    _places: Places,
 }
 
 impl Running {
@@ -531,44 +534,49 @@ fn returned<'a>(job: &Job, states: &'a [ChoiceState]) -> Vec<(usize, &'a ChoiceS
     out
 }
 
+/// Where an SSE stream is.
+enum Phase {
+    /// A chunk per event until every choice is done.
+    Tokens,
+    /// The request log line, and the usage chunk if asked.
+    Usage,
+    /// `[DONE]` (also after an error chunk).
+    Done,
+    /// Nothing more.
+    End,
+}
+
 /// The SSE stream: chunks as events arrive, a usage chunk if asked, [DONE].
-fn stream(run: Running, places: usize) -> impl IntoResponse {
+/// The request's queue places go back when the stream ends or the client
+/// leaves (`Running` holds them).
+fn stream(run: Running) -> impl IntoResponse {
     struct St {
         run: Running,
         first: Vec<bool>,
-        phase: u8,
-        places: usize,
-    }
-    impl Drop for St {
-        fn drop(&mut self) {
-            self.run
-                .s
-                .outstanding
-                .fetch_sub(self.places, Ordering::SeqCst);
-        }
+        phase: Phase,
     }
     let first = vec![true; run.states.len()];
     let st = St {
         run,
         first,
-        phase: 0,
-        places,
+        phase: Phase::Tokens,
     };
-    let events = futures_util::stream::unfold(st, |mut st| async move {
+    let error = |message: String, kind: &str| json!({"error": {"message": message, "type": kind, "param": null, "code": null}});
+    let events = futures_util::stream::unfold(st, move |mut st| async move {
         let data = loop {
             match st.phase {
-                0 => {
+                Phase::Tokens => {
                     if st.run.all_done() {
-                        st.phase = 1;
+                        st.phase = Phase::Usage;
                         continue;
                     }
                     let Some(i) = st.run.next().await else {
-                        st.phase = 3;
-                        break json!({"error": {"message": "the engine stopped", "type": "server_shutting_down", "param": null, "code": null}});
+                        st.phase = Phase::Done;
+                        break error("the engine stopped".into(), "server_shutting_down");
                     };
                     if let Some(m) = st.run.states[i].failed.clone() {
-                        st.phase = 3;
-                        break json!({"error": {"message": format!("choice {i} failed: {m}"), "type": "internal_error", "param": null, "code": null}});
+                        st.phase = Phase::Done;
+                        break error(format!("choice {i} failed: {m}"), "internal_error");
                     }
                     let r = &mut st.run;
                     let t = &r.s.loaded.tokenizer;
@@ -583,8 +591,8 @@ fn stream(run: Running, places: usize) -> impl IntoResponse {
                     }
                     break Value::Object(m);
                 }
-                1 => {
-                    st.phase = 2;
+                Phase::Usage => {
+                    st.phase = Phase::Done;
                     st.run.write_log();
                     if st.run.job.include_usage {
                         let r = &st.run;
@@ -594,14 +602,14 @@ fn stream(run: Running, places: usize) -> impl IntoResponse {
                         break Value::Object(m);
                     }
                 }
-                3 | 2 => {
-                    st.phase = 4;
+                Phase::Done => {
+                    st.phase = Phase::End;
                     return Some((
                         Ok::<_, std::convert::Infallible>(SseEvent::default().data("[DONE]")),
                         st,
                     ));
                 }
-                _ => return None,
+                Phase::End => return None,
             }
         };
         Some((Ok(SseEvent::default().data(data.to_string())), st))
@@ -649,32 +657,15 @@ async fn tokenizer_info(State(s): State<Arc<AppState>>) -> Response {
 async fn tokenize(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
     let r = (|| {
         let v = parse_body(&body)?;
-        let o = v
-            .as_object()
-            .ok_or_else(|| ApiError::bad("body", "the request body must be a JSON object"))?;
-        let text = o
-            .get("prompt")
-            .and_then(Value::as_str)
-            .ok_or_else(|| ApiError::bad("prompt", "'prompt' must be a string"))?;
-        let special = match o.get("add_special_tokens") {
-            None | Some(Value::Null) => true,
-            Some(Value::Bool(b)) => *b,
-            Some(v) => {
-                return Err(ApiError::bad(
-                    "add_special_tokens",
-                    format!("must be true or false, got {v}"),
-                ))
-            }
-        };
+        let (text, special) = api::parse_tokenize(&v)?;
         // Special-token strings (the EOS a client reads from /tokenizer_info) map to their ids.
         let ids = s
             .loaded
             .tokenizer
             .encode_with(text, special, true)
             .map_err(|e| ApiError::bad("prompt", e.to_string()))?;
-        Ok(
-            json!({"tokens": ids, "count": ids.len(), "max_model_len": s.loaded.model.config.max_position_embeddings}),
-        )
+        let ctx = s.loaded.model.config.max_position_embeddings;
+        Ok(json!({"tokens": ids, "count": ids.len(), "max_model_len": ctx}))
     })();
     match r {
         Ok(v) => axum::Json(v).into_response(),
@@ -685,22 +676,7 @@ async fn tokenize(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
 async fn detokenize(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
     let r = (|| {
         let v = parse_body(&body)?;
-        let vocab = s.loaded.model.config.vocab_size;
-        let toks = v
-            .get("tokens")
-            .ok_or_else(|| ApiError::bad("tokens", "'tokens' is required"))?;
-        let ids: Vec<u32> = toks
-            .as_array()
-            .ok_or_else(|| ApiError::bad("tokens", "'tokens' must be a list of token ids"))?
-            .iter()
-            .map(|t| match t.as_u64() {
-                Some(i) if (i as usize) < vocab => Ok(i as u32),
-                _ => Err(ApiError::bad(
-                    "tokens",
-                    format!("{t} is not a token id of this vocabulary of {vocab}"),
-                )),
-            })
-            .collect::<std::result::Result<_, _>>()?;
+        let ids = api::parse_detokenize(&v, s.loaded.model.config.vocab_size)?;
         let text = s
             .loaded
             .tokenizer
