@@ -7,19 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_infer-eval"));
-    c.env("HF_HUB_OFFLINE", "1")
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    c
+    common::ie_in(Path::new(env!("CARGO_MANIFEST_DIR")), &[])
 }
 
 fn run(args: &[&str]) -> (i32, String, String) {
-    let o = bin().args(args).output().unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    common::outcome(bin().args(args))
 }
 
 /// A small real eval run (SmolLM2, 2 items per dataset); returns (run folder, digest).

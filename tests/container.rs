@@ -7,20 +7,13 @@
 //! under CI, which installs them, that fails).
 
 mod common;
+use common::said;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]
@@ -98,7 +91,7 @@ fn eval(root: &Path, dir: &Path, image: Option<(&str, &str)>) -> serde_json::Val
         ],
         image,
     );
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", said(&o));
     serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
 }
 
@@ -132,8 +125,8 @@ fn the_image_reference_is_recorded_and_diff_shows_a_change_of_image() {
         &["diff", a.to_str().unwrap(), b.to_str().unwrap()],
         None,
     );
-    assert!(d.status.success(), "{}", text(&d));
-    let out = text(&d);
+    assert!(d.status.success(), "{}", said(&d));
+    let out = said(&d);
     assert!(
         out.contains("image:") && out.contains(pinned) && out.contains("infer-eval:latest"),
         "{out}"
@@ -145,7 +138,7 @@ fn the_image_reference_is_recorded_and_diff_shows_a_change_of_image() {
         &["diff", a.to_str().unwrap(), c.to_str().unwrap()],
         None,
     );
-    assert!(text(&d).contains("image:"), "{}", text(&d));
+    assert!(said(&d).contains("image:"), "{}", said(&d));
 }
 
 /// A program on PATH.
@@ -174,7 +167,7 @@ fn builder() -> Result<PathBuf, String> {
             } else {
                 Err(format!(
                     "docker is installed but its daemon does not answer: {}",
-                    text(&info).lines().last().unwrap_or("").trim()
+                    said(&info).lines().last().unwrap_or("").trim()
                 ))
             }
         }
@@ -190,12 +183,12 @@ fn build_local(b: &Path, tag: &str, extra: &[&str]) -> String {
         .env("BUILDER", b)
         .output()
         .unwrap();
-    assert!(o.status.success(), "container-local.sh: {}", text(&o));
+    assert!(o.status.success(), "container-local.sh: {}", said(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     let last = out.lines().last().unwrap_or("");
     let id = last
         .strip_prefix(&format!("image {tag} "))
-        .unwrap_or_else(|| panic!("no image line in: {}", text(&o)));
+        .unwrap_or_else(|| panic!("no image line in: {}", said(&o)));
     assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
     id.to_string()
 }
@@ -250,7 +243,7 @@ fn the_image_built_here_gives_the_same_bits_inside_as_outside() {
         &[&args[..], &["--run-dir", outside.to_str().unwrap()]].concat(),
         None,
     );
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", said(&o));
 
     // Inside: no network, the model files read-only from this machine's
     // cache, the run folder written to a mounted folder.
@@ -279,7 +272,7 @@ fn the_image_built_here_gives_the_same_bits_inside_as_outside() {
         .args(["--run-dir", "/out/inside"])
         .output()
         .unwrap();
-    assert!(o.status.success(), "inside the container: {}", text(&o));
+    assert!(o.status.success(), "inside the container: {}", said(&o));
     let inside = out.join("inside");
 
     // The same bits: run digest, and every sample's logits and logprobs.
@@ -305,9 +298,9 @@ fn the_image_built_here_gives_the_same_bits_inside_as_outside() {
     // verify, outside, re-runs the container's folder.
     let v = ie(root, &["verify", inside.to_str().unwrap()], None);
     assert!(
-        v.status.success() && text(&v).contains(&format!("MATCH {digest}")),
+        v.status.success() && said(&v).contains(&format!("MATCH {digest}")),
         "{}",
-        text(&v)
+        said(&v)
     );
     // diff: the same outputs and config; the environment (the image) differs.
     let d = ie(
@@ -315,7 +308,7 @@ fn the_image_built_here_gives_the_same_bits_inside_as_outside() {
         &["diff", outside.to_str().unwrap(), inside.to_str().unwrap()],
         None,
     );
-    let dt = text(&d);
+    let dt = said(&d);
     eprintln!("diff outside inside:\n{dt}");
     assert!(d.status.success(), "{dt}");
     assert!(dt.contains("(identical)"), "{dt}");

@@ -9,12 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn cmd(root: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_infer-eval"));
-    c.current_dir(root)
-        .args(args)
-        .env("HF_HUB_OFFLINE", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut c = common::ie_in(root, args);
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
     c
 }
 

@@ -5,24 +5,11 @@
 //! as a whole gets DVC's own `.dir` md5.
 
 mod common;
+use common::{ok as run_ok, said};
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn run_ok(c: &mut Command) -> String {
-    let o = c.output().unwrap();
-    assert!(o.status.success(), "{c:?}: {}", text(&o));
-    text(&o)
-}
 
 fn git(root: &Path, args: &[&str]) -> String {
     run_ok(
@@ -96,7 +83,7 @@ fn dvc_tracked_data_is_recorded_checked_and_hashed_as_dvc_does() {
 
     // The recorded md5 is DVC's, with the repo revision.
     let out = eval(root, &[]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", said(&out));
     let m = manifest(&out);
     let rec = m["dvc"].as_array().expect("a dvc section")[0].clone();
     let want = dvc_md5(&root.join("data/multiple_choice.jsonl.dvc"));
@@ -117,14 +104,14 @@ fn dvc_tracked_data_is_recorded_checked_and_hashed_as_dvc_does() {
     std::fs::write(&path, &bytes).unwrap();
     let pin = format!("task.datasets.0.sha256={}", sha256(&path));
     let refused = eval(root, &[&pin]);
-    assert_eq!(refused.status.code(), Some(3), "{}", text(&refused));
-    let msg = text(&refused);
+    assert_eq!(refused.status.code(), Some(3), "{}", said(&refused));
+    let msg = said(&refused);
     assert!(
         msg.contains("DVC md5") && msg.contains("multiple_choice.jsonl.dvc") && msg.contains(&want),
         "{msg}"
     );
     let drifted = eval(root, &[&pin, "--allow-data-drift"]);
-    assert!(drifted.status.success(), "{}", text(&drifted));
+    assert!(drifted.status.success(), "{}", said(&drifted));
     let m = manifest(&drifted);
     assert_eq!(m["dvc"][0]["matches"], false);
     assert_eq!(m["dvc"][0]["md5"], want.as_str());
@@ -160,7 +147,7 @@ fn dvc_tracked_data_is_recorded_checked_and_hashed_as_dvc_does() {
             ),
         ],
     );
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", said(&out));
     let m = manifest(&out);
     let rec = &m["dvc"][0];
     assert_eq!(rec["kind"], "directory");
@@ -184,8 +171,8 @@ fn dvc_tracked_data_is_recorded_checked_and_hashed_as_dvc_does() {
             ),
         ],
     );
-    assert_eq!(refused.status.code(), Some(3), "{}", text(&refused));
-    assert!(text(&refused).contains("suite.dvc"), "{}", text(&refused));
+    assert_eq!(refused.status.code(), Some(3), "{}", said(&refused));
+    assert!(said(&refused).contains("suite.dvc"), "{}", said(&refused));
 }
 
 #[test]
@@ -216,7 +203,7 @@ fn the_example_dvc_pipeline_runs_an_eval_as_its_stage() {
         .env("PATH", &path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "dvc repro: {}", text(&out));
+    assert!(out.status.success(), "dvc repro: {}", said(&out));
     let run = root.join("runs/smoke");
     assert!(run.join("manifest.json").is_file() && !run.join("INCOMPLETE").exists());
     // dvc.lock holds the run folder as an output; its .dir md5 is the one
@@ -236,5 +223,5 @@ fn the_example_dvc_pipeline_runs_an_eval_as_its_stage() {
         .env("DVC_NO_ANALYTICS", "1")
         .output()
         .unwrap();
-    assert!(text(&st).contains("up to date"), "{}", text(&st));
+    assert!(said(&st).contains("up to date"), "{}", said(&st));
 }

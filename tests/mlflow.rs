@@ -6,11 +6,12 @@
 //! unreachable or refusing server is an error that leaves the folder as it was.
 
 mod common;
+use common::said;
 
 use serde_json::Value;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 struct MlflowServer {
@@ -100,21 +101,10 @@ impl Drop for MlflowServer {
 }
 
 fn cmd(root: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_infer-eval"));
-    c.current_dir(root)
-        .args(args)
-        .env("HF_HUB_OFFLINE", "1")
-        .env_remove("MLFLOW_TRACKING_URI")
+    let mut c = common::ie_in(root, args);
+    c.env_remove("MLFLOW_TRACKING_URI")
         .env_remove("MLFLOW_EXPERIMENT_NAME");
     c
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// Every file of a folder with its bytes.
@@ -169,7 +159,7 @@ fn a_run_exported_to_a_real_mlflow_server_reads_back_and_exports_once() {
     )
     .output()
     .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", said(&out));
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(run_dir.join("manifest.json")).unwrap()).unwrap();
     let metrics: Value =
@@ -335,11 +325,11 @@ fn a_run_exported_to_a_real_mlflow_server_reads_back_and_exports_once() {
         .env("MLFLOW_EXPERIMENT_NAME", "interop test")
         .output()
         .unwrap();
-    assert!(again.status.success(), "{}", text(&again));
+    assert!(again.status.success(), "{}", said(&again));
     assert!(
-        text(&again).contains(&format!("mlflow run {run_id} (already there)")),
+        said(&again).contains(&format!("mlflow run {run_id} (already there)")),
         "{}",
-        text(&again)
+        said(&again)
     );
     assert_eq!(search()["runs"].as_array().unwrap().len(), 1);
 
@@ -358,7 +348,7 @@ fn a_run_exported_to_a_real_mlflow_server_reads_back_and_exports_once() {
     .output()
     .unwrap();
     assert!(!refused.status.success());
-    assert!(text(&refused).contains("HTTP 404"), "{}", text(&refused));
+    assert!(said(&refused).contains("HTTP 404"), "{}", said(&refused));
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -376,21 +366,21 @@ fn a_run_exported_to_a_real_mlflow_server_reads_back_and_exports_once() {
     .arg(format!("http://127.0.0.1:{dead}"))
     .output()
     .unwrap();
-    assert_eq!(unreachable.status.code(), Some(1), "{}", text(&unreachable));
+    assert_eq!(unreachable.status.code(), Some(1), "{}", said(&unreachable));
     assert!(
-        text(&unreachable).contains("cannot reach the server"),
+        said(&unreachable).contains("cannot reach the server"),
         "{}",
-        text(&unreachable)
+        said(&unreachable)
     );
     assert!(snapshot(&run_dir) == before, "the run folder changed");
     // No server given at all: a usage error before any run starts.
     let none = cmd(root, &["eval", "experiment=smoke", "--mlflow"])
         .output()
         .unwrap();
-    assert_eq!(none.status.code(), Some(2), "{}", text(&none));
+    assert_eq!(none.status.code(), Some(2), "{}", said(&none));
     assert!(
-        text(&none).contains("MLFLOW_TRACKING_URI"),
+        said(&none).contains("MLFLOW_TRACKING_URI"),
         "{}",
-        text(&none)
+        said(&none)
     );
 }

@@ -7,24 +7,11 @@
 //! single-machine run's.
 
 mod common;
+use common::ok;
 
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn ok(c: &mut Command) -> String {
-    let o = c.output().unwrap();
-    assert!(o.status.success(), "{c:?}: {}", text(&o));
-    text(&o)
-}
+use std::process::Command;
 
 fn exe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_infer-eval"))

@@ -5,32 +5,20 @@
 //! --report` writes the same page on a mismatch.
 
 mod common;
+use common::said;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 fn ie(root: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_infer-eval"))
-        .current_dir(root)
-        .args(args)
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .unwrap()
+    common::ie_in(root, args).output().unwrap()
 }
 
 fn ok(o: Output) -> String {
-    assert!(o.status.success(), "{}", text(&o));
-    text(&o)
+    assert!(o.status.success(), "{}", said(&o));
+    said(&o)
 }
 
 /// Chromium with the flags this closed network needs and a fresh profile.
@@ -75,7 +63,7 @@ fn render(page: &Path, scratch: &Path) -> Rendered {
         .arg(&url)
         .output()
         .unwrap();
-    assert!(shot.status.success(), "chromium: {}", text(&shot));
+    assert!(shot.status.success(), "chromium: {}", said(&shot));
     let dump = chromium(&scratch.join("profile-dom"))
         .arg("--dump-dom")
         .arg(&url)
@@ -84,7 +72,7 @@ fn render(page: &Path, scratch: &Path) -> Rendered {
     assert!(
         dump.status.success(),
         "chromium --dump-dom: {}",
-        text(&dump)
+        said(&dump)
     );
     let decoder = png::Decoder::new(std::fs::File::open(&png).unwrap());
     let mut reader = decoder.read_info().unwrap();
@@ -237,7 +225,7 @@ fn reports_render_in_headless_chromium_with_their_figures_in_the_dom_and_the_pix
             vr.to_str().unwrap(),
         ],
     );
-    assert_eq!(v.status.code(), Some(6), "{}", text(&v));
+    assert_eq!(v.status.code(), Some(6), "{}", said(&v));
     let html = std::fs::read_to_string(&vr).unwrap();
     assert!(
         html.contains(&id) && html.contains("output token 1"),

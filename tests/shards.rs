@@ -5,20 +5,13 @@
 //! again resumes to the same digest.
 
 mod common;
+use common::said;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 const CONFIG: [&str; 3] = ["experiment=smoke", "run.limit=3", "sampling.max_tokens=6"];
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn ie(root: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_infer-eval"));
@@ -38,26 +31,18 @@ fn ie(root: &Path) -> Command {
 
 fn ok(c: &mut Command) -> String {
     let o = c.output().unwrap();
-    assert!(o.status.success(), "{c:?}: {}", text(&o));
-    text(&o)
+    assert!(o.status.success(), "{c:?}: {}", said(&o));
+    said(&o)
 }
 
 fn json(p: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
 }
 
-fn samples(dir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(dir.join("samples.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 /// Everything of a run that must not depend on sharding.
 fn outcome(dir: &Path) -> (String, Vec<(String, String)>, Value) {
     let m = json(&dir.join("manifest.json"));
-    let ids = samples(dir)
+    let ids = common::samples(dir)
         .iter()
         .map(|s| {
             (
@@ -157,11 +142,11 @@ fn shards_from_flags_slurm_and_kubernetes_merge_to_the_single_machine_run() {
             .arg(&out)
             .output()
             .unwrap();
-        assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+        assert_eq!(o.status.code(), Some(3), "{}", said(&o));
         assert!(
-            text(&o).contains(what),
+            said(&o).contains(what),
             "expected '{what}' in: {}",
-            text(&o)
+            said(&o)
         );
         assert!(!out.exists());
     };
@@ -226,7 +211,7 @@ fn a_shard_killed_mid_run_and_run_again_resumes_to_the_same_digest() {
     }
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     child.wait().unwrap();
-    let kept = samples(&dirs[1]).len();
+    let kept = common::samples(&dirs[1]).len();
     assert!(
         dirs[1].join("INCOMPLETE").exists() && kept < 6,
         "killed mid-run ({kept} of 6 samples)"

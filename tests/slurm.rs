@@ -6,19 +6,12 @@
 //! root, Slurm not installed); under CI, which installs Slurm, that fails.
 
 mod common;
+use common::said;
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn skip(why: &str) {
     common::skip_or_fail("the Slurm test (it needs root and slurm-wlm + munge)", why);
@@ -147,7 +140,7 @@ fn a_slurm_job_array_and_dependent_merge_reach_the_single_run_digest() {
             let log = |f: &str| std::fs::read_to_string(state.path().join(f)).unwrap_or_default();
             return skip(&format!(
                 "the node did not become idle in 60 s: sinfo {}; slurmctld: {}; slurmd: {}",
-                text(&o).trim(),
+                said(&o).trim(),
                 log("ctld.out") + &log("slurmctld.log"),
                 log("slurmd.out") + &log("slurmd.log")
             ));
@@ -168,7 +161,7 @@ fn a_slurm_job_array_and_dependent_merge_reach_the_single_run_digest() {
         .env("HF_HUB_OFFLINE", "1")
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", said(&o));
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(single.join("manifest.json")).unwrap()).unwrap();
     let want = m["run_digest"].as_str().unwrap().to_string();
@@ -187,8 +180,8 @@ fn a_slurm_job_array_and_dependent_merge_reach_the_single_run_digest() {
         .env("INFER_EVAL_CACHE", infer_eval::fetch::cache_dir())
         .output()
         .unwrap();
-    assert!(o.status.success(), "submit.sh: {}", text(&o));
-    let out = text(&o);
+    assert!(o.status.success(), "submit.sh: {}", said(&o));
+    let out = said(&o);
     let merge_id = out
         .lines()
         .find_map(|l| l.strip_prefix("merge "))
@@ -201,7 +194,7 @@ fn a_slurm_job_array_and_dependent_merge_reach_the_single_run_digest() {
             .args(["show", "job", id])
             .output()
             .unwrap();
-        (field(&text(&o), "JobState"), text(&o))
+        (field(&said(&o), "JobState"), said(&o))
     };
     loop {
         let (st, all) = state_of(&merge_id);

@@ -163,14 +163,6 @@ fn eval(root: &Path, args: &[&str]) -> (std::path::PathBuf, Output) {
     (dir, out)
 }
 
-fn samples(dir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(dir.join("samples.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 fn ok(o: &Output) -> String {
     let s = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(
@@ -188,7 +180,7 @@ fn several_seeds_in_one_run_equal_one_run_per_seed_and_verify() {
     let (multi, o) = eval(root, &["+run.seeds=[7,8,9]", "run.batch_size=4"]);
     let text = ok(&o);
     assert!(text.contains("across 3 seeds"), "{text}");
-    let all = samples(&multi);
+    let all = common::samples(&multi);
     assert_eq!(all.len(), 12);
     let m: Value =
         serde_json::from_slice(&std::fs::read(multi.join("metrics.json")).unwrap()).unwrap();
@@ -209,7 +201,7 @@ fn several_seeds_in_one_run_equal_one_run_per_seed_and_verify() {
             &[&format!("sampling.seed={seed}"), "run.batch_size=3"],
         );
         ok(&o);
-        let single = samples(&one);
+        let single = common::samples(&one);
         assert_eq!(single.len(), 4);
         for s in &single {
             let id = format!("{}@seed={seed}", s["id"].as_str().unwrap());
@@ -234,7 +226,7 @@ fn several_seeds_in_one_run_equal_one_run_per_seed_and_verify() {
             .to_string()
     };
     assert_eq!(digest(&t), digest(&text));
-    assert_eq!(samples(&k).len(), 12);
+    assert_eq!(common::samples(&k).len(), 12);
 
     // verify re-draws every seed: MATCH.
     let v = Command::new(env!("CARGO_BIN_EXE_infer-eval"))

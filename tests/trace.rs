@@ -8,19 +8,9 @@ use infer_eval::bench::tiny_family;
 use infer_eval::formats::gguf::GgufFile;
 use infer_eval::model::arch::Family;
 use std::path::Path;
-use std::process::Command;
 
 fn cli(args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_infer-eval"))
-        .args(args)
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    common::outcome(&mut common::ie_in(Path::new("."), args))
 }
 
 fn trace(model: &Path, out: &Path, extra: &[&str]) {

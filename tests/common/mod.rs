@@ -370,6 +370,32 @@ pub fn ie_in(root: &Path, args: &[&str]) -> Command {
     c
 }
 
+/// Run `c` to its end: exit code, standard output, standard error.
+pub fn outcome(c: &mut Command) -> (i32, String, String) {
+    let o = c.output().unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Run `c`, which must succeed; what it said.
+pub fn ok(c: &mut Command) -> String {
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{c:?}: {}", said(&o));
+    said(&o)
+}
+
+/// A run folder's samples.jsonl, one JSON value per line.
+pub fn samples(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("samples.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// A finished command's standard output and error, together.
 pub fn said(o: &Output) -> String {
     format!(
