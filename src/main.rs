@@ -320,6 +320,7 @@ fn real_main() -> Result<()> {
             }
             Ok(())
         }
+        Some(Command::Eval(a)) if a.multirun => cli::multirun::multirun(a),
         Some(Command::Eval(a)) => cli::eval::eval(a),
         Some(Command::Serve(a)) => cli::serve::serve(a),
         Some(Command::Verify(a)) => {

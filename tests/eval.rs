@@ -378,3 +378,48 @@ fn resume_refuses_another_model_version_or_samples() {
     let _ = common::write_tiny_model(t.dir.path(), common::Dtype::F32, 52).unwrap();
     refused("model_sha256");
 }
+
+/// Evaluation as a library: an `Experiment` opened and executed in-process
+/// gives the run folder and digest the CLI gives for the same overrides,
+/// and opening it again into its own folder finds it complete.
+#[test]
+fn the_library_experiment_equals_the_cli_run() {
+    use infer_eval::eval::experiment::*;
+    let p = project();
+    let (_, cli_digest) = eval(p.path(), &SMALL);
+    let outputs = p.path().join("library-outputs");
+    let spec = ExperimentSpec {
+        config_dir: p.path().join("configs"),
+        source: Source::Compose {
+            overrides: SMALL.iter().map(|s| s.to_string()).collect(),
+            lm_eval: LmEvalTasks::default(),
+        },
+        destination: Destination::Outputs(Some(outputs.clone())),
+        shard_flags: (None, None),
+        cache: infer_eval::eval::run::CacheMode::Off,
+        store: None,
+        allow_data_drift: false,
+    };
+    let load = |name: &str| {
+        let path = infer_eval::fetch::resolve(name, &mut |_| {})?;
+        infer_eval::loader::load(&path, &candle_core::Device::Cpu)
+    };
+    let Opened::Ready(exp) = Experiment::open(&spec, |_| None, load).unwrap() else {
+        panic!("a new run folder was expected");
+    };
+    assert!(exp.dir.starts_with(&outputs) && !exp.resumed);
+    let mut seen = 0;
+    let out = exp.execute(|done| seen = done).unwrap();
+    assert_eq!(out.digest, cli_digest);
+    assert!(seen > 0);
+    let again = ExperimentSpec {
+        destination: Destination::RunDir(out.dir.clone()),
+        ..spec
+    };
+    match Experiment::open(&again, |_| None, load).unwrap() {
+        Opened::Complete { dir, run_digest } => {
+            assert_eq!((dir, run_digest), (out.dir, cli_digest));
+        }
+        Opened::Ready(_) => panic!("the finished folder was not recognised"),
+    }
+}

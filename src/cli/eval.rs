@@ -1,6 +1,10 @@
 //! `infer-eval eval`, `verify` and `diff`.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use infer_eval::eval::experiment::{
+    project_root, recorded_shard, threads_of, Destination, Experiment, ExperimentSpec, LmEvalTasks,
+    Opened, Source,
+};
 use infer_eval::eval::{compare, config, proof, run};
 use infer_eval::record::environment::Environment;
 use std::io::IsTerminal;
@@ -118,26 +122,6 @@ pub struct VerifyArgs {
     pub offline: bool,
 }
 
-pub(crate) fn project_root(config_dir: &Path) -> Result<PathBuf> {
-    if !config_dir.is_dir() {
-        bail!(
-            "{}: no config folder here; run from the project root or pass --config-dir",
-            config_dir.display()
-        );
-    }
-    let abs =
-        std::fs::canonicalize(config_dir).with_context(|| config_dir.display().to_string())?;
-    Ok(abs.parent().unwrap_or(Path::new("/")).to_path_buf())
-}
-
-fn threads_of(c: &config::EvalConfig) -> usize {
-    c.run.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    })
-}
-
 fn bar(len: usize) -> indicatif::ProgressBar {
     let b = if std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new(len as u64)
@@ -174,127 +158,60 @@ fn progress_log(total: usize) -> impl FnMut(usize) {
     }
 }
 
-fn prepare(c: &config::EvalConfig, root: &Path, allow_drift: bool) -> Result<run::Prepared> {
-    let loaded = super::load(&c.model.name)?;
-    Ok(run::prepare(c, root, loaded, allow_drift)?)
+impl EvalArgs {
+    /// The library's description of this evaluation.
+    pub fn spec(&self) -> ExperimentSpec {
+        ExperimentSpec {
+            config_dir: self.config_dir.clone(),
+            source: match &self.resume {
+                Some(d) => Source::Resume(d.clone()),
+                None => Source::Compose {
+                    overrides: self.overrides.clone(),
+                    lm_eval: LmEvalTasks {
+                        tasks: self.lm_eval_task.clone(),
+                        include_path: self.include_path.clone(),
+                        num_fewshot: self.num_fewshot,
+                        fewshot_seed: self.fewshot_seed,
+                        max_length: self.max_length.map(|n| n as usize),
+                    },
+                },
+            },
+            destination: match &self.run_dir {
+                Some(d) => Destination::RunDir(d.clone()),
+                None => Destination::Outputs(self.outputs.clone()),
+            },
+            shard_flags: (self.shard_index, self.shard_count),
+            cache: self.cache,
+            store: self.store.clone(),
+            allow_data_drift: self.allow_data_drift,
+        }
+    }
 }
 
-/// What `--run-dir DIR` finds there.
-enum RunDirState {
-    New,
-    /// An unfinished run of the same config: resume it.
-    Unfinished,
-    /// A finished run of the same config: nothing to do.
-    Finished,
-}
-
-fn run_dir_state(dir: &Path, config_yaml: &str) -> Result<RunDirState> {
-    if dir.exists() && !dir.is_dir() {
-        return Err(infer_eval::Error::bad_file(
-            dir,
-            "--run-dir: is not a folder (a file is there); pick a folder",
-        )
-        .into());
-    }
-    let empty = !dir.exists() || std::fs::read_dir(dir)?.next().is_none();
-    if empty {
-        return Ok(RunDirState::New);
-    }
-    let cfg = dir.join("config.yaml");
-    let recorded = match infer_eval::record::regular_size(&cfg) {
-        Ok(_) => std::fs::read_to_string(&cfg).unwrap_or_default(),
-        Err(_) => String::new(),
-    };
-    if recorded != config_yaml {
-        bail!(
-            "--run-dir {}: holds {} (remove it, or pick another folder)",
-            dir.display(),
-            if recorded.is_empty() {
-                "something other than a run folder".to_string()
-            } else {
-                "a run of another config".to_string()
-            }
-        );
-    }
-    Ok(if dir.join(run::INCOMPLETE).exists() {
-        RunDirState::Unfinished
-    } else {
-        RunDirState::Finished
-    })
-}
-
-/// The shard a folder being resumed was started as.
-fn recorded_shard(dir: &Path) -> Result<Option<infer_eval::eval::shard::Shard>> {
-    let p = dir.join(run::FINGERPRINT);
-    if !p.exists() {
-        // A folder from before fingerprints: never a shard.
-        return Ok(None);
-    }
-    let fp: run::Fingerprint =
-        serde_json::from_slice(&infer_eval::record::read_regular(&p, 1 << 20)?)
-            .map_err(|e| infer_eval::Error::bad_file(&p, format!("not a run fingerprint: {e}")))?;
-    Ok(fp.shard)
-}
-
+/// `infer-eval eval` (one run; `--multirun` goes to `multirun`).
 pub fn eval(a: EvalArgs) -> Result<()> {
-    if a.multirun {
-        return super::multirun::multirun(a);
-    }
-    let root = project_root(&a.config_dir)?;
-    let (cfg, composed) = match &a.resume {
-        Some(dir) => {
-            if !dir.join(run::INCOMPLETE).exists() {
-                bail!(
-                    "{}: not an incomplete run (no {} marker)",
-                    dir.display(),
-                    run::INCOMPLETE
-                );
-            }
-            (config::load_resolved(&dir.join("config.yaml"))?.0, None)
-        }
-        None => {
-            let mut c =
-                config::compose_for(&a.config_dir, &a.overrides, a.lm_eval_task.is_empty())?;
-            if !a.lm_eval_task.is_empty() {
-                with_lm_eval_tasks(&mut c, &a, &root)?;
-            }
-            (c.config.clone(), Some(c))
-        }
-    };
-    let threads = threads_of(&cfg);
     // Checked before the run, so a missing server URI does not wait for the end.
     let mlflow = a.mlflow.then(|| a.mlflow_server.target()).transpose()?;
-    let shard = match &a.resume {
-        Some(d) => recorded_shard(d)?.map(|s| (s, "resumed".to_string())),
-        None => infer_eval::eval::shard::resolve(a.shard_index, a.shard_count, |k| {
-            std::env::var(k).ok()
-        })?,
-    };
-    let state = match (&a.run_dir, &composed) {
-        (Some(d), Some(c)) => run_dir_state(d, &config::to_yaml(&c.tree))?,
-        _ => RunDirState::New,
-    };
-    if let (RunDirState::Finished, Some(d)) = (&state, &a.run_dir) {
-        let want = shard.as_ref().map(|(s, _)| *s);
-        if recorded_shard(d)? != want {
-            bail!(
-                "--run-dir {}: holds a finished run of another shard (recorded {:?}, now {:?})",
-                d.display(),
-                recorded_shard(d)?,
-                want
-            );
+    run_experiment(&a.spec(), mlflow.as_ref())
+}
+
+/// The library's `Experiment`, with a progress bar (or a progress line in
+/// a batch job's log), the summary table, and the MLflow export if asked.
+pub fn run_experiment(
+    spec: &ExperimentSpec,
+    mlflow: Option<&infer_eval::export::mlflow::Target>,
+) -> Result<()> {
+    let opened = Experiment::open(spec, |k| std::env::var(k).ok(), super::load)?;
+    let exp = match opened {
+        Opened::Complete { dir, run_digest } => {
+            println!("run folder {} is already complete", dir.display());
+            println!("run digest {run_digest}");
+            println!("run folder {}", dir.display());
+            return Ok(());
         }
-        let m = proof::check_run_folder(d)?.manifest;
-        println!("run folder {} is already complete", d.display());
-        println!("run digest {}", m.run_digest);
-        println!("run folder {}", d.display());
-        return Ok(());
-    }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()?;
-    // Data, templates and the model are checked before a run folder exists.
-    let mut prep = prepare(&cfg, &root, a.allow_data_drift)?;
+        Opened::Ready(e) => e,
+    };
+    let prep = &exp.prep;
     if !prep.skipped.is_empty() {
         eprintln!(
             "infer-eval: leaving out {} item(s) that cannot fit the model's context (run.too_long=skip; listed in plan.json):",
@@ -304,13 +221,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             eprintln!("  {}: {}", s.id, s.why);
         }
     }
-    if let Some((s, source)) = &shard {
-        let tree = match (&composed, &a.resume) {
-            (Some(c), _) => c.tree.clone(),
-            (None, Some(d)) => config::load_resolved(&d.join("config.yaml"))?.1,
-            (None, None) => unreachable!("composed when not resuming"),
-        };
-        prep.select_shard(*s, source, &tree);
+    if let Some((s, source)) = &exp.shard {
         eprintln!(
             "infer-eval: shard {} of {} ({source}): {} of {} samples",
             s.index,
@@ -319,97 +230,30 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             prep.shard.as_ref().map(|x| x.total_samples).unwrap_or(0)
         );
     }
-    // The store is opened, and what it would serve checked, before a run
-    // folder exists.
-    let mut store = match a.cache {
-        run::CacheMode::Off => None,
-        _ => Some(infer_eval::baseline::Store::open(
-            &a.store
-                .clone()
-                .unwrap_or_else(infer_eval::baseline::default_path),
-        )?),
-    };
-    if let (Some(st), run::CacheMode::Read) = (store.as_mut(), a.cache) {
-        let hits = prep.check_store(st)?;
+    if let Some(hits) = exp.store_hits {
         eprintln!(
             "infer-eval: the store serves {hits} of {} samples",
             prep.samples.len()
         );
     }
-    let dir = match (&a.resume, &composed) {
-        (Some(d), _) => d.clone(),
-        (None, Some(c)) => match (&a.run_dir, &state) {
-            (Some(d), RunDirState::Unfinished) => d.clone(),
-            (Some(d), _) => run::create_run_dir_at(d, &c.tree, &c.overrides, &prep)?,
-            (None, _) => {
-                let outputs = a.outputs.clone().unwrap_or_else(|| root.join("outputs"));
-                run::create_run_dir(&outputs, &c.config.name, &c.tree, &c.overrides, &prep)?
-            }
-        },
-        (None, None) => unreachable!("composed when not resuming"),
-    };
-    let resumed = a.resume.is_some() || matches!(state, RunDirState::Unfinished);
     eprintln!(
         "infer-eval: run {} ({} samples){}",
-        dir.display(),
+        exp.dir.display(),
         prep.samples.len(),
-        if resumed { ", resuming" } else { "" }
+        if exp.resumed { ", resuming" } else { "" }
     );
-    let cache = store.as_mut().map(|s| (s, a.cache));
     let b = bar(prep.samples.len());
     let mut log = progress_log(prep.samples.len());
-    let out = pool.install(|| {
-        run::execute(&prep, &dir, resumed, threads, cache, |done, _| {
-            b.set_position(done as u64);
-            log(done);
-        })
+    let out = exp.execute(|done| {
+        b.set_position(done as u64);
+        log(done);
     })?;
     b.finish_and_clear();
     print_summary(&out.metrics, &out.digest, &out.dir);
     if let Some(t) = mlflow {
-        super::export::export_one(&t, &out.dir).context(
+        super::export::export_one(t, &out.dir).context(
             "the run folder is complete; `infer-eval export mlflow <run folder>` retries the export",
         )?;
-    }
-    Ok(())
-}
-
-/// Replace the composed config's task with the --lm-eval-task tasks.
-fn with_lm_eval_tasks(c: &mut config::Composed, a: &EvalArgs, root: &Path) -> Result<()> {
-    let datasets = a
-        .lm_eval_task
-        .iter()
-        .map(|t| {
-            infer_eval::eval::lmeval::prepare::dataset_config(
-                t,
-                &a.include_path,
-                root,
-                a.num_fewshot,
-                a.fewshot_seed,
-                a.max_length.map(|n| n as usize),
-            )
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    let name = datasets
-        .iter()
-        .map(|d| d.name.as_str())
-        .collect::<Vec<_>>()
-        .join("+");
-    c.config.task = config::TaskConfig {
-        name: name.clone(),
-        datasets,
-        fewshot: None,
-    };
-    c.config.name = name;
-    config::validate(&c.config).map_err(anyhow::Error::msg)?;
-    let tree = c.tree.as_object_mut().expect("a mapping");
-    tree.insert("task".into(), serde_json::to_value(&c.config.task)?);
-    tree.insert(
-        "name".into(),
-        serde_json::Value::from(c.config.name.clone()),
-    );
-    for t in &a.lm_eval_task {
-        c.overrides.push(format!("--lm-eval-task={t}"));
     }
     Ok(())
 }
@@ -540,7 +384,7 @@ pub fn verify(a: VerifyArgs) -> Result<i32> {
         }
     }
     if problems.is_empty() {
-        let mut prep = prepare(&cfg, &root, true)?;
+        let mut prep = run::prepare(&cfg, &root, super::load(&cfg.model.name)?, true)?;
         // A shard's folder is re-run as that shard.
         if let Some(s) = recorded_shard(&run_dir)? {
             let tree = config::load_resolved(&run_dir.join("config.yaml"))?.1;

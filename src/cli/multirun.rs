@@ -5,8 +5,9 @@
 //! ones). A point that fails is recorded and the others still run; the
 //! summary table is printed and written to `<sweep dir>/summary.json`.
 
-use super::eval::{eval, project_root, EvalArgs};
+use super::eval::{run_experiment, EvalArgs};
 use anyhow::{bail, Result};
+use infer_eval::eval::experiment::{project_root, Destination, ExperimentSpec, Source};
 use infer_eval::eval::{proof, sweep};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -61,6 +62,14 @@ fn read_point(dir: &Path) -> Result<Value> {
 
 pub fn multirun(a: EvalArgs) -> Result<()> {
     let root = project_root(&a.config_dir)?;
+    let mlflow = a.mlflow.then(|| a.mlflow_server.target()).transpose()?;
+    // Each point is the library's Experiment with the point's overrides,
+    // into <sweep dir>/<n>/ with --run-dir semantics.
+    let base = a.spec();
+    let lm_eval = match &base.source {
+        Source::Compose { lm_eval, .. } => lm_eval.clone(),
+        Source::Resume(_) => unreachable!("--multirun conflicts with --resume"),
+    };
     let points = sweep::expand(&a.overrides)?;
     let keys = sweep::sweeping_keys(&a.overrides)?;
     let dir = match &a.sweep_dir {
@@ -90,15 +99,15 @@ pub fn multirun(a: EvalArgs) -> Result<()> {
             num + 1,
             overrides.join(" ")
         );
-        let args = EvalArgs {
-            overrides: overrides.clone(),
-            run_dir: Some(run_dir.clone()),
-            outputs: None,
-            multirun: false,
-            sweep_dir: None,
-            ..a.clone()
+        let spec = ExperimentSpec {
+            source: Source::Compose {
+                overrides: overrides.clone(),
+                lm_eval: lm_eval.clone(),
+            },
+            destination: Destination::RunDir(run_dir.clone()),
+            ..base.clone()
         };
-        let outcome = eval(args)
+        let outcome = run_experiment(&spec, mlflow.as_ref())
             .and_then(|()| read_point(&run_dir))
             .map_err(|e| format!("{e:#}"));
         if let Err(e) = &outcome {

@@ -5,6 +5,7 @@ pub mod chat;
 pub mod compare;
 pub mod config;
 pub mod dataset;
+pub mod experiment;
 pub mod fewshot;
 pub mod folder;
 pub mod lmeval;
