@@ -396,7 +396,7 @@ fn the_library_experiment_equals_the_cli_run() {
         },
         destination: Destination::Outputs(Some(outputs.clone())),
         shard_flags: (None, None),
-        cache: infer_eval::eval::run::CacheMode::Off,
+        cache: infer_eval::eval::sample::CacheMode::Off,
         store: None,
         allow_data_drift: false,
     };

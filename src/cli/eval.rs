@@ -5,7 +5,7 @@ use infer_eval::eval::experiment::{
     project_root, recorded_shard, threads_of, Destination, Experiment, ExperimentSpec, LmEvalTasks,
     Opened, Source,
 };
-use infer_eval::eval::{compare, config, proof, run};
+use infer_eval::eval::{compare, config, metrics, proof, run, sample};
 use infer_eval::record::environment::Environment;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -29,7 +29,7 @@ pub struct EvalArgs {
     pub allow_data_drift: bool,
     /// Baseline store use: read (serve stored outputs, store the rest), write (store all), off.
     #[arg(long, value_enum, default_value = "off")]
-    pub cache: run::CacheMode,
+    pub cache: sample::CacheMode,
     /// Baseline store (default: the user cache folder's infer-eval/baselines.sqlite).
     #[arg(long)]
     pub store: Option<PathBuf>,
@@ -258,7 +258,7 @@ pub fn run_experiment(
     Ok(())
 }
 
-fn print_summary(m: &run::Metrics, digest: &str, dir: &Path) {
+fn print_summary(m: &metrics::Metrics, digest: &str, dir: &Path) {
     println!(
         "{:<18} {:<16} {:>5}  {:>8}  {:<17} {:>8}",
         "dataset", "kind", "n", "accuracy", "95% CI", "acc_norm"
@@ -441,7 +441,7 @@ pub fn verify(a: VerifyArgs) -> Result<i32> {
                         m.n_samples = current.len();
                         let rerun = compare::RunData {
                             label: format!("re-run of {} here", run_dir.display()),
-                            metrics: run::metrics(&cfg, &current),
+                            metrics: metrics::metrics(&cfg, &current),
                             manifest: m,
                             samples: current.clone(),
                             tree: recorded_run.tree.clone(),
@@ -487,7 +487,7 @@ fn trace_command(
     model: &str,
     device: &str,
     d: &compare::FirstDifference,
-    recorded: &[run::SampleRecord],
+    recorded: &[sample::SampleRecord],
 ) -> Option<String> {
     let (id, upto) = match d {
         compare::FirstDifference::Token { id, position, .. } => (id, *position),

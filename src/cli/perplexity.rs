@@ -127,7 +127,8 @@ pub fn perplexity(a: PerplexityArgs) -> Result<i32> {
     };
     let m = super::load(&a.model)?;
     let positions = m.model.config.max_position_embeddings;
-    use infer_eval::eval::lmeval::generate::{rolling_window, API_MAX_LENGTH};
+    use infer_eval::eval::config::API_MAX_LENGTH;
+    use infer_eval::eval::lmeval::generate::rolling_window;
     let default_context = if a.lm_eval_task.is_some() {
         rolling_window(API_MAX_LENGTH).expect("2048 leaves a window")
     } else {

@@ -8,17 +8,8 @@
 use super::config::PromptConfig;
 use super::template::Template;
 use crate::error::{Error, Result};
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::path::Path;
-
-/// One message of `prompt.messages`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct MessageTemplate {
-    pub role: String,
-    pub content: String,
-}
 
 const ROLES: [&str; 3] = ["system", "user", "assistant"];
 
@@ -114,6 +105,7 @@ impl ChatPrompt {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eval::config::MessageTemplate;
 
     fn cfg(messages: Vec<(&str, &str)>, turns: Option<&str>) -> PromptConfig {
         let mut p: PromptConfig = serde_json::from_value(serde_json::json!({

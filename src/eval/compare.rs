@@ -1,8 +1,10 @@
 //! `verify` (re-run a recorded run and compare bits) and `diff` (compare two
 //! recorded runs: config, environment, outputs, metrics with a paired test).
 
+use super::manifest::Manifest;
+use super::metrics::Metrics;
 use super::perplexity::Totals;
-use super::run::{Manifest, Metrics, SampleRecord};
+use super::sample::SampleRecord;
 use crate::error::Result;
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -16,7 +16,7 @@ pub struct Item {
     pub choices: Vec<String>,
     pub correct: usize,
     /// lm-eval tasks: the few-shot examples in the prompt.
-    pub fewshot: Vec<super::lmeval::FewshotRef>,
+    pub fewshot: Vec<FewshotRef>,
 }
 
 /// A hash that differs from the pinned one (recorded with --allow-data-drift).
@@ -255,4 +255,13 @@ mod tests {
             );
         }
     }
+}
+
+/// A few-shot example a sample's prompt holds: its index in the few-shot
+/// split and the sha256 of its rendered text (question, answer, delimiters).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct FewshotRef {
+    pub split: String,
+    pub index: usize,
+    pub sha256: String,
 }

@@ -9,7 +9,10 @@
 //! before a run folder exists.
 
 use super::config::{self, Composed, EvalConfig};
-use super::run::{self, CacheMode, Prepared, RunOutcome};
+use super::folder::{self, RunOutcome};
+use super::manifest::{Fingerprint, FINGERPRINT, INCOMPLETE};
+use super::run::{self, Prepared};
+use super::sample::CacheMode;
 use super::shard::{self, Shard};
 use crate::baseline::Store;
 use crate::error::{Error, Result};
@@ -153,7 +156,7 @@ fn run_dir_state(dir: &Path, config_yaml: &str) -> Result<RunDirState> {
             }
         )));
     }
-    Ok(if dir.join(run::INCOMPLETE).exists() {
+    Ok(if dir.join(INCOMPLETE).exists() {
         RunDirState::Unfinished
     } else {
         RunDirState::Finished
@@ -162,14 +165,13 @@ fn run_dir_state(dir: &Path, config_yaml: &str) -> Result<RunDirState> {
 
 /// The shard a run folder was started as (None: not a shard).
 pub fn recorded_shard(dir: &Path) -> Result<Option<Shard>> {
-    let p = dir.join(run::FINGERPRINT);
+    let p = dir.join(FINGERPRINT);
     if !p.exists() {
         // A folder from before fingerprints: never a shard.
         return Ok(None);
     }
-    let fp: run::Fingerprint =
-        serde_json::from_slice(&crate::record::read_regular(&p, 1 << 20)?)
-            .map_err(|e| Error::bad_file(&p, format!("not a run fingerprint: {e}")))?;
+    let fp: Fingerprint = serde_json::from_slice(&crate::record::read_regular(&p, 1 << 20)?)
+        .map_err(|e| Error::bad_file(&p, format!("not a run fingerprint: {e}")))?;
     Ok(fp.shard)
 }
 
@@ -230,11 +232,11 @@ impl Experiment {
         let root = project_root(&spec.config_dir)?;
         let (cfg, composed) = match &spec.source {
             Source::Resume(dir) => {
-                if !dir.join(run::INCOMPLETE).exists() {
+                if !dir.join(INCOMPLETE).exists() {
                     return Err(Error::Usage(format!(
                         "{}: not an incomplete run (no {} marker)",
                         dir.display(),
-                        run::INCOMPLETE
+                        INCOMPLETE
                     ))
                     .into());
                 }
@@ -304,11 +306,11 @@ impl Experiment {
             (Source::Compose { .. }, Some(c)) => match (&spec.destination, &state) {
                 (Destination::RunDir(d), RunDirState::Unfinished) => d.clone(),
                 (Destination::RunDir(d), _) => {
-                    run::create_run_dir_at(d, &c.tree, &c.overrides, &prep)?
+                    folder::create_run_dir_at(d, &c.tree, &c.overrides, &prep)?
                 }
                 (Destination::Outputs(o), _) => {
                     let outputs = o.clone().unwrap_or_else(|| root.join("outputs"));
-                    run::create_run_dir(&outputs, &c.config.name, &c.tree, &c.overrides, &prep)?
+                    folder::create_run_dir(&outputs, &c.config.name, &c.tree, &c.overrides, &prep)?
                 }
             },
             (Source::Compose { .. }, None) => unreachable!("composed when not resuming"),
@@ -337,6 +339,8 @@ impl Experiment {
             .map_err(|e| Error::Resource(format!("cannot start {} threads: {e}", self.threads)))?;
         let cache = self.store.as_mut().map(|s| (s, self.cache));
         let (prep, dir, resumed, threads) = (&self.prep, &self.dir, self.resumed, self.threads);
-        pool.install(|| run::execute(prep, dir, resumed, threads, cache, |done, _| progress(done)))
+        pool.install(|| {
+            folder::execute(prep, dir, resumed, threads, cache, |done, _| progress(done))
+        })
     }
 }

@@ -8,9 +8,9 @@
 //! before it. Each sample records its examples' source, index and sha256.
 
 use super::config::{DatasetConfig, FewshotConfig, TaskKind};
+use super::dataset::FewshotRef;
 use super::dataset::Item;
-use super::lmeval::FewshotRef;
-use super::run::FileHash;
+use super::sample::{sha_hex, FileHash};
 use super::template::Template;
 use crate::error::{Error, Result};
 use crate::sampling::{sequence_key, uniform};
@@ -113,7 +113,7 @@ impl Shots {
         files.push(FileHash {
             name: format!("{}:fewshot", d.name),
             path: cfg.source.clone(),
-            sha256: super::run::sha_hex(&bytes),
+            sha256: sha_hex(&bytes),
         });
         let pool = super::dataset::parse(d, &root.join(&cfg.source), &bytes)?;
         Shots::new(cfg, pool, false, &cfg.source, d.kind, &d.name)
@@ -155,7 +155,7 @@ impl Shots {
             refs.push(FewshotRef {
                 split: self.source.clone(),
                 index: i,
-                sha256: super::run::sha_hex(one.as_bytes()),
+                sha256: sha_hex(one.as_bytes()),
             });
             text.push_str(&one);
         }

@@ -5,121 +5,19 @@
 //! only if its fingerprint is the current one, to the same digests.
 
 use super::config::to_yaml;
-use super::dataset::Drift;
+use super::manifest::{Fingerprint, Manifest, FINGERPRINT, INCOMPLETE};
+use super::metrics::{metrics, Metrics};
 use super::plan::{Plan, PLAN};
 use super::proof::{
     check_against_plan, first_json_difference, hash_files, read_checked_samples, MANIFEST, METRICS,
     SAMPLES,
 };
-use super::run::{
-    metrics, run_digest, sha_hex, CacheMode, FileHash, Metrics, Prepared, Raw, SampleRecord,
-};
+use super::run::{run_digest, Prepared};
+use super::sample::{sha_hex, CacheMode, Raw, SampleRecord};
 use crate::error::{Error, Result};
 use crate::record::{environment::Environment, write_atomic, write_json};
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-pub const INCOMPLETE: &str = "INCOMPLETE";
-pub const FINGERPRINT: &str = "fingerprint.json";
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Manifest {
-    pub run_name: String,
-    pub infer_eval_version: String,
-    pub determinism_version: u32,
-    pub environment: Environment,
-    pub model: crate::record::ModelRecord,
-    pub model_files: Vec<(String, String)>,
-    pub tokenizer_sha256: String,
-    pub config_sha256: String,
-    pub datasets: Vec<FileHash>,
-    pub templates: Vec<FileHash>,
-    pub data_drift: Vec<Drift>,
-    /// DVC facts of the inputs DVC tracks (md5, size, repo revision, remote).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub dvc: Vec<crate::record::dvc::DvcRecord>,
-    /// This run is one shard of a larger one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shard: Option<super::shard::ShardInfo>,
-    /// A merged run: each shard's folder, machine and digest.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub shards: Vec<super::merge::ShardRecord>,
-    pub n_samples: usize,
-    pub resumed: bool,
-    /// sha256 over the per-sample digests in order.
-    pub run_digest: String,
-    /// Size and sha256 of every other file in the folder (`proof::RECORDED`).
-    #[serde(default)]
-    pub files: Vec<super::proof::WrittenFile>,
-}
-
-/// Everything that decides a run's outputs, written when its folder is
-/// made: a resumed run must match it field for field, so that samples from
-/// another binary, determinism version, model, tokenizer, config or data are
-/// never appended to it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Fingerprint {
-    pub infer_eval_version: String,
-    pub git_sha: String,
-    pub git_dirty: String,
-    /// sha256 of the running executable.
-    pub binary_sha256: String,
-    pub determinism_version: u32,
-    pub model_sha256: String,
-    pub tokenizer_sha256: String,
-    /// sha256 of the resolved config as saved (config.yaml).
-    pub config_sha256: String,
-    pub datasets: Vec<FileHash>,
-    pub templates: Vec<FileHash>,
-    /// The shard this folder runs (a retried shard must be the same one).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shard: Option<super::shard::Shard>,
-}
-
-impl Fingerprint {
-    /// The fingerprint of `prep` run by this executable, with `config_yaml`.
-    pub fn current(prep: &Prepared, config_yaml: &[u8]) -> Result<Self> {
-        let exe = std::env::current_exe().map_err(|e| Error::io("<current executable>", e))?;
-        Ok(Fingerprint {
-            infer_eval_version: env!("CARGO_PKG_VERSION").into(),
-            git_sha: env!("INFER_EVAL_GIT_SHA").into(),
-            git_dirty: env!("INFER_EVAL_GIT_DIRTY").into(),
-            binary_sha256: crate::formats::sha256_file(&exe)?,
-            determinism_version: crate::DETERMINISM_VERSION,
-            model_sha256: prep.model.info.sha256.clone(),
-            tokenizer_sha256: prep.model.tokenizer.sha256.clone(),
-            config_sha256: hex::encode(Sha256::digest(config_yaml)),
-            datasets: prep.datasets.clone(),
-            templates: prep.templates.clone(),
-            shard: prep.shard.as_ref().map(|s| super::shard::Shard {
-                index: s.index,
-                count: s.count,
-            }),
-        })
-    }
-
-    /// Fields that differ: (field, recorded, current).
-    pub fn differences(&self, now: &Fingerprint) -> Vec<(String, String, String)> {
-        let flat = |f: &Fingerprint| match serde_json::to_value(f).expect("serializes") {
-            serde_json::Value::Object(m) => m,
-            _ => unreachable!("a struct"),
-        };
-        let (a, b) = (flat(self), flat(now));
-        a.iter()
-            .filter(|(k, v)| b.get(*k) != Some(*v))
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    v.to_string(),
-                    b.get(k).map(|x| x.to_string()).unwrap_or_default(),
-                )
-            })
-            .collect()
-    }
-}
 
 pub struct RunOutcome {
     pub dir: PathBuf,

@@ -5,30 +5,16 @@
 //! exactly once; machines may differ, and each one's facts are recorded.
 
 use super::config::load_resolved;
-use super::folder::{Fingerprint, Manifest, FINGERPRINT, INCOMPLETE};
+use super::manifest::{Fingerprint, Manifest, ShardRecord, FINGERPRINT, INCOMPLETE};
+use super::metrics::{metrics, Metrics};
 use super::plan::{Plan, Planned, PLAN};
 use super::proof::{hash_files, MANIFEST, METRICS, SAMPLES};
-use super::run::{metrics, run_digest, Metrics, SampleRecord};
+use super::run::run_digest;
+use super::sample::SampleRecord;
 use super::shard::ShardInfo;
 use crate::error::{Error, Result};
-use crate::record::environment::Environment;
 use crate::record::{write_atomic, write_json};
-use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-
-/// One shard of a merged run, as its manifest lists it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ShardRecord {
-    pub index: usize,
-    pub count: usize,
-    pub source: String,
-    pub folder: String,
-    pub n_samples: usize,
-    /// The shard's own digest (over its samples).
-    pub run_digest: String,
-    pub resumed: bool,
-    pub environment: Environment,
-}
 
 struct ShardDir {
     dir: PathBuf,

@@ -3,7 +3,7 @@
 //! exact_match), throughput and latency percentiles.
 
 use super::config::{DatasetConfig, EvalConfig, TaskKind};
-use super::run::SampleRecord;
+use super::sample::SampleRecord;
 use super::score::{self, Estimate, Percentiles};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -9,6 +9,7 @@ pub mod experiment;
 pub mod fewshot;
 pub mod folder;
 pub mod lmeval;
+pub mod manifest;
 pub mod merge;
 pub mod metrics;
 pub mod perplexity;

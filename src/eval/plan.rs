@@ -5,7 +5,7 @@
 //! and the run folder's check (`proof`) hold the samples against it.
 
 use super::config::TooLong;
-use super::run::Prepared;
+use super::run::{Prepared, Skipped};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -29,14 +29,6 @@ pub struct Plan {
     /// (`run.too_long: skip`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<Skipped>,
-}
-
-/// An item a run left out, and why.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Skipped {
-    pub id: String,
-    pub why: String,
 }
 
 impl Plan {
@@ -147,7 +139,7 @@ impl Prepared {
         let kind = self.config.task.datasets[s.dataset].kind;
         let want = match kind {
             super::config::TaskKind::Generate => crate::engine::ids_digest(&e.output_ids),
-            super::config::TaskKind::MultipleChoice => super::proof::logliks_digest(&e.logprobs),
+            super::config::TaskKind::MultipleChoice => super::sample::logliks_digest(&e.logprobs),
         };
         let problem = if e.digest != want {
             Some(format!(

@@ -13,12 +13,11 @@
 //! docs/DETERMINISM.md, "What a run folder proves").
 
 use super::config::{load_resolved, EvalConfig};
-use super::folder::{Manifest, FINGERPRINT, INCOMPLETE};
+use super::manifest::{Fingerprint, Manifest, WrittenFile, FINGERPRINT, INCOMPLETE};
 use super::metrics::{metrics, Metrics};
 use super::plan::{Plan, PLAN};
-use super::sample::{ids_hash, SampleRecord};
+use super::sample::{ids_hash, logliks_digest, SampleRecord};
 use crate::error::{Error, Result};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -41,15 +40,6 @@ pub const RECORDED: [&str; 6] = [
     METRICS,
 ];
 
-/// A file the run wrote: its name in the folder, size and sha256.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct WrittenFile {
-    pub name: String,
-    pub bytes: u64,
-    pub sha256: String,
-}
-
 /// Hash the `RECORDED` files of `dir`.
 pub fn hash_files(dir: &Path) -> Result<Vec<WrittenFile>> {
     RECORDED
@@ -64,14 +54,6 @@ pub fn hash_files(dir: &Path) -> Result<Vec<WrittenFile>> {
             })
         })
         .collect()
-}
-
-/// sha256 of a multiple-choice sample's log-likelihoods' f64 bits (LE), in
-/// choice order: its digest.
-pub fn logliks_digest(ll: &[f64]) -> String {
-    let mut h = Sha256::new();
-    ll.iter().for_each(|v| h.update(v.to_bits().to_le_bytes()));
-    hex::encode(h.finalize())
 }
 
 /// What a sample's digest must be, from its own outputs: a generation's
@@ -272,7 +254,7 @@ pub(crate) fn first_json_difference(
 /// records must agree with it.
 fn check_manifest_against_fingerprint(dir: &Path, m: &Manifest, b: &[u8]) -> Result<()> {
     let fpath = dir.join(FINGERPRINT);
-    let fp: super::folder::Fingerprint = serde_json::from_slice(b)
+    let fp: Fingerprint = serde_json::from_slice(b)
         .map_err(|e| Error::bad_file(&fpath, format!("not a run fingerprint: {e}")))?;
     let facts: [(&str, String, String); 7] = [
         (

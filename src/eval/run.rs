@@ -6,6 +6,9 @@
 use super::config::{EvalConfig, Scorer, TaskKind};
 use super::dataset::{self, Drift, Item};
 use super::lmeval::generate::GenTask;
+use super::sample::{
+    ids_hash, prompt_hash, sha_hex, CacheMode, FileHash, Latency, Raw, SampleRecord, SampleSpec,
+};
 use super::score;
 use super::template::Template;
 use crate::engine::{self, GenOptions, LoglikRequest, Request};
@@ -14,14 +17,6 @@ use crate::loader::LoadedModel;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-pub use super::folder::{
-    create_run_dir, create_run_dir_at, execute, Fingerprint, Manifest, RunOutcome, FINGERPRINT,
-    INCOMPLETE,
-};
-pub use super::metrics::{metrics, DatasetMetrics, Metrics};
-pub(crate) use super::sample::{ids_hash, prompt_hash, sha_hex};
-pub use super::sample::{CacheMode, FileHash, Latency, Raw, SampleRecord, SampleSpec};
 
 /// Everything needed to compute a run's samples.
 pub struct Prepared {
@@ -43,7 +38,7 @@ pub struct Prepared {
     /// Per dataset: sha256 of the effective parameters (baseline key).
     params_hash: Vec<String>,
     /// Items left out because they cannot fit the context (`run.too_long: skip`).
-    pub skipped: Vec<super::plan::Skipped>,
+    pub skipped: Vec<Skipped>,
 }
 
 /// Load data, templates and the model, render and tokenize every sample.
@@ -479,7 +474,7 @@ impl Prepared {
                             } else {
                                 Vec::new()
                             },
-                            digest: super::proof::logliks_digest(&ll),
+                            digest: super::sample::logliks_digest(&ll),
                             logits_digest: None,
                             logprobs: ll,
                             latency: Latency {
@@ -593,7 +588,7 @@ impl Prepared {
                         s.item.choices.len()
                     )));
                 }
-                let pred = argmax_f64(&ll);
+                let pred = score::argmax_f64(&ll);
                 let pred_norm = score::acc_norm_prediction(&ll, &s.item.choices);
                 let score = (pred == s.item.correct) as u8 as f64;
                 let score_norm = (pred_norm == s.item.correct) as u8 as f64;
@@ -738,16 +733,14 @@ fn once_per_seed(once: Vec<SampleSpec>, seeds: &[u64]) -> Vec<SampleSpec> {
         .collect()
 }
 
-pub(crate) fn argmax_f64(v: &[f64]) -> usize {
-    let mut best = 0;
-    for (i, x) in v.iter().enumerate() {
-        if *x > v[best] {
-            best = i;
-        }
-    }
-    best
-}
-
 pub fn run_digest(samples: &[SampleRecord]) -> String {
     engine::combine_digests(samples.iter().map(|s| s.digest.as_str()))
+}
+
+/// An item a run left out, and why.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Skipped {
+    pub id: String,
+    pub why: String,
 }

@@ -3,7 +3,6 @@
 
 use super::config::TaskKind;
 use super::dataset::Item;
-use super::lmeval::generate::Filtered;
 use crate::engine::LoglikRequest;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -73,7 +72,7 @@ pub struct SampleRecord {
     pub seed: Option<u64>,
     /// lm-eval tasks: the few-shot examples the prompt holds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub fewshot: Vec<super::lmeval::FewshotRef>,
+    pub fewshot: Vec<super::dataset::FewshotRef>,
     /// lm-eval generate_until: each filter pipeline's answer and exact_match.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub filtered: Vec<Filtered>,
@@ -132,4 +131,20 @@ pub(crate) fn prompt_hash(kind: TaskKind, prompt_ids: &[u32], choices: &[LoglikR
 
 pub(crate) fn sha_hex(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
+}
+
+/// One pipeline's answer and exact_match for a sample.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Filtered {
+    pub filter: String,
+    pub answer: String,
+    pub exact_match: f64,
+}
+
+/// sha256 of a multiple-choice sample's log-likelihoods' f64 bits (LE), in
+/// choice order: its digest.
+pub fn logliks_digest(ll: &[f64]) -> String {
+    let mut h = Sha256::new();
+    ll.iter().for_each(|v| h.update(v.to_bits().to_le_bytes()));
+    hex::encode(h.finalize())
 }

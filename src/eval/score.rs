@@ -195,7 +195,17 @@ pub fn acc_norm_prediction(logliks: &[f64], choices: &[String]) -> usize {
         .zip(choices)
         .map(|(l, c)| l / c.chars().count().max(1) as f64)
         .collect();
-    super::run::argmax_f64(&norm)
+    argmax_f64(&norm)
+}
+
+pub(crate) fn argmax_f64(v: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, x) in v.iter().enumerate() {
+        if *x > v[best] {
+            best = i;
+        }
+    }
+    best
 }
 
 #[cfg(test)]
@@ -277,7 +287,7 @@ mod tests {
             .zip(&choices)
             .map(|(l, c)| l / (1 + c.len()) as f64)
             .collect();
-        assert_eq!(super::super::run::argmax_f64(&by_bytes), 0);
+        assert_eq!(super::argmax_f64(&by_bytes), 0);
         assert_eq!(
             acc_norm_prediction(&[-1.0, -1.0], &choices[..2].to_vec()),
             1

@@ -8,7 +8,7 @@
 //! a finished export is not repeated. Nothing in the run folder is written.
 
 use crate::error::{Error, Result};
-use crate::eval::run::Manifest;
+use crate::eval::manifest::Manifest;
 use crate::record::flat::{flatten, Flat};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -341,7 +341,7 @@ pub struct RunPayload {
 /// n (and acc_norm, per-seed and across-seed figures, lm-eval's metrics by
 /// their names; a perplexity task's perplexities instead of an accuracy),
 /// the totals, and latency percentiles.
-fn metric_list(m: &crate::eval::run::Metrics) -> Vec<(String, f64)> {
+fn metric_list(m: &crate::eval::metrics::Metrics) -> Vec<(String, f64)> {
     let mut out = Vec::new();
     for (name, d) in &m.datasets {
         if let Some(p) = &d.perplexity {
@@ -676,7 +676,7 @@ mod tests {
     fn lm_eval_perplexity_and_seed_metrics_are_logged() {
         let e = |v: f64| serde_json::json!({"mean": v, "ci_low": v, "ci_high": v, "n": 3});
         let pct = serde_json::json!({"p50": 1.0, "p90": 1.0, "p95": 1.0, "p99": 1.0});
-        let m: crate::eval::run::Metrics = serde_json::from_value(serde_json::json!({
+        let m: crate::eval::metrics::Metrics = serde_json::from_value(serde_json::json!({
             "datasets": {
                 "wiki": {"kind": "multiple_choice", "accuracy": e(0.0),
                     "lm_eval": {"word_perplexity,none": e(20.0)},

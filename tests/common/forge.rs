@@ -5,7 +5,7 @@
 //! this), and it gives `diff`, `report` and `verify` folders that differ
 //! from a re-run yet pass the offline check, to test what they say then.
 
-use infer_eval::eval::{config, plan, proof, run};
+use infer_eval::eval::{config, manifest, metrics, plan, proof, run, sample};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
@@ -17,7 +17,7 @@ fn write_pretty<T: serde::Serialize>(path: &Path, v: &T) {
 
 pub fn reseal(dir: &Path) {
     let text = std::fs::read_to_string(dir.join(proof::SAMPLES)).unwrap();
-    let mut samples: Vec<run::SampleRecord> = text
+    let mut samples: Vec<sample::SampleRecord> = text
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap())
@@ -41,9 +41,10 @@ pub fn reseal(dir: &Path) {
     };
     write_pretty(&dir.join(plan::PLAN), &plan);
     let (cfg, _) = config::load_resolved(&dir.join("config.yaml")).unwrap();
-    write_pretty(&dir.join(proof::METRICS), &run::metrics(&cfg, &samples));
+    write_pretty(&dir.join(proof::METRICS), &metrics::metrics(&cfg, &samples));
     let mpath = dir.join(proof::MANIFEST);
-    let mut m: run::Manifest = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    let mut m: manifest::Manifest =
+        serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
     m.n_samples = samples.len();
     m.run_digest = run::run_digest(&samples);
     m.config_sha256 = hex::encode(Sha256::digest(

@@ -145,10 +145,21 @@ pub struct LmEvalSource {
     pub max_length: Option<usize>,
 }
 
+/// `local-completions`'s default `max_length` (it keeps one token of it
+/// for generation: a request feeds at most `max_length - 1`).
+pub const API_MAX_LENGTH: usize = 2048;
+
+/// One message of `prompt.messages`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MessageTemplate {
+    pub role: String,
+    pub content: String,
+}
+
 impl LmEvalSource {
     pub fn max_length(&self) -> usize {
-        self.max_length
-            .unwrap_or(crate::eval::lmeval::generate::API_MAX_LENGTH)
+        self.max_length.unwrap_or(API_MAX_LENGTH)
     }
 }
 
@@ -199,7 +210,7 @@ pub struct PromptConfig {
     /// `{prompt}` is the rendered prompt file), rendered by the model's chat
     /// template (see `eval::chat`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub messages: Vec<super::chat::MessageTemplate>,
+    pub messages: Vec<MessageTemplate>,
     /// A dataset field holding further turns ([{role, content}, ...]),
     /// appended after `messages`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

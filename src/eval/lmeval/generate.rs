@@ -8,12 +8,10 @@
 use super::render::Target;
 use super::task::{Filter, Metric, OutputType, Task};
 use crate::error::{Error, Result};
+use crate::eval::sample::Filtered;
 
 /// lm-eval's `DEFAULT_MAX_GEN_TOKS` (and `local-completions`'s default).
 pub const DEFAULT_MAX_GEN_TOKS: usize = 256;
-/// `local-completions`'s default `max_length` (it keeps one token of it
-/// for generation: a request feeds at most `max_length - 1`).
-pub const API_MAX_LENGTH: usize = 2048;
 
 /// Tokens one `local-completions` loglikelihood_rolling window scores:
 /// `get_rolling_token_windows(max_seq_len = self.max_length - 1)` with
@@ -68,14 +66,6 @@ pub struct GenTask {
     /// The first document's target was a list: every target is a list of
     /// acceptable answers (lm-eval's `multiple_target`).
     pub multiple_target: bool,
-}
-
-/// One pipeline's answer and exact_match for a sample.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Filtered {
-    pub filter: String,
-    pub answer: String,
-    pub exact_match: f64,
 }
 
 /// Python's `str.strip()`: Unicode whitespace and the separators \x1c-\x1f.
@@ -445,6 +435,7 @@ pub fn left_truncate(ids: Vec<u32>, max_gen_toks: usize, max_length: usize) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eval::config::API_MAX_LENGTH;
 
     fn re(p: &str) -> regex::Regex {
         regex::Regex::new(p).unwrap()

@@ -16,24 +16,15 @@ pub mod rolling;
 pub mod task;
 
 use crate::error::{Error, Result};
+use crate::eval::dataset::FewshotRef;
 use docs::Doc;
 use render::{Fields, Target};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 use task::{OutputType, Task};
 
 /// lm-eval's default `--fewshot_random_seed`.
 pub const DEFAULT_FEWSHOT_SEED: u64 = 1234;
-
-/// A few-shot example a sample's prompt holds: its index in the few-shot
-/// split and the sha256 of its rendered text (question, answer, delimiters).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct FewshotRef {
-    pub split: String,
-    pub index: usize,
-    pub sha256: String,
-}
 
 /// One evaluated document.
 pub struct BuiltDoc {
@@ -195,7 +186,7 @@ pub fn build(
             fewshot.push(FewshotRef {
                 split: fs_split.clone(),
                 index: i,
-                sha256: crate::eval::run::sha_hex(ex.as_bytes()),
+                sha256: crate::eval::sample::sha_hex(ex.as_bytes()),
             });
             context.push_str(&ex);
         }

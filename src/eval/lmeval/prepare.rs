@@ -9,7 +9,7 @@ use crate::engine::LoglikRequest;
 use crate::error::{Error, Result};
 use crate::eval::config::{DatasetConfig, LmEvalSource, TaskKind};
 use crate::eval::dataset::Item;
-use crate::eval::run::{prompt_hash, sha_hex, FileHash, SampleSpec};
+use crate::eval::sample::{prompt_hash, sha_hex, FileHash, SampleSpec};
 use std::collections::BTreeMap;
 use std::path::Path;
 
