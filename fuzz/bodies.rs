@@ -213,7 +213,7 @@ pub fn lmeval_task(data: &[u8]) {
     std::fs::write(d.path().join("task.yaml"), main).unwrap();
     std::fs::write(d.path().join("base.yaml"), base).unwrap();
     let _ = task::find_by_name("fuzz", &[d.path().to_path_buf()]);
-    let Ok(loaded) = task::load(&d.path().join("task.yaml")) else {
+    let Ok(loaded) = infer_eval::eval::lmeval::load_task(&d.path().join("task.yaml")) else {
         return;
     };
     let t = loaded.task;

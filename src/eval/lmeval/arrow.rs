@@ -6,7 +6,9 @@
 //! A column of a type with no JSON counterpart (binary, dates, decimals...)
 //! is refused, naming it, rather than guessed at.
 
-use super::docs::Doc;
+/// A document: one row as a JSON object (`docs::Doc`, spelled here so the
+/// readers need nothing above them).
+type Doc = Map<String, Value>;
 use crate::error::{Error, Result};
 use arrow_array::cast::AsArray;
 use arrow_array::types::*;

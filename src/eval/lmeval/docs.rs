@@ -30,7 +30,7 @@ pub fn data_files(t: &Task, base: &Path, origin: &Path) -> Result<BTreeMap<Strin
                 ),
             ));
         }
-        let mut splits = vec![(super::eval_split(t), true)];
+        let mut splits = vec![(super::task::eval_split(t), true)];
         for s in [&t.validation_split, &t.training_split, &t.fewshot_split]
             .into_iter()
             .flatten()

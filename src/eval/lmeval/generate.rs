@@ -432,6 +432,24 @@ pub fn left_truncate(ids: Vec<u32>, max_gen_toks: usize, max_length: usize) -> R
     })
 }
 
+/// What a task file asks of generation, checked when it is loaded: each
+/// `exact_match` metric's options, each filter pipeline, the generation
+/// settings.
+pub fn check_task(t: &Task) -> std::result::Result<(), String> {
+    for (i, m) in t.metric_list.iter().enumerate() {
+        if m.metric == "exact_match" {
+            ExactMatch::from_metric(i, m)?;
+        }
+    }
+    for (i, f) in t.filter_list.iter().enumerate() {
+        Pipeline::from_filter(i, f)?;
+    }
+    if let Some(g) = &t.generation_kwargs {
+        sampling(g, 1)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

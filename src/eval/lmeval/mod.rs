@@ -26,6 +26,15 @@ use task::{OutputType, Task};
 /// lm-eval's default `--fewshot_random_seed`.
 pub const DEFAULT_FEWSHOT_SEED: u64 = 1234;
 
+/// Read a task file and its `include` chain, checked as a task file and
+/// for what generation needs of it (filters, `exact_match` options,
+/// generation settings).
+pub fn load_task(path: &Path) -> Result<task::Loaded> {
+    let loaded = task::read(path)?;
+    generate::check_task(&loaded.task).map_err(|m| Error::bad_file(path, m))?;
+    Ok(loaded)
+}
+
 /// One evaluated document.
 pub struct BuiltDoc {
     pub index: usize,
@@ -38,14 +47,6 @@ pub struct BuiltDoc {
     pub gold: usize,
     pub target: Target,
     pub fewshot: Vec<FewshotRef>,
-}
-
-/// The split evaluated: `test_split`, else `validation_split`.
-pub fn eval_split(t: &Task) -> &str {
-    t.test_split
-        .as_deref()
-        .or(t.validation_split.as_deref())
-        .expect("validated")
 }
 
 /// The few-shot split and whether the evaluated document is left out of it
@@ -65,7 +66,7 @@ fn fewshot_split(t: &Task) -> (String, bool) {
             t.training_split
                 .clone()
                 .or_else(|| t.validation_split.clone())
-                .unwrap_or_else(|| eval_split(t).to_string()),
+                .unwrap_or_else(|| task::eval_split(t).to_string()),
             false,
         ),
     }
@@ -101,7 +102,7 @@ pub fn build(
             ),
         )
     };
-    let split = eval_split(task);
+    let split = task::eval_split(task);
     let docs = splits.get(split).ok_or_else(|| missing(split))?;
     let (fs_split, exclude) = fewshot_split(task);
     let fs_docs = if num_fewshot > 0 {

@@ -37,7 +37,7 @@ pub fn samples(
         });
     }
     let task_path = root.join(&d.path);
-    let loaded = super::task::load(&task_path)?;
+    let loaded = super::load_task(&task_path)?;
     let task = loaded.task;
     let mut splits: BTreeMap<String, Vec<docs::Doc>> = BTreeMap::new();
     for f in &src.data {
@@ -274,7 +274,7 @@ pub fn dataset_config(
     } else {
         super::task::find_by_name(arg, include_paths)?
     };
-    let loaded = super::task::load(&file)?;
+    let loaded = super::load_task(&file)?;
     let t = &loaded.task;
     // Every kind but generation is scored by log-likelihoods.
     let kind = match t.output_type {

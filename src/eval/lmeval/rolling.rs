@@ -20,7 +20,7 @@ pub struct RollingTask {
 
 /// Read task `file` (data paths relative to `cwd`, as lm-eval reads them).
 pub fn documents(file: &Path, cwd: &Path, limit: Option<usize>) -> Result<RollingTask> {
-    let loaded = super::task::load(file)?;
+    let loaded = super::load_task(file)?;
     let t = &loaded.task;
     if t.output_type != OutputType::LoglikelihoodRolling {
         return Err(Error::bad_file(
@@ -32,7 +32,7 @@ pub fn documents(file: &Path, cwd: &Path, limit: Option<usize>) -> Result<Rollin
         ));
     }
     let mut files = loaded.files.clone();
-    let split = super::eval_split(t).to_string();
+    let split = super::task::eval_split(t).to_string();
     let mut rows: BTreeMap<String, Vec<docs::Doc>> = BTreeMap::new();
     for (s, paths) in docs::data_files(t, cwd, file)? {
         if s != split {

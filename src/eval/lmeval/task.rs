@@ -210,8 +210,10 @@ fn read_map(path: &Path) -> Result<Map<String, Value>> {
     }
 }
 
-/// Read `path` and its `include` chain (paths relative to the including file).
-pub fn load(path: &Path) -> Result<Loaded> {
+/// Read `path` and its `include` chain (paths relative to the including
+/// file), checked as a task file; `lmeval::load_task` also checks what
+/// generation needs of it.
+pub(super) fn read(path: &Path) -> Result<Loaded> {
     let mut files = Vec::new();
     let merged = load_map(path, &mut files, 0)?;
     for k in merged.keys() {
@@ -314,13 +316,9 @@ fn validate(t: &Task) -> std::result::Result<(), String> {
                 ));
             }
         }
-        if m.metric == "exact_match" {
-            super::generate::ExactMatch::from_metric(i, m)?;
-        }
     }
     let mut names = Vec::new();
     for (i, f) in t.filter_list.iter().enumerate() {
-        super::generate::Pipeline::from_filter(i, f)?;
         if names.contains(&&f.name) {
             return Err(format!(
                 "key 'filter_list.{i}.name': '{}' names two pipelines",
@@ -331,9 +329,6 @@ fn validate(t: &Task) -> std::result::Result<(), String> {
     }
     if !t.filter_list.is_empty() && t.output_type != OutputType::GenerateUntil {
         return Err("key 'filter_list': filters apply to generate_until tasks only here".into());
-    }
-    if let Some(g) = &t.generation_kwargs {
-        super::generate::sampling(g, 1)?;
     }
     Ok(())
 }
@@ -415,4 +410,12 @@ pub fn find_by_name(name: &str, dirs: &[PathBuf]) -> Result<PathBuf> {
             seen.join(", ")
         }
     )))
+}/// The split evaluated: `test_split`, else `validation_split`.
+pub fn eval_split(t: &Task) -> &str {
+    t.test_split
+        .as_deref()
+        .or(t.validation_split.as_deref())
+        .expect("validated")
 }
+
+
