@@ -3,7 +3,7 @@
 //! checked against its pinned sha256, and the member streamed out of it,
 //! checked against the manifest's sha256, and renamed into place.
 
-use super::{cache_dir, sha256_of, unique_path};
+use super::store::{cache_dir, sha256_of, unique_path};
 use crate::error::{Error, Result};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};

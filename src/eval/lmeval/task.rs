@@ -410,12 +410,11 @@ pub fn find_by_name(name: &str, dirs: &[PathBuf]) -> Result<PathBuf> {
             seen.join(", ")
         }
     )))
-}/// The split evaluated: `test_split`, else `validation_split`.
+}
+/// The split evaluated: `test_split`, else `validation_split`.
 pub fn eval_split(t: &Task) -> &str {
     t.test_split
         .as_deref()
         .or(t.validation_split.as_deref())
         .expect("validated")
 }
-
-
