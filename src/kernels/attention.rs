@@ -10,7 +10,7 @@ use super::dot::dot;
 use super::multiversion;
 use super::pool;
 use super::Isa;
-use crate::numerics::exp_f32;
+use crate::numerics::{attention_score, exp_f32};
 
 /// The attention of a layer: heads, and how scores are formed.
 #[derive(Debug, Clone, Copy)]
@@ -50,16 +50,6 @@ impl AttnShape {
     }
 }
 
-/// Score i of a query: the canonical dot, scaled, soft-capped if asked.
-#[inline(always)]
-pub fn score(d: f32, scale: f32, softcap: Option<f32>) -> f32 {
-    let s = d * scale;
-    match softcap {
-        Some(cap) => crate::numerics::softcap_f32(s, 1.0 / cap, cap),
-        None => s,
-    }
-}
-
 multiversion! {
     /// One query head over cache positions first..n_pos.
     pub fn head_kernel(
@@ -79,7 +69,7 @@ multiversion! {
         scores.clear();
         for i in first..n_pos {
             let kr = &k[i * kv_row + kv_off..i * kv_row + kv_off + hd];
-            scores.push(score(dot(q, kr), scale, softcap));
+            scores.push(attention_score(dot(q, kr), scale, softcap));
         }
         let mut max = f32::NEG_INFINITY;
         for &s in scores.iter() {

@@ -352,7 +352,7 @@ pub unsafe fn attention_head(
     let mut max = f32::NEG_INFINITY;
     for i in first..n_pos {
         let kr = &k[i * kv_row + kv_off..i * kv_row + kv_off + hd];
-        let s = super::attention::score(dot(q, kr), scale, softcap);
+        let s = crate::numerics::attention_score(dot(q, kr), scale, softcap);
         if s > max {
             max = s;
         }

@@ -201,6 +201,16 @@ pub fn cos_sin_f64(x: f64) -> (f64, f64) {
     }
 }
 
+/// Score i of a query: the canonical dot, scaled, soft-capped if asked.
+#[inline(always)]
+pub fn attention_score(d: f32, scale: f32, softcap: Option<f32>) -> f32 {
+    let s = d * scale;
+    match softcap {
+        Some(cap) => softcap_f32(s, 1.0 / cap, cap),
+        None => s,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
