@@ -629,3 +629,17 @@ impl Job {
             .collect()
     }
 }
+
+/// The HTTP response of an API error (429 and 503 say when to retry).
+pub(crate) fn error_response(e: &ApiError) -> axum::response::Response {
+    let status = axum::http::StatusCode::from_u16(e.status)
+        .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = axum::response::IntoResponse::into_response((status, axum::Json(e.body())));
+    if e.status == 429 || e.status == 503 {
+        r.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
+    }
+    r
+}

@@ -15,10 +15,10 @@ pub mod transport;
 use crate::engine::core::EngineOptions;
 use crate::error::{Error, Result};
 use crate::loader::LoadedModel;
-use api::{ApiError, Endpoint, Job};
+use api::{error_response, ApiError, Endpoint, Job};
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -92,16 +92,6 @@ fn now_s() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-pub(crate) fn error_response(e: &ApiError) -> Response {
-    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut r = (status, axum::Json(e.body())).into_response();
-    if e.status == 429 || e.status == 503 {
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    r
 }
 
 /// A request's places in the queue, given back when the request ends or

@@ -150,7 +150,7 @@ pub async fn read_body(State(limits): State<Limits>, req: Request, next: Next) -
 /// An error after which the connection is closed: the rest of the body is
 /// never read.
 fn closing(e: ApiError) -> Response {
-    let mut r = super::error_response(&e);
+    let mut r = super::api::error_response(&e);
     r.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     r
