@@ -24,7 +24,7 @@ pub const COMPILE_FLAGS: [&str; 4] = [
 ];
 
 const MODULE: &str = "infer_eval_kernels";
-const THREADS: u32 = super::CUDA_BLOCK;
+const THREADS: u32 = super::defs::CUDA_BLOCK;
 
 /// The kernel sources as one translation unit (NVRTC has no file system:
 /// the local `#include`s and include guards are resolved here, in order).
@@ -115,7 +115,7 @@ fn alloc<T: candle_core::cuda_backend::cudarc::driver::DeviceRepr>(
 /// in 64 bits too, so no launch wraps.
 fn launch_cfg(threads: usize) -> Result<LaunchConfig> {
     Ok(LaunchConfig {
-        grid_dim: (super::cuda_grid(threads as u64)?, 1, 1),
+        grid_dim: (super::defs::cuda_grid(threads as u64)?, 1, 1),
         block_dim: (THREADS, 1, 1),
         shared_mem_bytes: 0,
     })
@@ -169,7 +169,7 @@ macro_rules! launch {
 }
 
 pub fn matmul(
-    op: &super::MatMul,
+    op: &super::defs::MatMul,
     s1: &CudaStorage,
     l1: &Layout,
     s2: &CudaStorage,
@@ -240,7 +240,7 @@ pub fn matmul(
 }
 
 pub fn embedding(
-    op: &super::Embedding,
+    op: &super::defs::Embedding,
     s1: &CudaStorage,
     l1: &Layout,
     s2: &CudaStorage,
@@ -278,7 +278,7 @@ pub fn embedding(
 }
 
 pub fn rms_norm(
-    op: &super::RmsNorm,
+    op: &super::defs::RmsNorm,
     s1: &CudaStorage,
     l1: &Layout,
     s2: &CudaStorage,
@@ -288,7 +288,7 @@ pub fn rms_norm(
     let x = view::<f32>(s1, l1, "det-rms-norm")?;
     let w = view::<f32>(s2, l2, "det-rms-norm")?;
     let n = w.len();
-    let rows = super::RmsNorm::check(l1.shape(), n)?;
+    let rows = super::defs::RmsNorm::check(l1.shape(), n)?;
     let eps = op.eps;
     let mut y = alloc::<f32>(dev, x.len())?;
     if rows > 0 {
@@ -302,7 +302,7 @@ pub fn rms_norm(
 }
 
 pub fn rope(
-    op: &super::Rope,
+    op: &super::defs::Rope,
     s1: &CudaStorage,
     l1: &Layout,
     s2: &CudaStorage,
@@ -349,7 +349,7 @@ pub fn rope(
 }
 
 pub fn elementwise(
-    op: &super::Elementwise,
+    op: &super::defs::Elementwise,
     s1: &CudaStorage,
     l1: &Layout,
     s2: &CudaStorage,
@@ -357,9 +357,9 @@ pub fn elementwise(
 ) -> Result<(CudaStorage, Shape)> {
     use candle_core::CustomOp2;
     let kernel = match op.kind {
-        super::ElementwiseKind::SwiGlu => "swiglu",
-        super::ElementwiseKind::Add => "add",
-        super::ElementwiseKind::GeGlu => "geglu",
+        super::defs::ElementwiseKind::SwiGlu => "swiglu",
+        super::defs::ElementwiseKind::Add => "add",
+        super::defs::ElementwiseKind::GeGlu => "geglu",
     };
     let dev = &s1.device;
     let a = view::<f32>(s1, l1, op.name())?;
@@ -378,7 +378,7 @@ pub fn elementwise(
 }
 
 pub fn attention(
-    op: &super::Attention,
+    op: &super::defs::Attention,
     s1: &CudaStorage,
     l1: &Layout,
     s2: &CudaStorage,
@@ -441,7 +441,7 @@ pub fn attention(
     ))
 }
 
-pub fn map(op: &super::Map, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
+pub fn map(op: &super::defs::Map, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
     use candle_core::CustomOp1;
     let dev = &s.device;
     let x = view::<f32>(s, l, op.name())?;
@@ -450,8 +450,8 @@ pub fn map(op: &super::Map, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage,
     if n > 0 {
         let n64 = n as i64;
         match op.kind {
-            super::MapKind::Scale(v) => launch!(dev, "scale", n, &x, &mut y, &n64, &v),
-            super::MapKind::Softcap(c) => launch!(dev, "softcap", n, &x, &mut y, &n64, &c),
+            super::defs::MapKind::Scale(v) => launch!(dev, "scale", n, &x, &mut y, &n64, &v),
+            super::defs::MapKind::Softcap(c) => launch!(dev, "softcap", n, &x, &mut y, &n64, &c),
         }
     }
     Ok((
@@ -469,7 +469,7 @@ pub fn add_bias(
     let dev = &s1.device;
     let x = view::<f32>(s1, l1, "det-add-bias")?;
     let b = view::<f32>(s2, l2, "det-add-bias")?;
-    super::AddBias::check(l1.shape(), b.len())?;
+    super::defs::AddBias::check(l1.shape(), b.len())?;
     let n = x.len();
     let mut y = alloc::<f32>(dev, n)?;
     if n > 0 {
