@@ -4,13 +4,13 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 mod cli;
+use cli::{load, log, one_line, warn_oversubscribed, LOAD_OPTIONS};
 use infer_eval::error::exit;
 use infer_eval::generation::{GenerationJob, PromptSource};
 use infer_eval::sampling::SamplingParams;
 use infer_eval::{device, fetch, kernels, loader};
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
 /// Deterministic, bit-reproducible inference for open-weight language models.
 ///
@@ -44,9 +44,6 @@ fn parse_device(s: &str) -> Result<device::DeviceSpec, String> {
 fn parse_isa(s: &str) -> Result<kernels::Isa, String> {
     kernels::parse_isa(s, "ISA")
 }
-
-/// How the CLI loads models (`--allow-extra-tensors`).
-static LOAD_OPTIONS: OnceLock<infer_eval::model::LoadOptions> = OnceLock::new();
 
 #[derive(Subcommand)]
 enum Command {
@@ -197,23 +194,6 @@ fn keep_heap_pages() {
     }
 }
 
-/// The error and its causes on one line, leaving out a cause whose text the
-/// message before it already holds (library errors quote their source).
-pub(crate) fn one_line(e: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string().replace('\n', " ");
-        if line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line
-}
-
 fn main() {
     keep_heap_pages();
     if let Err(e) = real_main() {
@@ -255,10 +235,6 @@ fn read_text_arg(f: &std::path::Path) -> Result<String> {
         )
         .into()
     })
-}
-
-fn log(msg: &str) {
-    eprintln!("infer-eval: {msg}");
 }
 
 fn real_main() -> Result<()> {
@@ -357,31 +333,6 @@ fn real_main() -> Result<()> {
         }
         Some(Command::Perplexity(a)) => cli::perplexity::perplexity(a).map(|_| ()),
         None => run(cli.run),
-    }
-}
-
-fn load(name: &str) -> Result<loader::LoadedModel> {
-    let path = fetch::resolve(name, &mut |s| log(s))?;
-    let opts = LOAD_OPTIONS.get().cloned().unwrap_or_default();
-    let loaded = loader::load_with(&path, &infer_eval::device::open()?, &opts)?;
-    if !loaded.info.ignored_tensors.is_empty() {
-        log(&format!(
-            "{}: ignoring {} tensor(s) this architecture does not use (--allow-extra-tensors): {}",
-            path.display(),
-            loaded.info.ignored_tensors.len(),
-            loaded.info.ignored_tensors.join(", ")
-        ));
-    }
-    Ok(loaded)
-}
-
-/// Warn when more threads than cores were asked for (allowed: slower, same bits).
-pub(crate) fn warn_oversubscribed(threads: usize) {
-    let cores = infer_eval::generation::cores();
-    if threads > cores {
-        log(&format!(
-            "{threads} threads on {cores} cores: threads will wait for cores (slower; the bits do not change)"
-        ));
     }
 }
 

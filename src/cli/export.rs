@@ -69,7 +69,7 @@ pub fn export(cmd: ExportCmd) -> Result<()> {
                 if let Err(e) = export_one(&target, d) {
                     // (One folder's error is printed once, at the end.)
                     if run_dirs.len() > 1 {
-                        eprintln!("error: {}", crate::one_line(&e));
+                        eprintln!("error: {}", super::one_line(&e));
                     }
                     failed.push((d.display().to_string(), e));
                 }

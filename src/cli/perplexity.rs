@@ -139,7 +139,7 @@ pub fn perplexity(a: PerplexityArgs) -> Result<i32> {
     let threads = a
         .threads
         .map_or_else(infer_eval::generation::cores, |t| t as usize);
-    crate::warn_oversubscribed(threads);
+    super::warn_oversubscribed(threads);
     let prefix = infer_eval::eval::lmeval::prefix_token(&m.tokenizer);
     let tok = &m.tokenizer;
     // As lm-eval's tok_encode: no BOS/EOS added; a text file is taken

@@ -77,7 +77,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         );
     }
     let threads = infer_eval::generation::threads_or_cores(a.threads.map(|t| t as usize));
-    crate::warn_oversubscribed(threads);
+    super::warn_oversubscribed(threads);
     let loaded = super::load(&a.model)?;
     let chunk = a.prefill_chunk as usize;
     let opts = serve::ServeOptions {
@@ -138,7 +138,7 @@ pub fn verify_served(file: &Path, model: Option<&str>, threads: Option<usize>) -
             "DIFFERENT: model {name}: the log's sha256 is {sha}, this file's is {}",
             loaded.info.sha256
         );
-        return Ok(super::eval::MISMATCH_EXIT);
+        return Ok(infer_eval::error::exit::MISMATCH);
     }
     let threads = infer_eval::generation::threads_or_cores(threads);
     let pool = rayon::ThreadPoolBuilder::new()
@@ -177,7 +177,7 @@ pub fn verify_served(file: &Path, model: Option<&str>, threads: Option<usize>) -
                 "DIFFERENT: {} line {line}, choice {choice}: {what}: served {logged}, re-run {now}",
                 file.display()
             );
-            Ok(super::eval::MISMATCH_EXIT)
+            Ok(infer_eval::error::exit::MISMATCH)
         }
     }
 }

@@ -70,7 +70,7 @@ pub fn trace(a: TraceArgs) -> Result<i32> {
             .into())
         }
     };
-    crate::warn_oversubscribed(a.threads as usize);
+    super::warn_oversubscribed(a.threads as usize);
     let t = trace::record(
         &m,
         &ids,
