@@ -30,6 +30,7 @@ pub mod eval;
 pub mod export;
 pub mod fetch;
 pub mod formats;
+pub mod fsio;
 pub mod generation;
 pub mod kernels;
 pub mod loader;

@@ -211,7 +211,7 @@ fn main() {
 fn read_text_arg(f: &std::path::Path) -> Result<String> {
     let max = infer_eval::eval::perplexity::MAX_DOCUMENT_BYTES as u64;
     if f.as_os_str() != "-" {
-        return Ok(infer_eval::record::read_regular_text(f, max)?);
+        return Ok(infer_eval::fsio::read_regular_text(f, max)?);
     }
     let bytes = {
         let mut b = Vec::new();
@@ -396,7 +396,7 @@ fn run(a: RunArgs) -> Result<()> {
         done.logits_digest
     );
     if let Some(out) = &a.out {
-        infer_eval::record::write_json(out, rec)?;
+        infer_eval::fsio::write_json(out, rec)?;
     }
     Ok(())
 }

@@ -109,7 +109,7 @@ fn contrast(model: &str, prompt_tokens: usize, out: Option<PathBuf>) -> Result<i
         );
     }
     if let Some(o) = out {
-        infer_eval::record::write_atomic(&o, serde_json::to_string_pretty(&r)?.as_bytes())?;
+        infer_eval::fsio::write_atomic(&o, serde_json::to_string_pretty(&r)?.as_bytes())?;
     }
     Ok(0)
 }
@@ -232,12 +232,12 @@ pub fn bench(cmd: BenchCmd) -> Result<i32> {
     let mut g = bench::read_golden(&golden)?;
     let results = bench::run_table(&mut g, filter.as_deref(), update, &mut std::io::stdout())?;
     if let Some(j) = json {
-        infer_eval::record::write_atomic(&j, serde_json::to_string_pretty(&results)?.as_bytes())?;
+        infer_eval::fsio::write_atomic(&j, serde_json::to_string_pretty(&results)?.as_bytes())?;
     }
     let diffs = results.iter().filter(|r| !r.matched).count();
     if update {
         g.determinism_version = infer_eval::DETERMINISM_VERSION;
-        infer_eval::record::write_atomic(
+        infer_eval::fsio::write_atomic(
             &golden,
             format!("{HEADER}{}", toml::to_string(&g)?).as_bytes(),
         )?;

@@ -148,7 +148,7 @@ pub fn multirun(a: EvalArgs) -> Result<()> {
         "failed": failed,
     });
     let path: PathBuf = dir.join("summary.json");
-    infer_eval::record::write_json(&path, &summary)?;
+    infer_eval::fsio::write_json(&path, &summary)?;
     println!("sweep summary {}", path.display());
     if failed > 0 {
         bail!(

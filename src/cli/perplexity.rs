@@ -65,7 +65,7 @@ fn file_hashes(a: &PerplexityArgs) -> Result<Vec<serde_json::Value>> {
         .iter()
         .map(|f| {
             // (A folder, FIFO or device is named here, not read.)
-            infer_eval::record::regular_size(f)?;
+            infer_eval::fsio::regular_size(f)?;
             Ok(serde_json::json!({
                 "path": f.display().to_string(),
                 "sha256": infer_eval::formats::sha256_file(f)?,
@@ -218,7 +218,7 @@ pub fn perplexity(a: PerplexityArgs) -> Result<i32> {
             "totals": t,
             "documents": per_doc,
         });
-        infer_eval::record::write_json(out, &report)?;
+        infer_eval::fsio::write_json(out, &report)?;
         eprintln!("infer-eval: report written to {}", out.display());
     }
     Ok(0)

@@ -19,7 +19,7 @@ pub struct ReportArgs {
 pub fn write_report(a: &RunData, b: Option<&RunData>, out: &Path) -> Result<()> {
     let diff = b.map(|b| diff_data(a, b));
     let html = infer_eval::report::render(a, b.zip(diff.as_ref()))?;
-    infer_eval::record::write_atomic(out, html.as_bytes())?;
+    infer_eval::fsio::write_atomic(out, html.as_bytes())?;
     println!("report {}", out.display());
     Ok(())
 }

@@ -79,7 +79,7 @@ pub fn trace(a: TraceArgs) -> Result<i32> {
         a.values,
     )?;
     let out = a.out.expect("required without --compare");
-    infer_eval::record::write_json(&out, &t)?;
+    infer_eval::fsio::write_json(&out, &t)?;
     eprintln!(
         "infer-eval: {} intermediates of {} positions; digest {}; written to {}",
         t.entries.len(),

@@ -43,7 +43,7 @@ pub fn check_pinned(
     drifts: &mut Vec<Drift>,
 ) -> Result<Vec<u8>> {
     let path = root.join(rel);
-    let bytes = crate::record::read_regular(&path, MAX_DATA_BYTES)?;
+    let bytes = crate::fsio::read_regular(&path, MAX_DATA_BYTES)?;
     let actual = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
     if actual != expected {
         if !allow_drift {

@@ -141,7 +141,7 @@ fn run_dir_state(dir: &Path, config_yaml: &str) -> Result<RunDirState> {
         return Ok(RunDirState::New);
     }
     let cfg = dir.join("config.yaml");
-    let recorded = match crate::record::regular_size(&cfg) {
+    let recorded = match crate::fsio::regular_size(&cfg) {
         Ok(_) => std::fs::read_to_string(&cfg).unwrap_or_default(),
         Err(_) => String::new(),
     };
@@ -170,7 +170,7 @@ pub fn recorded_shard(dir: &Path) -> Result<Option<Shard>> {
         // A folder from before fingerprints: never a shard.
         return Ok(None);
     }
-    let fp: Fingerprint = serde_json::from_slice(&crate::record::read_regular(&p, 1 << 20)?)
+    let fp: Fingerprint = serde_json::from_slice(&crate::fsio::read_regular(&p, 1 << 20)?)
         .map_err(|e| Error::bad_file(&p, format!("not a run fingerprint: {e}")))?;
     Ok(fp.shard)
 }

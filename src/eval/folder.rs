@@ -15,7 +15,8 @@ use super::proof::{
 use super::run::{run_digest, Prepared};
 use super::sample::{sha_hex, CacheMode, Raw, SampleRecord};
 use crate::error::{Error, Result};
-use crate::record::{environment::Environment, write_atomic, write_json};
+use crate::fsio::{write_atomic, write_json};
+use crate::record::environment::Environment;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -38,7 +39,7 @@ fn staged_run_dir(
     let config_yaml = to_yaml(tree);
     let fingerprint = Fingerprint::current(prep, config_yaml.as_bytes())?;
     std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    let tmp = crate::record::unique_sibling(parent, stem, "tmp");
+    let tmp = crate::fsio::unique_sibling(parent, stem, "tmp");
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     write_json(&tmp.join(FINGERPRINT), &fingerprint)?;
     write_atomic(
@@ -51,7 +52,7 @@ fn staged_run_dir(
         to_yaml(&serde_json::json!(overrides)).as_bytes(),
     )?;
     write_json(&tmp.join(PLAN), &prep.plan())?;
-    crate::record::sync_dir(&tmp)?;
+    crate::fsio::sync_dir(&tmp)?;
     Ok(tmp)
 }
 
@@ -89,7 +90,7 @@ pub fn create_run_dir(
         }
         match std::fs::rename(&tmp, &dir) {
             Ok(()) => {
-                crate::record::sync_dir(&parent)?;
+                crate::fsio::sync_dir(&parent)?;
                 return Ok(dir);
             }
             Err(_) if dir.exists() => continue,
@@ -142,7 +143,7 @@ pub fn create_run_dir_at(
             Error::io(dir, e)
         });
     }
-    crate::record::sync_dir(parent)?;
+    crate::fsio::sync_dir(parent)?;
     Ok(dir.to_path_buf())
 }
 
@@ -159,7 +160,7 @@ fn check_resumable(prep: &Prepared, dir: &Path) -> Result<()> {
     ] {
         let p = dir.join(f);
         if p.exists() || p.is_symlink() {
-            crate::record::regular_size(&p)?;
+            crate::fsio::regular_size(&p)?;
         }
     }
     let path = dir.join(FINGERPRINT);
@@ -331,7 +332,7 @@ pub fn execute(
     write_json(&dir.join(MANIFEST), &manifest)?;
     let marker = dir.join(INCOMPLETE);
     std::fs::remove_file(&marker).map_err(|e| Error::io(&marker, e))?;
-    crate::record::sync_dir(dir)?;
+    crate::fsio::sync_dir(dir)?;
     Ok(RunOutcome {
         dir: dir.to_path_buf(),
         metrics,

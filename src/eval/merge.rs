@@ -13,7 +13,7 @@ use super::run::run_digest;
 use super::sample::SampleRecord;
 use super::shard::ShardInfo;
 use crate::error::{Error, Result};
-use crate::record::{write_atomic, write_json};
+use crate::fsio::{write_atomic, write_json};
 use std::path::{Path, PathBuf};
 
 struct ShardDir {
@@ -238,7 +238,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<MergeOutcome> {
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "merged".into());
-    let tmp = crate::record::unique_sibling(parent, &stem, "tmp");
+    let tmp = crate::fsio::unique_sibling(parent, &stem, "tmp");
     let staged = (|| -> Result<()> {
         std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
         for f in ["config.yaml", "overrides.yaml"] {
@@ -269,9 +269,9 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<MergeOutcome> {
         let mut manifest = manifest.clone();
         manifest.files = hash_files(&tmp)?;
         write_json(&tmp.join(MANIFEST), &manifest)?;
-        crate::record::sync_dir(&tmp)?;
+        crate::fsio::sync_dir(&tmp)?;
         std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
-        crate::record::sync_dir(parent)
+        crate::fsio::sync_dir(parent)
     })();
     if let Err(e) = staged {
         let _ = std::fs::remove_dir_all(&tmp);

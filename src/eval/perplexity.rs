@@ -315,7 +315,7 @@ impl FileDocuments {
             };
             self.at += 1;
             // (A folder, FIFO or device is named here, not read.)
-            let size = crate::record::regular_size(&f)?;
+            let size = crate::fsio::regular_size(&f)?;
             if f.extension().is_some_and(|e| e == "jsonl") {
                 let file = std::fs::File::open(&f).map_err(|e| Error::io(&f, e))?;
                 self.jsonl = Some((f, std::io::BufReader::new(file), 0));
@@ -329,7 +329,7 @@ impl FileDocuments {
                     ),
                 ));
             }
-            let text = crate::record::read_regular_text(&f, MAX_DOCUMENT_BYTES as u64)?;
+            let text = crate::fsio::read_regular_text(&f, MAX_DOCUMENT_BYTES as u64)?;
             if text.trim().is_empty() {
                 return Err(Error::Input(format!(
                     "{}: empty: no text to score",

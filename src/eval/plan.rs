@@ -40,7 +40,7 @@ impl Plan {
                 "missing: the run folder has no plan (it was made by an older infer-eval, or the file was removed); run it again",
             ));
         }
-        Plan::parse(&p, &crate::record::read_regular(&p, 1 << 30)?)
+        Plan::parse(&p, &crate::fsio::read_regular(&p, 1 << 30)?)
     }
 
     /// A plan from the bytes of `path`, already read.

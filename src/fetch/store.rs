@@ -18,7 +18,7 @@ pub(super) fn sha256_of(path: &Path) -> Result<String> {
 
 /// A path beside `dest` that no other thread or process uses.
 pub(super) fn unique_path(dir: &Path, dest: &Path, what: &str) -> PathBuf {
-    crate::record::unique_sibling(
+    crate::fsio::unique_sibling(
         dir,
         &dest.file_name().unwrap_or_default().to_string_lossy(),
         what,

@@ -98,7 +98,7 @@ pub fn gguf_bytes(metadata: &[(String, Value)], tensors: &[TensorOut]) -> Vec<u8
 
 /// Write a GGUF file atomically.
 pub fn write_gguf(path: &Path, metadata: &[(String, Value)], tensors: &[TensorOut]) -> Result<()> {
-    crate::record::write_atomic(path, &gguf_bytes(metadata, tensors))
+    crate::fsio::write_atomic(path, &gguf_bytes(metadata, tensors))
 }
 
 #[cfg(test)]

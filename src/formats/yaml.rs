@@ -135,7 +135,7 @@ pub fn check(text: &str) -> std::result::Result<(), String> {
 pub fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     parse(
         path,
-        &crate::record::read_regular_text(path, MAX_BYTES as u64)?,
+        &crate::fsio::read_regular_text(path, MAX_BYTES as u64)?,
     )
 }
 

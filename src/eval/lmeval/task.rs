@@ -192,7 +192,7 @@ pub struct Loaded {
 }
 
 fn read_map(path: &Path) -> Result<Map<String, Value>> {
-    let text = crate::record::read_regular_text(path, crate::formats::yaml::MAX_BYTES as u64)?;
+    let text = crate::fsio::read_regular_text(path, crate::formats::yaml::MAX_BYTES as u64)?;
     if let Some(line) = text
         .lines()
         .position(|l| l.contains("!function"))
@@ -364,10 +364,9 @@ pub fn find_by_name(name: &str, dirs: &[PathBuf]) -> Result<PathBuf> {
                 if p.is_dir() {
                     stack.push(p);
                 } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-                    let Ok(text) = crate::record::read_regular_text(
-                        &p,
-                        crate::formats::yaml::MAX_BYTES as u64,
-                    ) else {
+                    let Ok(text) =
+                        crate::fsio::read_regular_text(&p, crate::formats::yaml::MAX_BYTES as u64)
+                    else {
                         continue;
                     };
                     let Some(t) = declared_name(&text) else {
