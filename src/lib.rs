@@ -1,23 +1,28 @@
 //! infer-eval: deterministic, bit-reproducible inference for open-weight language models.
 //!
-//! Dependencies point one way, top to bottom (an arrow: "uses"):
+//! The modules stand on floors; each uses only lower floors, and no file
+//! uses another that uses it back (`tests/architecture.rs` checks both on
+//! the sources; docs/ARCHITECTURE.md has the same table and the path of a
+//! request):
 //!
 //! ```text
-//! cli (main.rs, src/cli) ─► generation, eval, export, report, serve, bench, baseline, contrast
-//! export (MLflow), report ─► eval (reads run folders)
-//! generation, eval, serve, bench ─► engine, loader, fetch, record
-//! loader ─► model, tokenizer          (puts a model and its tokenizer together)
-//! engine ─► model, sampling
-//! model ─► ops ─► kernels ─► numerics
-//!   └────► formats (gguf, safetensors) ◄── tokenizer
-//! sampling ─► numerics
+//! 8 main (binary)      the command line
+//! 7 cli (binary)       the subcommands
+//! 6 export, report     MLflow export, HTML reports of run folders
+//! 5 bench, contrast, eval, generation, serve, trace
+//! 4 baseline, engine, loader, record
+//! 3 device, fetch, model, tokenizer
+//! 2 formats, ops
+//! 1 lib (this root), fsio, kernels, prompts, sampling
+//! 0 error, numerics
 //! ```
 //!
 //! `kernels` are plain functions over slices: the canonical arithmetic of
 //! `docs/DETERMINISM.md`, each taking the ISA it runs on. `ops` wraps them
 //! as Candle custom ops, the boundary a CUDA backend implements. `model`
 //! knows nothing of tokenizers, sampling or evaluation; `tokenizer` knows
-//! nothing of models. `device` (`--device cpu|cuda:N`) picks where ops run.
+//! nothing of models; `engine` is the one scheduler generation, scoring and
+//! serving go through. `device` (`--device cpu|cuda:N`) picks where ops run.
 
 pub mod baseline;
 pub mod bench;
