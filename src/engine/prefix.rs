@@ -28,6 +28,28 @@ struct Entry {
     used: u64,
 }
 
+/// Tokens two sequences start with alike.
+pub(super) fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Of `m` shared leading tokens, how many a sequence can take from another
+/// (a cache entry, a running sequence): all of them when it wants no
+/// logprob rows; when it wants rows from position `info_from`, the
+/// positions before that, and past it only where the other has the rows
+/// (`rows`: positions `from..until`, from at most `info_from`), and only
+/// while the token a row predicts is shared too (position p's row is valid
+/// while token p + 1 is).
+pub(super) fn reusable(m: usize, info_from: Option<usize>, rows: Option<(usize, usize)>) -> usize {
+    match (info_from, rows) {
+        (None, _) => m,
+        (Some(f0), Some((from, until))) if from <= f0 => {
+            m.saturating_sub(1).min(until).max(m.min(f0))
+        }
+        (Some(f0), _) => m.min(f0),
+    }
+}
+
 /// What a lookup lends: the first `reuse` positions of `kv` (and `info`).
 pub struct Hit<'a> {
     pub kv: &'a KvCache,
@@ -88,19 +110,9 @@ impl PrefixCache {
     ) -> Option<Hit<'_>> {
         let mut best: Option<(usize, usize)> = None;
         for (i, e) in self.entries.iter().enumerate() {
-            let m = e
-                .tokens
-                .iter()
-                .zip(prompt)
-                .take_while(|(a, b)| a == b)
-                .count();
-            let reuse = match (info_from, &e.info) {
-                (None, _) => m,
-                // Position p's row is valid while tokens[p+1] is the prompt's too.
-                (Some(f0), Some(info)) => m.saturating_sub(1).min(info.len()).max(m.min(f0)),
-                (Some(f0), None) => m.min(f0),
-            }
-            .min(limit);
+            let m = common_prefix(&e.tokens, prompt);
+            let rows = e.info.as_ref().map(|i| (0, i.len()));
+            let reuse = reusable(m, info_from, rows).min(limit);
             if reuse > 0 && best.is_none_or(|(_, r)| reuse > r) {
                 best = Some((i, reuse));
             }

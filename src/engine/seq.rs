@@ -2,7 +2,7 @@
 //! calls, and how one sequence takes the KV of prompt tokens it shares
 //! with another.
 
-use super::prefix::{PosInfo, PROMPT_TOP};
+use super::prefix::{common_prefix, reusable, PosInfo, PROMPT_TOP};
 use super::spec::{SeqId, SeqSpec};
 use crate::kernels::softmax::log_softmax_top;
 use crate::model::attention::KvCache;
@@ -114,21 +114,13 @@ pub(super) const MIN_WAIT_SHARE: usize = 16;
 /// is `r`'s too only while the token it predicts is shared), at most
 /// `limit` and what `r` feeds at all.
 pub(super) fn share(s: &Seq, r: &Seq, limit: usize) -> usize {
-    let m = s
-        .spec
-        .prompt
-        .iter()
-        .zip(&r.spec.prompt)
-        .take_while(|(a, b)| a == b)
-        .count();
-    let n = match (s.info_from(), r.info_from()) {
-        (None, _) => m,
-        (Some(f0), Some(l0)) if l0 <= f0 && r.kept_top() >= s.kept_top() => {
-            m.saturating_sub(1).max(m.min(f0))
-        }
-        (Some(f0), _) => m.min(f0),
-    };
-    n.min(limit).min(r.target())
+    let m = common_prefix(&s.spec.prompt, &r.spec.prompt);
+    // The leader computes every row from its first wanted one on.
+    let rows = r
+        .info_from()
+        .filter(|_| r.kept_top() >= s.kept_top())
+        .map(|l0| (l0, usize::MAX));
+    reusable(m, s.info_from(), rows).min(limit).min(r.target())
 }
 
 /// If `leader` has fed the tokens `f` waits for, copy their KV (and the
